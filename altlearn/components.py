@@ -1,0 +1,79 @@
+"""Base classes for the components a spec names by ``type``: data sets and layers.
+
+(Learning rules have their own base class in :mod:`altlearn.rules.base`.)
+
+Every component declares ``Params``, a pydantic model of its own options. The spec validator uses
+it for the component's ``type:`` block, so a third-party component gets the same errors (path, bad
+value, allowed values, did-you-mean) as a built-in one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:  # keep torch off the import path of `altlearn plugins`
+    import torch
+
+
+class Params(BaseModel):
+    """Base of every component's options: unknown keys are errors, and options are read-only."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What the network builder needs to know about a data set before loading it."""
+
+    input_shape: tuple[int, ...]  # one example, without the batch dimension, e.g. (1, 28, 28)
+    num_classes: int
+
+
+@dataclass
+class DataSplits:
+    """A data set in memory: float images in [0, 1] shaped (N, C, H, W) and int64 labels (N,)."""
+
+    train_x: "torch.Tensor"
+    train_y: "torch.Tensor"
+    test_x: "torch.Tensor"
+    test_y: "torch.Tensor"
+
+
+class Dataset:
+    """A labelled image-classification data set.
+
+    Subclasses set ``Params`` and implement :meth:`info` (cheap: no loading) and :meth:`load`.
+    Normalisation, the validation split, subsets, shuffling and the move to the training device are
+    the trainer's work, the same for every data set.
+    """
+
+    Params: ClassVar[type[Params]] = Params
+
+    @classmethod
+    def info(cls, params: Params) -> DataInfo:
+        raise NotImplementedError  # abstract
+
+    @classmethod
+    def load(cls, params: Params) -> DataSplits:
+        raise NotImplementedError  # abstract
+
+
+class DataUnavailable(Exception):
+    """The data set's files are not where the spec says; the message tells the user what to do."""
+
+
+class Layer:
+    """A network layer type. ``build`` returns a torch module for a known input shape.
+
+    ``input_shape`` excludes the batch dimension; the builder infers the output shape by running the
+    module, so a layer need not compute it.
+    """
+
+    Params: ClassVar[type[Params]] = Params
+
+    @classmethod
+    def build(cls, params: Params, input_shape: tuple[int, ...]) -> "torch.nn.Module":
+        raise NotImplementedError  # abstract

