@@ -8,7 +8,16 @@ from altlearn.hookspecs import hookimpl
 
 @hookimpl
 def altlearn_register_rules(register):
-    register("bp", "altlearn.rules.backprop:Backprop", summary="backpropagation (exact gradient)")
+    rules = {
+        "bp": ("backprop:Backprop", "backpropagation (exact gradient)"),
+        "fa": ("feedback_alignment:FeedbackAlignment", "feedback alignment (Lillicrap et al. 2016)"),
+        "dfa": ("direct_feedback_alignment:DirectFeedbackAlignment", "direct feedback alignment (Nokland 2016)"),
+        "ifa": ("indirect_feedback_alignment:IndirectFeedbackAlignment", "indirect feedback alignment (Nokland 2016)"),
+        "ff": ("forward_forward:ForwardForward", "Forward-Forward (Hinton 2022)"),
+        "goup": ("goup:GoUp", "Ornstein-Uhlenbeck gradient update, any gradient source"),
+    }
+    for name, (target, summary) in rules.items():
+        register(name, f"altlearn.rules.{target}", summary=summary)
 
 
 @hookimpl

@@ -6,8 +6,9 @@ A rule owns the training step. The trainer calls, for each batch::
     metrics = rule.train_step(x, y)      # fills .grad of the parameters it trains
     optimizer.step()
 
-A rule that brings its own update (``owns_update = True``, e.g. GO-UP) applies it inside
-``train_step`` and the trainer builds no optimizer for it.
+A rule whose update *is* the rule (``owns_update = True``, e.g. GO-UP) returns it from
+:meth:`Rule.make_optimizer` as a ``torch.optim.Optimizer``; the trainer then uses that instead of
+the spec's ``optimizer`` block (which must be left out), and the lr schedule still applies to it.
 
 Metrics stay tensors: ``train_step`` returns scalar tensors (``loss`` required, ``accuracy``
 optional, anything else is logged under ``<rule name>/<key>``); the trainer accumulates them on the
@@ -39,7 +40,7 @@ class Rule(nn.Module):
     """
 
     Params: ClassVar[type[Params]] = NoParams
-    #: True: train_step updates the parameters itself; the trainer makes no optimizer.
+    #: True: make_optimizer() provides the update; the spec's optimizer block must be left out.
     owns_update: ClassVar[bool] = False
     #: False for rules whose update has no BP counterpart to compare with (Forward-Forward).
     compare_with_bp: ClassVar[bool] = True
@@ -74,6 +75,18 @@ class Rule(nn.Module):
         """One training step on a batch: fill ``.grad`` (or update) and return scalar metrics."""
         raise NotImplementedError  # abstract
 
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        """The rule's own update (only called when ``owns_update`` is True)."""
+        raise NotImplementedError  # abstract: only rules with owns_update implement it
+
+    def health_check(self) -> str | None:
+        """Called once per logging interval (host sync allowed): a message if training diverged.
+
+        The trainer already stops on a non-finite loss; override to catch rule-specific failure
+        (exploding parameters) with a message naming the likely cause.
+        """
+        return None
+
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Class scores (B, num_classes) for evaluation and the exported model."""
         return self.network(x)
@@ -89,10 +102,10 @@ class Rule(nn.Module):
     def gradient_rule(self) -> "Rule | None":
         """The rule whose ``train_step`` fills ``.grad`` with this rule's update direction.
 
-        Used by the alignment diagnostics. A rule with its own update returns the rule that gives
-        it its gradient, or None.
+        Used by the alignment diagnostics. A rule whose gradient comes from another rule (GO-UP's
+        gradient source) returns that rule; None means there is nothing to compare with BP.
         """
-        return None if self.owns_update else self
+        return self if self.compare_with_bp else None
 
     def inference_module(self) -> nn.Module:
         """The module logged as the trained model: maps inputs to class scores."""
