@@ -42,6 +42,8 @@ class Rule(nn.Module):
     Params: ClassVar[type[Params]] = NoParams
     #: True: make_optimizer() provides the update; the spec's optimizer block must be left out.
     owns_update: ClassVar[bool] = False
+    #: True: the network's last layer gives the class scores (its width must equal the classes).
+    network_outputs_scores: ClassVar[bool] = True
     #: False for rules whose update has no BP counterpart to compare with (Forward-Forward).
     compare_with_bp: ClassVar[bool] = True
 

@@ -1,0 +1,88 @@
+"""Data on the training device: normalised once, split, and served as shuffled minibatches.
+
+Small data sets (MNIST, CIFAR-10) fit on any device, so they are moved there once: a step does no
+host-to-device copy, and a shuffle is one index permutation per epoch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Optional
+
+import torch
+
+from altlearn.components import DataSplits
+
+
+@dataclass
+class DeviceData:
+    train_x: torch.Tensor  # (N, C, H, W), normalised
+    train_y: torch.Tensor  # (N,)
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    val_x: Optional[torch.Tensor]
+    val_y: Optional[torch.Tensor]
+    mean: torch.Tensor  # (C,) per-channel statistics of the training split (for the exported model)
+    std: torch.Tensor
+
+
+def prepare(splits: DataSplits, options, seed: int, device: torch.device) -> DeviceData:
+    """Subset, hold out validation examples, normalise with training statistics, move to device."""
+    train_x, train_y = splits.train_x, splits.train_y
+    test_x, test_y = splits.test_x, splits.test_y
+    if options.train_subset:
+        train_x, train_y = train_x[: options.train_subset], train_y[: options.train_subset]
+    if options.test_subset:
+        test_x, test_y = test_x[: options.test_subset], test_y[: options.test_subset]
+    val_x = val_y = None
+    if options.val_size:
+        if options.val_size >= len(train_x):
+            raise ValueError(
+                f"data.val_size={options.val_size} leaves no training examples (the training split "
+                f"has {len(train_x)})"
+            )
+        # A seeded permutation, so the held-out examples do not depend on the file's class order.
+        order = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(seed))
+        val_idx, train_idx = order[: options.val_size], order[options.val_size :]
+        val_x, val_y = train_x[val_idx], train_y[val_idx]
+        train_x, train_y = train_x[train_idx], train_y[train_idx]
+
+    channels = train_x.shape[1]
+    if options.normalize:
+        mean = train_x.mean(dim=(0, 2, 3))  # (C,)
+        std = train_x.std(dim=(0, 2, 3)).clamp_min(1e-6)
+    else:
+        mean, std = torch.zeros(channels), torch.ones(channels)
+
+    def ready(x: torch.Tensor | None) -> torch.Tensor | None:
+        if x is None:
+            return None
+        return ((x - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)).to(device)
+
+    return DeviceData(
+        train_x=ready(train_x), train_y=train_y.to(device),
+        test_x=ready(test_x), test_y=test_y.to(device),
+        val_x=ready(val_x), val_y=None if val_y is None else val_y.to(device),
+        mean=mean, std=std,
+    )
+
+
+def shuffled_batches(
+    x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Minibatches in a fresh seeded order; the last batch may be smaller."""
+    order = torch.randperm(len(x), generator=generator).to(x.device)
+    for start in range(0, len(x), batch_size):
+        index = order[start : start + batch_size]
+        yield x.index_select(0, index), y.index_select(0, index)
+
+
+def ordered_batches(
+    x: torch.Tensor, y: torch.Tensor, batch_size: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    for start in range(0, len(x), batch_size):
+        yield x[start : start + batch_size], y[start : start + batch_size]
+
+
+def num_batches(n: int, batch_size: int) -> int:
+    return (n + batch_size - 1) // batch_size

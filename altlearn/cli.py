@@ -1,0 +1,133 @@
+"""The ``altlearn`` command. Heavy imports (torch, mlflow) happen inside the commands that need them.
+
+Exit codes: 0 success; 1 training failed (diverged, or a bug: then a traceback); 2 a user mistake
+(spec, missing data, unknown device): a message, never a traceback; 130 interrupted (Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from altlearn.version import __version__
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+SET_HELP = ("override a spec value: path=value, YAML-typed (optimizer.lr=0.01, train.device=cpu, "
+            "network.layers.1.out_features=400); repeatable")
+
+
+def _fail(message: str, code: int = EXIT_USAGE) -> None:
+    click.echo(click.style("error: ", fg="red", bold=True) + message, err=True)
+    sys.exit(code)
+
+
+def _load(spec_path: str, overrides: tuple[str, ...]):
+    from altlearn.spec import SpecError, load_spec
+
+    try:
+        return load_spec(spec_path, list(overrides))
+    except SpecError as exc:
+        _fail(exc.report())
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="altlearn")
+def main() -> None:
+    """Train networks with learning rules other than backprop, from one YAML spec.
+
+    \b
+    altlearn run specs/mnist_mlp_bp.yaml            train and log to MLflow
+    altlearn run SPEC -s rule.type=fa -s optimizer.lr=0.001
+    altlearn validate SPEC                          report every mistake at once
+    altlearn render SPEC                            print the spec with all defaults
+    altlearn plugins                                rules, data sets, layers and their packages
+    mlflow ui                                       compare runs (in the folder you ran from)
+    """
+
+
+@main.command()
+@click.argument("spec_path", metavar="SPEC")
+@click.option("-s", "--set", "overrides", multiple=True, metavar="PATH=VALUE", help=SET_HELP)
+@click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", default=None,
+              help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db]")
+@click.option("-q", "--quiet", is_flag=True, help="no progress output")
+def run(spec_path: str, overrides: tuple[str, ...], tracking_uri: str | None, quiet: bool) -> None:
+    """Train the spec's network with its rule and log the run to MLflow."""
+    spec = _load(spec_path, overrides)
+    from altlearn.components import DataUnavailable
+    from altlearn.progress import make_progress
+    from altlearn.tracking import mlflow_run, tracking_uri as resolve_uri
+    from altlearn.train import DeviceUnavailable, Trainer, TrainingDiverged
+
+    uri = resolve_uri(tracking_uri)
+    progress = make_progress(quiet)
+    try:
+        with mlflow_run(spec, uri) as run_handle:
+            trainer = Trainer(spec, observers=[run_handle.observer()] + ([progress] if progress else []))
+            try:
+                final = trainer.fit()
+            finally:
+                if hasattr(progress, "close"):
+                    progress.close()
+            run_handle.log_outcome(trainer, spec.tracking.log_model)
+    except (DataUnavailable, DeviceUnavailable) as exc:
+        _fail(str(exc))
+    except TrainingDiverged as exc:
+        _fail(f"training stopped: {exc}\nthe MLflow run is marked FAILED; its metrics so far are kept",
+              EXIT_FAILED)
+    except KeyboardInterrupt:
+        _fail("interrupted; the MLflow run is marked KILLED and keeps what was logged",
+              EXIT_INTERRUPTED)
+    summary = f"test accuracy {final['test_accuracy']:.2%}" if "test_accuracy" in final else "done"
+    click.echo(f"{summary}; MLflow run {run_handle.run_id} in {uri} (experiment "
+               f"{spec.tracking.experiment!r}); view with: mlflow ui --backend-store-uri {uri}")
+
+
+@main.command()
+@click.argument("spec_path", metavar="SPEC")
+@click.option("-s", "--set", "overrides", multiple=True, metavar="PATH=VALUE", help=SET_HELP)
+def validate(spec_path: str, overrides: tuple[str, ...]) -> None:
+    """Check a spec and report every problem at once (exit code 2 if any)."""
+    spec = _load(spec_path, overrides)
+    layers = ", ".join(b.type for b in spec.layers)
+    click.echo(f"{spec_path}: ok: {spec.data.type}, rule {spec.rule.type}, {len(spec.layers)} layers "
+               f"({layers}), {spec.train.epochs} epochs")
+
+
+@main.command()
+@click.argument("spec_path", metavar="SPEC")
+@click.option("-s", "--set", "overrides", multiple=True, metavar="PATH=VALUE", help=SET_HELP)
+def render(spec_path: str, overrides: tuple[str, ...]) -> None:
+    """Print the resolved spec: every default filled in, overrides applied."""
+    click.echo(_load(spec_path, overrides).to_yaml(), nl=False)
+
+
+@main.command()
+@click.option("-v", "--verbose", is_flag=True, help="show the tracebacks of broken plugins")
+def plugins(verbose: bool) -> None:
+    """List rules, data sets and layers with the package that provides each."""
+    from altlearn.plugins import PLUGIN_SELECTION_ENV, get_registry
+
+    registry = get_registry()
+    for kind, title in (("rule", "rules"), ("dataset", "data sets"), ("layer", "layers")):
+        click.echo(click.style(title, bold=True))
+        for name in registry.names(kind):
+            c = registry.components[kind][name]
+            click.echo(f"  {name:<14} {c.package} {c.version:<8} {c.summary}")
+    for conflict in registry.conflicts:
+        click.echo(click.style("conflict: ", fg="yellow", bold=True) + conflict.message())
+    if registry.broken:
+        click.echo(click.style("broken plugins", bold=True, fg="red"))
+        for b in registry.broken:
+            click.echo(f"  {b.package} {b.version} (entry point {b.name!r}): {b.error}")
+            if verbose:
+                click.echo("    " + b.details.replace("\n", "\n    "))
+    click.echo(f"(choose which plugins load with {PLUGIN_SELECTION_ENV}=name,name or none)")
+
+
+if __name__ == "__main__":
+    main()

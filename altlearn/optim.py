@@ -1,0 +1,146 @@
+"""Optimizers and learning-rate schedules a spec can choose (``optimizer.type``, ``schedule.type``).
+
+Schedules are multiplicative factors on the base lr, evaluated per training step so that cosine and
+linear decay are smooth; they wrap any ``torch.optim.Optimizer``, including a rule's own (GO-UP).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, ClassVar, Iterable
+
+from pydantic import Field, PositiveFloat, PositiveInt
+
+from altlearn.components import Params
+
+
+class _OptimizerParams(Params):
+    lr: PositiveFloat = Field(1e-3, description="base learning rate")
+    weight_decay: float = Field(0.0, ge=0.0, description="L2 penalty (decoupled for adamw)")
+
+
+class SGD:
+    class Params(_OptimizerParams):
+        lr: PositiveFloat = Field(0.01, description="base learning rate")
+        momentum: float = Field(0.0, ge=0.0, lt=1.0)
+        nesterov: bool = False
+        dampening: float = Field(0.0, ge=0.0, le=1.0)
+
+    @staticmethod
+    def build(p, parameters: Iterable):
+        import torch
+
+        if p.nesterov and (p.momentum == 0 or p.dampening != 0):
+            raise ValueError("nesterov needs momentum > 0 and dampening 0")
+        return torch.optim.SGD(
+            parameters, lr=p.lr, momentum=p.momentum, nesterov=p.nesterov,
+            dampening=p.dampening, weight_decay=p.weight_decay,
+        )
+
+
+class Adam:
+    class Params(_OptimizerParams):
+        betas: tuple[float, float] = Field((0.9, 0.999), description="moment decay rates")
+        eps: PositiveFloat = 1e-8
+
+    @staticmethod
+    def build(p, parameters: Iterable):
+        import torch
+
+        return torch.optim.Adam(parameters, lr=p.lr, betas=p.betas, eps=p.eps,
+                                weight_decay=p.weight_decay)
+
+
+class AdamW:
+    class Params(Adam.Params):
+        weight_decay: float = Field(0.01, ge=0.0, description="decoupled weight decay")
+
+    @staticmethod
+    def build(p, parameters: Iterable):
+        import torch
+
+        return torch.optim.AdamW(parameters, lr=p.lr, betas=p.betas, eps=p.eps,
+                                 weight_decay=p.weight_decay)
+
+
+OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW}
+
+# ---------------------------------------------------------------------------------------------
+# Schedules: factor(step, total_steps, steps_per_epoch) -> multiplier of the base lr.
+
+Factor = Callable[[int, int, int], float]
+
+
+class _ScheduleParams(Params):
+    warmup_epochs: float = Field(0.0, ge=0.0, description="linear warm-up from 0 over these epochs")
+
+
+class Constant:
+    Params: ClassVar[type[Params]] = _ScheduleParams
+
+    @staticmethod
+    def factor(p) -> Factor:
+        return lambda step, total, per_epoch: 1.0
+
+
+class Cosine:
+    class Params(_ScheduleParams):
+        min_factor: float = Field(0.0, ge=0.0, le=1.0, description="final lr as a fraction of lr")
+
+    @staticmethod
+    def factor(p) -> Factor:
+        def f(step, total, per_epoch):
+            progress = min(step / max(total, 1), 1.0)
+            return p.min_factor + (1 - p.min_factor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+        return f
+
+
+class Step:
+    class Params(_ScheduleParams):
+        step_size: PositiveInt = Field(10, description="epochs between decays")
+        gamma: float = Field(0.1, gt=0.0, le=1.0, description="factor applied at each decay")
+
+    @staticmethod
+    def factor(p) -> Factor:
+        return lambda step, total, per_epoch: p.gamma ** ((step // max(per_epoch, 1)) // p.step_size)
+
+
+class Linear:
+    class Params(_ScheduleParams):
+        end_factor: float = Field(0.0, ge=0.0, le=1.0, description="final lr as a fraction of lr")
+        start_fraction: float = Field(
+            0.0, ge=0.0, lt=1.0,
+            description="fraction of training at constant lr before the linear decay starts "
+            "(0.5: the 'cool-down in the second half' of Forward-Forward reproductions)",
+        )
+
+    @staticmethod
+    def factor(p) -> Factor:
+        def f(step, total, per_epoch):
+            progress = min(step / max(total, 1), 1.0)
+            if progress <= p.start_fraction:
+                return 1.0
+            decay = (progress - p.start_fraction) / (1 - p.start_fraction)
+            return 1.0 + (p.end_factor - 1.0) * decay
+
+        return f
+
+
+SCHEDULES = {"constant": Constant, "cosine": Cosine, "step": Step, "linear": Linear}
+
+
+def build_scheduler(schedule_cls, params, optimizer, total_steps: int, steps_per_epoch: int):
+    """A per-step LambdaLR applying the schedule (with warm-up) to every param group."""
+    import torch
+
+    base = schedule_cls.factor(params)
+    warmup_steps = int(params.warmup_epochs * steps_per_epoch)
+
+    def factor(step: int) -> float:
+        value = base(step, total_steps, steps_per_epoch)
+        if warmup_steps and step < warmup_steps:
+            value *= (step + 1) / warmup_steps
+        return value
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

@@ -1,0 +1,489 @@
+"""YAML -> a validated, defaulted spec, with command-line overrides and a dump of the result.
+
+Validation collects every problem before reporting, each with its YAML path, the bad value and what
+is allowed. Every ``type:`` block (data, each layer, rule, optimizer, schedule) is validated by the
+``Params`` model of the component the registry returns, so third-party components get the same
+errors as built-ins. Shapes are checked by building the network on torch's meta device (free).
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationError
+
+from altlearn.plugins import PluginError, Registry, get_registry
+
+SECTIONS = ("name", "seed", "description", "data", "network", "rule", "optimizer", "schedule",
+            "train", "tracking")
+
+
+# ------------------------------------------------------------------------------------ problems
+
+
+@dataclass
+class Problem:
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class SpecError(Exception):
+    """One or more user mistakes in a spec; ``problems`` lists each with its YAML path."""
+
+    def __init__(self, problems: list[Problem], source: str | None = None) -> None:
+        self.problems = problems
+        self.source = source
+        super().__init__(self.report())
+
+    def report(self) -> str:
+        where = f"{self.source}: " if self.source else ""
+        count = len(self.problems)
+        head = f"{where}{count} problem{'s' if count != 1 else ''} in the spec"
+        return "\n".join([head] + [f"  - {p}" for p in self.problems])
+
+
+def did_you_mean(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(str(word), choices, n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
+def _join(path: str, key: Any) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else str(key)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# ------------------------------------------------------------------------- fixed sections
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataOptions(_Section):
+    """Options every data set has; the trainer applies them the same way to each."""
+
+    batch_size: PositiveInt = Field(128, description="training minibatch size")
+    eval_batch_size: PositiveInt = Field(1000, description="batch size for evaluation")
+    val_size: NonNegativeInt = Field(
+        0, description="examples held out of the training set for validation metrics (0: none)"
+    )
+    train_subset: Optional[PositiveInt] = Field(
+        None, description="use only the first N training examples (quick runs)"
+    )
+    test_subset: Optional[PositiveInt] = Field(None, description="evaluate on the first N test examples")
+    normalize: bool = Field(True, description="standardise inputs with the training set's mean/std")
+
+
+class TrainOptions(_Section):
+    epochs: PositiveInt = 10
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    loss: Literal["cross_entropy", "mse"] = "cross_entropy"
+    log_every: PositiveInt = Field(
+        50, description="steps between progress updates and non-finite-loss checks (host syncs)"
+    )
+    threads: Optional[PositiveInt] = Field(None, description="CPU threads for torch (default: torch's)")
+
+
+class TrackingOptions(_Section):
+    experiment: str = Field("altlearn", min_length=1)
+    run_name: Optional[str] = Field(None, description="default: the spec's name")
+    log_model: bool = Field(True, description="log the trained model as an MLflow model")
+    alignment_every: NonNegativeInt = Field(
+        200, description="steps between update-vs-BP alignment measurements (0: off)"
+    )
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class TopLevel(_Section):
+    name: str = Field(min_length=1)
+    seed: int = 0
+    description: Optional[str] = None
+
+
+# ---------------------------------------------------------------------------- resolved spec
+
+
+@dataclass
+class Block:
+    """A validated ``type:`` block: the component class and its parsed options."""
+
+    type: str
+    component: Any
+    params: BaseModel
+    package: str = "altlearn"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"type": self.type, **self.params.model_dump(mode="json")}
+
+
+@dataclass
+class Spec:
+    name: str
+    seed: int
+    description: Optional[str]
+    data: Block
+    data_options: DataOptions
+    layers: list[Block]
+    rule: Block
+    optimizer: Optional[Block]  # None when the rule brings its own update
+    schedule: Block
+    train: TrainOptions
+    tracking: TrackingOptions
+    source: Optional[str] = None
+    packages: dict[str, str] = field(default_factory=dict)  # plugin packages this spec uses
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "seed": self.seed}
+        if self.description:
+            out["description"] = self.description
+        out["data"] = {**self.data.as_dict(), **self.data_options.model_dump(mode="json")}
+        out["network"] = {"layers": [layer.as_dict() for layer in self.layers]}
+        out["rule"] = self.rule.as_dict()
+        if self.optimizer is not None:
+            out["optimizer"] = self.optimizer.as_dict()
+        out["schedule"] = self.schedule.as_dict()
+        out["train"] = self.train.model_dump(mode="json")
+        out["tracking"] = self.tracking.model_dump(mode="json")
+        return out
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': [1, {'c': 2}]}} -> {'a.b.0': 1, 'a.b.1.c': 2}: MLflow params, one per leaf."""
+    items = tree.items() if isinstance(tree, dict) else enumerate(tree)
+    out: dict[str, Any] = {}
+    for key, value in items:
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict) and value or isinstance(value, list) and value and any(
+            isinstance(v, (dict, list)) for v in value
+        ):
+            out.update(flatten(value, path))
+        else:
+            out[path] = value
+    return out
+
+
+# ------------------------------------------------------------------------------ loading
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise SpecError([Problem("", f"no such file: {path}")]) from None
+    except OSError as exc:
+        raise SpecError([Problem("", f"cannot read {path}: {exc.strerror}")]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError([Problem("", f"{where}not valid YAML ({problem})")], str(path)) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise SpecError([Problem("", f"the spec must be a mapping of sections, got {type(data).__name__}")],
+                        str(path))
+    return data
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``path=value`` overrides; values are YAML (so 0.01, true, [64, 64] are typed).
+
+    Paths use dots, with list items by index: ``network.layers.1.out_features=400`` or
+    ``network.layers[1].out_features=400``.
+    """
+    problems = []
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            problems.append(Problem(f"--set {item}", "expected path=value, e.g. optimizer.lr=0.01"))
+            continue
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            value = text
+        parts = [p for p in key.strip().replace("[", ".").replace("]", "").split(".") if p]
+        node: Any = raw
+        try:
+            for part in parts[:-1]:
+                node = _child(node, part)
+            _set(node, parts[-1], value)
+        except (KeyError, IndexError, TypeError) as exc:
+            problems.append(Problem(f"--set {item}", f"cannot set {key}: {exc.args[0]}"))
+    if problems:
+        raise SpecError(problems)
+    return raw
+
+
+def _child(node: Any, part: str) -> Any:
+    if isinstance(node, list):
+        index = _index(node, part)
+        return node[index]
+    if not isinstance(node, dict):
+        raise TypeError(f"{part!r} is inside a value that is not a mapping")
+    if part not in node or node[part] is None:
+        node[part] = {}
+    return node[part]
+
+
+def _set(node: Any, part: str, value: Any) -> None:
+    if isinstance(node, list):
+        node[_index(node, part)] = value
+    elif isinstance(node, dict):
+        node[part] = value
+    else:
+        raise TypeError(f"{part!r} is inside a value that is not a mapping")
+
+
+def _index(node: list, part: str) -> int:
+    if not part.lstrip("-").isdigit():
+        raise KeyError(f"{part!r} is not a list index (the list has {len(node)} items)")
+    index = int(part)
+    if not -len(node) <= index < len(node):
+        raise IndexError(f"index {index} is out of range (the list has {len(node)} items)")
+    return index
+
+
+# --------------------------------------------------------------------------- validation
+
+
+class _Validator:
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.problems: list[Problem] = []
+        self.packages: dict[str, str] = {}
+
+    def add(self, path: str, message: str) -> None:
+        self.problems.append(Problem(path, message))
+
+    # -- pydantic errors -> problems
+    def pydantic_errors(self, exc: ValidationError, path: str, model: type[BaseModel], owner: str):
+        for err in exc.errors():
+            loc = err["loc"]
+            where = path
+            for key in loc:
+                where = _join(where, key)
+            if err["type"] == "extra_forbidden":
+                options = sorted(model.model_fields)
+                self.add(where, f"{loc[-1]!r} is not an option of {owner}; "
+                         f"{did_you_mean(loc[-1], options)}its options are: "
+                         f"{', '.join(options) or '(none)'}")
+            elif err["type"] == "missing":
+                self.add(where, f"required by {owner} but missing")
+            else:
+                msg = err["msg"]
+                if msg.startswith("Value error, "):
+                    msg = msg[len("Value error, "):]
+                self.add(where, f"{_short(err.get('input'))} is invalid: {msg}")
+
+    def model(self, model: type[BaseModel], values: Any, path: str, owner: str):
+        if values is None:
+            values = {}
+        if not isinstance(values, dict):
+            self.add(path, f"expected a mapping of options, got {_short(values)}")
+            return None
+        try:
+            return model(**values)
+        except ValidationError as exc:
+            self.pydantic_errors(exc, path, model, owner)
+            return None
+
+    # -- a `type:` block
+    def block(
+        self,
+        values: Any,
+        path: str,
+        what: str,
+        lookup: Callable[[str], tuple[Any, str, str]],
+        choices: list[str],
+        extra_model: type[BaseModel] | None = None,
+    ) -> tuple[Block | None, BaseModel | None]:
+        """Validate ``{type: name, **options}``; ``extra_model`` holds options common to the kind."""
+        if not isinstance(values, dict):
+            self.add(path, f"expected a mapping with a 'type' key, got {_short(values)}")
+            return None, None
+        options = dict(values)
+        type_name = options.pop("type", None)
+        if type_name is None:
+            self.add(_join(path, "type"), f"missing; choose a {what}: {', '.join(choices)}")
+            return None, None
+        try:
+            component, package, version = lookup(str(type_name))
+        except KeyError:
+            self.add(_join(path, "type"),
+                     f"{_short(type_name)} is not a known {what}; {did_you_mean(type_name, choices)}"
+                     f"known: {', '.join(choices)}{self.registry.broken_hint()}")
+            return None, None
+        except PluginError as exc:
+            self.add(_join(path, "type"), str(exc))
+            return None, None
+        if package != "altlearn":
+            self.packages[package] = version
+        params_model = component.Params
+        common_values = {}
+        if extra_model is not None:
+            common_values = {k: options.pop(k) for k in list(options) if k in extra_model.model_fields}
+        # Report unknown keys against the union of both models so did-you-mean sees every option.
+        known = sorted(set(params_model.model_fields) | set(extra_model.model_fields if extra_model else ()))
+        for key in [k for k in options if k not in params_model.model_fields]:
+            self.add(_join(path, key), f"{key!r} is not an option of {what} {type_name!r}; "
+                     f"{did_you_mean(key, known)}its options are: {', '.join(known) or '(none)'}")
+            options.pop(key)
+        params = self.model(params_model, options, path, f"{what} {type_name!r}")
+        common = self.model(extra_model, common_values, path, what) if extra_model else None
+        if params is None:
+            return None, common
+        return Block(str(type_name), component, params, package), common
+
+    def registry_lookup(self, kind: str) -> Callable[[str], tuple[Any, str, str]]:
+        def lookup(name: str):
+            entry = self.registry.get(kind, name)  # KeyError / PluginError
+            return entry.load(), entry.package, entry.version
+
+        return lookup
+
+    @staticmethod
+    def table_lookup(table: dict[str, Any]) -> Callable[[str], tuple[Any, str, str]]:
+        def lookup(name: str):
+            return table[name], "altlearn", ""
+
+        return lookup
+
+
+def validate(raw: dict[str, Any], registry: Registry | None = None, source: str | None = None) -> Spec:
+    """Validate a raw spec mapping; raise :class:`SpecError` listing every problem."""
+    from altlearn.optim import OPTIMIZERS, SCHEDULES
+
+    registry = registry or get_registry()
+    v = _Validator(registry)
+    raw = dict(raw)
+    if source and "name" not in raw:
+        raw["name"] = Path(source).stem  # a spec file's name is a fine default run name
+
+    for key in raw:
+        if key not in SECTIONS:
+            v.add(str(key), f"unknown section; {did_you_mean(key, list(SECTIONS))}"
+                  f"sections are: {', '.join(SECTIONS)}")
+
+    top = v.model(TopLevel, {k: raw.get(k) for k in ("name", "seed", "description") if k in raw},
+                  "", "the spec")
+    train = v.model(TrainOptions, raw.get("train"), "train", "train")
+    tracking = v.model(TrackingOptions, raw.get("tracking"), "tracking", "tracking")
+
+    data = data_options = None
+    if "data" not in raw:
+        v.add("data", f"missing; choose a data set: {', '.join(registry.names('dataset'))}")
+    else:
+        data, data_options = v.block(raw["data"], "data", "data set", v.registry_lookup("dataset"),
+                                     registry.names("dataset"), extra_model=DataOptions)
+
+    layers = _layers(v, raw.get("network"), registry)
+
+    rule = None
+    if "rule" not in raw:
+        v.add("rule", f"missing; choose a rule: {', '.join(registry.names('rule'))}")
+    else:
+        rule, _ = v.block(raw["rule"], "rule", "rule", v.registry_lookup("rule"),
+                          registry.names("rule"))
+
+    optimizer = None
+    owns_update = rule is not None and getattr(rule.component, "owns_update", False)
+    if owns_update:
+        if raw.get("optimizer") is not None:
+            v.add("optimizer", f"rule {rule.type!r} brings its own update (its lr is a rule option); "
+                  "remove the optimizer section")
+    else:
+        optimizer, _ = v.block(raw.get("optimizer") or {"type": "adam"}, "optimizer", "optimizer",
+                               v.table_lookup(OPTIMIZERS), sorted(OPTIMIZERS))
+    schedule, _ = v.block(raw.get("schedule") or {"type": "constant"}, "schedule", "schedule",
+                          v.table_lookup(SCHEDULES), sorted(SCHEDULES))
+
+    if data is not None and layers is not None and rule is not None:
+        _check_network(v, data, layers, rule)
+
+    if v.problems:
+        # Report in the order a reader meets the sections in the file.
+        order = {name: i for i, name in enumerate(SECTIONS)}
+        v.problems.sort(key=lambda p: order.get(p.path.split(".")[0].split("[")[0], -1))
+        raise SpecError(v.problems, source)
+    return Spec(
+        name=top.name, seed=top.seed, description=top.description, data=data,
+        data_options=data_options, layers=layers, rule=rule, optimizer=optimizer,
+        schedule=schedule, train=train, tracking=tracking, source=source, packages=v.packages,
+    )
+
+
+def _layers(v: _Validator, network: Any, registry: Registry) -> list[Block] | None:
+    if network is None:
+        v.add("network", "missing; give network.layers, a list of {type: ...} layers")
+        return None
+    if not isinstance(network, dict):
+        v.add("network", f"expected a mapping with 'layers', got {_short(network)}")
+        return None
+    for key in network:
+        if key != "layers":
+            v.add(_join("network", key), f"unknown key; {did_you_mean(key, ['layers'])}"
+                  "the network section has only 'layers'")
+    items = network.get("layers")
+    if not isinstance(items, list) or not items:
+        v.add("network.layers", f"expected a non-empty list of layers, got {_short(items)}")
+        return None
+    blocks = []
+    for index, item in enumerate(items):
+        block, _ = v.block(item, f"network.layers[{index}]", "layer", v.registry_lookup("layer"),
+                           registry.names("layer"))
+        blocks.append(block)
+    return blocks if all(b is not None for b in blocks) else None
+
+
+def _check_network(v: _Validator, data: Block, layers: list[Block], rule: Block) -> None:
+    """Build the network on the meta device: catches shape errors and rule restrictions for free."""
+    from altlearn.network import LayerSpec, NetworkError, build_network
+
+    try:
+        info = data.component.info(data.params)
+    except Exception as exc:  # noqa: BLE001 - a plugin's data set; report, do not crash
+        v.add("data", f"cannot describe data set {data.type!r}: {exc}")
+        return
+    specs = [LayerSpec(b.type, b.component, b.params) for b in layers]
+    try:
+        network, out_shape = build_network(specs, info.input_shape, device="meta")
+    except NetworkError as exc:
+        v.add(f"network.layers[{exc.index}]", str(exc))
+        return
+    if getattr(rule.component, "network_outputs_scores", True) and out_shape != (info.num_classes,):
+        v.add("network.layers", f"the last layer must output {info.num_classes} class scores for "
+              f"{data.type}, but the network outputs shape {out_shape}")
+    for index, message in rule.component.check_network(network, rule.params):
+        path = "network" if index is None else f"network.layers[{index}]"
+        v.add(path, f"rule {rule.type!r}: {message}")
+
+
+def load_spec(path: str | Path, overrides: list[str] | None = None,
+              registry: Registry | None = None) -> Spec:
+    """Read, override and validate a spec file."""
+    raw = load_yaml(path)
+    try:
+        apply_overrides(raw, overrides or [])
+    except SpecError as exc:
+        exc.source = str(path)
+        raise
+    return validate(raw, registry, source=str(path))

@@ -1,0 +1,212 @@
+"""The training loop: epochs, evaluation, divergence checks, device placement.
+
+The loop knows nothing about MLflow or the terminal: it reports to observers (see ``Observer``).
+Metrics stay on the device during an epoch and are read at most once per ``train.log_every`` steps,
+so a GPU step never waits for the host.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from altlearn.batches import DeviceData, num_batches, ordered_batches, prepare, shuffled_batches
+from altlearn.losses import LOSSES
+from altlearn.network import LayerSpec, build_network
+from altlearn.optim import build_scheduler
+from altlearn.spec import Spec
+
+#: Metric names shared by every rule, so the MLflow UI compares runs of different rules on one chart.
+STANDARD_METRICS = (
+    "train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy",
+    "epoch_seconds", "samples_per_second", "lr",
+)
+
+
+class TrainingDiverged(Exception):
+    """Training produced a non-finite loss or the rule reported divergence; the message says why."""
+
+
+class DeviceUnavailable(Exception):
+    """The spec asks for a device this machine does not have."""
+
+
+class Observer:
+    """Receives the trainer's events. Every method is optional."""
+
+    def on_start(self, trainer: "Trainer") -> None: ...
+    def on_progress(self, epoch: int, step: int, metrics: dict[str, float]) -> None: ...
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None: ...
+    def on_alignment(self, step: int, values: dict[str, float]) -> None: ...
+
+
+def resolve_device(choice: str) -> torch.device:
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise DeviceUnavailable(
+            "train.device is cuda but torch sees no CUDA device "
+            f"(torch {torch.__version__}); use train.device=auto or cpu"
+        )
+    return torch.device(choice)
+
+
+class Normalize(nn.Module):
+    """Applies the training set's normalisation, so the exported model takes raw [0, 1] images."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("mean", mean.view(1, -1, 1, 1).clone())
+        self.register_buffer("std", std.view(1, -1, 1, 1).clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+@dataclass
+class Trainer:
+    spec: Spec
+    observers: list[Observer] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        spec = self.spec
+        if spec.train.threads:
+            torch.set_num_threads(spec.train.threads)
+        self.device = resolve_device(spec.train.device)
+        torch.manual_seed(spec.seed)  # network init is drawn on the CPU: identical on any device
+        self.info = spec.data.component.info(spec.data.params)
+        splits = spec.data.component.load(spec.data.params)
+        self.data: DeviceData = prepare(splits, spec.data_options, spec.seed, self.device)
+        layer_specs = [LayerSpec(b.type, b.component, b.params) for b in spec.layers]
+        network, _ = build_network(layer_specs, self.info.input_shape)
+        self.loss_fn = LOSSES[spec.train.loss]
+        self.rule = spec.rule.component(
+            network, spec.rule.params, loss=self.loss_fn, num_classes=self.info.num_classes,
+            seed=spec.seed,
+        ).to(self.device)
+        if self.rule.owns_update:
+            self.optimizer = self.rule.make_optimizer()
+        else:
+            trainable = [p for p in self.rule.parameters() if p.requires_grad]
+            self.optimizer = spec.optimizer.component.build(spec.optimizer.params, trainable)
+        self.steps_per_epoch = num_batches(len(self.data.train_x), spec.data_options.batch_size)
+        self.total_steps = self.steps_per_epoch * spec.train.epochs
+        self.scheduler = build_scheduler(
+            spec.schedule.component, spec.schedule.params, self.optimizer, self.total_steps,
+            self.steps_per_epoch,
+        )
+        self.shuffle = torch.Generator().manual_seed(spec.seed)
+        self.global_step = 0
+        self.history: list[dict[str, float]] = []
+
+    # ------------------------------------------------------------------------------ loop
+    def fit(self) -> dict[str, float]:
+        for obs in self.observers:
+            obs.on_start(self)
+        metrics: dict[str, float] = {}
+        for epoch in range(1, self.spec.train.epochs + 1):
+            metrics = self.train_epoch(epoch)
+            metrics.update(self.evaluate_all())
+            self.history.append(metrics)
+            for obs in self.observers:
+                obs.on_epoch_end(epoch, metrics)
+        return metrics
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        spec, rule, opt = self.spec, self.rule, self.optimizer
+        rule.train()
+        sums: dict[str, torch.Tensor] = {}
+        seen = 0
+        lr = opt.param_groups[0]["lr"]
+        self._sync()
+        start = time.perf_counter()
+        batches = shuffled_batches(self.data.train_x, self.data.train_y,
+                                   spec.data_options.batch_size, self.shuffle)
+        for step, (x, y) in enumerate(batches, start=1):
+            if self._alignment_due():
+                self._measure_alignment(x, y)
+            opt.zero_grad(set_to_none=True)
+            step_metrics = rule.train_step(x, y)
+            opt.step()
+            self.scheduler.step()
+            self.global_step += 1
+            batch = len(y)
+            seen += batch
+            for key, value in step_metrics.items():
+                value = value.detach() * batch
+                sums[key] = sums[key] + value if key in sums else value
+            if step % spec.train.log_every == 0 or step == self.steps_per_epoch:
+                running = {k: v.item() / seen for k, v in sums.items()}  # the one host sync
+                self._check_health(running, epoch, step)
+                for obs in self.observers:
+                    obs.on_progress(epoch, step, running)
+        self._sync()
+        seconds = time.perf_counter() - start
+        result = {self._train_name(k): v.item() / seen for k, v in sums.items()}
+        result.update(epoch_seconds=seconds, samples_per_second=seen / seconds, lr=lr)
+        return result
+
+    @staticmethod
+    def _train_name(key: str) -> str:
+        return f"train_{key}" if key in ("loss", "accuracy") else key
+
+    def _check_health(self, running: dict[str, float], epoch: int, step: int) -> None:
+        loss = running.get("loss")
+        if loss is not None and not math.isfinite(loss):
+            raise TrainingDiverged(
+                f"the training loss became {loss} at epoch {epoch}, step {step}; the learning rate "
+                f"(lr={self.optimizer.param_groups[0]['lr']:.3g}) is the usual cause: lower it"
+            )
+        message = self.rule.health_check()
+        if message:
+            raise TrainingDiverged(f"epoch {epoch}, step {step}: {message}")
+
+    # -------------------------------------------------------------------------- evaluation
+    @torch.no_grad()
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        self.rule.eval()
+        sums: dict[str, torch.Tensor] = {}
+        for bx, by in ordered_batches(x, y, self.spec.data_options.eval_batch_size):
+            for key, value in self.rule.eval_step(bx, by).items():
+                value = value.detach() * len(by)
+                sums[key] = sums[key] + value if key in sums else value
+        self.rule.train()
+        return {k: v.item() / len(y) for k, v in sums.items()}
+
+    def evaluate_all(self) -> dict[str, float]:
+        out = {}
+        if self.data.val_x is not None:
+            out.update({f"val_{k}": v for k, v in self.evaluate(self.data.val_x, self.data.val_y).items()})
+        out.update({f"test_{k}": v for k, v in self.evaluate(self.data.test_x, self.data.test_y).items()})
+        return out
+
+    # --------------------------------------------------------------------------- alignment
+    def _alignment_due(self) -> bool:
+        every = self.spec.tracking.alignment_every
+        return bool(every) and self.global_step % every == 0 and self.rule.gradient_rule() is not None
+
+    def _measure_alignment(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        from altlearn.alignment import alignment
+
+        values = alignment(self.rule, x, y)
+        for obs in self.observers:
+            obs.on_alignment(self.global_step, values)
+
+    # ------------------------------------------------------------------------------ export
+    def inference_model(self) -> nn.Module:
+        """Normalisation + the rule's inference module, on the CPU, in eval mode."""
+        model = nn.Sequential(Normalize(self.data.mean, self.data.std), self.rule.inference_module())
+        return model.to("cpu").eval()
+
+    def example_input(self) -> Any:
+        x = self.data.test_x[:2].to("cpu") * self.data.std.view(1, -1, 1, 1) + self.data.mean.view(1, -1, 1, 1)
+        return x.numpy()
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
