@@ -6,6 +6,8 @@ Exit codes: 0 success; 1 training failed (diverged, or a bug: then a traceback);
 
 from __future__ import annotations
 
+import logging
+import signal
 import sys
 
 import click
@@ -23,6 +25,10 @@ SET_HELP = ("override a spec value: path=value, YAML-typed (optimizer.lr=0.01, t
 def _fail(message: str, code: int = EXIT_USAGE) -> None:
     click.echo(click.style("error: ", fg="red", bold=True) + message, err=True)
     sys.exit(code)
+
+
+def _raise_keyboard_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _load(spec_path: str, overrides: tuple[str, ...]):
@@ -64,7 +70,10 @@ def run(spec_path: str, overrides: tuple[str, ...], tracking_uri: str | None, qu
     from altlearn.train import DeviceUnavailable, Trainer, TrainingDiverged
 
     uri = resolve_uri(tracking_uri)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # keep MLflow's set-up chatter out
     progress = make_progress(quiet)
+    # A scheduler's SIGTERM should end the run KILLED with its metrics, like Ctrl-C does.
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         with mlflow_run(spec, uri) as run_handle:
             trainer = Trainer(spec, observers=[run_handle.observer()] + ([progress] if progress else []))

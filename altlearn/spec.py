@@ -16,7 +16,8 @@ from typing import Any, Callable, Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationError
 
-from altlearn.plugins import PluginError, Registry, get_registry
+from altlearn import plugins
+from altlearn.plugins import PluginError, Registry
 
 SECTIONS = ("name", "seed", "description", "data", "network", "rule", "optimizer", "schedule",
             "train", "tracking")
@@ -372,7 +373,7 @@ def validate(raw: dict[str, Any], registry: Registry | None = None, source: str 
     """Validate a raw spec mapping; raise :class:`SpecError` listing every problem."""
     from altlearn.optim import OPTIMIZERS, SCHEDULES
 
-    registry = registry or get_registry()
+    registry = registry or plugins.get_registry()
     v = _Validator(registry)
     raw = dict(raw)
     if source and "name" not in raw:
@@ -411,9 +412,9 @@ def validate(raw: dict[str, Any], registry: Registry | None = None, source: str 
             v.add("optimizer", f"rule {rule.type!r} brings its own update (its lr is a rule option); "
                   "remove the optimizer section")
     else:
-        optimizer, _ = v.block(raw.get("optimizer") or {"type": "adam"}, "optimizer", "optimizer",
+        optimizer, _ = v.block(_default_type(raw.get("optimizer"), "adam"), "optimizer", "optimizer",
                                v.table_lookup(OPTIMIZERS), sorted(OPTIMIZERS))
-    schedule, _ = v.block(raw.get("schedule") or {"type": "constant"}, "schedule", "schedule",
+    schedule, _ = v.block(_default_type(raw.get("schedule"), "constant"), "schedule", "schedule",
                           v.table_lookup(SCHEDULES), sorted(SCHEDULES))
 
     if data is not None and layers is not None and rule is not None:
@@ -429,6 +430,17 @@ def validate(raw: dict[str, Any], registry: Registry | None = None, source: str 
         data_options=data_options, layers=layers, rule=rule, optimizer=optimizer,
         schedule=schedule, train=train, tracking=tracking, source=source, packages=v.packages,
     )
+
+
+def _default_type(section: Any, default: str) -> Any:
+    """The optimizer and schedule sections have a default type, also when the section exists
+    without one: ``-s optimizer.lr=0.01`` on a spec that leaves the optimizer out creates
+    ``{lr: 0.01}``, which means "the default optimizer with this lr", not a missing type."""
+    if section is None or section == {}:
+        return {"type": default}
+    if isinstance(section, dict) and "type" not in section:
+        return {"type": default, **section}
+    return section
 
 
 def _layers(v: _Validator, network: Any, registry: Registry) -> list[Block] | None:

@@ -1,0 +1,68 @@
+"""Rules that misbehave on purpose, registered as an in-process plugin for failure-path tests."""
+
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+
+from altlearn.api import Params, Rule, hookimpl
+from altlearn.rules.backprop import Backprop
+
+
+class _FailAt(Params):
+    at_step: int = Field(3, ge=1, description="global step at which to misbehave")
+
+
+class _Counting(Backprop):
+    Params = _FailAt
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.steps = 0
+
+    def train_step(self, x, y):
+        self.steps += 1
+        metrics = super().train_step(x, y)
+        if self.steps >= self.params.at_step:
+            self.misbehave(metrics)
+        return metrics
+
+    def misbehave(self, metrics) -> None:
+        raise RuntimeError("subclasses choose how to misbehave")
+
+
+class CrashingRule(_Counting):
+    def misbehave(self, metrics) -> None:
+        raise RuntimeError("boom: a bug inside the rule")
+
+
+class InterruptedRule(_Counting):
+    def misbehave(self, metrics) -> None:
+        raise KeyboardInterrupt
+
+
+class NanRule(_Counting):
+    def misbehave(self, metrics) -> None:
+        metrics["loss"] = torch.tensor(float("nan"))
+
+
+class OwnUpdateRule(Rule):
+    """A rule with its own optimizer: the spec must not have an optimizer section."""
+
+    owns_update = True
+
+    def train_step(self, x, y):
+        loss = self.loss(self.network(x), y)
+        loss.backward()
+        return {"loss": loss.detach()}
+
+    def make_optimizer(self):
+        return torch.optim.SGD(self.network.parameters(), lr=0.1)
+
+
+@hookimpl
+def altlearn_register_rules(register):
+    register("crash", CrashingRule)
+    register("interrupt", InterruptedRule)
+    register("nan", NanRule)
+    register("own_update", OwnUpdateRule)

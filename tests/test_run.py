@@ -1,0 +1,234 @@
+"""End to end: `altlearn run` on real data, read back with the MLflow client."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+
+from altlearn import plugins
+from altlearn.cli import main
+
+import fake_rules
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+DIGITS_SPEC = {
+    "name": "digits-e2e",
+    "seed": 3,
+    "data": {"type": "digits", "batch_size": 32},
+    "network": {"layers": [{"type": "flatten"}, {"type": "linear", "out_features": 64},
+                           {"type": "relu"}, {"type": "linear", "out_features": 10}]},
+    "rule": {"type": "bp"},
+    "optimizer": {"type": "adam", "lr": 0.003},
+    "schedule": {"type": "cosine"},
+    "train": {"epochs": 3, "device": "cpu"},
+    "tracking": {"experiment": "e2e"},
+}
+
+
+def write_spec(tmp_path: Path, spec: dict, name: str = "spec.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def run_cli(tmp_path: Path, spec_path: Path, *extra: str):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = CliRunner().invoke(main, ["run", str(spec_path), "--tracking-uri", uri, *extra])
+    return result, mlflow.tracking.MlflowClient(tracking_uri=uri)
+
+
+def only_run(client, experiment="e2e"):
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 1
+    return runs[0]
+
+
+@pytest.fixture
+def with_fake_rules(monkeypatch):
+    registry = plugins.build_registry(extra_plugins=[(fake_rules, "altlearn-test-fakes", "9.9")])
+    monkeypatch.setattr(plugins, "get_registry", lambda: registry)
+
+
+def test_digits_run_is_recorded_completely(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result, client = run_cli(tmp_path, write_spec(tmp_path, DIGITS_SPEC), "-s", "train.epochs=4")
+    assert result.exit_code == 0, result.output
+    run = only_run(client)
+    assert run.info.status == "FINISHED"
+    # params: the flattened resolved spec, overrides applied, defaults filled in
+    params = run.data.params
+    assert params["rule.type"] == "bp"
+    assert params["train.epochs"] == "4"
+    assert params["data.batch_size"] == "32"
+    assert params["network.layers.1.out_features"] == "64"
+    assert params["optimizer.betas"] == "[0.9, 0.999]"
+    # tags
+    tags = run.data.tags
+    assert tags["altlearn.rule"] == "bp" and tags["altlearn.dataset"] == "digits"
+    assert tags["torch.version"] == torch.__version__
+    # per-epoch metrics under the shared names, one value per epoch
+    for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "epoch_seconds",
+                "samples_per_second", "lr"):
+        history = client.get_metric_history(run.info.run_id, key)
+        assert [m.step for m in history] == [1, 2, 3, 4], key
+    accuracy = run.data.metrics["test_accuracy"]
+    assert accuracy > 0.9
+    losses = [m.value for m in client.get_metric_history(run.info.run_id, "train_loss")]
+    assert losses[-1] < losses[0]
+    # artifacts: resolved spec and checkpoint beside the database
+    names = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"spec.yaml", "checkpoint"} <= names
+    logged = yaml.safe_load(Path(client.download_artifacts(run.info.run_id, "spec.yaml", str(tmp_path))).read_text())
+    assert logged["train"]["epochs"] == 4 and logged["optimizer"]["type"] == "adam"
+    assert run.info.artifact_uri.startswith((tmp_path / "mlartifacts").as_uri())
+    # the logged model classifies raw [0, 1] images by itself, as well as the run says
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    model_id = run.outputs.model_outputs[0].model_id
+    model = mlflow.pytorch.load_model(f"models:/{model_id}")
+    from altlearn.data import Digits
+
+    splits = Digits.load(Digits.Params())
+    with torch.no_grad():
+        predicted = model(splits.test_x).argmax(dim=1)
+    model_accuracy = (predicted == splits.test_y).float().mean().item()
+    assert model_accuracy == pytest.approx(accuracy, abs=1e-6)
+
+
+def test_same_seed_gives_identical_metrics_and_another_seed_differs(tmp_path):
+    from altlearn.spec import validate
+    from altlearn.train import Trainer
+
+    def history(seed):
+        spec = validate({**DIGITS_SPEC, "seed": seed})
+        trainer = Trainer(spec)
+        trainer.fit()
+        return [{k: v for k, v in h.items() if k not in ("epoch_seconds", "samples_per_second")}
+                for h in trainer.history]
+
+    first, second, other = history(1), history(1), history(2)
+    assert first == second
+    assert first != other
+
+
+def test_real_mnist_subset_trains(tmp_path):
+    spec = {**DIGITS_SPEC, "name": "mnist-subset",
+            "data": {"type": "mnist", "batch_size": 64, "train_subset": 4000, "test_subset": 1000,
+                     "val_size": 500},
+            "train": {"epochs": 2, "device": "cpu"}}
+    result, client = run_cli(tmp_path, write_spec(tmp_path, spec), "--quiet", "-s", "tracking.log_model=false")
+    assert result.exit_code == 0, result.output
+    run = only_run(client)
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["test_accuracy"] > 0.85
+    assert "val_accuracy" in run.data.metrics
+    assert run.data.tags["altlearn.dataset"] == "mnist"
+
+
+def test_crash_inside_a_rule_ends_failed_and_keeps_metrics(tmp_path, with_fake_rules):
+    spec = {**DIGITS_SPEC, "rule": {"type": "crash", "at_step": 100}}  # 45 steps/epoch: dies in epoch 3
+    result, client = run_cli(tmp_path, write_spec(tmp_path, spec), "--quiet")
+    assert result.exit_code == 1
+    assert isinstance(result.exception, RuntimeError)  # a bug in code is a bug: traceback kept
+    run = only_run(client)
+    assert run.info.status == "FAILED"
+    assert "boom" in run.data.tags["altlearn.error"]
+    assert run.data.tags["plugin.altlearn-test-fakes"] == "9.9"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "test_accuracy")] == [1, 2]
+
+
+def test_ctrl_c_ends_killed_and_keeps_metrics(tmp_path, with_fake_rules):
+    spec = {**DIGITS_SPEC, "rule": {"type": "interrupt", "at_step": 50}}
+    result, client = run_cli(tmp_path, write_spec(tmp_path, spec), "--quiet")
+    assert result.exit_code == 130
+    assert "KILLED" in result.output
+    run = only_run(client)
+    assert run.info.status == "KILLED"
+    assert len(client.get_metric_history(run.info.run_id, "train_loss")) == 1
+
+
+def test_nan_loss_stops_with_a_message_and_failed(tmp_path, with_fake_rules):
+    spec = {**DIGITS_SPEC, "rule": {"type": "nan", "at_step": 60},
+            "train": {"epochs": 3, "device": "cpu", "log_every": 5}}
+    result, client = run_cli(tmp_path, write_spec(tmp_path, spec), "--quiet")
+    assert result.exit_code == 1
+    assert "nan" in result.output and "lr" in result.output
+    assert "Traceback" not in result.output
+    run = only_run(client)
+    assert run.info.status == "FAILED"
+    assert len(client.get_metric_history(run.info.run_id, "train_loss")) == 1
+
+
+def test_rule_with_its_own_update_needs_no_optimizer(tmp_path, with_fake_rules):
+    spec = {k: v for k, v in DIGITS_SPEC.items() if k != "optimizer"}
+    spec["rule"] = {"type": "own_update"}
+    result, client = run_cli(tmp_path, write_spec(tmp_path, spec), "--quiet", "-s", "tracking.log_model=false")
+    assert result.exit_code == 0, result.output
+    run = only_run(client)
+    assert "optimizer.type" not in run.data.params
+    spec["optimizer"] = {"type": "sgd"}
+    result = CliRunner().invoke(main, ["validate", str(write_spec(tmp_path, spec, "bad.yaml"))])
+    assert result.exit_code == 2
+    assert "optimizer: rule 'own_update' brings its own update" in result.output
+
+
+def test_three_mistakes_three_messages_exit_2_no_traceback(tmp_path):
+    spec = {**DIGITS_SPEC,
+            "data": {"type": "digits", "batch_size": 0},
+            "optimizer": {"type": "adam", "lr": 0.001, "momentum": 0.9},
+            "train": {"epochs": 3, "device": "gpu"}}
+    path = write_spec(tmp_path, spec)
+    proc = subprocess.run([sys.executable, "-m", "altlearn.cli", "validate", str(path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = [line for line in proc.stderr.splitlines() if line.strip().startswith("- ")]
+    assert len(lines) == 3, proc.stderr
+    assert any(line.strip().startswith("- data.batch_size:") for line in lines)
+    assert any("optimizer.momentum" in line and "its options are" in line for line in lines)
+    assert any(line.strip().startswith("- train.device:") and "'cuda'" in line for line in lines)
+
+
+def test_missing_data_is_a_user_error(tmp_path):
+    spec = {**DIGITS_SPEC, "data": {"type": "fashion_mnist", "root": str(tmp_path / "nowhere")}}
+    result, _ = run_cli(tmp_path, write_spec(tmp_path, spec), "--quiet")
+    assert result.exit_code == 2
+    assert "dataset-fashion-mnist" in result.output
+
+
+def test_cuda_requested_without_cuda_is_a_user_error(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    result, _ = run_cli(tmp_path, write_spec(tmp_path, DIGITS_SPEC), "-s", "train.device=cuda")
+    assert result.exit_code == 2
+    assert "no CUDA device" in result.output
+
+
+def test_render_prints_resolved_spec_with_overrides(tmp_path):
+    result = CliRunner().invoke(main, ["render", str(write_spec(tmp_path, DIGITS_SPEC)),
+                                       "-s", "rule.type=bp", "-s", "optimizer.lr=0.5"])
+    assert result.exit_code == 0, result.output
+    rendered = yaml.safe_load(result.output)
+    assert rendered["optimizer"] == {"type": "adam", "lr": 0.5, "weight_decay": 0.0,
+                                     "betas": [0.9, 0.999], "eps": 1e-08}
+    assert rendered["data"]["eval_batch_size"] == 1000
+
+
+@pytest.mark.gpu
+def test_digits_on_cuda(tmp_path):
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    result, client = run_cli(tmp_path, write_spec(tmp_path, DIGITS_SPEC), "-s", "train.device=cuda",
+                             "--quiet")
+    assert result.exit_code == 0, result.output
+    assert only_run(client).data.metrics["test_accuracy"] > 0.9
