@@ -24,7 +24,7 @@ from torch import nn
 from torch.nn import grad as nn_grad
 
 from altlearn.rules.base import accuracy
-from altlearn.rules.feedback import FeedbackParams, FeedbackRule, layer_problems, trainable_indices
+from altlearn.rules.feedback import FeedbackParams, FeedbackRule, trainable_indices
 
 FeedbackSource = Callable[[], torch.Tensor]
 
@@ -103,10 +103,6 @@ class FeedbackAlignment(FeedbackRule):
             # Feedback fan-in: how many error components each input unit of the layer sums.
             fan_in = weight.shape[0] * (weight[0, 0].numel() if weight.dim() == 4 else 1)
             self._add_feedback(index, tuple(weight.shape), fan_in)
-
-    @classmethod
-    def check_network(cls, network, params):
-        return layer_problems(network, cls.rule_name)
 
     def feedback_weight(self, index: int, layer: nn.Module) -> torch.Tensor:
         """The matrix that carries the error from the output of ``layer`` to its input, this step.

@@ -1,0 +1,98 @@
+"""Indirect feedback alignment (Nøkland 2016, Fig. 1): error to the first hidden layer, then upwards.
+
+With e = dLoss/dscores (B, K):
+
+    delta_1     = f'(a_1) * (e B_1)                     B_1: (K, n_1), fixed random
+    delta_{l+1} = f'(a_{l+1}) * (W_{l+1} delta_l)        the forward weights, without bias
+    dW_l        = delta_l^T h_{l-1}                      for every hidden layer l
+    dW_L        = e^T h_{L-1}                            the output layer: its ordinary local gradient
+
+"f'(a) *" stands for the backward of the parameter-free layers of the block (activation and
+dropout, applied by autograd with the forward pass's mask). Since the error moves up through the
+layers, those layers must map each unit to itself: elementwise activations, dropout and flatten.
+Conv2d layers work too (W_{l+1} delta_l is then the layer's convolution of delta_l, without bias);
+pooling between trainable layers is rejected by :meth:`check_network`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from altlearn.rules.base import accuracy
+from altlearn.rules.feedback import (
+    DROPOUT,
+    ELEMENTWISE,
+    RESHAPE,
+    FeedbackParams,
+    OutputFeedbackRule,
+    layer_problems,
+    split_blocks,
+)
+
+
+def _forward_map(layer: nn.Module, delta: torch.Tensor) -> torch.Tensor:
+    """The layer's linear map (no bias) applied to an error shaped like the layer's input."""
+    if isinstance(layer, nn.Linear):
+        return F.linear(delta, layer.weight)  # (B, in) -> (B, out)
+    return F.conv2d(delta, layer.weight, None, layer.stride, layer.padding, layer.dilation, layer.groups)
+
+
+class IndirectFeedbackAlignment(OutputFeedbackRule):
+    """IFA; one buffer ``feedback_<index>`` (K, n_1) for the first hidden layer only."""
+
+    Params = FeedbackParams
+    rule_name = "ifa"
+
+    def __init__(self, network, params, *, loss, num_classes, seed=0):
+        super().__init__(network, params, loss=loss, num_classes=num_classes, seed=seed)
+        self._prefix, blocks = split_blocks(network)
+        self._hidden, self._output = blocks[:-1], blocks[-1]
+        self._draw_known_feedback(self._hidden[:1])
+
+    @classmethod
+    def check_network(cls, network, params):
+        return layer_problems(
+            network,
+            cls.rule_name,
+            min_trainable=2,
+            allowed_post=ELEMENTWISE + DROPOUT + RESHAPE,
+            hidden_post_reason=(
+                "ifa carries the error up through the hidden layers, which needs every unit mapped "
+                "to itself (elementwise activations, dropout, flatten); use strided conv2d instead of "
+                "pooling, or rule fa or dfa"
+            ),
+        )
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            for module in self._prefix:
+                x = module(x)
+        h = x
+        pre, outputs = [], []  # a_l (layer outputs, graph to W_l) and block outputs h_l
+        for block in self._hidden:
+            a = block.layer(h.detach())
+            out = block.run_post(a)
+            pre.append(a)
+            outputs.append(out)
+            h = out
+        scores = self._output.run_post(self._output.layer(h.detach()))  # (B, K)
+
+        scores_leaf = scores.detach().requires_grad_(True)
+        with torch.enable_grad():
+            loss = self.loss(scores_leaf, y)
+        (error,) = torch.autograd.grad(loss, scores_leaf)  # (B, K)
+
+        deltas = []
+        signal = (error @ self._output_feedback(self._hidden[0], outputs[0])).view_as(outputs[0])
+        for l, block in enumerate(self._hidden):
+            if l > 0:
+                with torch.no_grad():  # W_l delta_{l-1}: the input-shaped error moves up
+                    below = deltas[-1].reshape(outputs[l - 1].shape)
+                    signal = _forward_map(block.layer, below).reshape(outputs[l].shape)
+            # The block's local backward (activation derivative, dropout mask): delta_l, shaped as a_l.
+            (delta,) = torch.autograd.grad(outputs[l], pre[l], signal, retain_graph=True)
+            deltas.append(delta)
+        torch.autograd.backward([scores, *pre], [error, *deltas])
+        return {"loss": loss.detach(), "accuracy": accuracy(scores.detach(), y)}
