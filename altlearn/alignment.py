@@ -1,0 +1,78 @@
+"""How closely a rule's weight update follows the true gradient: the field's standard diagnostic.
+
+For every trainable layer (``nn.Linear``/``nn.Conv2d``) at position ``i`` of the network:
+
+- ``angle_layer{i}``: the angle in degrees between the rule's weight update (the ``.grad`` its
+  gradient rule's ``train_step`` fills for ``W_i``) and the BP gradient of the same loss on the same
+  batch. 0 means the update points exactly along the gradient; below 90 it still descends.
+- ``norm_ratio_layer{i}``: ||update|| / ||BP gradient|| for ``W_i``.
+
+Only the weight is compared (not the bias), as in the literature. Both passes start from the same
+random-number state (same dropout masks), and the call leaves the parameters' ``.grad`` and the
+global random state as they were, so the trainer can call it between steps at any interval.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from altlearn.rules.base import Rule
+
+TRAINABLE = (nn.Linear, nn.Conv2d)
+
+
+def alignment(rule: Rule, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    """Per-layer angle (degrees) and norm ratio of the rule's update against BP; {} if not comparable."""
+    source = rule.gradient_rule()
+    if source is None:
+        return {}
+    layers = [(i, m) for i, m in enumerate(source.network) if isinstance(m, TRAINABLE)]
+    params = list(rule.parameters())
+    saved_grads = [p.grad for p in params]
+    try:
+        with _same_randomness(x.device):
+            for p in params:
+                p.grad = None
+            source.train_step(x, y)
+            updates = [_grad_or_zeros(m.weight) for _, m in layers]
+        with _same_randomness(x.device):
+            with torch.enable_grad():
+                loss = source.loss(source.network(x), y)
+                gradients = torch.autograd.grad(loss, [m.weight for _, m in layers], allow_unused=True)
+    finally:
+        for p, grad in zip(params, saved_grads):
+            p.grad = grad
+    result: dict[str, float] = {}
+    for (index, module), update, gradient in zip(layers, updates, gradients):
+        if gradient is None:
+            gradient = torch.zeros_like(module.weight)
+        angle, ratio = _angle_and_ratio(update, gradient)
+        result[f"angle_layer{index}"] = angle
+        result[f"norm_ratio_layer{index}"] = ratio
+    return result
+
+
+def _same_randomness(device: torch.device):
+    """A context that restores the CPU (and the accelerator's) random state when it ends."""
+    if device.type == "cpu":
+        return torch.random.fork_rng(devices=[])
+    index = device.index if device.index is not None else getattr(torch, device.type).current_device()
+    return torch.random.fork_rng(devices=[index], device_type=device.type)
+
+
+def _grad_or_zeros(weight: torch.Tensor) -> torch.Tensor:
+    return weight.grad.detach().clone() if weight.grad is not None else torch.zeros_like(weight)
+
+
+def _angle_and_ratio(update: torch.Tensor, gradient: torch.Tensor) -> tuple[float, float]:
+    u = update.detach().flatten().double()
+    g = gradient.detach().flatten().double()
+    norm_u, norm_g = float(u.norm()), float(g.norm())
+    if norm_u == 0.0 or norm_g == 0.0:  # no direction to compare with
+        return math.nan, (math.nan if norm_g == 0.0 else 0.0)
+    cosine = float(u @ g) / (norm_u * norm_g)
+    angle = math.degrees(math.acos(max(-1.0, min(1.0, cosine))))
+    return angle, norm_u / norm_g
