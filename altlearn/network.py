@@ -54,11 +54,18 @@ def build_network(
 
 def _output_shape(module: nn.Module, shape: tuple[int, ...], index: int, type_name: str):
     probe = torch.zeros((2, *shape))  # on the build device; batch 2 so batch statistics work
+    # Probe in eval mode: in train mode a layer with running statistics (batch norm) would record
+    # the probe's zeros, so building would change the network it returns.
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
     try:
         with torch.no_grad():
             out = module(probe)
     except Exception as exc:  # noqa: BLE001 - a shape mismatch surfaces as any torch error
         raise NetworkError(index, f"{type_name} cannot take input of shape {shape}: {exc}") from exc
+    finally:
+        for m, training in modes:
+            m.training = training
     out_shape = tuple(out.shape[1:])
     if 0 in out_shape:
         raise NetworkError(index, f"{type_name} turns input {shape} into an empty output {out_shape}")
