@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Callable, ClassVar, Iterable
 
-from pydantic import Field, PositiveFloat, PositiveInt
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 from altlearn.components import Params
 
@@ -26,12 +26,18 @@ class SGD:
         nesterov: bool = False
         dampening: float = Field(0.0, ge=0.0, le=1.0)
 
+        # Checked here rather than in build() so that `altlearn validate` reports it at
+        # `optimizer`, instead of the trainer failing with a traceback after loading the data.
+        @model_validator(mode="after")
+        def _nesterov_needs_momentum(self):
+            if self.nesterov and (self.momentum == 0 or self.dampening != 0):
+                raise ValueError("nesterov needs momentum > 0 and dampening 0")
+            return self
+
     @staticmethod
     def build(p, parameters: Iterable):
         import torch
 
-        if p.nesterov and (p.momentum == 0 or p.dampening != 0):
-            raise ValueError("nesterov needs momentum > 0 and dampening 0")
         return torch.optim.SGD(
             parameters, lr=p.lr, momentum=p.momentum, nesterov=p.nesterov,
             dampening=p.dampening, weight_decay=p.weight_decay,
