@@ -7,7 +7,7 @@ normalisation, the validation split and the move to the device (see :mod:`altlea
   standard IDX files (a torchvision download folder works: ``<root>/MNIST/raw``).
 - ``fashion_mnist``: IDX files; Debian's ``dataset-fashion-mnist`` location by default.
 - ``cifar10``: the standard python-pickle batches (``data_batch_1..5``, ``test_batch``).
-- ``digits``: scikit-learn's bundled 8x8 digits, split 1437/360 with a fixed seed.
+- ``digits``: scikit-learn's bundled 8x8 digits, split 1438/359 with a fixed seed.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ def read_idx(path: Path) -> np.ndarray:
     """Read one IDX file (optionally gzipped): the format of MNIST and Fashion-MNIST."""
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as f:
-        data = f.read()
+        # A writable buffer: an array over read-only bytes makes torch.from_numpy warn.
+        data = bytearray(f.read())
     zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
     if zero != 0 or dtype_code != 0x08:
         raise DataUnavailable(f"{path} is not an unsigned-byte IDX file")
