@@ -1,0 +1,157 @@
+"""Optimizers built from their options, and the learning-rate schedules' factors."""
+
+import pytest
+import torch
+from pydantic import ValidationError
+
+from altlearn.optim import (OPTIMIZERS, SCHEDULES, SGD, Adam, AdamW, Constant, Cosine, Linear, Step,
+                            build_scheduler)
+
+
+def params():
+    return [torch.nn.Parameter(torch.zeros(3))]
+
+
+# ------------------------------------------------------------------------------ optimizers
+
+
+def test_registered_names():
+    assert OPTIMIZERS == {"sgd": SGD, "adam": Adam, "adamw": AdamW}
+    assert SCHEDULES == {"constant": Constant, "cosine": Cosine, "step": Step, "linear": Linear}
+
+
+def test_sgd_builds_with_its_options():
+    opt = SGD.build(SGD.Params(lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4), params())
+    assert isinstance(opt, torch.optim.SGD)
+    group = opt.param_groups[0]
+    assert (group["lr"], group["momentum"], group["nesterov"], group["weight_decay"]) == (
+        0.1, 0.9, True, 1e-4)
+    assert group["dampening"] == 0.0
+
+
+def test_adam_and_adamw_build_with_their_options():
+    adam = Adam.build(Adam.Params(lr=0.002, betas=[0.8, 0.95], eps=1e-6), params())
+    assert type(adam) is torch.optim.Adam
+    group = adam.param_groups[0]
+    assert (group["lr"], group["betas"], group["eps"], group["weight_decay"]) == (
+        0.002, (0.8, 0.95), 1e-6, 0.0)
+    adamw = AdamW.build(AdamW.Params(), params())
+    assert type(adamw) is torch.optim.AdamW
+    assert adamw.param_groups[0]["weight_decay"] == 0.01  # AdamW's decoupled decay is on by default
+    assert adamw.param_groups[0]["lr"] == 1e-3
+
+
+def test_defaults():
+    assert SGD.Params().lr == 0.01 and SGD.Params().momentum == 0.0
+    assert Adam.Params().lr == 1e-3 and Adam.Params().betas == (0.9, 0.999)
+
+
+def test_sgd_step_moves_against_the_gradient():
+    p = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    opt = SGD.build(SGD.Params(lr=0.5), [p])
+    p.grad = torch.tensor([1.0, 1.0])
+    opt.step()
+    assert p.detach().tolist() == [0.5, -2.5]
+
+
+@pytest.mark.parametrize("options", [{"nesterov": True}, {"nesterov": True, "momentum": 0.9,
+                                                          "dampening": 0.1}])
+def test_nesterov_needs_momentum_without_dampening(options):
+    with pytest.raises(ValidationError, match="nesterov needs momentum"):
+        SGD.Params(**options)
+
+
+@pytest.mark.parametrize("model, options", [
+    (SGD.Params, {"lr": 0}), (SGD.Params, {"momentum": 1.0}), (SGD.Params, {"weight_decay": -1}),
+    (Adam.Params, {"eps": 0}), (Adam.Params, {"betas": [0.9]}), (Adam.Params, {"amsgrad": True}),
+])
+def test_invalid_options_are_rejected(model, options):
+    with pytest.raises(ValidationError):
+        model(**options)
+
+
+# ------------------------------------------------------------------------------ schedules
+
+
+def factor(schedule, total=100, per_epoch=10, **options):
+    f = schedule.factor(schedule.Params(**options))
+    return lambda step: f(step, total, per_epoch)
+
+
+def test_constant():
+    f = factor(Constant)
+    assert [f(s) for s in (0, 50, 100)] == [1.0, 1.0, 1.0]
+
+
+def test_cosine_goes_from_one_to_min_factor():
+    f = factor(Cosine, min_factor=0.1)
+    assert f(0) == pytest.approx(1.0)
+    assert f(50) == pytest.approx(0.55)  # half-way: the mean of 1 and min_factor
+    assert f(25) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + 2 ** -0.5))
+    assert f(100) == pytest.approx(0.1)
+    assert f(150) == pytest.approx(0.1)  # stays at the end value
+    values = [f(s) for s in range(101)]
+    assert all(a >= b for a, b in zip(values, values[1:]))
+    assert factor(Cosine)(100) == pytest.approx(0.0)
+
+
+def test_step_decays_every_step_size_epochs():
+    f = factor(Step, per_epoch=10, step_size=2, gamma=0.5)
+    assert f(0) == f(19) == 1.0  # epochs 0 and 1
+    assert f(20) == f(39) == 0.5
+    assert f(40) == 0.25
+    assert f(99) == pytest.approx(0.5 ** 4)
+
+
+def test_linear_decays_to_end_factor():
+    f = factor(Linear, end_factor=0.1)
+    assert f(0) == 1.0
+    assert f(50) == pytest.approx(0.55)
+    assert f(100) == pytest.approx(0.1)
+    assert f(120) == pytest.approx(0.1)
+
+
+def test_linear_holds_until_start_fraction():
+    f = factor(Linear, end_factor=0.0, start_fraction=0.5)
+    assert f(0) == f(25) == f(50) == 1.0
+    assert f(75) == pytest.approx(0.5)
+    assert f(100) == pytest.approx(0.0)
+
+
+def lrs(schedule, options, steps, total, per_epoch, lr=0.1):
+    opt = SGD.build(SGD.Params(lr=lr), params())
+    scheduler = build_scheduler(schedule, schedule.Params(**options), opt, total, per_epoch)
+    out = []
+    for _ in range(steps):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        scheduler.step()
+    return out
+
+
+def test_warmup_ramps_up_linearly_then_follows_the_schedule():
+    got = lrs(Constant, {"warmup_epochs": 1}, steps=14, total=40, per_epoch=10)
+    assert got[:10] == pytest.approx([0.01 * (i + 1) for i in range(10)])
+    assert got[10:] == pytest.approx([0.1] * 4)
+
+
+def test_fractional_warmup_multiplies_the_schedule():
+    got = lrs(Cosine, {"warmup_epochs": 0.5, "min_factor": 0.0}, steps=20, total=20, per_epoch=10)
+    cosine = factor(Cosine, total=20, per_epoch=10)
+    for step in range(5):  # 5 warm-up steps
+        assert got[step] == pytest.approx(0.1 * cosine(step) * (step + 1) / 5)
+    for step in range(5, 20):
+        assert got[step] == pytest.approx(0.1 * cosine(step))
+
+
+def test_scheduler_steps_per_training_step():
+    got = lrs(Step, {"step_size": 1, "gamma": 0.1}, steps=7, total=9, per_epoch=3, lr=1.0)
+    assert got == pytest.approx([1, 1, 1, 0.1, 0.1, 0.1, 0.01])
+
+
+def test_schedule_option_bounds():
+    for schedule, options in ((Cosine, {"min_factor": 1.5}), (Step, {"gamma": 0}),
+                              (Step, {"step_size": 0}), (Linear, {"start_fraction": 1.0}),
+                              (Constant, {"warmup_epochs": -1})):
+        with pytest.raises(ValidationError):
+            schedule.Params(**options)

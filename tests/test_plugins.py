@@ -1,0 +1,376 @@
+"""The plugin registry: built-ins, entry-point plugins, isolation of broken ones, conflicts, selection,
+lazy imports, and `altlearn plugins` staying free of torch and mlflow."""
+
+import importlib
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+import altlearn
+from altlearn import plugins
+from altlearn.plugins import PLUGIN_SELECTION_ENV, PluginError, build_registry
+
+BUILTIN_RULES = {"bp", "fa", "dfa", "ifa", "ff", "goup"}
+BUILTIN_DATASETS = {"mnist", "fashion_mnist", "cifar10", "digits"}
+BUILTIN_LAYERS = {"flatten", "linear", "conv2d", "maxpool2d", "avgpool2d", "dropout", "relu", "tanh",
+                  "sigmoid", "gelu", "leaky_relu"}
+
+
+class FakeEntryPoint:
+    """What build_registry reads from an importlib.metadata entry point, for a package that is not
+    installed: name, value, group, dist (name, version) and load()."""
+
+    def __init__(self, name: str, value: str, dist_name: str, version: str) -> None:
+        self.name, self.value, self.group = name, value, plugins.ENTRY_POINT_GROUP
+        self.dist = SimpleNamespace(name=dist_name, version=version)
+
+    def load(self):
+        from importlib import metadata
+
+        return metadata.EntryPoint(self.name, self.value, self.group).load()
+
+
+@pytest.fixture
+def install(tmp_path, monkeypatch, fresh_registry):
+    """``install(entry_name, dist_name, source)`` makes a plugin package visible to the registry:
+    its module is written under tmp_path and exposed as an ``altlearn`` entry point."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv(PLUGIN_SELECTION_ENV, raising=False)
+    entry_points: list[FakeEntryPoint] = []
+    fake_metadata = SimpleNamespace(
+        entry_points=lambda group: [ep for ep in entry_points if ep.group == group]
+    )
+    monkeypatch.setattr(plugins, "metadata", fake_metadata)
+    modules: list[str] = []
+
+    def write_module(source: str, prefix: str = "fakemod") -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
+        importlib.invalidate_caches()  # the directory listing may be cached from a moment ago
+        modules.append(name)
+        return name
+
+    def install_plugin(entry_name: str, dist_name: str, source: str, version: str = "1.2.3") -> str:
+        module = write_module(source, prefix=f"plugin_{entry_name}")
+        entry_points.append(FakeEntryPoint(entry_name, module, dist_name, version))
+        return module
+
+    install_plugin.write_module = write_module
+    yield install_plugin
+    for name in modules:
+        sys.modules.pop(name, None)
+
+
+GOOD_PLUGIN = """
+    from altlearn import hookimpl
+
+    @hookimpl
+    def altlearn_register_rules(register):
+        register("{name}", "nowhere_yet:Rule", summary="a third-party rule")
+"""
+
+
+def test_builtins_are_listed_under_altlearn_with_its_version(monkeypatch):
+    monkeypatch.setenv(PLUGIN_SELECTION_ENV, "none")
+    registry = build_registry()
+    assert set(registry.names("rule")) == BUILTIN_RULES
+    assert set(registry.names("dataset")) == BUILTIN_DATASETS
+    assert set(registry.names("layer")) == BUILTIN_LAYERS
+    for kind in plugins.KINDS:
+        for component in registry.components[kind].values():
+            assert component.package == "altlearn"
+            assert component.version == altlearn.__version__
+            assert component.summary  # `altlearn plugins` shows one line for each
+    assert registry.broken == [] and registry.conflicts == []
+    assert registry.packages == {}  # only third-party packages are listed there
+
+
+def test_builtin_targets_resolve_to_their_classes(monkeypatch):
+    monkeypatch.setenv(PLUGIN_SELECTION_ENV, "none")
+    registry = build_registry()
+    from altlearn.data import MNIST
+    from altlearn.layers import LeakyRelu
+    from altlearn.rules.backprop import Backprop
+
+    assert registry.load("rule", "bp") is Backprop
+    assert registry.load("dataset", "mnist") is MNIST
+    assert registry.load("layer", "leaky_relu") is LeakyRelu
+    with pytest.raises(KeyError):
+        registry.get("rule", "no-such-rule")
+
+
+def test_plugin_whose_import_raises_is_recorded_and_the_rest_still_works(install):
+    install("crashes", "altlearn-crashes", "raise RuntimeError('plugin exploded on import')",
+            version="0.4")
+    install("exits", "altlearn-exits", "import sys\nsys.exit(3)")  # must not end altlearn either
+    install("good", "altlearn-good", GOOD_PLUGIN.format(name="goodrule"), version="2.0")
+    registry = build_registry()
+
+    broken = {b.package: b for b in registry.broken}
+    assert set(broken) == {"altlearn-crashes", "altlearn-exits"}
+    assert broken["altlearn-crashes"].version == "0.4"
+    assert broken["altlearn-crashes"].name == "crashes"
+    assert "RuntimeError" in broken["altlearn-crashes"].error
+    assert "plugin exploded on import" in broken["altlearn-crashes"].error
+    assert "plugin exploded on import" in broken["altlearn-crashes"].details  # the traceback
+    assert "SystemExit" in broken["altlearn-exits"].error
+
+    assert BUILTIN_RULES <= set(registry.names("rule"))
+    good = registry.get("rule", "goodrule")
+    assert (good.package, good.version, good.summary) == ("altlearn-good", "2.0", "a third-party rule")
+    assert registry.packages == {"altlearn-good": "2.0"}
+    hint = registry.broken_hint()
+    assert "altlearn-crashes" in hint and "altlearn-exits" in hint
+
+
+def test_unknown_rule_error_names_broken_plugin_packages(install):
+    from altlearn.spec import SpecError, validate
+
+    install("crashes", "altlearn-signsym", "raise ImportError('needs scipy')")
+    registry = build_registry()
+    raw = {"name": "x", "data": {"type": "digits"}, "rule": {"type": "signsym"},
+           "network": {"layers": [{"type": "flatten"}, {"type": "linear", "out_features": 10}]}}
+    with pytest.raises(SpecError) as info:
+        validate(raw, registry)
+    (problem,) = info.value.problems
+    assert problem.path == "rule.type"
+    assert "altlearn-signsym" in problem.message and "needs scipy" in problem.message
+
+
+def test_duplicate_name_is_a_conflict_naming_both_packages(install):
+    install("shadow", "altlearn-shadow", """
+        from altlearn import hookimpl
+
+        @hookimpl
+        def altlearn_register_rules(register):
+            register("bp", "shadow:Backprop")         # taken by altlearn itself
+            register("shadowrule", "shadow:Other")    # new: still usable
+    """)
+    install("twin1", "altlearn-twin-a", GOOD_PLUGIN.format(name="twin"))
+    install("twin2", "altlearn-twin-b", GOOD_PLUGIN.format(name="twin"))
+    registry = build_registry()
+
+    conflicts = {(c.kind, c.name): c for c in registry.conflicts}
+    assert set(conflicts) == {("rule", "bp"), ("rule", "twin")}
+    assert conflicts["rule", "bp"].packages == ["altlearn", "altlearn-shadow"]
+    assert conflicts["rule", "twin"].packages == ["altlearn-twin-a", "altlearn-twin-b"]
+    for name, packages in (("bp", "(altlearn and altlearn-shadow)"),
+                           ("twin", "(altlearn-twin-a and altlearn-twin-b)")):
+        with pytest.raises(PluginError) as info:
+            registry.get("rule", name)
+        assert packages in str(info.value)
+        assert PLUGIN_SELECTION_ENV in str(info.value)  # tells the user how to resolve it
+    assert registry.get("rule", "shadowrule").package == "altlearn-shadow"
+    assert registry.broken == []
+
+
+def test_conflict_is_reported_by_spec_validation(install):
+    from altlearn.spec import SpecError, validate
+
+    install("shadow", "altlearn-shadow", GOOD_PLUGIN.format(name="bp"))
+    raw = {"name": "x", "data": {"type": "digits"}, "rule": {"type": "bp"},
+           "network": {"layers": [{"type": "flatten"}, {"type": "linear", "out_features": 10}]}}
+    with pytest.raises(SpecError) as info:
+        validate(raw, build_registry())
+    (problem,) = info.value.problems
+    assert problem.path == "rule.type"
+    assert "(altlearn and altlearn-shadow)" in problem.message
+
+
+def test_misspelled_hook_makes_the_plugin_broken_not_silently_ignored(install):
+    install("typo", "altlearn-typo", """
+        from altlearn import hookimpl
+
+        @hookimpl
+        def altlearn_register_rule(register):   # singular: not a hook altlearn has
+            register("typorule", "typo:Rule")
+
+        @hookimpl
+        def altlearn_register_datasets(register):
+            register("typodata", "typo:Data")
+    """, version="0.1")
+    install("good", "altlearn-good", GOOD_PLUGIN.format(name="goodrule"))
+    registry = build_registry()
+
+    (broken,) = registry.broken
+    assert (broken.package, broken.version, broken.name) == ("altlearn-typo", "0.1", "typo")
+    assert "altlearn_register_rule" in broken.error
+    # Nothing of the broken plugin is half-registered.
+    assert "typorule" not in registry.names("rule")
+    assert "typodata" not in registry.names("dataset")
+    assert "altlearn-typo" not in registry.packages
+    # A plugin registered after it is unaffected.
+    assert registry.get("rule", "goodrule").package == "altlearn-good"
+
+
+def test_hook_that_raises_while_registering_is_broken(install):
+    install("raiser", "altlearn-raiser", """
+        from altlearn import hookimpl
+
+        @hookimpl
+        def altlearn_register_layers(register):
+            register("", "raiser:Layer")    # an empty name is refused
+    """)
+    registry = build_registry()
+    (broken,) = registry.broken
+    assert broken.package == "altlearn-raiser"
+    assert "non-empty string" in broken.error
+    assert set(registry.names("layer")) == BUILTIN_LAYERS
+
+
+@pytest.fixture
+def two_plugins(install):
+    """Two installed plugins; returns a function giving which of their rules a registry has."""
+    alpha = install("alpha", "altlearn-alpha", GOOD_PLUGIN.format(name="alpharule"))
+    beta = install("beta", "altlearn-beta", GOOD_PLUGIN.format(name="betarule"))
+
+    def loaded(selection):
+        if selection is None:
+            os.environ.pop(PLUGIN_SELECTION_ENV, None)
+        else:
+            os.environ[PLUGIN_SELECTION_ENV] = selection
+        registry = build_registry()
+        assert BUILTIN_RULES <= set(registry.names("rule"))  # built-ins load whatever is chosen
+        return set(registry.names("rule")) - BUILTIN_RULES
+
+    loaded.modules = (alpha, beta)
+    return loaded
+
+
+@pytest.mark.parametrize("selection, expected", [
+    (None, {"alpharule", "betarule"}),
+    ("all", {"alpharule", "betarule"}),
+    ("ALL", {"alpharule", "betarule"}),
+    ("none", set()),
+    ("", set()),
+    ("alpha", {"alpharule"}),                       # by entry-point name
+    ("altlearn-beta", {"betarule"}),                # by distribution name
+    ("alpha, altlearn-beta", {"alpharule", "betarule"}),
+    ("gamma", set()),
+])
+def test_plugin_selection_env(two_plugins, monkeypatch, selection, expected):
+    monkeypatch.setenv(PLUGIN_SELECTION_ENV, "placeholder")  # restored after the test
+    assert two_plugins(selection) == expected
+
+
+def test_unselected_plugins_are_not_even_imported(two_plugins, monkeypatch):
+    monkeypatch.setenv(PLUGIN_SELECTION_ENV, "placeholder")
+    alpha, beta = two_plugins.modules
+    assert two_plugins("none") == set()
+    assert alpha not in sys.modules and beta not in sys.modules
+    assert two_plugins("alpha") == {"alpharule"}
+    assert alpha in sys.modules and beta not in sys.modules
+
+
+def test_string_target_is_imported_only_on_load(install):
+    target = install.write_module("""
+        IMPORTED = True
+
+        class LazyRule:
+            pass
+    """, prefix="lazytarget")
+    install("lazy", "altlearn-lazy", f"""
+        from altlearn import hookimpl
+
+        @hookimpl
+        def altlearn_register_rules(register):
+            register("lazyrule", "{target}:LazyRule")
+    """)
+    registry = build_registry()
+    component = registry.get("rule", "lazyrule")
+    assert component.target == f"{target}:LazyRule"
+    assert target not in sys.modules
+
+    cls = component.load()
+    assert cls.__name__ == "LazyRule" and cls.__module__ == target
+    assert target in sys.modules
+    assert component.load() is cls and registry.load("rule", "lazyrule") is cls
+
+
+@pytest.mark.parametrize("target, error", [
+    ("module_that_does_not_exist_4711:Rule", "ModuleNotFoundError"),
+    ("{module}:Missing", "AttributeError"),
+    ("{module}:Raises", "ZeroDivisionError"),
+])
+def test_target_that_fails_to_import_names_the_package(install, target, error):
+    module = install.write_module("""
+        class Rule:
+            pass
+
+        def __getattr__(name):
+            if name == "Raises":
+                1 / 0
+            raise AttributeError(name)
+    """, prefix="badtarget")
+    install("bad", "altlearn-badtarget", f"""
+        from altlearn import hookimpl
+
+        @hookimpl
+        def altlearn_register_rules(register):
+            register("badrule", "{target.format(module=module)}")
+    """, version="9.9")
+    registry = build_registry()
+    with pytest.raises(PluginError) as info:
+        registry.load("rule", "badrule")
+    message = str(info.value)
+    assert "altlearn-badtarget" in message and "9.9" in message and "badrule" in message
+    assert error in message
+
+
+def test_extra_plugins_register_without_an_installed_package(monkeypatch):
+    monkeypatch.setenv(PLUGIN_SELECTION_ENV, "none")
+
+    class Embedded:
+        @altlearn.hookimpl
+        def altlearn_register_datasets(self, register):
+            register("embedded", object, summary="given as a class")
+
+    registry = build_registry(extra_plugins=[(Embedded(), "my-lab-code", "0.0.1")])
+    component = registry.get("dataset", "embedded")
+    assert (component.package, component.version) == ("my-lab-code", "0.0.1")
+    assert component.load() is object
+    assert registry.packages == {"my-lab-code": "0.0.1"}
+
+
+def test_get_registry_is_cached_until_reset(fresh_registry):
+    first = plugins.get_registry()
+    assert plugins.get_registry() is first
+    plugins.reset_registry()
+    assert plugins.get_registry() is not first
+
+
+HEAVY = ("torch", "mlflow")
+
+
+def test_plugins_command_imports_neither_torch_nor_mlflow():
+    script = Path(sys.executable).with_name("altlearn")
+    command = [str(script), "plugins"] if script.is_file() else ["-m", "altlearn.cli", "plugins"]
+    env = {k: v for k, v in os.environ.items() if k != PLUGIN_SELECTION_ENV}
+    result = subprocess.run([sys.executable, "-X", "importtime", *command], capture_output=True,
+                            text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "bp" in result.stdout and "altlearn" in result.stdout and "mnist" in result.stdout
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "altlearn.plugins" in imported  # the import log was read correctly
+    heavy = sorted(m for m in imported if m.split(".")[0] in HEAVY)
+    assert heavy == []
+
+
+def test_plugins_command_in_process_leaves_torch_unimported():
+    code = textwrap.dedent("""
+        import sys
+        from altlearn.cli import main
+        main(["plugins", "--verbose"], standalone_mode=False)
+        print("HEAVY:", sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "mlflow")))
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "HEAVY: []" in result.stdout
+    assert "goup" in result.stdout
