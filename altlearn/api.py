@@ -7,6 +7,8 @@ may change. (Importing this module imports torch.)
 from altlearn.components import DataInfo, Dataset, DataSplits, DataUnavailable, Layer, Params
 from altlearn.hookspecs import hookimpl
 from altlearn.rules.base import LossFn, NoParams, Rule, accuracy
+from altlearn.rules.feedback import FeedbackParams
+from altlearn.rules.feedback_alignment import FeedbackAlignment
 
 __all__ = [
     "hookimpl",
@@ -20,4 +22,7 @@ __all__ = [
     "DataSplits",
     "DataUnavailable",
     "Layer",
+    # Variants of feedback alignment subclass this and override feedback_weight(index, layer).
+    "FeedbackAlignment",
+    "FeedbackParams",
 ]
