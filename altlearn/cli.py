@@ -6,7 +6,6 @@ Exit codes: 0 success; 1 training failed (diverged, or a bug: then a traceback);
 
 from __future__ import annotations
 
-import logging
 import signal
 import sys
 
@@ -70,7 +69,6 @@ def run(spec_path: str, overrides: tuple[str, ...], tracking_uri: str | None, qu
     from altlearn.train import DeviceUnavailable, Trainer, TrainingDiverged
 
     uri = resolve_uri(tracking_uri)
-    logging.getLogger("mlflow").setLevel(logging.WARNING)  # keep MLflow's set-up chatter out
     progress = make_progress(quiet)
     # A scheduler's SIGTERM should end the run KILLED with its metrics, like Ctrl-C does.
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)

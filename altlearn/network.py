@@ -41,8 +41,12 @@ def build_network(
         for index, spec in enumerate(layers):
             try:
                 module = spec.layer.build(spec.params, shape)
-            except ValueError as exc:
+            except ValueError as exc:  # the documented way for a layer to refuse an input shape
                 raise NetworkError(index, str(exc)) from exc
+            except Exception as exc:  # noqa: BLE001 - a plugin layer's bug: report it with its path
+                raise NetworkError(
+                    index, f"layer type {spec.type!r} failed to build: {type(exc).__name__}: {exc}"
+                ) from exc
             if not isinstance(module, nn.Module):
                 raise NetworkError(
                     index, f"layer type {spec.type!r} built {type(module).__name__}, not a torch module"

@@ -144,33 +144,41 @@ def _selected(ep: metadata.EntryPoint) -> bool:
 def _register_from(
     registry: Registry, plugin: object, package: str, version: str, pm: pluggy.PluginManager
 ) -> None:
-    """Run one plugin's registration hooks, recording what it registers under its package name."""
+    """Run one plugin's registration hooks, then record what it registered under its package.
+
+    All or nothing: if any of the plugin's hooks raises, none of its components are kept, so a
+    half-registered plugin never looks usable.
+    """
+    collected: list[Component] = []
     for kind, hook_name in KINDS.items():
-        hook = getattr(pm.hook, hook_name)
-        for impl in hook.get_hookimpls():
+        for impl in getattr(pm.hook, hook_name).get_hookimpls():
             if impl.plugin is not plugin:
                 continue
 
             def register(name: str, target: Any, summary: str = "", _kind: str = kind) -> None:
                 if not isinstance(name, str) or not name:
                     raise ValueError(f"a {_kind} name must be a non-empty string, got {name!r}")
-                existing = registry.components[_kind].get(name)
-                if existing is not None:
-                    clash = next(
-                        (c for c in registry.conflicts if c.kind == _kind and c.name == name), None
-                    )
-                    if clash is None:
-                        registry.conflicts.append(
-                            Conflict(_kind, name, [existing.package, package])
-                        )
-                    elif package not in clash.packages:
-                        clash.packages.append(package)
-                    return
-                registry.components[_kind][name] = Component(
-                    _kind, name, target, package, version, summary
-                )
+                if any(c.kind == _kind and c.name == name for c in collected):
+                    raise ValueError(f"{package} registers {_kind} {name!r} twice")
+                collected.append(Component(_kind, name, target, package, version, summary))
 
             impl.function(register=register)
+    for component in collected:
+        _add(registry, component)
+
+
+def _add(registry: Registry, component: Component) -> None:
+    """Add a component; a name another package already took becomes a conflict naming both."""
+    kind, name = component.kind, component.name
+    existing = registry.components[kind].get(name)
+    if existing is None:
+        registry.components[kind][name] = component
+        return
+    clash = next((c for c in registry.conflicts if c.kind == kind and c.name == name), None)
+    if clash is None:
+        registry.conflicts.append(Conflict(kind, name, [existing.package, component.package]))
+    elif component.package not in clash.packages:
+        clash.packages.append(component.package)
 
 
 def build_registry(extra_plugins: list[tuple[object, str, str]] | None = None) -> Registry:

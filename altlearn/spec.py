@@ -61,6 +61,10 @@ def _join(path: str, key: Any) -> str:
     return f"{path}.{key}" if path else str(key)
 
 
+def _article(noun: str) -> str:
+    return "an" if noun[:1] in "aeiou" else "a"
+
+
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -324,7 +328,7 @@ class _Validator:
         options = dict(values)
         type_name = options.pop("type", None)
         if type_name is None:
-            self.add(_join(path, "type"), f"missing; choose a {what}: {', '.join(choices)}")
+            self.add(_join(path, "type"), f"missing; choose {_article(what)} {what}: {', '.join(choices)}")
             return None, None
         try:
             component, package, version = lookup(str(type_name))

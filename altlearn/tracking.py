@@ -8,6 +8,7 @@ logged before stays (metrics are written as they happen).
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import tempfile
@@ -75,6 +76,8 @@ def mlflow_run(spec: Spec, uri: str) -> Iterator["RunHandle"]:
     import mlflow
     from mlflow.tracking import MlflowClient
 
+    # MLflow configures its logger on import; keep its database set-up chatter off the console.
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(tracking_uri=uri)
     experiment_id = _experiment_id(client, spec.tracking.experiment, uri)

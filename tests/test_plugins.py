@@ -224,6 +224,37 @@ def test_hook_that_raises_while_registering_is_broken(install):
     assert set(registry.names("layer")) == BUILTIN_LAYERS
 
 
+def test_plugin_failing_midway_keeps_none_of_its_components(install):
+    install("halfway", "altlearn-halfway", """
+        from altlearn import hookimpl
+
+        @hookimpl
+        def altlearn_register_rules(register):
+            register("firstrule", "halfway:First")
+            raise RuntimeError("second registration blew up")
+    """)
+    registry = build_registry()
+    (broken,) = registry.broken
+    assert "second registration blew up" in broken.error
+    assert "firstrule" not in registry.names("rule")
+
+
+def test_plugin_registering_one_name_twice_is_broken(install):
+    install("twice", "altlearn-twice", """
+        from altlearn import hookimpl
+
+        @hookimpl
+        def altlearn_register_rules(register):
+            register("samerule", "twice:A")
+            register("samerule", "twice:B")
+    """)
+    registry = build_registry()
+    (broken,) = registry.broken
+    assert "altlearn-twice registers rule 'samerule' twice" in broken.error
+    assert not registry.conflicts
+    assert "samerule" not in registry.names("rule")
+
+
 @pytest.fixture
 def two_plugins(install):
     """Two installed plugins; returns a function giving which of their rules a registry has."""
