@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, Callable, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationError
+from pydantic import (BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationError,
+                      field_validator)
 
 from altlearn import plugins
 from altlearn.plugins import PluginError, Registry
@@ -100,6 +101,22 @@ class TrainOptions(_Section):
         50, description="steps between progress updates and non-finite-loss checks (host syncs)"
     )
     threads: Optional[PositiveInt] = Field(None, description="CPU threads for torch (default: torch's)")
+    precision: Literal["fp32", "tf32", "bf16"] = Field(
+        "fp32", description="fp32; tf32 matmuls (CUDA); bf16 autocast for the step and evaluation"
+    )
+    compile: Literal["off", "default", "reduce-overhead", "max-autotune"] = Field(
+        "off", description="torch.compile the rule's step and evaluation with this mode "
+        "(reduce-overhead uses CUDA graphs); true means default"
+    )
+
+    @field_validator("compile", mode="before")
+    @classmethod
+    def _compile_flag(cls, value):
+        if value is True:
+            return "default"
+        if value is False or value is None:
+            return "off"
+        return value
 
 
 class TrackingOptions(_Section):

@@ -7,6 +7,7 @@ so a GPU step never waits for the host.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -56,6 +57,16 @@ def resolve_device(choice: str) -> torch.device:
     return torch.device(choice)
 
 
+def _precision(choice: str, device: torch.device):
+    """Set matmul precision; return a factory of the autocast context for steps and evaluation."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = choice == "tf32"
+        torch.backends.cudnn.allow_tf32 = choice == "tf32"
+    if choice == "bf16":
+        return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
 class Normalize(nn.Module):
     """Applies the training set's normalisation, so the exported model takes raw [0, 1] images."""
 
@@ -101,6 +112,13 @@ class Trainer:
             self.steps_per_epoch,
         )
         self.shuffle = torch.Generator().manual_seed(spec.seed)
+        self.autocast = _precision(spec.train.precision, self.device)
+        self.step_fn, self.eval_fn = self.rule.train_step, self.rule.eval_step
+        if spec.train.compile != "off":
+            # The rule's whole step (forward, its backward, metrics) becomes one compiled region;
+            # the optimizer step stays eager (fused kernels on CUDA, see altlearn.optim).
+            self.step_fn = torch.compile(self.rule.train_step, mode=spec.train.compile)
+            self.eval_fn = torch.compile(self.rule.eval_step, mode=spec.train.compile)
         self.global_step = 0
         self.history: list[dict[str, float]] = []
 
@@ -131,15 +149,18 @@ class Trainer:
             if self._alignment_due():
                 self._measure_alignment(x, y)
             opt.zero_grad(set_to_none=True)
-            step_metrics = rule.train_step(x, y)
+            with self.autocast():
+                step_metrics = self.step_fn(x, y)
             opt.step()
             self.scheduler.step()
             self.global_step += 1
             batch = len(y)
             seen += batch
-            for key, value in step_metrics.items():
-                value = value.detach() * batch
-                sums[key] = sums[key] + value if key in sums else value
+            for key, value in step_metrics.items():  # device-side sums: no sync, no new tensors
+                if key in sums:
+                    sums[key].add_(value.detach().float(), alpha=batch)
+                else:
+                    sums[key] = value.detach().float() * batch
             if step % spec.train.log_every == 0 or step == self.steps_per_epoch:
                 running = {k: v.item() / seen for k, v in sums.items()}  # the one host sync
                 self._check_health(running, epoch, step)
@@ -172,9 +193,13 @@ class Trainer:
         self.rule.eval()
         sums: dict[str, torch.Tensor] = {}
         for bx, by in ordered_batches(x, y, self.spec.data_options.eval_batch_size):
-            for key, value in self.rule.eval_step(bx, by).items():
-                value = value.detach() * len(by)
-                sums[key] = sums[key] + value if key in sums else value
+            with self.autocast():
+                metrics = self.eval_fn(bx, by)
+            for key, value in metrics.items():
+                if key in sums:
+                    sums[key].add_(value.detach().float(), alpha=len(by))
+                else:
+                    sums[key] = value.detach().float() * len(by)
         self.rule.train()
         return {k: v.item() / len(y) for k, v in sums.items()}
 
