@@ -50,6 +50,7 @@ def main() -> None:
     altlearn validate SPEC                          report every mistake at once
     altlearn render SPEC                            print the spec with all defaults
     altlearn plugins                                rules, data sets, layers and their packages
+    altlearn options rule dfa                       one component's options
     mlflow ui                                       compare runs (in the folder you ran from)
     """
 
@@ -111,6 +112,58 @@ def validate(spec_path: str, overrides: tuple[str, ...]) -> None:
 def render(spec_path: str, overrides: tuple[str, ...]) -> None:
     """Print the resolved spec: every default filled in, overrides applied."""
     click.echo(_load(spec_path, overrides).to_yaml(), nl=False)
+
+
+@main.command()
+@click.argument("kind", type=click.Choice(["rule", "dataset", "layer", "optimizer", "schedule"]))
+@click.argument("name")
+def options(kind: str, name: str) -> None:
+    """Show the options of one component: its spec keys, types, defaults and meaning.
+
+    \b
+    altlearn options rule dfa
+    altlearn options layer conv2d
+    """
+    from altlearn.plugins import PluginError, get_registry
+
+    if kind in ("optimizer", "schedule"):
+        from altlearn.optim import OPTIMIZERS, SCHEDULES
+
+        table = OPTIMIZERS if kind == "optimizer" else SCHEDULES
+        if name not in table:
+            _fail(f"no {kind} {name!r}; known: {', '.join(sorted(table))}")
+        component, origin = table[name], "altlearn"
+    else:
+        registry = get_registry()
+        try:
+            entry = registry.get(kind, name)
+            component, origin = entry.load(), f"{entry.package} {entry.version}"
+        except KeyError:
+            _fail(f"no {kind} {name!r}; known: {', '.join(registry.names(kind))}")
+        except PluginError as exc:
+            _fail(str(exc))
+    fields = component.Params.model_fields
+    click.echo(f"{kind} {name} (from {origin}): {len(fields)} option{'s' if len(fields) != 1 else ''}")
+    for key, info in fields.items():
+        default = "required" if info.is_required() else f"default {info.get_default(call_default_factory=True)!r}"
+        limits = "".join(_limit(m) for m in info.metadata)
+        click.echo(f"  {key}: {_type_name(info.annotation)}{limits}, {default}")
+        if info.description:
+            click.echo(f"      {info.description}")
+
+
+def _type_name(annotation) -> str:
+    if getattr(annotation, "__origin__", None) is None and hasattr(annotation, "__name__"):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "").replace("NoneType", "null")
+
+
+def _limit(constraint) -> str:
+    for attr, symbol in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="),
+                         ("min_length", "length >="), ("max_length", "length <=")):
+        if getattr(constraint, attr, None) is not None:
+            return f" {symbol} {getattr(constraint, attr)}"
+    return ""
 
 
 @main.command()
