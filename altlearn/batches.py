@@ -37,10 +37,10 @@ def prepare(splits: DataSplits, options, seed: int, device: torch.device) -> Dev
     val_x = val_y = None
     if options.val_size:
         if options.val_size >= len(train_x):
-            raise ValueError(
-                f"data.val_size={options.val_size} leaves no training examples (the training split "
-                f"has {len(train_x)})"
-            )
+            from altlearn.spec import Problem, SpecError
+
+            raise SpecError([Problem("data.val_size", f"{options.val_size} leaves no training "
+                                     f"examples (the training split has {len(train_x)})")])
         # A seeded permutation, so the held-out examples do not depend on the file's class order.
         order = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(seed))
         val_idx, train_idx = order[: options.val_size], order[options.val_size :]

@@ -66,24 +66,33 @@ def run(spec_path: str, overrides: tuple[str, ...], tracking_uri: str | None, qu
     spec = _load(spec_path, overrides)
     from altlearn.components import DataUnavailable
     from altlearn.progress import make_progress
+    from altlearn.spec import SpecError
     from altlearn.tracking import mlflow_run, tracking_uri as resolve_uri
     from altlearn.train import DeviceUnavailable, Trainer, TrainingDiverged
 
     uri = resolve_uri(tracking_uri)
-    progress = make_progress(quiet)
     # A scheduler's SIGTERM should end the run KILLED with its metrics, like Ctrl-C does.
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
+        # Set-up first (data, network, rule): a mistake found here opens no MLflow run.
+        trainer = Trainer(spec)
+    except (DataUnavailable, DeviceUnavailable) as exc:
+        _fail(str(exc))
+    except SpecError as exc:  # found only once the data is loaded (e.g. val_size too large)
+        exc.source = spec_path
+        _fail(exc.report())
+    except KeyboardInterrupt:
+        _fail("interrupted before training started", EXIT_INTERRUPTED)
+    progress = make_progress(quiet)
+    try:
         with mlflow_run(spec, uri) as run_handle:
-            trainer = Trainer(spec, observers=[run_handle.observer()] + ([progress] if progress else []))
+            trainer.observers = [run_handle.observer()] + ([progress] if progress else [])
             try:
                 final = trainer.fit()
             finally:
                 if hasattr(progress, "close"):
                     progress.close()
             run_handle.log_outcome(trainer, spec.tracking.log_model)
-    except (DataUnavailable, DeviceUnavailable) as exc:
-        _fail(str(exc))
     except TrainingDiverged as exc:
         _fail(f"training stopped: {exc}\nthe MLflow run is marked FAILED; its metrics so far are kept",
               EXIT_FAILED)

@@ -6,7 +6,7 @@ import torch
 
 from altlearn.batches import num_batches, ordered_batches, prepare, shuffled_batches
 from altlearn.components import DataSplits
-from altlearn.spec import DataOptions
+from altlearn.spec import DataOptions, SpecError
 
 CPU = torch.device("cpu")
 
@@ -95,7 +95,7 @@ def test_validation_is_held_out_of_the_subset():
 @pytest.mark.parametrize("options", [DataOptions(val_size=200), DataOptions(val_size=500),
                                      DataOptions(train_subset=10, val_size=10)])
 def test_val_size_too_big_is_an_error(options):
-    with pytest.raises(ValueError, match="val_size"):
+    with pytest.raises(SpecError, match="val_size"):
         prepare(splits(), options, seed=0, device=CPU)
 
 

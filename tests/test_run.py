@@ -232,3 +232,11 @@ def test_digits_on_cuda(tmp_path):
                              "--quiet")
     assert result.exit_code == 0, result.output
     assert only_run(client).data.metrics["test_accuracy"] > 0.9
+
+
+def test_mistake_found_at_load_time_opens_no_run(tmp_path):
+    spec = {**DIGITS_SPEC, "data": {"type": "digits", "val_size": 100000}}
+    result, client = run_cli(tmp_path, write_spec(tmp_path, spec), "--quiet")
+    assert result.exit_code == 2
+    assert "data.val_size: 100000 leaves no training examples" in result.output
+    assert client.get_experiment_by_name("e2e") is None
