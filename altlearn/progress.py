@@ -71,7 +71,10 @@ class RichProgress(Observer):
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
         self.console.print(f"epoch {epoch}/{self.epochs}  {_summary(metrics)}")
-        self.progress.reset(self.task, description=f"epoch {epoch + 1}/{self.epochs}", live="")
+        if epoch < self.epochs:
+            self.progress.reset(self.task, description=f"epoch {epoch + 1}/{self.epochs}", live="")
+        else:
+            self.progress.update(self.task, visible=False)
 
     def close(self) -> None:
         self.progress.stop()
