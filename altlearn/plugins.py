@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import traceback
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -63,7 +64,9 @@ class Component:
                 obj = importlib.import_module(module_name)
                 for part in attr.split("."):
                     obj = getattr(obj, part)
-            except Exception as exc:  # a plugin's code: report, never crash with a traceback
+            except BaseException as exc:  # a plugin's code: report, never crash (nor exit)
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
                 raise PluginError(
                     f"{self.kind} {self.name!r} from package {self.package} {self.version} "
                     f"failed to load ({self.target}): {type(exc).__name__}: {exc}"
@@ -138,7 +141,13 @@ def _selected(ep: metadata.EntryPoint) -> bool:
     if not wanted or wanted == {"none"}:
         return False
     dist_name = ep.dist.name if ep.dist is not None else ""
-    return ep.name in wanted or dist_name in wanted
+    # Distribution names match in any spelling pip accepts: altlearn_signsym is altlearn-signsym.
+    return ep.name in wanted or _normalized(dist_name) in {_normalized(w) for w in wanted}
+
+
+def _normalized(dist_name: str) -> str:
+    """A distribution name as packaging compares them (PEP 503): lower case, runs of -_. as -."""
+    return re.sub(r"[-_.]+", "-", dist_name).lower()
 
 
 def _register_from(
@@ -219,7 +228,9 @@ def build_registry(extra_plugins: list[tuple[object, str, str]] | None = None) -
             # A misspelled hook (altlearn_register_rule) would otherwise be silently ignored.
             pm.check_pending()
             _register_from(registry, plugin, package, version, pm)
-        except Exception as exc:  # noqa: BLE001 - isolate each plugin
+        except BaseException as exc:  # noqa: BLE001 - isolate each plugin, SystemExit included
+            if isinstance(exc, KeyboardInterrupt):
+                raise
             if pm.is_registered(plugin):
                 pm.unregister(plugin)
             registry.broken.append(
