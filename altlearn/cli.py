@@ -182,11 +182,14 @@ def plugins(verbose: bool) -> None:
     from altlearn.plugins import PLUGIN_SELECTION_ENV, get_registry
 
     registry = get_registry()
+    # One column width for "package version" across all kinds, so third-party rows line up too.
+    width = max(len(f"{c.package} {c.version}") for kind in registry.components
+                for c in registry.components[kind].values())
     for kind, title in (("rule", "rules"), ("dataset", "data sets"), ("layer", "layers")):
         click.echo(click.style(title, bold=True))
         for name in registry.names(kind):
             c = registry.components[kind][name]
-            click.echo(f"  {name:<14} {c.package} {c.version:<8} {c.summary}")
+            click.echo(f"  {name:<14} {c.package + ' ' + c.version:<{width}}  {c.summary}")
     for conflict in registry.conflicts:
         click.echo(click.style("conflict: ", fg="yellow", bold=True) + conflict.message())
     if registry.broken:
