@@ -1,0 +1,1 @@
+"""Test plugin registering a data set (``blobs``) and a layer (``scale``)."""

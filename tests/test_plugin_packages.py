@@ -1,0 +1,260 @@
+"""Real plugin packages, pip-installed into this environment: listed by `altlearn plugins`, used by
+specs (validated like built-ins, versions tagged on the MLflow run), and isolated when broken or
+clashing. The packages live in tests/plugin_packages/ (see its README) and plugins/altlearn-signsym.
+
+The README's test command installs altlearn-signsym; if it is missing, the fixture installs it too
+(and removes it again). The other packages are installed for this module only.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from altlearn import plugins
+from altlearn.cli import main
+from altlearn.plugins import PLUGIN_SELECTION_ENV
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_PACKAGES = Path(__file__).resolve().parent / "plugin_packages"
+SIGNSYM = ROOT / "plugins" / "altlearn-signsym"
+ALTLEARN = Path(sys.executable).parent / "altlearn"  # the console script of this environment
+
+COMPONENTS, BROKEN, DUPE = "altlearn-testcomponents", "altlearn-broken", "altlearn-dupe"
+ALL_BUT_DUPE = f"altlearn-signsym,{COMPONENTS},{BROKEN}"
+
+
+def installed_version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def pip(*args: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", *args],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def installed():
+    """Install the test packages (editable, no deps) for this module; uninstall them afterwards."""
+    folders = [TEST_PACKAGES / name for name in (COMPONENTS, BROKEN, DUPE)]
+    if installed_version("altlearn-signsym") is None:
+        folders.append(SIGNSYM)
+    names = [folder.name for folder in folders]
+    # Without build isolation pip needs no index, but needs setuptools here; otherwise let it fetch.
+    isolation = ["--no-build-isolation"] if importlib.util.find_spec("setuptools") else []
+    editable = [arg for folder in folders for arg in ("-e", str(folder))]
+    pip("install", "--no-deps", *isolation, *editable)
+    # .pth files are read at start-up only: make the new src folders importable in this process too
+    # (subprocesses see them anyway). Entry points are found through site-packages metadata.
+    added = [str(folder / "src") for folder in folders]
+    sys.path[:0] = added
+    importlib.invalidate_caches()
+    plugins.reset_registry()
+    try:
+        yield
+    finally:
+        pip("uninstall", "--yes", *names)
+        for path in added:
+            sys.path.remove(path)
+        importlib.invalidate_caches()
+        plugins.reset_registry()
+
+
+@pytest.fixture
+def selection(monkeypatch, installed):
+    """``selection("a,b")`` sets ALTLEARN_PLUGINS for this process (None: unset, all load)."""
+
+    def choose(value: str | None) -> None:
+        if value is None:
+            monkeypatch.delenv(PLUGIN_SELECTION_ENV, raising=False)
+        else:
+            monkeypatch.setenv(PLUGIN_SELECTION_ENV, value)
+        plugins.reset_registry()
+
+    yield choose
+    plugins.reset_registry()
+
+
+def altlearn(*args: str, plugins_env: str | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != PLUGIN_SELECTION_ENV}
+    if plugins_env is not None:
+        env[PLUGIN_SELECTION_ENV] = plugins_env
+    return subprocess.run([str(ALTLEARN), *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+def listing(stdout: str) -> dict[str, list[str]]:
+    """`altlearn plugins` output -> {component name: [name, package, version, ...]}."""
+    return {line.split()[0]: line.split() for line in stdout.splitlines() if line.startswith("  ")}
+
+
+# ------------------------------------------------------------------------------ the command line
+
+
+def test_plugins_command_lists_packages_and_reports_broken_and_duplicate_ones(installed):
+    result = altlearn("plugins")
+    assert result.returncode == 0, result.stderr
+    rows = listing(result.stdout)
+    assert rows["signsym_brsf"][1:3] == ["altlearn-signsym", installed_version("altlearn-signsym")]
+    assert rows["blobs"][1:3] == [COMPONENTS, "0.3.1"]  # a plugin's data set
+    assert rows["scale"][1:3] == [COMPONENTS, "0.3.1"]  # a plugin's layer
+    assert rows["dupe_only"][1:3] == [DUPE, "1.0.0"]  # the clashing package's other names still work
+    assert rows["bp"][1] == "altlearn"
+    # The broken package is named with its version and its errors; nothing stops, even sys.exit.
+    broken = {line.split("'")[1]: line for line in result.stdout.splitlines()
+              if line.startswith(f"  {BROKEN} 0.0.7 (entry point ")}
+    assert set(broken) == {"broken", "broken_exit"}
+    assert "ImportError" in broken["broken"] and "not-installed-anywhere" in broken["broken"]
+    assert "SystemExit: 3" in broken["broken_exit"]
+    assert "exit_layer" not in rows  # registered just before the exit: not kept
+    # The duplicate is a conflict naming both packages.
+    conflict = next(line for line in result.stdout.splitlines() if line.startswith("conflict"))
+    assert "'signsym'" in conflict and "altlearn-signsym" in conflict and DUPE in conflict
+    assert "Traceback" not in result.stdout + result.stderr
+
+    verbose = altlearn("plugins", "--verbose")
+    assert verbose.returncode == 0 and "Traceback" in verbose.stdout  # the broken plugin's traceback
+
+    help_text = altlearn("--help")
+    assert help_text.returncode == 0 and "altlearn plugins" in help_text.stdout
+
+
+def test_plugin_selection_env_chooses_what_loads(installed):
+    nothing = altlearn("plugins", plugins_env="none")
+    assert nothing.returncode == 0
+    rows = listing(nothing.stdout)
+    assert "bp" in rows and "mnist" in rows  # built-ins always load
+    assert not {"signsym", "blobs", "dupe_only"} & set(rows)
+    assert BROKEN not in nothing.stdout and "conflict" not in nothing.stdout
+
+    # by distribution name (either spelling) or entry-point name ("testcomponents")
+    chosen = altlearn("plugins", plugins_env="altlearn_signsym, testcomponents")
+    assert chosen.returncode == 0
+    rows = listing(chosen.stdout)
+    assert rows["signsym"][1] == "altlearn-signsym" and "blobs" in rows
+    assert "dupe_only" not in rows
+    assert BROKEN not in chosen.stdout and "conflict" not in chosen.stdout
+
+
+# --------------------------------------------------------------------------------- validation
+
+BLOBS_SPEC = {
+    "name": "blobs-scale",
+    "seed": 0,
+    "data": {"type": "blobs", "n_train": 240, "noise": 0.1, "batch_size": 32},
+    "network": {"layers": [{"type": "flatten"}, {"type": "scale", "factor": 2.0},
+                           {"type": "linear", "out_features": 3}]},
+    "rule": {"type": "bp"},
+    "optimizer": {"type": "adam", "lr": 0.01},
+    "train": {"epochs": 2, "device": "cpu"},
+    "tracking": {"experiment": "plugin-packages", "log_model": False},
+}
+
+
+def validate(raw: dict):
+    from altlearn.spec import validate as validate_spec
+
+    return validate_spec(raw)
+
+
+def problems_of(raw: dict) -> dict[str, str]:
+    from altlearn.spec import SpecError
+
+    with pytest.raises(SpecError) as info:
+        validate(raw)
+    return {p.path: p.message for p in info.value.problems}
+
+
+def test_plugin_dataset_and_layer_options_are_validated_like_builtin_ones(selection):
+    selection(ALL_BUT_DUPE)
+    spec = validate(BLOBS_SPEC)
+    assert spec.data.params.n_train == 240 and spec.layers[1].params.factor == 2.0
+    assert spec.packages == {COMPONENTS: "0.3.1"}
+
+    typos = {**BLOBS_SPEC,
+             "data": {"type": "blobs", "n_trian": 240, "batch_size": 32},
+             "network": {"layers": [{"type": "flatten"}, {"type": "scale", "factr": 2.0},
+                                    {"type": "linear", "out_features": 3}]}}
+    problems = problems_of(typos)
+    assert problems["data.n_trian"].startswith(
+        "'n_trian' is not an option of data set 'blobs'; did you mean 'n_train'? its options are: ")
+    assert problems["network.layers[1].factr"].startswith(
+        "'factr' is not an option of layer 'scale'; did you mean 'factor'? its options are: factor")
+    assert problems["network.layers[1].factor"] == "required by layer 'scale' but missing"
+
+    # A bad value: the plugin's own bounds, at the plugin option's path, as for a built-in.
+    bad = {**BLOBS_SPEC, "network": {"layers": [{"type": "flatten"}, {"type": "scale", "factor": -1},
+                                                {"type": "linear", "out_features": 3}]}}
+    assert "greater than 0" in problems_of(bad)["network.layers[1].factor"]
+    builtin = {**BLOBS_SPEC, "network": {"layers": [{"type": "flatten"}, {"type": "dropout", "pp": 0.1},
+                                                    {"type": "linear", "out_features": 3}]}}
+    assert problems_of(builtin)["network.layers[1].pp"].startswith(
+        "'pp' is not an option of layer 'dropout'; did you mean 'p'?")  # the same form
+
+
+def test_spec_needing_a_broken_plugin_names_it_and_other_specs_still_work(selection):
+    selection(None)  # everything installed loads, the broken and the duplicate package included
+    assert validate(BLOBS_SPEC).data.type == "blobs"  # needs neither of them
+
+    message = problems_of({**BLOBS_SPEC, "rule": {"type": "brokenrule"}})["rule.type"]
+    assert "is not a known rule" in message
+    assert BROKEN in message and "not-installed-anywhere" in message
+
+    message = problems_of({**BLOBS_SPEC, "rule": {"type": "signsym"}})["rule.type"]
+    assert "altlearn-signsym" in message and DUPE in message and PLUGIN_SELECTION_ENV in message
+
+
+# ------------------------------------------------------------------------------------ end to end
+
+
+def run(tmp_path: Path, spec: dict):
+    path = tmp_path / f"{spec['name']}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = CliRunner().invoke(main, ["run", str(path), "--quiet", "--tracking-uri", uri])
+    assert result.exit_code == 0, result.output
+    client = mlflow.tracking.MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name(spec["tracking"]["experiment"])
+    (found,) = client.search_runs([experiment.experiment_id], f"tags.mlflow.runName = '{spec['name']}'")
+    return found
+
+
+def test_signsym_spec_trains_end_to_end_and_tags_the_plugin_version(selection, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    selection(ALL_BUT_DUPE)  # with the duplicate loaded, 'signsym' is (rightly) an error
+    signsym = {
+        "name": "digits-signsym", "seed": 0,
+        "data": {"type": "digits", "batch_size": 32},
+        "network": {"layers": [{"type": "flatten"}, {"type": "linear", "out_features": 64},
+                               {"type": "tanh"}, {"type": "linear", "out_features": 10}]},
+        "rule": {"type": "signsym_brsf"},
+        "optimizer": {"type": "adam", "lr": 0.003},
+        "train": {"epochs": 2, "device": "cpu", "threads": 1},
+        "tracking": {"experiment": "plugin-packages", "log_model": False, "alignment_every": 20},
+    }
+    found = run(tmp_path, signsym)
+    assert found.info.status == "FINISHED"
+    assert found.data.tags["altlearn.rule"] == "signsym_brsf"
+    assert found.data.tags["plugin.altlearn-signsym"] == installed_version("altlearn-signsym")
+    assert not any(key.startswith(f"plugin.{COMPONENTS}") for key in found.data.tags)  # not used
+    assert found.data.metrics["test_accuracy"] > 0.8  # digits: bp gets ~0.95 in 2 epochs
+    assert found.data.metrics["alignment/angle_layer1"] > 1.0  # not BP's direction
+
+    components = run(tmp_path, {**BLOBS_SPEC, "train": {"epochs": 2, "device": "cpu", "threads": 1}})
+    assert components.info.status == "FINISHED"
+    assert components.data.tags[f"plugin.{COMPONENTS}"] == "0.3.1"
+    assert components.data.params["network.layers.1.factor"] == "2.0"
+    assert components.data.metrics["test_accuracy"] > 0.9
