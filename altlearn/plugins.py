@@ -18,10 +18,11 @@ import importlib
 import os
 import re
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import metadata
-from typing import Any
+from typing import Any, Iterator
 
 import pluggy
 
@@ -120,7 +121,10 @@ class Registry:
         for conflict in self.conflicts:
             if conflict.kind == kind and conflict.name == name:
                 raise PluginError(conflict.message())
-        return self.components[kind][name]
+        component = self.components[kind][name]
+        for found in _lookup_recorders:
+            found.append(component)
+        return component
 
     def load(self, kind: str, name: str) -> Any:
         return self.get(kind, name).load()
@@ -131,6 +135,24 @@ class Registry:
             return ""
         names = ", ".join(f"{b.package} ({b.error})" for b in self.broken)
         return f"; these plugin packages failed to load and may provide it: {names}"
+
+
+_lookup_recorders: list[list[Component]] = []
+
+
+@contextmanager
+def record_lookups() -> Iterator[list[Component]]:
+    """Collect every component any registry hands out inside the block.
+
+    Components can look up others while their options are validated (GO-UP's ``source: signsym``);
+    the spec validator uses this so the versions of those plugins are recorded with the run too.
+    """
+    found: list[Component] = []
+    _lookup_recorders.append(found)
+    try:
+        yield found
+    finally:
+        _lookup_recorders.remove(found)
 
 
 def _selected(ep: metadata.EntryPoint) -> bool:

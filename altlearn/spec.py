@@ -423,8 +423,11 @@ def validate(raw: dict[str, Any], registry: Registry | None = None, source: str 
     if "rule" not in raw:
         v.add("rule", f"missing; choose a rule: {', '.join(registry.names('rule'))}")
     else:
-        rule, _ = v.block(raw["rule"], "rule", "rule", v.registry_lookup("rule"),
-                          registry.names("rule"))
+        # A rule's options may name other rules (GO-UP's source): their packages are used too.
+        with plugins.record_lookups() as looked_up:
+            rule, _ = v.block(raw["rule"], "rule", "rule", v.registry_lookup("rule"),
+                              registry.names("rule"))
+        v.packages.update({c.package: c.version for c in looked_up if c.package != "altlearn"})
 
     optimizer = None
     owns_update = rule is not None and getattr(rule.component, "owns_update", False)

@@ -217,6 +217,16 @@ def test_spec_needing_a_broken_plugin_names_it_and_other_specs_still_work(select
     assert "altlearn-signsym" in message and DUPE in message and PLUGIN_SELECTION_ENV in message
 
 
+def test_a_plugin_rule_used_through_another_rule_is_recorded_too(selection):
+    selection(ALL_BUT_DUPE)
+    goup = {**BLOBS_SPEC, "rule": {"type": "goup", "source": "signsym"},
+            "network": {"layers": [{"type": "flatten"}, {"type": "linear", "out_features": 8},
+                                   {"type": "tanh"}, {"type": "linear", "out_features": 3}]}}
+    goup.pop("optimizer")  # GO-UP brings its own update
+    assert validate(goup).packages == {COMPONENTS: "0.3.1",
+                                       "altlearn-signsym": installed_version("altlearn-signsym")}
+
+
 # ------------------------------------------------------------------------------------ end to end
 
 
