@@ -25,7 +25,7 @@ import math
 from typing import Any, Iterable
 
 import torch
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError, PydanticKnownError
 from torch import nn
 
@@ -185,22 +185,33 @@ def usable_source_names() -> list[str]:
     return names
 
 
-def _prefixed(error: ValidationError, prefix: tuple) -> ValidationError:
-    """The source's option errors, located under ``source_options`` so they point into the YAML."""
+def _source_option_errors(error: ValidationError, source: str, options: list[str]) -> ValidationError:
+    """The source's own option errors, re-raised from GO-UP's ``source_options`` validator.
+
+    pydantic prefixes their locations with ``source_options``, so they point into the YAML. An
+    unknown key becomes a message that lists the *source's* options (a generic "extra input" error
+    would be reported against GO-UP's own option list).
+    """
     details = []
     for err in error.errors():
-        loc = prefix + tuple(err["loc"])
-        ctx = err.get("ctx") or {}
-        try:
-            PydanticKnownError(err["type"], ctx or None)  # keep pydantic's own type where known
-            error_type: str | PydanticCustomError = err["type"]
-        except (KeyError, TypeError, ValueError):  # a custom error type: keep its message
-            error_type, ctx = PydanticCustomError(err["type"], err["msg"]), {}
+        loc, ctx = tuple(err["loc"]), err.get("ctx") or {}
+        if err["type"] == "extra_forbidden" and len(loc) == 1:
+            close = difflib.get_close_matches(str(loc[0]), options, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            message = (f"{loc[0]!r} is not an option of gradient source {source!r}; {hint}"
+                       f"its options are: {', '.join(options) or '(none)'}")
+            error_type, ctx = PydanticCustomError("unknown_source_option", message), {}
+        else:
+            try:
+                PydanticKnownError(err["type"], ctx or None)  # keep pydantic's type where known
+                error_type = err["type"]
+            except (KeyError, TypeError, ValueError):  # a custom error type: keep its message
+                error_type, ctx = PydanticCustomError(err["type"], err["msg"]), {}
         detail = InitErrorDetails(type=error_type, loc=loc, input=err.get("input"))
         if ctx:
             detail["ctx"] = ctx
         details.append(detail)
-    return ValidationError.from_exception_data("GoUp.Params", details)
+    return ValidationError.from_exception_data("source_options", details)
 
 
 # --------------------------------------------------------------------------- the rule
@@ -236,8 +247,9 @@ class GoUpParams(Params):
     )
     max_norm_growth: float = Field(
         20.0, gt=1,
-        description="divergence guard: stop when a parameter tensor's norm exceeds this many "
-        "times its norm when training started",
+        description="divergence guard: stop when a weight matrix's (or conv kernel's) norm "
+        "exceeds this many times its norm when training started. Biases are left to "
+        "max_abs_param: a small output bias legitimately grows many times its init",
     )
 
     @field_validator("source")
@@ -246,19 +258,28 @@ class GoUpParams(Params):
         load_gradient_source(name)
         return name
 
-    @model_validator(mode="after")
-    def _source_options_fit_the_source(self) -> "GoUpParams":
-        source_params(self)
-        return self
+    @field_validator("source_options")
+    @classmethod
+    def _source_options_fit_the_source(cls, options: dict[str, Any], info: ValidationInfo):
+        # A field validator (not a model one) so these errors are reported together with any
+        # other option's; skipped when the source itself is invalid (already reported).
+        if "source" in info.data:
+            _validated_source_options(info.data["source"], options)
+        return options
+
+
+def _validated_source_options(source: str, options: dict[str, Any]) -> Params:
+    """The gradient source's options, validated by its Params (errors under ``source_options``)."""
+    params_cls = load_gradient_source(source).Params
+    try:
+        return params_cls(**options)
+    except ValidationError as exc:
+        raise _source_option_errors(exc, source, sorted(params_cls.model_fields)) from None
 
 
 def source_params(params: GoUpParams) -> Params:
-    """The gradient source's validated options (errors located under ``source_options``)."""
-    source_cls = load_gradient_source(params.source)
-    try:
-        return source_cls.Params(**params.source_options)
-    except ValidationError as exc:
-        raise _prefixed(exc, ("source_options",)) from None
+    """The gradient source's validated options."""
+    return _validated_source_options(params.source, params.source_options)
 
 
 class GoUp(Rule):
@@ -335,14 +356,14 @@ class GoUp(Rule):
                 ])
                 for _, p in trained
             ]).cpu().tolist()
-        for index, ((name, _), (finite, max_abs, norm)) in enumerate(zip(trained, stats)):
+        for index, ((name, p), (finite, max_abs, norm)) in enumerate(zip(trained, stats)):
             if finite < 1:
                 return f"parameter {name} has non-finite values: {self._advice()}"
             if max_abs > self.params.max_abs_param:
                 return (f"parameter {name} reached |value| {max_abs:.3g} > max_abs_param "
                         f"{self.params.max_abs_param:g}: {self._advice()}")
             initial = self._initial_norms[index] if index < len(self._initial_norms) else 0.0
-            if initial > 0 and norm > self.params.max_norm_growth * initial:
+            if p.ndim >= 2 and initial > 0 and norm > self.params.max_norm_growth * initial:
                 return (f"parameter {name} norm grew {norm / initial:.1f}x since the start "
                         f"(> max_norm_growth {self.params.max_norm_growth:g}): {self._advice()}")
         return None
@@ -363,5 +384,6 @@ class GoUp(Rule):
             f"lr*std(theta-g)); a weight's spread grows by about exp(sum of (lr*noise_scale)^2) "
             f"= exp({budget:.3g}) in variance over the {steps} steps so far; try lr <= "
             f"{suggestion:.2g} for that many steps (constant lr), a decaying schedule "
-            "(schedule: {type: cosine}), or a larger batch (fewer steps per epoch)"
+            "(schedule: {type: cosine}), or a smaller lr with a smaller batch (per epoch the "
+            "noise grows like lr^2 * steps, the progress like lr * steps)"
         )
