@@ -185,10 +185,16 @@ def plugins(verbose: bool) -> None:
     # One column width for "package version" across all kinds, so third-party rows line up too.
     width = max(len(f"{c.package} {c.version}") for kind in registry.components
                 for c in registry.components[kind].values())
+    conflicts = {(c.kind, c.name): c for c in registry.conflicts}
     for kind, title in (("rule", "rules"), ("dataset", "data sets"), ("layer", "layers")):
         click.echo(click.style(title, bold=True))
         for name in registry.names(kind):
             c = registry.components[kind][name]
+            clash = conflicts.get((kind, name))
+            if clash:  # the first registrant is stored, but the name is unusable: do not show it as theirs
+                click.echo(f"  {name:<14} {'(conflict)':<{width}}  registered by "
+                           f"{' and '.join(clash.packages)}: unusable, see below")
+                continue
             click.echo(f"  {name:<14} {c.package + ' ' + c.version:<{width}}  {c.summary}")
     for conflict in registry.conflicts:
         click.echo(click.style("conflict: ", fg="yellow", bold=True) + conflict.message())

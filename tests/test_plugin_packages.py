@@ -120,7 +120,9 @@ def test_plugins_command_lists_packages_and_reports_broken_and_duplicate_ones(in
     assert "ImportError" in broken["broken"] and "not-installed-anywhere" in broken["broken"]
     assert "SystemExit: 3" in broken["broken_exit"]
     assert "exit_layer" not in rows  # registered just before the exit: not kept
-    # The duplicate is a conflict naming both packages.
+    # The duplicate is a conflict naming both packages, in the listing and below it.
+    assert rows["signsym"][1] == "(conflict)"
+    assert "altlearn-signsym" in " ".join(rows["signsym"]) and DUPE in " ".join(rows["signsym"])
     conflict = next(line for line in result.stdout.splitlines() if line.startswith("conflict"))
     assert "'signsym'" in conflict and "altlearn-signsym" in conflict and DUPE in conflict
     assert "Traceback" not in result.stdout + result.stderr
