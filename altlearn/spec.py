@@ -378,7 +378,14 @@ class _Validator:
     def registry_lookup(self, kind: str) -> Callable[[str], tuple[Any, str, str]]:
         def lookup(name: str):
             entry = self.registry.get(kind, name)  # KeyError / PluginError
-            return entry.load(), entry.package, entry.version
+            component = entry.load()
+            params = getattr(component, "Params", None)
+            if not (isinstance(params, type) and issubclass(params, BaseModel)):
+                # A plugin registered something that is not a component class: its bug, reported
+                # at the spec path that uses it, not an AttributeError traceback.
+                raise PluginError(f"{kind} {name!r} from package {entry.package} {entry.version} "
+                                  f"is {component!r}, which has no Params model: not a {kind} class")
+            return component, entry.package, entry.version
 
         return lookup
 

@@ -218,6 +218,10 @@ def test_spec_needing_a_broken_plugin_names_it_and_other_specs_still_work(select
     message = problems_of({**BLOBS_SPEC, "rule": {"type": "signsym"}})["rule.type"]
     assert "altlearn-signsym" in message and DUPE in message and PLUGIN_SELECTION_ENV in message
 
+    # A plugin whose target is not a component class: its error, at the path, no traceback.
+    message = problems_of({**BLOBS_SPEC, "rule": {"type": "dupe_only"}})["rule.type"]
+    assert DUPE in message and "not a rule class" in message
+
 
 def test_a_plugin_rule_used_through_another_rule_is_recorded_too(selection):
     selection(ALL_BUT_DUPE)
