@@ -58,6 +58,19 @@ def test_suite_writes_positive_throughputs_and_memory(tmp_path, monkeypatch, cap
     assert "| bp | tiny | cpu | eager-fp32 |" in printed
 
 
+def test_altlearn_variants_are_each_compared_with_the_same_hand_rounds():
+    torch.set_num_threads(1)
+    variants = (suite.EAGER, suite.Variant("off", "bf16"))
+    rows = suite.measure_cell("bp", "tiny", "cpu", steps=2, rounds=2, net=TINY_MLP,
+                              variants=variants, log=lambda line: None)
+    assert [row["variant"] for row in rows] == ["eager-fp32", "eager-bf16"]
+    assert rows[0]["hand_round_seconds"] == rows[1]["hand_round_seconds"]
+    assert rows[0]["altlearn_round_seconds"] != rows[1]["altlearn_round_seconds"]
+    assert suite.variants_for("cpu", True, ["fp32", "bf16"]) == (suite.EAGER,)  # compile: CUDA only
+    assert [v.name for v in suite.variants_for("cuda", True, ["fp32", "bf16"])] == [
+        "eager-fp32", "eager-bf16", "reduce-overhead-fp32", "reduce-overhead-bf16"]
+
+
 def test_rule_that_rejects_the_network_is_reported_not_measured():
     rows = suite.measure_cell("ifa", "tiny-cnn", "cpu", steps=2, rounds=1, net=TINY_CNN,
                               log=lambda line: None)
