@@ -4,8 +4,9 @@ For every built-in rule (bp, fa, dfa, ifa, ff, goup), network and device, in ONE
 ``Trainer.train_epoch`` on real MNIST (``data.train_subset = steps * batch``) and the hand-written
 loop of ``benchmarks/hand_loops.py`` for the same network, the same normalised tensors, batch 128
 and the same optimizer (Adam, lr 1e-3; GO-UP brings its own update, lr 0.01). After one warm-up
-round and one memory round each, timed rounds alternate (hand, altlearn, hand, altlearn, ...) and
-the best round of each is compared, so a noisy neighbour slows both alike.
+round and one memory round each, timed rounds alternate over every rule of a network (hand bp,
+altlearn bp, hand fa, altlearn fa, ..., then again) and the best round of each is compared, so a
+noisy neighbour slows all alike, and DFA/BP compares figures taken in the same minutes.
 
     python benchmarks/suite.py                                 # every rule/network, CPU (+ CUDA)
     python benchmarks/suite.py --device cpu --rules bp,dfa --networks mlp4x2000 --steps 20
@@ -239,83 +240,140 @@ def cuda_peak_memory(run: Callable[[], object], device: torch.device) -> float:
     return float(torch.cuda.max_memory_allocated(device) - base)
 
 
-def measure_cell(rule: str, network: str, device: str, *, steps: int, rounds: int,
-                 batch_size: int = 128, variants: tuple[Variant, ...] = (EAGER,),
-                 net: MLP | CNN | None = None, log: Callable[[str], None] = print) -> list[dict]:
-    """Hand-written loop vs altlearn for one rule, network and device; one row per variant.
+@dataclass
+class _Contender:
+    """One timed implementation: a hand-written loop or altlearn in one variant."""
 
-    ``net`` overrides the shape named by ``network`` (tests use tiny networks).
+    rule: str
+    run: Callable[[], None]
+    owner: object  # whose gradients to clear before the memory round
+    variant: Variant | None = None  # None: the hand-written loop
+    memory: float | None = None
+    seconds: list[float] | None = None
+    cpu_seconds: list[float] | None = None
+
+
+def measure_cell(rule: str, network: str, device: str, **options) -> list[dict]:
+    """Hand-written loop vs altlearn for one rule (see :func:`measure_network`)."""
+    return measure_network([rule], network, device, **options)
+
+
+def measure_network(rules: list[str], network: str, device: str, *, steps: int, rounds: int,
+                    batch_size: int = 128, variants: tuple[Variant, ...] = (EAGER,),
+                    net: MLP | CNN | None = None, log: Callable[[str], None] = print) -> list[dict]:
+    """Hand-written loop vs altlearn for each rule on one network and device; a row per variant.
+
+    All rules are timed in the same rounds (hand bp, altlearn bp, hand fa, altlearn fa, ...,
+    then again), so ratios *between* rules (DFA step time / BP step time) compare figures taken
+    in the same minutes, even when the load of a shared machine drifts. ``net`` overrides the
+    shape named by ``network`` (tests use tiny networks).
     """
     net = net or NETWORKS[network]
-    base = {"rule": rule, "network": network, "device": device, "steps": steps,
-            "batch_size": batch_size}
-    subset = steps * batch_size
-    try:
-        raws = [altlearn_spec(rule, net, device, subset, batch_size, v) for v in variants]
-        validate(raws[0])
-    except SpecError as exc:
-        # Problems only under `network`: the rule cannot train this network (ff on a CNN): a
-        # documented limit. Anything else (an option this suite sets was renamed): an error.
-        on_network = all(p.path.startswith("network") for p in exc.problems)
-        reason = "; ".join(str(p) for p in exc.problems) or str(exc)
-        return [dict(base, variant=v.name, status="not applicable" if on_network else "error",
-                     note=f"altlearn: {reason}") for v in variants]
     torch_device = torch.device(device)
+    subset = steps * batch_size
+    rows: dict[str, list[dict]] = {}
+    contenders: list[_Contender] = []
+
+    def base(rule: str, variant: Variant) -> dict:
+        return {"rule": rule, "network": network, "device": device, "variant": variant.name,
+                "steps": steps, "batch_size": batch_size}
+
+    def fail(rule: str, status: str, note: str) -> None:
+        rows[rule] = [dict(base(rule, v), status=status, note=note) for v in variants]
+        contenders[:] = [c for c in contenders if c.rule != rule]
+        log(format_row(rows[rule][-1]))
+
+    for rule in rules:
+        raws = [altlearn_spec(rule, net, device, subset, batch_size, v) for v in variants]
+        try:
+            validate(raws[0])
+        except SpecError as exc:
+            # Problems only under `network`: the rule cannot train this network (ff on a CNN): a
+            # documented limit. Anything else (an option this suite sets was renamed): an error.
+            on_network = all(p.path.startswith("network") for p in exc.problems)
+            reason = str(exc.problems[0]) if exc.problems else str(exc)  # the first says why
+            fail(rule, "not applicable" if on_network else "error", f"altlearn: {reason}")
+            continue
+        try:
+            contenders += _contenders(rule, net, raws, variants, torch_device, batch_size)
+        except Exception as exc:  # noqa: BLE001 - one failing rule must not lose the others
+            fail(rule, "error", _message(exc))
+
+    def attempt(contender: _Contender, action: Callable[[], None]) -> None:
+        try:
+            action()
+        except Exception as exc:  # noqa: BLE001 - e.g. a rule that diverges: report, go on
+            fail(contender.rule, "error", _message(exc))
+
+    for c in list(contenders):  # warm-up: allocator, kernels, lazy optimizer state, compilation
+        attempt(c, c.run)
+    # The last step's gradients outlive a round; free them so that each memory round starts from
+    # parameters + optimizer state + data, and its peak includes the gradients it creates.
+    for c in contenders:
+        clear_gradients(c.owner)
+    cpu_memory = CpuPeakMemory() if torch_device.type == "cpu" else None
+    memory_method = cpu_memory.method if cpu_memory else "cuda-max-memory-allocated"
+    for c in list(contenders):
+        def measure(c=c) -> None:
+            c.memory = (cpu_memory.measure(c.run) if cpu_memory
+                        else cuda_peak_memory(c.run, torch_device))
+        attempt(c, measure)
+    for c in contenders:
+        c.seconds, c.cpu_seconds = [], []
+    for _ in range(rounds):
+        for c in list(contenders):  # hand bp, altlearn bp (each variant), hand fa, ...
+            def one(c=c) -> None:
+                wall, cpu = timed(c.run, torch_device)
+                c.seconds.append(wall)
+                c.cpu_seconds.append(cpu)
+            attempt(c, one)
+
+    for rule in {c.rule for c in contenders}:
+        hand = next(c for c in contenders if c.rule == rule and c.variant is None)
+        hand_best, hand_cpu = min(hand.seconds), min(hand.cpu_seconds)
+        rows[rule] = []
+        for c in (c for c in contenders if c.rule == rule and c.variant is not None):
+            best, cpu = min(c.seconds), min(c.cpu_seconds)
+            rows[rule].append(dict(
+                base(rule, c.variant), status="ok",
+                hand_samples_per_s=subset / hand_best, altlearn_samples_per_s=subset / best,
+                ratio=hand_best / best, cpu_time_ratio=hand_cpu / cpu,
+                hand_step_ms=1000 * hand_best / steps, altlearn_step_ms=1000 * best / steps,
+                hand_cpu_step_ms=1000 * hand_cpu / steps, altlearn_cpu_step_ms=1000 * cpu / steps,
+                hand_peak_mib=_mib(hand.memory), altlearn_peak_mib=_mib(c.memory),
+                memory_method=memory_method,
+                hand_round_seconds=hand.seconds, altlearn_round_seconds=c.seconds,
+                hand_round_cpu_seconds=hand.cpu_seconds, altlearn_round_cpu_seconds=c.cpu_seconds,
+            ))
+            log(format_row(rows[rule][-1]))
+    return [row for rule in rules if rule in rows for row in rows[rule]]
+
+
+def _contenders(rule: str, net: MLP | CNN, raws: list[dict], variants: tuple[Variant, ...],
+                device: torch.device, batch_size: int) -> list[_Contender]:
+    """The hand-written loop and one altlearn Trainer per variant, on the same data tensors."""
     trainers = [make_trainer(raw) for raw in raws]
     x, y = trainers[0].data.train_x, trainers[0].data.train_y
     torch.manual_seed(0)
-    hand = HAND_LOOPS[rule](net, torch_device)
+    hand = HAND_LOOPS[rule](net, device)
     shuffle = torch.Generator().manual_seed(0)
 
     def hand_round() -> None:
-        set_matmul_precision(torch_device, "fp32")
+        set_matmul_precision(device, "fp32")
         train_round(hand, x, y, batch_size, shuffle).item()  # one sync, as altlearn's logging
 
-    def altlearn_round(index: int) -> Callable[[], None]:
+    def altlearn_round(trainer: Trainer, variant: Variant) -> Callable[[], None]:
         def run() -> None:
-            set_matmul_precision(torch_device, variants[index].precision)
-            trainers[index].train_epoch(1)
+            set_matmul_precision(device, variant.precision)
+            trainer.train_epoch(1)
         return run
 
-    runs = [hand_round] + [altlearn_round(i) for i in range(len(variants))]
-    for run in runs:  # warm-up: allocator, kernels, lazy optimizer state, compilation
-        run()
-    # The last step's gradients outlive a round; free them so that each memory round starts from
-    # parameters + optimizer state + data, and its peak includes the gradients it creates.
-    for owner in [hand, *(trainer.rule for trainer in trainers)]:
-        clear_gradients(owner)
-    if torch_device.type == "cuda":
-        memory = [cuda_peak_memory(run, torch_device) for run in runs]
-        memory_method = "cuda-max-memory-allocated"
-    else:
-        cpu = CpuPeakMemory()
-        memory = [cpu.measure(run) for run in runs]
-        memory_method = cpu.method
-    seconds: list[list[float]] = [[] for _ in runs]
-    cpu_seconds: list[list[float]] = [[] for _ in runs]
-    for _ in range(rounds):  # alternate: hand, altlearn (each variant), hand, altlearn, ...
-        for i, run in enumerate(runs):
-            wall, cpu = timed(run, torch_device)
-            seconds[i].append(wall)
-            cpu_seconds[i].append(cpu)
+    return [_Contender(rule, hand_round, hand)] + [
+        _Contender(rule, altlearn_round(t, v), t.rule, v) for t, v in zip(trainers, variants)]
 
-    hand_best, hand_cpu = min(seconds[0]), min(cpu_seconds[0])
-    rows = []
-    for i, variant in enumerate(variants, start=1):
-        best, cpu = min(seconds[i]), min(cpu_seconds[i])
-        rows.append(dict(
-            base, variant=variant.name, status="ok",
-            hand_samples_per_s=subset / hand_best, altlearn_samples_per_s=subset / best,
-            ratio=hand_best / best, cpu_time_ratio=hand_cpu / cpu,
-            hand_step_ms=1000 * hand_best / steps, altlearn_step_ms=1000 * best / steps,
-            hand_cpu_step_ms=1000 * hand_cpu / steps, altlearn_cpu_step_ms=1000 * cpu / steps,
-            hand_peak_mib=_mib(memory[0]), altlearn_peak_mib=_mib(memory[i]),
-            memory_method=memory_method,
-            hand_round_seconds=seconds[0], altlearn_round_seconds=seconds[i],
-            hand_round_cpu_seconds=cpu_seconds[0], altlearn_round_cpu_seconds=cpu_seconds[i],
-        ))
-        log(format_row(rows[-1]))
-    return rows
+
+def _message(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
 def clear_gradients(owner) -> None:
@@ -450,17 +508,15 @@ def run_suite(rules: list[str], networks: list[str], devices: list[str], *, step
     rows: list[dict] = []
     log(" | ".join(COLUMNS))
     for device in devices:
+        variants = variants_for(device, compile_, list(precisions))
         for network in networks:
-            for rule in rules:
-                variants = variants_for(device, compile_, list(precisions))
-                try:
-                    rows += measure_cell(rule, network, device, steps=steps, rounds=rounds,
-                                         batch_size=batch_size, variants=variants, log=log)
-                except Exception as exc:  # noqa: BLE001 - one failing cell must not lose the rest
-                    message = f"{type(exc).__name__}: {exc}".splitlines()[0]
-                    rows += [{"rule": rule, "network": network, "device": device, "variant": v.name,
-                              "status": "error", "note": message} for v in variants]
-                    log(format_row(rows[-1]))
+            try:
+                rows += measure_network(rules, network, device, steps=steps, rounds=rounds,
+                                        batch_size=batch_size, variants=variants, log=log)
+            except Exception as exc:  # noqa: BLE001 - one failing network must not lose the rest
+                rows += [{"rule": rule, "network": network, "device": device, "variant": v.name,
+                          "status": "error", "note": _message(exc)} for rule in rules for v in variants]
+                log(format_row(rows[-1]))
     return {"machine": machine(), "settings": {"steps": steps, "rounds": rounds,
             "batch_size": batch_size, "adam_lr": ADAM_LR, "goup_lr": GOUP_LR},
             "rows": rows, "summary": summary(rows)}

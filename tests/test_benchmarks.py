@@ -78,6 +78,18 @@ def test_rule_that_rejects_the_network_is_reported_not_measured():
     assert "MaxPool2d" in rows[0]["note"]
 
 
+def test_a_failing_rule_is_reported_and_the_others_still_measured(monkeypatch):
+    class Broken(hand_loops.Backprop):
+        def step(self, x, y):
+            raise RuntimeError("broken on purpose")
+
+    monkeypatch.setitem(HAND_LOOPS, "bp", Broken)
+    rows = suite.measure_network(["bp", "dfa"], "tiny", "cpu", steps=2, rounds=1, net=TINY_MLP,
+                                 log=lambda line: None)
+    assert [(row["rule"], row["status"]) for row in rows] == [("bp", "error"), ("dfa", "ok")]
+    assert "broken on purpose" in rows[0]["note"]
+
+
 CASES = [(rule, SMALL_MLP) for rule in HAND_LOOPS] + [
     (rule, TINY_CNN) for rule in ("bp", "fa", "dfa", "goup")]
 
