@@ -74,6 +74,31 @@ def network_problems(network: nn.Sequential, skip_first_layer: bool) -> list[tup
     return problems
 
 
+def init_weights(linears: list[nn.Linear], seed: int) -> None:
+    """Weights ~ N(0, 1/out_features), biases 0, from a generator seeded by the rule's seed."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for linear in linears:
+            weight = torch.randn(linear.weight.shape, generator=generator) * linear.out_features ** -0.5
+            linear.weight.copy_(weight)
+            if linear.bias is not None:
+                linear.bias.zero_()
+
+
+def run_block(block: nn.Module, h: torch.Tensor, straight_through_relu: bool) -> torch.Tensor:
+    """A block's forward pass; optionally ReLUs pass the gradient unchanged, also where they output 0.
+
+    The goodness gradient 2h is zero at silent units anyway; the straight-through ReLU lets the
+    peer-normalisation loss reach them, so that it can bring dead units back.
+    """
+    for module in block:
+        if straight_through_relu and isinstance(module, nn.ReLU):
+            h = h + (torch.relu(h) - h).detach()  # value relu(h), gradient of the identity
+        else:
+            h = module(h)
+    return h
+
+
 def normalise(h: torch.Tensor, kind: InputNorm) -> torch.Tensor:
     """Divide each example (row) by its L2 norm or RMS, so only the direction is passed on."""
     squares = h.pow(2)
@@ -115,6 +140,16 @@ def wrong_labels(labels: torch.Tensor, num_classes: int, generator: torch.Genera
     """A label per example drawn uniformly from the other ``num_classes - 1`` classes, never the true one."""
     shift = torch.randint(1, num_classes, labels.shape, generator=generator, device=labels.device)
     return (labels + shift) % num_classes
+
+
+def hard_wrong_labels(labels: torch.Tensor, scores: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """A wrong label per example drawn from softmax(scores) with the true class removed.
+
+    labels (B,), scores (B, K). Masking the logit (not the probability) keeps the distribution
+    valid even when the true class holds almost all of the probability.
+    """
+    masked = scores.float().scatter(1, labels[:, None], float("-inf"))  # (B, K)
+    return torch.multinomial(torch.softmax(masked, dim=1), 1, generator=generator).squeeze(1)
 
 
 class FFClassifier(nn.Module):

@@ -9,98 +9,25 @@ goodness up nor receive a gradient from the blocks above. See docs/rules/ff.md f
 
 from __future__ import annotations
 
-from typing import Literal, Optional
-
 import torch
 import torch.nn.functional as F
-from pydantic import Field, PositiveInt, model_validator
 from torch import nn
 
-from altlearn.components import Params
 from altlearn.rules.base import Rule, accuracy
 from altlearn.rules.ff_model import (
     FFClassifier,
-    Goodness,
-    Inference,
-    InputNorm,
     goodness,
     goodness_logit,
+    hard_wrong_labels,
+    init_weights,
     network_problems,
     normalise,
     overlay_label,
     overlay_neutral,
+    run_block,
     wrong_labels,
 )
-
-
-class ForwardForwardParams(Params):
-    schedule: Literal["simultaneous", "greedy"] = Field(
-        "simultaneous",
-        description="simultaneous: every layer learns on every batch; greedy: one layer after "
-        "another, each for greedy_steps_per_layer batches (the last one until the end)",
-    )
-    greedy_steps_per_layer: Optional[PositiveInt] = Field(
-        None, description="batches each layer trains for under schedule: greedy (e.g. epochs * "
-        "batches per epoch / layers); required by greedy, not allowed otherwise",
-    )
-    goodness: Goodness = Field(
-        "sum", description="sum or mean of a layer's squared activities; the logit is "
-        "goodness - threshold (x width for sum), so sum makes it sharper by the layer width",
-    )
-    threshold: float = Field(
-        1.0, ge=0.0, le=1e4, description="goodness threshold per unit: the mean squared activity "
-        "that separates positive from negative data",
-    )
-    input_norm: InputNorm = Field(
-        "rms", description="how each layer's input is normalised: divided by its L2 norm or by its "
-        "root mean square (rms keeps activities O(1) at any width)",
-    )
-    label_value: float = Field(
-        1.0, gt=0.0, le=100.0, description="value written into the true (or wrong) label's pixel; "
-        "the other label pixels get 0. The input is already normalised (MNIST's range is about "
-        "-0.42..2.8)",
-    )
-    neutral_label_value: Optional[float] = Field(
-        None, ge=0.0, le=100.0, description="value of every label pixel for the softmax head's "
-        "label-free pass; default label_value / number of classes (0.1 for 10 classes)",
-    )
-    inference: Inference = Field(
-        "softmax_head", description="goodness: run the image with each label, pick the one with "
-        "the highest summed goodness; softmax_head: one pass with the neutral label through a "
-        "linear softmax head on the normalised activities",
-    )
-    skip_first_layer: bool = Field(
-        True, description="inference (goodness sum or head input) leaves out the first layer, "
-        "as in the paper",
-    )
-    peer_norm_weight: float = Field(
-        0.03, ge=0.0, le=100.0, description="weight of the peer-normalisation loss that keeps "
-        "each unit's running mean activity near the target; 0 turns it off",
-    )
-    peer_norm_target: Optional[float] = Field(
-        None, ge=0.0, le=1e3, description="target mean activity of every unit; default: the "
-        "layer's average over its units (only the spread between units is penalised)",
-    )
-    peer_norm_momentum: float = Field(
-        0.9, ge=0.0, lt=1.0, description="momentum of the running mean activity per unit",
-    )
-    head_grad_scale: float = Field(
-        1.0, gt=0.0, le=1e3, description="multiplies the softmax head's gradient: with SGD a head "
-        "learning rate this many times the layers' (reproductions used 10x); no effect with Adam",
-    )
-    eval_layer_accuracy: bool = Field(
-        False, description="at evaluation, also report each layer's goodness accuracy "
-        "(layer<i>_accuracy) and goodness_accuracy; costs one pass per class under softmax_head",
-    )
-
-    @model_validator(mode="after")
-    def _greedy_needs_steps(self):
-        if self.schedule == "greedy" and self.greedy_steps_per_layer is None:
-            raise ValueError("schedule: greedy needs greedy_steps_per_layer (the rule does not know "
-                             "the epoch; use epochs * batches per epoch / number of layers)")
-        if self.schedule != "greedy" and self.greedy_steps_per_layer is not None:
-            raise ValueError("greedy_steps_per_layer only applies to schedule: greedy")
-        return self
+from altlearn.rules.ff_params import ForwardForwardParams
 
 
 class ForwardForward(Rule):
@@ -119,15 +46,14 @@ class ForwardForward(Rule):
         if linears[0].in_features < num_classes:
             raise ValueError(f"ff writes the label into the first {num_classes} inputs, but the first "
                              f"linear layer has only {linears[0].in_features}")
+        if params.weight_init == "ff":
+            init_weights(linears, seed)
         first_read = 1 if params.skip_first_layer else 0
         head = None
         if params.inference == "softmax_head":
             head_inputs = sum(m.out_features for m in linears[first_read:])
-            generator = torch.Generator().manual_seed(seed)
             head = nn.Linear(head_inputs, num_classes, bias=False)
-            with torch.no_grad():  # seeded, so the head does not depend on the global RNG
-                bound = head_inputs ** -0.5
-                head.weight.uniform_(-bound, bound, generator=generator)
+            nn.init.zeros_(head.weight)  # uniform scores at first; deterministic without any RNG
         self.head = head
         neutral = params.neutral_label_value
         classifier = FFClassifier(
@@ -167,24 +93,48 @@ class ForwardForward(Rule):
         return self._generator
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        model = self.inference_model
         p = self.params
-        flat = model.flat_input(x)  # (B, D)
+        flat = self.inference_model.flat_input(x)  # (B, D)
+        metrics: dict[str, torch.Tensor] = {}
+        objective = torch.zeros((), device=flat.device)  # what is backpropagated (local terms only)
+        head_scores = None
+        if self.head is not None:
+            head_scores = self._head_scores(flat)  # (B, K)
+            head_loss = self.loss(head_scores, y)
+            # the head's loss reaches only the head, so scaling it scales the head's step (SGD)
+            objective = objective + p.head_grad_scale * head_loss
+            metrics["head_loss"] = head_loss.detach()
+            metrics["accuracy"] = accuracy(head_scores.detach(), y)
+        active = self.active_layers()
+        negative = self._negative_labels(y, head_scores)
+        ff_total, layer_objective = self._ff_losses(flat, y, negative, active, metrics)
+        (objective + layer_objective).backward()
+        self._steps += 1
+        metrics["loss"] = ff_total
+        if p.schedule == "greedy":
+            metrics["active_layer"] = torch.tensor(float(active[0]), device=flat.device)
+        return metrics
+
+    def _negative_labels(self, y: torch.Tensor, head_scores: torch.Tensor | None) -> torch.Tensor:
+        generator = self._label_generator(y.device)
+        if self.params.negative_labels == "uniform":
+            return wrong_labels(y, self.num_classes, generator)
+        return hard_wrong_labels(y, head_scores.detach(), generator)
+
+    def _ff_losses(self, flat, y, negative, active, metrics) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every layer's FF loss on positive and negative data: (summed loss, what to backpropagate)."""
+        p = self.params
         batch = flat.shape[0]
-        negative = wrong_labels(y, self.num_classes, self._label_generator(y.device))
         h = torch.cat([overlay_label(flat, y, self.num_classes, p.label_value),
                        overlay_label(flat, negative, self.num_classes, p.label_value)])  # (2B, D)
-        active = self.active_layers()
-        metrics: dict[str, torch.Tensor] = {}
         ff_total = torch.zeros((), device=flat.device)
-        objective = torch.zeros((), device=flat.device)  # what is backpropagated (local terms only)
-        for i, block in enumerate(model.blocks):
+        objective = torch.zeros((), device=flat.device)
+        for i, block in enumerate(self.inference_model.blocks):
             with torch.set_grad_enabled(i in active):
                 # detach: a block never sends gradient to the blocks below it
-                h = block(normalise(h.detach(), p.input_norm))  # (2B, width)
+                h = run_block(block, normalise(h.detach(), p.input_norm), p.straight_through_relu)  # (2B, width)
                 logits = goodness_logit(h, p.goodness, p.threshold)  # (2B,)
-                # BCE with logits: positives should score > 0, negatives < 0
-                layer_loss = (F.softplus(-logits[:batch]).sum() + F.softplus(logits[batch:]).sum()) / (2 * batch)
+                layer_loss = self._layer_loss(logits[:batch], logits[batch:])
                 peer_loss = self._peer_loss(i, h[:batch])
             if i in active:
                 objective = objective + layer_loss + p.peer_norm_weight * peer_loss
@@ -196,18 +146,15 @@ class ForwardForward(Rule):
             right_side = torch.cat([logits[:batch] > 0, logits[batch:] <= 0])
             metrics[f"layer{i}_separation"] = right_side.float().mean()
             ff_total = ff_total + layer_loss.detach()
-        if self.head is not None:
-            head_loss, head_accuracy = self._head_loss(flat, y)
-            # the head's loss reaches only the head, so scaling it scales the head's step (SGD)
-            objective = objective + p.head_grad_scale * head_loss
-            metrics["head_loss"] = head_loss.detach()
-            metrics["accuracy"] = head_accuracy
-        objective.backward()
-        self._steps += 1
-        metrics["loss"] = ff_total
-        if p.schedule == "greedy":
-            metrics["active_layer"] = torch.tensor(float(active[0]), device=flat.device)
-        return metrics
+        return ff_total, objective
+
+    def _layer_loss(self, positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
+        """FF loss of one layer from the goodness logits of positive and negative data, (B,) each."""
+        if self.params.ff_loss == "symba":
+            # each image against its own wrong-label copy: only the gap counts, not the threshold
+            return F.softplus(-self.params.symba_alpha * (positive - negative)).mean()
+        # BCE with logits: positives should score > 0, negatives < 0
+        return (F.softplus(-positive).mean() + F.softplus(negative).mean()) / 2
 
     def _peer_loss(self, layer: int, positive: torch.Tensor) -> torch.Tensor:
         """Penalise units whose running mean activity strays from the target (dead or hogging units)."""
@@ -218,14 +165,13 @@ class ForwardForward(Rule):
         target = current.mean().detach() if p.peer_norm_target is None else p.peer_norm_target
         return (current - target).pow(2).mean()
 
-    def _head_loss(self, flat: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The softmax head's loss on the neutral-label pass; the blocks get no gradient from it."""
+    def _head_scores(self, flat: torch.Tensor) -> torch.Tensor:
+        """The softmax head's scores on the neutral-label pass; the blocks get no gradient from it."""
         model = self.inference_model
         with torch.no_grad():
             outputs = model.activities(overlay_neutral(flat, self.num_classes, model.neutral_value))
             features = model.head_features(outputs)  # (B, sum widths)
-        scores = self.head(features)  # (B, K)
-        return self.loss(scores, y), accuracy(scores.detach(), y)
+        return self.head(features)  # (B, K)
 
     def get_extra_state(self):
         return {"steps": self._steps}
