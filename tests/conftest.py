@@ -17,3 +17,14 @@ def fresh_registry():
     plugins.reset_registry()
     yield
     plugins.reset_registry()
+
+
+@pytest.fixture
+def one_thread():
+    """Rule tests use tiny tensors: a second thread only adds contention on a shared machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

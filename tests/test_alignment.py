@@ -15,12 +15,7 @@ from altlearn.rules.direct_feedback_alignment import DirectFeedbackAlignment
 from altlearn.rules.feedback_alignment import FeedbackAlignment
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 class ComparableBackprop(Backprop):
