@@ -4,9 +4,10 @@ For every built-in rule (bp, fa, dfa, ifa, ff, goup), network and device, in ONE
 ``Trainer.train_epoch`` on real MNIST (``data.train_subset = steps * batch``) and the hand-written
 loop of ``benchmarks/hand_loops.py`` for the same network, the same normalised tensors, batch 128
 and the same optimizer (Adam, lr 1e-3; GO-UP brings its own update, lr 0.01). After one warm-up
-round and one memory round each, timed rounds alternate over every rule of a network (hand bp,
+round each, timed rounds alternate over every rule of a network (hand bp,
 altlearn bp, hand fa, altlearn fa, ..., then again) and the best round of each is compared, so a
-noisy neighbour slows all alike, and DFA/BP compares figures taken in the same minutes.
+noisy neighbour slows all alike, and DFA/BP compares figures taken in the same minutes. One
+untimed memory round each comes last.
 
     python benchmarks/suite.py                                 # every rule/network, CPU (+ CUDA)
     python benchmarks/suite.py --device cpu --rules bp,dfa --networks mlp4x2000 --steps 20
@@ -166,18 +167,30 @@ def set_matmul_precision(device: torch.device, precision: str) -> None:
 
 class CpuPeakMemory:
     """Peak resident-set growth of the process while ``run`` executes (torch CPU tensors are not
-    seen by tracemalloc). The allocator's free memory is first returned to the OS (malloc_trim) so
-    reused pages count again; the kernel's high-water mark VmHWM is reset through
-    /proc/self/clear_refs where allowed, otherwise RSS is sampled every millisecond."""
+    seen by tracemalloc).
+
+    glibc keeps freed memory for reuse, so by default the RSS of a round says more about the
+    allocator's history than about the round (repeated rounds of one loop differed by 20-50 MiB
+    on the 4x2000 MLP). During the measurement every allocation of 64 KiB or more is therefore
+    served by its own mmap and returned to the OS when freed (mallopt), so RSS follows the live
+    tensors (repeats then agree within a few MiB). Before ``run`` the allocator's free memory is
+    released (malloc_trim) and the kernel's high-water mark VmHWM is reset through
+    /proc/self/clear_refs where allowed; otherwise RSS is sampled every millisecond.
+    """
+
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
 
     def __init__(self) -> None:
         try:
-            self._trim = ctypes.CDLL("libc.so.6").malloc_trim
-        except OSError:
-            self._trim = None
+            self._libc = ctypes.CDLL("libc.so.6")
+            self._libc.malloc_trim, self._libc.mallopt  # glibc only
+        except (OSError, AttributeError):
+            self._libc = None
         self.method = "unavailable"
         if _read_status("VmRSS") is not None:
             self.method = "rss-hwm-reset" if _reset_hwm() else "rss-sampled-1ms"
+            if self._libc is not None:
+                self.method += "+mmap-64KiB"
 
     def measure(self, run: Callable[[], object]) -> float | None:
         """Bytes by which the peak RSS during ``run`` exceeded the RSS when it started."""
@@ -185,9 +198,22 @@ class CpuPeakMemory:
             run()
             return None
         gc.collect()
-        if self._trim is not None:
-            self._trim(0)
-        if self.method == "rss-hwm-reset":
+        if self._libc is not None:
+            self._libc.mallopt(self.M_MMAP_THRESHOLD, 64 * 1024)
+            self._libc.mallopt(self.M_TRIM_THRESHOLD, 128 * 1024)
+            self._libc.malloc_trim(0)
+        try:
+            return self._peak_growth(run)
+        finally:
+            if self._libc is not None:
+                # Fixed thresholds cannot go back to glibc's adaptive ones; these are the values
+                # the adaptive ones reach once tensors of up to 32 MiB have been freed, i.e. the
+                # state timed rounds of these networks run in after their warm-up.
+                self._libc.mallopt(self.M_MMAP_THRESHOLD, 32 * MiB)
+                self._libc.mallopt(self.M_TRIM_THRESHOLD, 64 * MiB)
+
+    def _peak_growth(self, run: Callable[[], object]) -> float:
+        if self.method.startswith("rss-hwm-reset"):
             _reset_hwm()
             base = _read_status("VmRSS")
             run()
@@ -307,6 +333,17 @@ def measure_network(rules: list[str], network: str, device: str, *, steps: int, 
 
     for c in list(contenders):  # warm-up: allocator, kernels, lazy optimizer state, compilation
         attempt(c, c.run)
+    for c in contenders:
+        c.seconds, c.cpu_seconds = [], []
+    for _ in range(rounds):
+        for c in list(contenders):  # hand bp, altlearn bp (each variant), hand fa, ...
+            def one(c=c) -> None:
+                wall, cpu = timed(c.run, torch_device)
+                c.seconds.append(wall)
+                c.cpu_seconds.append(cpu)
+            attempt(c, one)
+
+    # Memory rounds come last: they change the allocator's settings (see CpuPeakMemory).
     # The last step's gradients outlive a round; free them so that each memory round starts from
     # parameters + optimizer state + data, and its peak includes the gradients it creates.
     for c in contenders:
@@ -318,15 +355,6 @@ def measure_network(rules: list[str], network: str, device: str, *, steps: int, 
             c.memory = (cpu_memory.measure(c.run) if cpu_memory
                         else cuda_peak_memory(c.run, torch_device))
         attempt(c, measure)
-    for c in contenders:
-        c.seconds, c.cpu_seconds = [], []
-    for _ in range(rounds):
-        for c in list(contenders):  # hand bp, altlearn bp (each variant), hand fa, ...
-            def one(c=c) -> None:
-                wall, cpu = timed(c.run, torch_device)
-                c.seconds.append(wall)
-                c.cpu_seconds.append(cpu)
-            attempt(c, one)
 
     for rule in {c.rule for c in contenders}:
         hand = next(c for c in contenders if c.rule == rule and c.variant is None)
