@@ -20,15 +20,7 @@ from altlearn.rules.ff_model import (
 from altlearn.rules.forward_forward import ForwardForward
 
 K = 10
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: a second thread only adds contention on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def mlp(*widths: int, inputs: int = 784, last_activation: bool = True) -> nn.Sequential:
