@@ -199,7 +199,12 @@ def test_health_check_catches_non_finite_parameters():
         rule.network[3].weight[0, 0] = float("nan")
     message = rule.health_check()
     assert "network.3.weight" in message and "non-finite" in message
+    # after one step the noise has done almost nothing: the gradient step is to blame
+    assert "lr=0.05 is too large for the bp gradient itself" in message
+    rule._optimizer.noise_budget = 3.0  # as after many noisy steps
+    message = rule.health_check()
     assert "lr=0.05 is too large for GO-UP's noise" in message and "try lr <=" in message
+    assert "exp(3)" in message
 
 
 def test_health_check_catches_exploded_parameters():
