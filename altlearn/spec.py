@@ -56,6 +56,22 @@ def did_you_mean(word: str, choices: list[str]) -> str:
     return f"did you mean {close[0]!r}? " if close else ""
 
 
+# Keys people put in the wrong section (e.g. the rule's lr when the rule uses an optimizer):
+# where each one lives instead.
+_HOME_OF_KEY = {
+    "lr": "optimizer.lr", "momentum": "optimizer.momentum", "weight_decay": "optimizer.weight_decay",
+    "betas": "optimizer.betas", "epochs": "train.epochs", "device": "train.device",
+    "batch_size": "data.batch_size",
+}
+
+
+def _elsewhere_hint(key: Any, path: str) -> str:
+    home = _HOME_OF_KEY.get(str(key))
+    if home is None or home.split(".")[0] == path.split(".")[0].split("[")[0]:
+        return ""
+    return f" ({key!r} belongs in {home})"
+
+
 def _join(path: str, key: Any) -> str:
     if isinstance(key, int):
         return f"{path}[{key}]"
@@ -367,7 +383,8 @@ class _Validator:
         known = sorted(set(params_model.model_fields) | set(extra_model.model_fields if extra_model else ()))
         for key in [k for k in options if k not in params_model.model_fields]:
             self.add(_join(path, key), f"{key!r} is not an option of {what} {type_name!r}; "
-                     f"{did_you_mean(key, known)}its options are: {', '.join(known) or '(none)'}")
+                     f"{did_you_mean(key, known)}its options are: {', '.join(known) or '(none)'}"
+                     f"{_elsewhere_hint(key, path)}")
             options.pop(key)
         params = self.model(params_model, options, path, f"{what} {type_name!r}")
         common = self.model(extra_model, common_values, path, what) if extra_model else None

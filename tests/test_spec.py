@@ -206,6 +206,22 @@ def test_unknown_option_suggests_the_closest(section, values, path, suggestion):
     assert suggestion in problems[path].split("options are:")[1]
 
 
+@pytest.mark.parametrize("section, values, path, home", [
+    ("rule", {"type": "fa", "lr": 0.01}, "rule.lr", "optimizer.lr"),
+    ("optimizer", {"type": "sgd", "epochs": 3}, "optimizer.epochs", "train.epochs"),
+    ("rule", {"type": "bp", "batch_size": 64}, "rule.batch_size", "data.batch_size"),
+])
+def test_a_key_in_the_wrong_section_names_its_home(section, values, path, home):
+    problems = problems_of(minimal(**{section: values}))
+    assert list(problems) == [path]
+    assert f"belongs in {home}" in problems[path]
+
+
+def test_no_home_hint_for_a_key_that_only_exists_here():
+    problems = problems_of(minimal(rule={"type": "fa", "feedback_sead": 1}))
+    assert "belongs in" not in problems["rule.feedback_sead"]
+
+
 def test_unknown_option_of_a_layer():
     raw = minimal()
     raw["network"]["layers"][1]["out_feature"] = 32
