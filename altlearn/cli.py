@@ -47,6 +47,7 @@ def main() -> None:
     \b
     altlearn run specs/mnist_mlp_bp.yaml            train and log to MLflow
     altlearn run SPEC -s rule.type=fa -s optimizer.lr=0.001
+    altlearn resume RUN_ID                          continue an interrupted run
     altlearn validate SPEC                          report every mistake at once
     altlearn render SPEC                            print the spec with all defaults
     altlearn plugins                                rules, data sets, layers and their packages
@@ -63,14 +64,50 @@ def main() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="no progress output")
 def run(spec_path: str, overrides: tuple[str, ...], tracking_uri: str | None, quiet: bool) -> None:
     """Train the spec's network with its rule and log the run to MLflow."""
+    from altlearn.tracking import tracking_uri as resolve_uri
+
     spec = _load(spec_path, overrides)
+    _train(spec, spec_path, resolve_uri(tracking_uri), quiet)
+
+
+@main.command()
+@click.argument("run_id")
+@click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", default=None,
+              help="MLflow tracking URI of the run [default: $MLFLOW_TRACKING_URI, else "
+                   "sqlite:///mlflow.db]")
+@click.option("-q", "--quiet", is_flag=True, help="no progress output")
+def resume(run_id: str, tracking_uri: str | None, quiet: bool) -> None:
+    """Continue an interrupted or failed run from its last checkpoint, in the same MLflow run.
+
+    The run's logged spec is used as it is; training goes on from the last checkpointed epoch with
+    the same data order and random streams, so the result equals an uninterrupted run's.
+    """
+    from altlearn.spec import SpecError, load_spec_text
+    from altlearn.tracking import ResumeError, resumable_run, tracking_uri as resolve_uri
+
+    uri = resolve_uri(tracking_uri)
+    try:
+        spec_text, state = resumable_run(uri, run_id)
+    except ResumeError as exc:
+        _fail(str(exc))
+    label = f"the spec logged in run {run_id}"
+    try:
+        spec = load_spec_text(spec_text, source=label)
+    except SpecError as exc:  # e.g. a plugin rule that is no longer installed
+        _fail(exc.report())
+    if not quiet:
+        click.echo(f"resuming run {run_id} after epoch {state['epoch']} of {spec.train.epochs}")
+    _train(spec, label, uri, quiet, resume_run_id=run_id, state=state)
+
+
+def _train(spec, spec_label: str, uri: str, quiet: bool, resume_run_id: str | None = None,
+           state: dict | None = None) -> None:
     from altlearn.components import DataUnavailable
     from altlearn.progress import make_progress
     from altlearn.spec import SpecError
-    from altlearn.tracking import mlflow_run, tracking_uri as resolve_uri
+    from altlearn.tracking import mlflow_run
     from altlearn.train import DeviceUnavailable, Trainer, TrainingDiverged
 
-    uri = resolve_uri(tracking_uri)
     # A scheduler's SIGTERM should end the run KILLED with its metrics, like Ctrl-C does.
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
@@ -79,14 +116,20 @@ def run(spec_path: str, overrides: tuple[str, ...], tracking_uri: str | None, qu
     except (DataUnavailable, DeviceUnavailable) as exc:
         _fail(str(exc))
     except SpecError as exc:  # found only once the data is loaded (e.g. val_size too large)
-        exc.source = spec_path
+        exc.source = spec_label
         _fail(exc.report())
     except KeyboardInterrupt:
         _fail("interrupted before training started", EXIT_INTERRUPTED)
+    if state is not None:
+        try:
+            trainer.restore(state)
+        except (ValueError, RuntimeError, KeyError) as exc:  # e.g. written by another version
+            _fail(f"the checkpoint of run {resume_run_id} does not fit its spec: {exc}")
     progress = make_progress(quiet)
+    run_handle = None
     try:
-        with mlflow_run(spec, uri) as run_handle:
-            trainer.observers = [run_handle.observer()] + ([progress] if progress else [])
+        with mlflow_run(spec, uri, resume_run_id) as run_handle:
+            trainer.observers = run_handle.observers(spec) + ([progress] if progress else [])
             try:
                 final = trainer.fit()
             finally:
@@ -97,11 +140,20 @@ def run(spec_path: str, overrides: tuple[str, ...], tracking_uri: str | None, qu
         _fail(f"training stopped: {exc}\nthe MLflow run is marked FAILED; its metrics so far are kept",
               EXIT_FAILED)
     except KeyboardInterrupt:
-        _fail("interrupted; the MLflow run is marked KILLED and keeps what was logged",
-              EXIT_INTERRUPTED)
+        if run_handle is None:
+            _fail("interrupted while opening the MLflow run", EXIT_INTERRUPTED)
+        _fail(f"interrupted; the MLflow run is marked KILLED and keeps what was logged; continue "
+              f"it from its last checkpoint with: altlearn resume {run_handle.run_id}"
+              f"{_uri_option(uri)}", EXIT_INTERRUPTED)
     summary = f"test accuracy {final['test_accuracy']:.2%}" if "test_accuracy" in final else "done"
     click.echo(f"{summary}; MLflow run {run_handle.run_id} in {uri} (experiment "
                f"{spec.tracking.experiment!r}); view with: mlflow ui --backend-store-uri {uri}")
+
+
+def _uri_option(uri: str) -> str:
+    from altlearn.tracking import DEFAULT_TRACKING_URI
+
+    return "" if uri == DEFAULT_TRACKING_URI else f" --tracking-uri {uri}"
 
 
 @main.command()

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any, Callable, Literal, Optional
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationError,
-                      field_validator)
+from pydantic import (BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveInt,
+                      ValidationError, field_validator)
 
 from altlearn import plugins
 from altlearn.plugins import PluginError, Registry
@@ -141,6 +141,11 @@ class TrackingOptions(_Section):
     log_model: bool = Field(True, description="log the trained model as an MLflow model")
     alignment_every: NonNegativeInt = Field(
         200, description="steps between update-vs-BP alignment measurements (0: off)"
+    )
+    checkpoint_minutes: NonNegativeFloat = Field(
+        10.0, description="minutes between checkpoints of the whole training state, logged to the "
+        "run so that `altlearn resume` can continue it (0: after every epoch); the end of training "
+        "always writes one"
     )
     tags: dict[str, str] = Field(default_factory=dict)
 
@@ -535,6 +540,15 @@ def _check_network(v: _Validator, data: Block, layers: list[Block], rule: Block)
     for index, message in rule.component.check_network(network, rule.params):
         path = "network" if index is None else f"network.layers[{index}]"
         v.add(path, f"rule {rule.type!r}: {message}")
+
+
+def load_spec_text(text: str, source: str, registry: Registry | None = None) -> Spec:
+    """Validate a spec held as YAML text (e.g. the resolved spec logged in an MLflow run)."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SpecError([Problem("", f"not valid YAML: {exc}")], source) from None
+    return validate(raw, registry, source=source)
 
 
 def load_spec(path: str | Path, overrides: list[str] | None = None,

@@ -1,9 +1,10 @@
 """MLflow: one run per ``altlearn run``, with what a comparison across rules needs.
 
 Logged: the flattened resolved spec as params; rule/dataset/network and package versions as tags;
-per-epoch metrics under names shared by all rules; the resolved spec, a state_dict checkpoint and
-the trained model as artifacts. A run that raises ends FAILED, Ctrl-C ends KILLED, and whatever was
-logged before stays (metrics are written as they happen).
+per-epoch metrics under names shared by all rules; the resolved spec, the training state (every
+``tracking.checkpoint_minutes`` and at the end: what ``altlearn resume`` continues from), the
+weights' state_dict and the trained model as artifacts. A run that raises ends FAILED, Ctrl-C ends
+KILLED, and whatever was logged before stays (metrics are written as they happen).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from altlearn.version import __version__
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 ARTIFACT_FOLDER = "mlartifacts"
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on one param value is 6000 characters
+CHECKPOINT_FOLDER = "checkpoint"
+TRAINER_STATE_FILE = "trainer_state.pt"  # Trainer.state(): what `altlearn resume` continues from
 
 
 def tracking_uri(cli_uri: str | None) -> str:
@@ -70,9 +73,88 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+class CheckpointObserver(Observer):
+    """Logs ``Trainer.state()`` to the run every ``tracking.checkpoint_minutes`` and after the last
+    epoch, so an interrupted run loses at most that much training (``altlearn resume``)."""
+
+    def __init__(self, client, run_id: str, minutes: float) -> None:
+        self.client = client
+        self.run_id = run_id
+        self.seconds = minutes * 60
+        self.trainer: Trainer | None = None
+        self.last_time = 0.0
+
+    def on_start(self, trainer: Trainer) -> None:
+        import time
+
+        self.trainer = trainer
+        self.last_time = time.monotonic()
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        import time
+
+        last_epoch = epoch == self.trainer.spec.train.epochs
+        if last_epoch or time.monotonic() - self.last_time >= self.seconds:
+            log_trainer_state(self.client, self.run_id, self.trainer)
+            self.last_time = time.monotonic()
+
+
+def log_trainer_state(client, run_id: str, trainer: Trainer) -> None:
+    import torch
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / TRAINER_STATE_FILE
+        torch.save(trainer.state(), path)
+        # Same artifact path each time: the newest checkpoint replaces the previous one.
+        client.log_artifact(run_id, str(path), CHECKPOINT_FOLDER)
+    client.set_tag(run_id, "altlearn.checkpoint_epoch", str(trainer.epoch))
+
+
+class ResumeError(Exception):
+    """The run cannot be resumed; the message says why and what to do."""
+
+
+def resumable_run(uri: str, run_id: str) -> tuple[str, dict]:
+    """The resolved spec (YAML text) and the trainer state of an unfinished run."""
+    import mlflow
+    import torch
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    client = MlflowClient(tracking_uri=uri)
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        raise ResumeError(f"no run {run_id!r} in {uri} (give the run ID from `mlflow ui` or from "
+                          "the line `altlearn run` printed, and the same --tracking-uri)") from None
+    if run.info.status == "FINISHED":
+        raise ResumeError(f"run {run_id} finished; there is nothing to resume")
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            spec_path = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path="spec.yaml", dst_path=tmp, tracking_uri=uri)
+            state_path = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=f"{CHECKPOINT_FOLDER}/{TRAINER_STATE_FILE}",
+                dst_path=tmp, tracking_uri=uri)
+        except (MlflowException, OSError):
+            raise ResumeError(
+                f"run {run_id} has no checkpoint to resume from: it stopped before its first "
+                f"one (tracking.checkpoint_minutes is {_checkpoint_minutes(run)}); start it again "
+                "with altlearn run") from None
+        spec_text = Path(spec_path).read_text()
+        state = torch.load(state_path, map_location="cpu", weights_only=False)
+    return spec_text, state
+
+
+def _checkpoint_minutes(run) -> str:
+    return run.data.params.get("tracking.checkpoint_minutes", "unknown")
+
+
 @contextmanager
-def mlflow_run(spec: Spec, uri: str) -> Iterator["RunHandle"]:
-    """Open a run; end it FINISHED, FAILED (exception) or KILLED (Ctrl-C), keeping what was logged."""
+def mlflow_run(spec: Spec, uri: str, resume_run_id: str | None = None) -> Iterator["RunHandle"]:
+    """Open a run (or reopen ``resume_run_id``); end it FINISHED, FAILED (exception) or KILLED
+    (Ctrl-C), keeping what was logged."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -80,13 +162,20 @@ def mlflow_run(spec: Spec, uri: str) -> Iterator["RunHandle"]:
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(tracking_uri=uri)
-    experiment_id = _experiment_id(client, spec.tracking.experiment, uri)
-    run = mlflow.start_run(
-        experiment_id=experiment_id, run_name=spec.tracking.run_name or spec.name, tags=_tags(spec)
-    )
+    if resume_run_id is None:
+        experiment_id = _experiment_id(client, spec.tracking.experiment, uri)
+        run = mlflow.start_run(
+            experiment_id=experiment_id, run_name=spec.tracking.run_name or spec.name,
+            tags=_tags(spec),
+        )
+    else:
+        run = mlflow.start_run(run_id=resume_run_id)  # back to RUNNING; params and metrics stay
+        if "altlearn.error" in run.data.tags:
+            client.delete_tag(resume_run_id, "altlearn.error")
     handle = RunHandle(client, run.info.run_id, run.info.artifact_uri, uri)
     try:
-        handle.log_spec(spec)
+        if resume_run_id is None:
+            handle.log_spec(spec)
         yield handle
     except KeyboardInterrupt:
         client.set_tag(handle.run_id, "altlearn.error", "interrupted (Ctrl-C)")
@@ -132,8 +221,9 @@ class RunHandle:
         self.artifact_uri = artifact_uri
         self.uri = uri
 
-    def observer(self) -> MlflowObserver:
-        return MlflowObserver(self.client, self.run_id)
+    def observers(self, spec: Spec) -> list[Observer]:
+        return [MlflowObserver(self.client, self.run_id),
+                CheckpointObserver(self.client, self.run_id, spec.tracking.checkpoint_minutes)]
 
     def log_spec(self, spec: Spec) -> None:
         import mlflow.entities
@@ -153,7 +243,7 @@ class RunHandle:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "state_dict.pt"
             torch.save(trainer.rule.state_dict(), path)
-            self.client.log_artifact(self.run_id, str(path), "checkpoint")
+            self.client.log_artifact(self.run_id, str(path), CHECKPOINT_FOLDER)
         if log_model:
             self._log_model(trainer)
 

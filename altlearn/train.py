@@ -29,6 +29,10 @@ STANDARD_METRICS = (
 )
 
 
+#: Version of the layout of ``Trainer.state()``; a checkpoint of another layout is refused.
+CHECKPOINT_FORMAT = 1
+
+
 class TrainingDiverged(Exception):
     """Training produced a non-finite loss or the rule reported divergence; the message says why."""
 
@@ -120,17 +124,20 @@ class Trainer:
             self.step_fn = torch.compile(self.rule.train_step, mode=spec.train.compile)
             self.eval_fn = torch.compile(self.rule.eval_step, mode=spec.train.compile)
         self.global_step = 0
+        self.epoch = 0  # epochs completed
         self.history: list[dict[str, float]] = []
 
     # ------------------------------------------------------------------------------ loop
     def fit(self) -> dict[str, float]:
+        """Train the remaining epochs (all of them, unless ``restore`` was called)."""
         for obs in self.observers:
             obs.on_start(self)
-        metrics: dict[str, float] = {}
-        for epoch in range(1, self.spec.train.epochs + 1):
+        metrics: dict[str, float] = self.history[-1] if self.history else {}
+        for epoch in range(self.epoch + 1, self.spec.train.epochs + 1):
             metrics = self.train_epoch(epoch)
             metrics.update(self.evaluate_all())
             self.history.append(metrics)
+            self.epoch = epoch
             for obs in self.observers:
                 obs.on_epoch_end(epoch, metrics)
         return metrics
@@ -221,6 +228,42 @@ class Trainer:
         values = alignment(self.rule, x, y)
         for obs in self.observers:
             obs.on_alignment(self.global_step, values)
+
+    # ------------------------------------------------------------------------- checkpoints
+    def state(self) -> dict[str, Any]:
+        """Everything a later process needs to continue after the last completed epoch exactly as
+        this one would: weights and buffers (the rule's state_dict, with its extra state), the
+        optimizer and schedule, and every random stream the loop draws from."""
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "history": list(self.history),
+            "rule": self.rule.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "shuffle": self.shuffle.get_state(),
+            "torch_rng": torch.get_rng_state(),  # dropout and other draws from the global stream
+        }
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from ``state`` (a ``state()`` of a trainer built from the same spec)."""
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"checkpoint format {state.get('format')!r} is not "
+                             f"{CHECKPOINT_FORMAT} (written by another altlearn version)")
+        self.rule.load_state_dict(state["rule"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.shuffle.set_state(state["shuffle"])
+        torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        self.epoch = int(state["epoch"])
+        self.global_step = int(state["global_step"])
+        self.history = list(state["history"])
 
     # ------------------------------------------------------------------------------ export
     def inference_model(self) -> nn.Module:

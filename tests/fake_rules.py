@@ -41,6 +41,17 @@ class InterruptedRule(_Counting):
         raise KeyboardInterrupt
 
 
+class InterruptOnceRule(_Counting):
+    """Ctrl-C at ``at_step``, once per process: the resumed run then trains to the end."""
+
+    fired = False
+
+    def misbehave(self, metrics) -> None:
+        if not InterruptOnceRule.fired:
+            InterruptOnceRule.fired = True
+            raise KeyboardInterrupt
+
+
 class NanRule(_Counting):
     def misbehave(self, metrics) -> None:
         metrics["loss"] = torch.tensor(float("nan"))
@@ -64,5 +75,6 @@ class OwnUpdateRule(Rule):
 def altlearn_register_rules(register):
     register("crash", CrashingRule)
     register("interrupt", InterruptedRule)
+    register("interrupt_once", InterruptOnceRule)
     register("nan", NanRule)
     register("own_update", OwnUpdateRule)

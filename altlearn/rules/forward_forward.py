@@ -71,6 +71,7 @@ class ForwardForward(Rule):
         self._steps = 0  # batches seen; picks the active layer under greedy (saved via extra state)
         self._generator: torch.Generator | None = None
         self._generator_device: torch.device | None = None
+        self._pending_generator_state: torch.Tensor | None = None  # from a checkpoint
 
     @classmethod
     def check_network(cls, network, params):
@@ -90,6 +91,12 @@ class ForwardForward(Rule):
         if self._generator is None or self._generator_device != device:
             self._generator = torch.Generator(device=device).manual_seed(self.seed)
             self._generator_device = device
+            pending, self._pending_generator_state = self._pending_generator_state, None
+            if pending is not None:
+                try:
+                    self._generator.set_state(pending)
+                except RuntimeError:  # a CPU state on a CUDA generator: keep the fresh seed
+                    pass
         return self._generator
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -174,10 +181,14 @@ class ForwardForward(Rule):
         return self.head(features)  # (B, K)
 
     def get_extra_state(self):
-        return {"steps": self._steps}
+        # The label generator's state makes a resumed run draw the same negative labels.
+        generator = None if self._generator is None else self._generator.get_state()
+        return {"steps": self._steps, "label_generator": generator}
 
     def set_extra_state(self, state):
         self._steps = int(state["steps"])
+        self._pending_generator_state = state.get("label_generator")
+        self._generator = None  # re-created on the batch's device, from the pending state
 
     def health_check(self) -> str | None:
         if self._steps < 100:

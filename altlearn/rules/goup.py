@@ -330,6 +330,13 @@ class GoUp(Rule):
         self._initial_norms = norms.tolist()
         return self._optimizer
 
+    def get_extra_state(self):
+        # The divergence guard measures growth since the start of training, not since a resume.
+        return {"initial_norms": list(self._initial_norms)}
+
+    def set_extra_state(self, state):
+        self._initial_norms = [float(n) for n in state["initial_norms"]]
+
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.source.train_step(x, y)  # fills .grad; the optimizer applies GO-UP
 

@@ -1,0 +1,194 @@
+"""Checkpoints and `altlearn resume`: a resumed run ends exactly where an uninterrupted one does."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import mlflow
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+
+import fake_rules
+from altlearn import plugins
+from altlearn.cli import main
+from altlearn.spec import validate
+from altlearn.train import Observer, Trainer
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+MLP = [{"type": "flatten"}, {"type": "linear", "out_features": 32}, {"type": "relu"},
+       {"type": "dropout", "p": 0.2}, {"type": "linear", "out_features": 10}]
+TANH_MLP = [{"type": "flatten"}, {"type": "linear", "out_features": 32}, {"type": "tanh"},
+            {"type": "linear", "out_features": 10}]
+
+
+def digits_spec(rule: dict, layers=MLP, optimizer=None, epochs: int = 4) -> dict:
+    spec = {
+        "name": "resume", "seed": 5,
+        "data": {"type": "digits", "batch_size": 64, "train_subset": 640},
+        "network": {"layers": layers},
+        "rule": rule,
+        "schedule": {"type": "cosine"},
+        "train": {"epochs": epochs, "device": "cpu"},
+        "tracking": {"alignment_every": 3},  # alignment draws must not shift any random stream
+    }
+    if optimizer is not None:
+        spec["optimizer"] = optimizer
+    return spec
+
+
+class SnapshotAt(Observer):
+    """Keeps a serialised ``Trainer.state()`` taken right after epoch ``epoch``."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.trainer = None
+        self.snapshot: bytes | None = None
+
+    def on_start(self, trainer) -> None:
+        self.trainer = trainer
+
+    def on_epoch_end(self, epoch, metrics) -> None:
+        if epoch == self.epoch:
+            buffer = io.BytesIO()
+            torch.save(self.trainer.state(), buffer)
+            self.snapshot = buffer.getvalue()
+
+
+def without_timing(history):
+    return [{k: v for k, v in m.items() if k not in ("epoch_seconds", "samples_per_second")}
+            for m in history]
+
+
+@pytest.mark.parametrize("rule, layers, optimizer", [
+    ({"type": "bp"}, MLP, {"type": "adam", "lr": 0.003}),  # dropout: the global random stream
+    ({"type": "dfa"}, TANH_MLP, {"type": "sgd", "lr": 0.05, "momentum": 0.9}),
+    ({"type": "goup", "lr": 0.05}, TANH_MLP, None),  # GO-UP's noise generator, no optimizer
+    ({"type": "ff"},
+     [{"type": "flatten"}, {"type": "linear", "out_features": 32}, {"type": "relu"},
+      {"type": "linear", "out_features": 32}, {"type": "relu"}], {"type": "adam", "lr": 0.003}),
+], ids=["bp-dropout-adam", "dfa-sgd-momentum", "goup", "ff"])
+def test_a_restored_trainer_finishes_exactly_like_an_uninterrupted_one(rule, layers, optimizer):
+    spec = validate(digits_spec(rule, layers, optimizer))
+    torch.set_num_threads(1)
+    snapshot = SnapshotAt(epoch=2)
+    whole = Trainer(spec, observers=[snapshot])
+    whole.fit()
+
+    resumed = Trainer(spec)
+    resumed.restore(torch.load(io.BytesIO(snapshot.snapshot), weights_only=False))
+    assert resumed.epoch == 2 and len(resumed.history) == 2
+    resumed.fit()
+
+    assert resumed.epoch == whole.epoch == 4
+    assert without_timing(resumed.history) == without_timing(whole.history)
+    expected, got = whole.rule.state_dict(), resumed.rule.state_dict()
+    assert expected.keys() == got.keys()
+    for key, value in expected.items():
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(value, got[key]), key
+    # and training after epoch 2 really changed the weights: the comparison above is not vacuous
+    early = Trainer(spec)
+    early.restore(torch.load(io.BytesIO(snapshot.snapshot), weights_only=False))
+    changed = [k for k, v in early.rule.state_dict().items()
+               if isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.equal(v, expected[k])]
+    assert changed
+
+
+def test_a_checkpoint_of_another_format_is_refused():
+    trainer = Trainer(validate(digits_spec({"type": "bp"}, epochs=1)))
+    state = trainer.state()
+    state["format"] = 999
+    with pytest.raises(ValueError, match="format 999"):
+        trainer.restore(state)
+
+
+# ----------------------------------------------------------------------------- the CLI
+
+
+@pytest.fixture
+def with_fake_rules(monkeypatch):
+    registry = plugins.build_registry(extra_plugins=[(fake_rules, "altlearn-test-fakes", "9.9")])
+    monkeypatch.setattr(plugins, "get_registry", lambda: registry)
+    monkeypatch.setattr(fake_rules.InterruptOnceRule, "fired", False)
+
+
+def cli(tmp_path, *args):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = CliRunner().invoke(main, [*args, "--tracking-uri", uri, "--quiet"])
+    return result, mlflow.tracking.MlflowClient(tracking_uri=uri)
+
+
+def write(tmp_path, spec, name="spec.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(spec))
+    return str(path)
+
+
+def interrupted_spec(at_step: int, checkpoint_minutes: float = 0) -> dict:
+    spec = digits_spec({"type": "interrupt_once", "at_step": at_step}, MLP,
+                       {"type": "adam", "lr": 0.003}, epochs=3)
+    spec["tracking"].update(experiment="resume", log_model=False, checkpoint_minutes=checkpoint_minutes)
+    return spec
+
+
+def test_ctrl_c_then_resume_finishes_the_same_run_as_if_never_interrupted(tmp_path, with_fake_rules):
+    # 10 steps per epoch: Ctrl-C in epoch 2, after the checkpoint of epoch 1
+    spec_path = write(tmp_path, interrupted_spec(at_step=15))
+    result, client = cli(tmp_path, "run", spec_path)
+    assert result.exit_code == 130
+    (run,) = client.search_runs([client.get_experiment_by_name("resume").experiment_id])
+    run_id = run.info.run_id
+    assert run.info.status == "KILLED"
+    assert f"altlearn resume {run_id}" in result.output
+    assert run.data.tags["altlearn.checkpoint_epoch"] == "1"
+
+    result, client = cli(tmp_path, "resume", run_id)
+    assert result.exit_code == 0, result.output
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert "altlearn.error" not in run.data.tags
+    assert run.data.tags["altlearn.checkpoint_epoch"] == "3"
+    history = client.get_metric_history(run_id, "test_accuracy")
+    assert [m.step for m in history] == [1, 2, 3]
+    checkpoint = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="checkpoint",
+                                                     dst_path=str(tmp_path / "dl"),
+                                                     tracking_uri=client.tracking_uri)
+    assert sorted(os.listdir(checkpoint)) == ["state_dict.pt", "trainer_state.pt"]
+
+    # the same spec, never interrupted (the rule only fires once per process)
+    other = tmp_path / "uninterrupted"
+    other.mkdir()
+    result, other_client = cli(other, "run", write(other, interrupted_spec(at_step=15)))
+    assert result.exit_code == 0, result.output
+    (straight,) = other_client.search_runs([other_client.get_experiment_by_name("resume").experiment_id])
+    for key in ("train_loss", "test_loss", "test_accuracy"):
+        assert ([m.value for m in other_client.get_metric_history(straight.info.run_id, key)]
+                == [m.value for m in client.get_metric_history(run_id, key)]), key
+
+
+def test_resume_refuses_a_finished_run_an_unknown_run_and_a_run_without_checkpoint(
+        tmp_path, with_fake_rules):
+    spec = interrupted_spec(at_step=10_000)
+    result, client = cli(tmp_path, "run", write(tmp_path, spec))
+    assert result.exit_code == 0, result.output
+    (finished,) = client.search_runs([client.get_experiment_by_name("resume").experiment_id])
+    result, _ = cli(tmp_path, "resume", finished.info.run_id)
+    assert result.exit_code == 2 and "finished" in result.output
+    assert "Traceback" not in result.output
+
+    result, _ = cli(tmp_path, "resume", "0123456789abcdef")
+    assert result.exit_code == 2 and "no run '0123456789abcdef'" in result.output
+
+    # default checkpoint_minutes (10): Ctrl-C in epoch 2 of a seconds-long run left no checkpoint
+    spec = interrupted_spec(at_step=15, checkpoint_minutes=10)
+    spec["tracking"]["experiment"] = "early"
+    result, client = cli(tmp_path, "run", write(tmp_path, spec, "early.yaml"))
+    assert result.exit_code == 130
+    (early,) = client.search_runs([client.get_experiment_by_name("early").experiment_id])
+    result, _ = cli(tmp_path, "resume", early.info.run_id)
+    assert result.exit_code == 2
+    assert "no checkpoint" in result.output and "checkpoint_minutes is 10.0" in result.output
