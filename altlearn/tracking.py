@@ -12,7 +12,9 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import signal
 import tempfile
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -99,10 +101,29 @@ class CheckpointObserver(Observer):
             self.last_time = time.monotonic()
 
 
+@contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM until the block ends: an interrupted copy would leave a truncated
+    checkpoint in place of the previous good one."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread receives signals
+        return
+    received: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if received:
+            raise KeyboardInterrupt
+
+
 def log_trainer_state(client, run_id: str, trainer: Trainer) -> None:
     import torch
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, _signals_deferred():
         path = Path(tmp) / TRAINER_STATE_FILE
         torch.save(trainer.state(), path)
         # Same artifact path each time: the newest checkpoint replaces the previous one.
@@ -143,7 +164,11 @@ def resumable_run(uri: str, run_id: str) -> tuple[str, dict]:
                 f"one (tracking.checkpoint_minutes is {_checkpoint_minutes(run)}); start it again "
                 "with altlearn run") from None
         spec_text = Path(spec_path).read_text()
-        state = torch.load(state_path, map_location="cpu", weights_only=False)
+        try:
+            state = torch.load(state_path, map_location="cpu", weights_only=False)
+        except Exception as exc:  # noqa: BLE001 - a damaged file can fail in many ways
+            raise ResumeError(f"the checkpoint of run {run_id} cannot be read ({exc}); start the "
+                              "run again with altlearn run") from None
     return spec_text, state
 
 

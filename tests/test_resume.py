@@ -192,3 +192,18 @@ def test_resume_refuses_a_finished_run_an_unknown_run_and_a_run_without_checkpoi
     result, _ = cli(tmp_path, "resume", early.info.run_id)
     assert result.exit_code == 2
     assert "no checkpoint" in result.output and "checkpoint_minutes is 10.0" in result.output
+
+
+def test_ctrl_c_during_a_checkpoint_write_waits_until_the_file_is_complete():
+    import signal
+
+    from altlearn.tracking import _signals_deferred
+
+    finished = []
+    with pytest.raises(KeyboardInterrupt):
+        with _signals_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGTERM)
+            finished.append(True)  # reached: the signals did not cut the block short
+    assert finished == [True]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
