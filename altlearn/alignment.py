@@ -8,12 +8,14 @@ For every trainable layer (``nn.Linear``/``nn.Conv2d``) at position ``i`` of the
 - ``norm_ratio_layer{i}``: ||update|| / ||BP gradient|| for ``W_i``.
 
 Only the weight is compared (not the bias), as in the literature. Both passes start from the same
-random-number state (same dropout masks), and the call leaves the parameters' ``.grad`` and the
-global random state as they were, so the trainer can call it between steps at any interval.
+random-number state (same dropout masks), and the call leaves the parameters' ``.grad``, the
+global random state and every module's extra state (``get_extra_state``: a rule's own generators
+and counters) as they were, so measuring at any interval does not change training.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -32,6 +34,7 @@ def alignment(rule: Rule, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
     layers = [(i, m) for i, m in enumerate(source.network) if isinstance(m, TRAINABLE)]
     params = list(rule.parameters())
     saved_grads = [p.grad for p in params]
+    saved_extra = _extra_states(rule)  # a rule's own generators and counters, advanced by a step
     try:
         with _same_randomness(x.device):
             for p in params:
@@ -45,6 +48,8 @@ def alignment(rule: Rule, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
     finally:
         for p, grad in zip(params, saved_grads):
             p.grad = grad
+        for module, state in saved_extra:
+            module.set_extra_state(state)
     result: dict[str, float] = {}
     for (index, module), update, gradient in zip(layers, updates, gradients):
         if gradient is None:
@@ -53,6 +58,15 @@ def alignment(rule: Rule, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         result[f"angle_layer{index}"] = angle
         result[f"norm_ratio_layer{index}"] = ratio
     return result
+
+
+def _extra_states(rule: Rule) -> list[tuple[nn.Module, object]]:
+    """The extra state (``get_extra_state``) of every module of the rule that has one, copied."""
+    return [
+        (module, copy.deepcopy(module.get_extra_state()))
+        for module in rule.modules()
+        if type(module).get_extra_state is not nn.Module.get_extra_state
+    ]
 
 
 def _same_randomness(device: torch.device):

@@ -99,6 +99,34 @@ def test_leaves_grads_and_random_state_as_they_were():
     assert torch.equal(torch.get_rng_state(), rng)
 
 
+class OwnGeneratorFeedback(FeedbackAlignment):
+    """Feedback redrawn every step from the rule's own generator, kept as its extra state."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.generator = torch.Generator().manual_seed(3)
+
+    def feedback_weight(self, index, layer):
+        return torch.randn(layer.weight.shape, generator=self.generator)
+
+    def get_extra_state(self):
+        return {"generator": self.generator.get_state()}
+
+    def set_extra_state(self, state):
+        self.generator.set_state(state["generator"])
+
+
+def test_leaves_the_rules_own_random_streams_as_they_were():
+    x, y = batch()
+    measured, plain = make(OwnGeneratorFeedback, network(0.0)), make(OwnGeneratorFeedback, network(0.0))
+    assert alignment(measured, x, y)  # it did draw feedback from the rule's generator...
+    for rule in (measured, plain):
+        rule.zero_grad(set_to_none=True)
+        rule.train_step(x, y)
+    for a, b in zip(measured.parameters(), plain.parameters()):  # ...and put the stream back
+        assert torch.equal(a.grad, b.grad)
+
+
 def test_rules_without_bp_counterpart_give_nothing():
     rule = make(Backprop, network())  # the reference itself: gradient_rule() is None
     assert alignment(rule, *batch()) == {}

@@ -82,7 +82,8 @@ class BatchwiseRandomSignSymmetry(FeedbackAlignment):
     per layer that belongs to this rule, on the layer's device, seeded from ``feedback_seed`` (null:
     the spec's seed) and the layer index. The same seed gives the same sequence of draws on the same
     kind of device. The global random stream is never touched, so dropout masks are unaffected.
-    The generators' state is not part of a checkpoint: a resumed run draws a new sequence.
+    The generators' states are the rule's extra state: they go into checkpoints (a resumed run
+    continues the sequence) and altlearn's alignment diagnostic leaves them as it found them.
     """
 
     Params = FeedbackParams
@@ -91,6 +92,19 @@ class BatchwiseRandomSignSymmetry(FeedbackAlignment):
     def __init__(self, network, params, *, loss, num_classes, seed=0):
         super().__init__(network, params, loss=loss, num_classes=num_classes, seed=seed)
         self._generators: dict[tuple[int, str], torch.Generator] = {}  # (layer index, device)
+        self._pending_states: dict[tuple[int, str], torch.Tensor] = {}  # from set_extra_state
+
+    def get_extra_state(self):
+        return {f"{index}@{device}": g.get_state() for (index, device), g in self._generators.items()}
+
+    def set_extra_state(self, state):
+        # Generators are made on first use on their device (a checkpoint may name one this
+        # process has not touched yet), so keep the states until then.
+        self._generators = {}
+        self._pending_states = {}
+        for key, generator_state in state.items():
+            index, device = key.split("@", 1)
+            self._pending_states[(int(index), device)] = generator_state
 
     def feedback_weight(self, index: int, layer: nn.Module) -> torch.Tensor:
         weight = layer.weight
@@ -114,7 +128,10 @@ class BatchwiseRandomSignSymmetry(FeedbackAlignment):
         key = (index, str(device))
         if key not in self._generators:  # first draw on this device
             seed = self.seed if self.params.feedback_seed is None else self.params.feedback_seed
-            self._generators[key] = torch.Generator(device=device).manual_seed(_layer_seed(seed, index))
+            generator = torch.Generator(device=device).manual_seed(_layer_seed(seed, index))
+            if key in self._pending_states:
+                generator.set_state(self._pending_states.pop(key))
+            self._generators[key] = generator
         return self._generators[key]
 
 
