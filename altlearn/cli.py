@@ -106,7 +106,7 @@ def _train(spec, spec_label: str, uri: str, quiet: bool, resume_run_id: str | No
     from altlearn.progress import make_progress
     from altlearn.spec import SpecError
     from altlearn.tracking import mlflow_run
-    from altlearn.train import DeviceUnavailable, Trainer, TrainingDiverged
+    from altlearn.train import DeviceUnavailable, RuleContractError, Trainer, TrainingDiverged
 
     # A scheduler's SIGTERM should end the run KILLED with its metrics, like Ctrl-C does.
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
@@ -139,6 +139,8 @@ def _train(spec, spec_label: str, uri: str, quiet: bool, resume_run_id: str | No
     except TrainingDiverged as exc:
         _fail(f"training stopped: {exc}\nthe MLflow run is marked FAILED; its metrics so far are kept",
               EXIT_FAILED)
+    except RuleContractError as exc:
+        _fail(f"{exc}\nthe MLflow run is marked FAILED", EXIT_FAILED)
     except KeyboardInterrupt:
         if run_handle is None:
             _fail("interrupted while opening the MLflow run", EXIT_INTERRUPTED)
@@ -200,7 +202,8 @@ def options(kind: str, name: str) -> None:
             entry = registry.get(kind, name)
             component, origin = entry.load(), f"{entry.package} {entry.version}"
         except KeyError:
-            _fail(f"no {kind} {name!r}; known: {', '.join(registry.names(kind))}")
+            _fail(f"no {kind} {name!r}; known: {', '.join(registry.names(kind))}"
+                  f"{registry.broken_hint()}")
         except PluginError as exc:
             _fail(str(exc))
     fields = component.Params.model_fields
@@ -256,6 +259,12 @@ def plugins(verbose: bool) -> None:
             click.echo(f"  {b.package} {b.version} (entry point {b.name!r}): {b.error}")
             if verbose:
                 click.echo("    " + b.details.replace("\n", "\n    "))
+    if registry.left_out:
+        click.echo(f"left out by {PLUGIN_SELECTION_ENV}: {', '.join(registry.left_out)}")
+    if registry.unmatched_selection:
+        click.echo(click.style("warning: ", fg="yellow", bold=True) + f"{PLUGIN_SELECTION_ENV} "
+                   f"names no installed plugin: {', '.join(registry.unmatched_selection)} (give "
+                   "an entry-point name or a package name)")
     click.echo(f"(choose which plugins load with {PLUGIN_SELECTION_ENV}=name,name or none)")
 
 

@@ -112,6 +112,10 @@ class Registry:
     conflicts: list[Conflict] = field(default_factory=list)
     #: distribution name -> version, for every plugin package that registered something
     packages: dict[str, str] = field(default_factory=dict)
+    #: installed plugin packages that ALTLEARN_PLUGINS did not select
+    left_out: list[str] = field(default_factory=list)
+    #: names in ALTLEARN_PLUGINS that match no installed entry point or package
+    unmatched_selection: list[str] = field(default_factory=list)
 
     def names(self, kind: str) -> list[str]:
         return sorted(self.components[kind])
@@ -130,11 +134,16 @@ class Registry:
         return self.get(kind, name).load()
 
     def broken_hint(self) -> str:
-        """A sentence naming broken plugin packages, to append to 'unknown name' errors."""
-        if not self.broken:
-            return ""
-        names = ", ".join(f"{b.package} ({b.error})" for b in self.broken)
-        return f"; these plugin packages failed to load and may provide it: {names}"
+        """Sentences naming plugin packages that failed to load or were not selected, to append
+        to 'unknown name' errors: the name the user wants may come from one of them."""
+        hint = ""
+        if self.broken:
+            names = ", ".join(f"{b.package} ({b.error})" for b in self.broken)
+            hint += f"; these plugin packages failed to load and may provide it: {names}"
+        if self.left_out:
+            hint += (f"; {PLUGIN_SELECTION_ENV} left out these installed plugin packages: "
+                     f"{', '.join(self.left_out)}")
+        return hint
 
 
 _lookup_recorders: list[list[Component]] = []
@@ -155,21 +164,27 @@ def record_lookups() -> Iterator[list[Component]]:
         _lookup_recorders.remove(found)
 
 
-def _selected(ep: metadata.EntryPoint) -> bool:
+def _selection() -> set[str] | None:
+    """The names in ALTLEARN_PLUGINS; None when every plugin is to load."""
     choice = os.environ.get(PLUGIN_SELECTION_ENV)
     if choice is None or choice.strip().lower() == "all":
-        return True
+        return None
     wanted = {part.strip() for part in choice.split(",") if part.strip()}
-    if not wanted or wanted == {"none"}:
-        return False
+    return wanted - {"none"}
+
+
+def _matches(ep: metadata.EntryPoint, name: str) -> bool:
     dist_name = ep.dist.name if ep.dist is not None else ""
     # Distribution names match in any spelling pip accepts: altlearn_signsym is altlearn-signsym.
-    return ep.name in wanted or _normalized(dist_name) in {_normalized(w) for w in wanted}
+    return ep.name == name or _normalized(dist_name) == _normalized(name)
 
 
 def _normalized(dist_name: str) -> str:
     """A distribution name as packaging compares them (PEP 503): lower case, runs of -_. as -."""
     return re.sub(r"[-_.]+", "-", dist_name).lower()
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 def _register_from(
@@ -187,8 +202,9 @@ def _register_from(
                 continue
 
             def register(name: str, target: Any, summary: str = "", _kind: str = kind) -> None:
-                if not isinstance(name, str) or not name:
-                    raise ValueError(f"a {_kind} name must be a non-empty string, got {name!r}")
+                if not isinstance(name, str) or not _NAME.fullmatch(name):
+                    raise ValueError(f"a {_kind} name must be letters, digits, _ . or - (it is "
+                                     f"typed in specs and on the command line), got {name!r}")
                 if any(c.kind == _kind and c.name == name for c in collected):
                     raise ValueError(f"{package} registers {_kind} {name!r} twice")
                 collected.append(Component(_kind, name, target, package, version, summary))
@@ -225,10 +241,17 @@ def build_registry(extra_plugins: list[tuple[object, str, str]] | None = None) -
     sources: list[tuple[object, str, str, str]] = []  # plugin, entry name, package, version
     for module_name in BUILTIN_MODULES:
         sources.append((importlib.import_module(module_name), module_name, "altlearn", __version__))
-    for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-        if not _selected(ep):
-            continue
+    wanted = _selection()
+    entry_points = sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
+    if wanted is not None:
+        registry.unmatched_selection = sorted(
+            name for name in wanted if not any(_matches(ep, name) for ep in entry_points))
+    for ep in entry_points:
         package = ep.dist.name if ep.dist is not None else ep.value
+        if wanted is not None and not any(_matches(ep, name) for name in wanted):
+            if package not in registry.left_out:  # a package may have several entry points
+                registry.left_out.append(package)
+            continue
         version = ep.dist.version if ep.dist is not None else "?"
         try:
             plugin = ep.load()
@@ -249,6 +272,10 @@ def build_registry(extra_plugins: list[tuple[object, str, str]] | None = None) -
             pm.register(plugin, name=f"{package}:{entry_name}")
             # A misspelled hook (altlearn_register_rule) would otherwise be silently ignored.
             pm.check_pending()
+            if not pm.get_hookcallers(plugin):
+                # Hook functions without @hookimpl are plain functions to pluggy: nothing runs.
+                raise ValueError("the entry point's object implements no altlearn hook (are the "
+                                 "altlearn_register_* functions decorated with @hookimpl?)")
             _register_from(registry, plugin, package, version, pm)
         except BaseException as exc:  # noqa: BLE001 - isolate each plugin, SystemExit included
             if isinstance(exc, KeyboardInterrupt):

@@ -537,7 +537,14 @@ def _check_network(v: _Validator, data: Block, layers: list[Block], rule: Block)
     if getattr(rule.component, "network_outputs_scores", True) and out_shape != (info.num_classes,):
         v.add("network.layers", f"the last layer must output {info.num_classes} class scores for "
               f"{data.type}, but the network outputs shape {out_shape}")
-    for index, message in rule.component.check_network(network, rule.params):
+    try:
+        found = [(index, message) for index, message in rule.component.check_network(network, rule.params)]
+    except Exception as exc:  # noqa: BLE001 - a plugin's bug: name it, do not crash validation
+        v.add("rule.type", f"rule {rule.type!r} (package {rule.package}) failed to check the network: "
+              f"{type(exc).__name__}: {exc} (check_network must return [(layer index or None, "
+              "message), ...] and must not compute on the meta-device network)")
+        return
+    for index, message in found:
         path = "network" if index is None else f"network.layers[{index}]"
         v.add(path, f"rule {rule.type!r}: {message}")
 

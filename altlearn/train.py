@@ -37,6 +37,10 @@ class TrainingDiverged(Exception):
     """Training produced a non-finite loss or the rule reported divergence; the message says why."""
 
 
+class RuleContractError(Exception):
+    """The rule's train_step broke the contract in docs/plugin-hooks.md; the message says how."""
+
+
 class DeviceUnavailable(Exception):
     """The spec asks for a device this machine does not have."""
 
@@ -124,6 +128,7 @@ class Trainer:
             self.step_fn = torch.compile(self.rule.train_step, mode=spec.train.compile)
             self.eval_fn = torch.compile(self.rule.eval_step, mode=spec.train.compile)
         self.global_step = 0
+        self._contract_checked = False
         self.epoch = 0  # epochs completed
         self.history: list[dict[str, float]] = []
 
@@ -158,6 +163,8 @@ class Trainer:
             opt.zero_grad(set_to_none=True)
             with self.autocast():
                 step_metrics = self.step_fn(x, y)
+            if not self._contract_checked:
+                self._check_step_contract(step_metrics)
             opt.step()
             self.scheduler.step()
             self.global_step += 1
@@ -178,6 +185,32 @@ class Trainer:
         result = {self._train_name(k): v.item() / seen for k, v in sums.items()}
         result.update(epoch_seconds=seconds, samples_per_second=seen / seconds, lr=lr)
         return result
+
+    def _check_step_contract(self, step_metrics: Any) -> None:
+        """Once, after the first step: a rule (often a new plugin) broke the contract in a way the
+        loop would otherwise report as an obscure error somewhere later, or not at all."""
+        self._contract_checked = True
+        rule = f"rule {self.spec.rule.type!r} (package {self.spec.rule.package})"
+        contract = ("train_step must return a dict of scalar tensors with at least 'loss', e.g. "
+                    "{'loss': loss.detach()}; see docs/plugin-hooks.md")
+        if not isinstance(step_metrics, dict):
+            raise RuleContractError(f"{rule}: train_step returned {type(step_metrics).__name__}; "
+                                    f"{contract}")
+        if "loss" not in step_metrics:
+            raise RuleContractError(f"{rule}: train_step returned no 'loss' (keys: "
+                                    f"{', '.join(map(str, step_metrics)) or 'none'}); {contract}")
+        for key, value in step_metrics.items():
+            if not isinstance(value, torch.Tensor) or value.numel() != 1:
+                what = (f"a tensor of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor)
+                        else f"a {type(value).__name__}")
+                raise RuleContractError(f"{rule}: train_step's {key!r} is {what}, not a scalar "
+                                        f"tensor (average over the batch; never .item() in a step); "
+                                        f"{contract}")
+        if not self.rule.owns_update and all(
+                p.grad is None for p in self.rule.parameters() if p.requires_grad):
+            raise RuleContractError(f"{rule}: train_step filled no parameter's .grad, so the "
+                                    "optimizer would change nothing; compute the update into .grad "
+                                    "(e.g. loss.backward() or p.grad = ...)")
 
     @staticmethod
     def _train_name(key: str) -> str:

@@ -71,10 +71,43 @@ class OwnUpdateRule(Rule):
         return torch.optim.SGD(self.network.parameters(), lr=0.1)
 
 
+class _Mistake(Params):
+    mistake: str = Field("float", description="float | no_loss | vector | none | no_grad")
+
+
+class BadStepRule(Backprop):
+    """Breaks the train_step contract the way a new plugin author might."""
+
+    Params = _Mistake
+
+    def train_step(self, x, y):
+        scores = self.network(x)
+        mistake = self.params.mistake
+        if mistake == "vector":
+            losses = torch.nn.functional.cross_entropy(scores, y, reduction="none")  # (B,)
+            losses.mean().backward()
+            return {"loss": losses.detach()}
+        loss = self.loss(scores, y)
+        if mistake != "no_grad":
+            loss.backward()
+        return {"float": {"loss": loss.item()}, "no_loss": {"losss": loss.detach()},
+                "none": None, "no_grad": {"loss": loss.detach()}}[mistake]
+
+
+class BadCheckRule(Backprop):
+    """check_network returns bare messages instead of (index, message) pairs."""
+
+    @classmethod
+    def check_network(cls, network, params):
+        return ["the network is too small"]
+
+
 @hookimpl
 def altlearn_register_rules(register):
     register("crash", CrashingRule)
     register("interrupt", InterruptedRule)
     register("interrupt_once", InterruptOnceRule)
     register("nan", NanRule)
+    register("bad_step", BadStepRule)
+    register("bad_check", BadCheckRule)
     register("own_update", OwnUpdateRule)

@@ -140,7 +140,10 @@ def test_plugin_selection_env_chooses_what_loads(installed):
     rows = listing(nothing.stdout)
     assert "bp" in rows and "mnist" in rows  # built-ins always load
     assert not {"signsym", "blobs", "dupe_only"} & set(rows)
-    assert BROKEN not in nothing.stdout and "conflict" not in nothing.stdout
+    assert "broken plugins" not in nothing.stdout and "conflict" not in nothing.stdout
+    left_out = next(line for line in nothing.stdout.splitlines() if line.startswith("left out by"))
+    assert BROKEN in left_out and "altlearn-signsym" in left_out  # said once each, not imported
+    assert left_out.count(BROKEN) == 1
 
     # by distribution name (either spelling) or entry-point name ("testcomponents")
     chosen = altlearn("plugins", plugins_env="altlearn_signsym, testcomponents")
@@ -148,7 +151,11 @@ def test_plugin_selection_env_chooses_what_loads(installed):
     rows = listing(chosen.stdout)
     assert rows["signsym"][1] == "altlearn-signsym" and "blobs" in rows
     assert "dupe_only" not in rows
-    assert BROKEN not in chosen.stdout and "conflict" not in chosen.stdout
+    assert "broken plugins" not in chosen.stdout and "conflict" not in chosen.stdout
+    assert "names no installed plugin" not in chosen.stdout
+
+    typo = altlearn("plugins", plugins_env="altlearn-signsmy")
+    assert "warning: ALTLEARN_PLUGINS names no installed plugin: altlearn-signsmy" in typo.stdout
 
 
 # --------------------------------------------------------------------------------- validation

@@ -220,7 +220,7 @@ def test_hook_that_raises_while_registering_is_broken(install):
     registry = build_registry()
     (broken,) = registry.broken
     assert broken.package == "altlearn-raiser"
-    assert "non-empty string" in broken.error
+    assert "letters, digits" in broken.error
     assert set(registry.names("layer")) == BUILTIN_LAYERS
 
 
@@ -253,6 +253,24 @@ def test_plugin_registering_one_name_twice_is_broken(install):
     assert "altlearn-twice registers rule 'samerule' twice" in broken.error
     assert not registry.conflicts
     assert "samerule" not in registry.names("rule")
+
+
+@pytest.mark.parametrize("bad_name", ["noisy bp!", "-dash", "a/b", 7])
+def test_a_name_that_cannot_be_typed_in_a_spec_is_refused(install, bad_name):
+    install("odd", "altlearn-odd", GOOD_PLUGIN.format(name="x").replace('"x"', repr(bad_name)))
+    (broken,) = build_registry().broken
+    assert broken.package == "altlearn-odd" and repr(bad_name) in broken.error
+
+
+def test_hooks_without_hookimpl_make_the_plugin_broken_not_silently_empty(install):
+    install("plain", "altlearn-plain", """
+        def altlearn_register_rules(register):   # @hookimpl forgotten: pluggy never calls it
+            register("plainrule", "plain:Rule")
+    """)
+    registry = build_registry()
+    (broken,) = registry.broken
+    assert broken.package == "altlearn-plain" and "@hookimpl" in broken.error
+    assert "altlearn-plain" in registry.broken_hint()
 
 
 @pytest.fixture
@@ -288,6 +306,18 @@ def two_plugins(install):
 def test_plugin_selection_env(two_plugins, monkeypatch, selection, expected):
     monkeypatch.setenv(PLUGIN_SELECTION_ENV, "placeholder")  # restored after the test
     assert two_plugins(selection) == expected
+
+
+def test_selection_reports_what_it_left_out_and_names_matching_nothing(two_plugins, monkeypatch):
+    monkeypatch.setenv(PLUGIN_SELECTION_ENV, "alpha, gamma")
+    registry = build_registry()
+    assert registry.left_out == ["altlearn-beta"]
+    assert registry.unmatched_selection == ["gamma"]
+    assert "left out these installed plugin packages: altlearn-beta" in registry.broken_hint()
+    monkeypatch.setenv(PLUGIN_SELECTION_ENV, "all")
+    registry = build_registry()
+    assert registry.left_out == [] and registry.unmatched_selection == []
+    assert registry.broken_hint() == ""
 
 
 def test_unselected_plugins_are_not_even_imported(two_plugins, monkeypatch):

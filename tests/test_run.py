@@ -157,6 +157,26 @@ def test_ctrl_c_ends_killed_and_keeps_metrics(tmp_path, with_fake_rules):
     assert len(client.get_metric_history(run.info.run_id, "train_loss")) == 1
 
 
+@pytest.mark.parametrize("mistake, words", [
+    ("float", "'loss' is a float, not a scalar tensor"),
+    ("vector", "'loss' is a tensor of shape (32,), not a scalar tensor"),
+    ("no_loss", "train_step returned no 'loss' (keys: losss)"),
+    ("none", "train_step returned NoneType"),
+    ("no_grad", "filled no parameter's .grad"),
+])
+def test_a_rule_breaking_the_step_contract_is_named_after_one_step(tmp_path, with_fake_rules,
+                                                                   mistake, words):
+    spec = {**DIGITS_SPEC, "rule": {"type": "bad_step", "mistake": mistake}}
+    result, client = run_cli(tmp_path, write_spec(tmp_path, spec), "--quiet")
+    assert result.exit_code == 1
+    assert "rule 'bad_step' (package altlearn-test-fakes)" in result.output
+    assert words in result.output
+    if mistake != "no_grad":
+        assert "docs/plugin-hooks.md" in result.output  # where the contract is written
+    assert "Traceback" not in result.output
+    assert only_run(client).info.status == "FAILED"
+
+
 def test_nan_loss_stops_with_a_message_and_failed(tmp_path, with_fake_rules):
     spec = {**DIGITS_SPEC, "rule": {"type": "nan", "at_step": 60},
             "train": {"epochs": 3, "device": "cpu", "log_every": 5}}

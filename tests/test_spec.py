@@ -222,6 +222,15 @@ def test_no_home_hint_for_a_key_that_only_exists_here():
     assert "belongs in" not in problems["rule.feedback_sead"]
 
 
+def test_a_rule_whose_check_network_is_broken_is_named_not_a_traceback():
+    import fake_rules
+
+    registry = build_registry(extra_plugins=[(fake_rules, "altlearn-test-fakes", "9.9")])
+    problems = problems_of(minimal(rule={"type": "bad_check"}), registry=registry)
+    assert list(problems) == ["rule.type"]
+    assert "rule 'bad_check' (package altlearn-test-fakes) failed to check the network" in problems["rule.type"]
+
+
 def test_unknown_option_of_a_layer():
     raw = minimal()
     raw["network"]["layers"][1]["out_feature"] = 32
