@@ -26,8 +26,27 @@ def _fail(message: str, code: int = EXIT_USAGE) -> None:
     sys.exit(code)
 
 
-def _raise_keyboard_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
+def _raise_terminated(signum, frame) -> None:
+    from altlearn.tracking import Terminated
+
+    raise Terminated
+
+
+def _interruptible(command):
+    """Ctrl-C or SIGTERM before training starts (imports, spec, data): exit 130 with a message,
+    not click's 'Aborted!' (exit 1) or a silent kill. _train handles them from then on."""
+    import functools
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        # A scheduler's SIGTERM should end a run KILLED with its metrics, like Ctrl-C does.
+        signal.signal(signal.SIGTERM, _raise_terminated)
+        try:
+            return command(*args, **kwargs)
+        except KeyboardInterrupt:
+            _fail("interrupted before training started", EXIT_INTERRUPTED)
+
+    return wrapper
 
 
 def _load(spec_path: str, overrides: tuple[str, ...]):
@@ -62,6 +81,7 @@ def main() -> None:
 @click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", default=None,
               help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db]")
 @click.option("-q", "--quiet", is_flag=True, help="no progress output")
+@_interruptible
 def run(spec_path: str, overrides: tuple[str, ...], tracking_uri: str | None, quiet: bool) -> None:
     """Train the spec's network with its rule and log the run to MLflow."""
     from altlearn.tracking import tracking_uri as resolve_uri
@@ -76,6 +96,7 @@ def run(spec_path: str, overrides: tuple[str, ...], tracking_uri: str | None, qu
               help="MLflow tracking URI of the run [default: $MLFLOW_TRACKING_URI, else "
                    "sqlite:///mlflow.db]")
 @click.option("-q", "--quiet", is_flag=True, help="no progress output")
+@_interruptible
 def resume(run_id: str, tracking_uri: str | None, quiet: bool) -> None:
     """Continue an interrupted or failed run from its last checkpoint, in the same MLflow run.
 
@@ -83,12 +104,13 @@ def resume(run_id: str, tracking_uri: str | None, quiet: bool) -> None:
     the same data order and random streams, so the result equals an uninterrupted run's.
     """
     from altlearn.spec import SpecError, load_spec_text
-    from altlearn.tracking import ResumeError, resumable_run, tracking_uri as resolve_uri
+    from altlearn.tracking import ResumeError, TrackingUnavailable, resumable_run
+    from altlearn.tracking import tracking_uri as resolve_uri
 
     uri = resolve_uri(tracking_uri)
     try:
         spec_text, state = resumable_run(uri, run_id)
-    except ResumeError as exc:
+    except (ResumeError, TrackingUnavailable) as exc:
         _fail(str(exc))
     label = f"the spec logged in run {run_id}"
     try:
@@ -105,11 +127,13 @@ def _train(spec, spec_label: str, uri: str, quiet: bool, resume_run_id: str | No
     from altlearn.components import DataUnavailable
     from altlearn.progress import make_progress
     from altlearn.spec import SpecError
-    from altlearn.tracking import mlflow_run
+    from altlearn.tracking import TrackingUnavailable, connect, mlflow_run
     from altlearn.train import DeviceUnavailable, RuleContractError, Trainer, TrainingDiverged
 
-    # A scheduler's SIGTERM should end the run KILLED with its metrics, like Ctrl-C does.
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:  # the tracking store first: a wrong URI should cost seconds, not a loaded data set
+        connect(uri)
+    except TrackingUnavailable as exc:
+        _fail(str(exc))
     try:
         # Set-up first (data, network, rule): a mistake found here opens no MLflow run.
         trainer = Trainer(spec)
@@ -118,8 +142,6 @@ def _train(spec, spec_label: str, uri: str, quiet: bool, resume_run_id: str | No
     except SpecError as exc:  # found only once the data is loaded (e.g. val_size too large)
         exc.source = spec_label
         _fail(exc.report())
-    except KeyboardInterrupt:
-        _fail("interrupted before training started", EXIT_INTERRUPTED)
     if state is not None:
         try:
             trainer.restore(state)
@@ -141,12 +163,20 @@ def _train(spec, spec_label: str, uri: str, quiet: bool, resume_run_id: str | No
               EXIT_FAILED)
     except RuleContractError as exc:
         _fail(f"{exc}\nthe MLflow run is marked FAILED", EXIT_FAILED)
+    except TrackingUnavailable as exc:
+        _fail(str(exc))
     except KeyboardInterrupt:
         if run_handle is None:
-            _fail("interrupted while opening the MLflow run", EXIT_INTERRUPTED)
-        _fail(f"interrupted; the MLflow run is marked KILLED and keeps what was logged; continue "
-              f"it from its last checkpoint with: altlearn resume {run_handle.run_id}"
-              f"{_uri_option(uri)}", EXIT_INTERRUPTED)
+            _fail("interrupted while opening the MLflow run (no run was recorded)", EXIT_INTERRUPTED)
+        message = "interrupted; the MLflow run is marked KILLED and keeps what was logged; "
+        if run_handle.checkpoint_epoch is None:
+            message += (f"it has no checkpoint to resume from yet (one is written every "
+                        f"tracking.checkpoint_minutes={spec.tracking.checkpoint_minutes:g} and at "
+                        "the end; 0 writes one after every epoch)")
+        else:
+            message += (f"continue it after epoch {run_handle.checkpoint_epoch} with: altlearn "
+                        f"resume {run_handle.run_id}{_uri_option(uri)}")
+        _fail(message, EXIT_INTERRUPTED)
     summary = f"test accuracy {final['test_accuracy']:.2%}" if "test_accuracy" in final else "done"
     click.echo(f"{summary}; MLflow run {run_handle.run_id} in {uri} (experiment "
                f"{spec.tracking.experiment!r}); view with: mlflow ui --backend-store-uri {uri}")

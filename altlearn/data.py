@@ -35,14 +35,18 @@ IDX_NAMES = {
 def read_idx(path: Path) -> np.ndarray:
     """Read one IDX file (optionally gzipped): the format of MNIST and Fashion-MNIST."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        # A writable buffer: an array over read-only bytes makes torch.from_numpy warn.
-        data = bytearray(f.read())
-    zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
-    if zero != 0 or dtype_code != 0x08:
-        raise DataUnavailable(f"{path} is not an unsigned-byte IDX file")
-    shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+    try:
+        with opener(path, "rb") as f:
+            # A writable buffer: an array over read-only bytes makes torch.from_numpy warn.
+            data = bytearray(f.read())
+        zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+        if zero != 0 or dtype_code != 0x08:
+            raise DataUnavailable(f"{path} is not an unsigned-byte IDX file")
+        shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
+        return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+    except (OSError, EOFError, struct.error, ValueError) as exc:  # truncated or not IDX at all
+        raise DataUnavailable(f"{path} is damaged or not an IDX file ({type(exc).__name__}: "
+                              f"{exc}); download it again") from None
 
 
 def _find_idx(root: Path, stem: str) -> Path | None:
@@ -175,10 +179,14 @@ class CIFAR10(Dataset):
 
 def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """One CIFAR python batch -> (uint8 images (N, 3, 32, 32), labels (N,))."""
-    with open(path, "rb") as f:
-        batch = pickle.load(f, encoding="bytes")
-    data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-    return data, np.asarray(batch[b"labels"], dtype=np.int64)
+    try:
+        with open(path, "rb") as f:
+            batch = pickle.load(f, encoding="bytes")
+        data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        return data, np.asarray(batch[b"labels"], dtype=np.int64)
+    except Exception as exc:  # noqa: BLE001 - unpickling garbage can raise almost anything
+        raise DataUnavailable(f"{path} is damaged or not a CIFAR-10 python batch "
+                              f"({type(exc).__name__}: {exc}); download it again") from None
 
 
 class Digits(Dataset):

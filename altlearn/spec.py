@@ -9,6 +9,7 @@ errors as built-ins. Shapes are checked by building the network on torch's meta 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal, Optional
@@ -224,6 +225,26 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 # ------------------------------------------------------------------------------ loading
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """safe_load, but a key given twice in one mapping is an error: YAML keeps the last one
+    silently, so `lr: 0.1` ... `lr: 0.001` would run with a value the user may not mean."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):
+                continue  # SafeLoader reports unhashable keys itself
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None,
+                    f"key {key!r} appears twice in one mapping (first on line "
+                    f"{seen[key].start_mark.line + 1}); remove one",
+                    key_node.start_mark)
+            seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
@@ -232,8 +253,11 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise SpecError([Problem("", f"no such file: {path}")]) from None
     except OSError as exc:
         raise SpecError([Problem("", f"cannot read {path}: {exc.strerror}")]) from None
+    except UnicodeDecodeError as exc:
+        raise SpecError([Problem("", f"{path} is not UTF-8 text (byte {exc.start}): is it a "
+                                 "YAML spec?")]) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

@@ -15,6 +15,7 @@ import platform
 import signal
 import tempfile
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -36,6 +37,8 @@ def tracking_uri(cli_uri: str | None) -> str:
 
 
 def _experiment_id(client, name: str, uri: str) -> str:
+    from mlflow.exceptions import MlflowException
+
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
@@ -44,7 +47,71 @@ def _experiment_id(client, name: str, uri: str) -> str:
         # Keep artifacts beside the database, where `mlflow ui` started in this folder finds them.
         db_path = Path(uri[len("sqlite:///"):]).resolve()
         artifact_location = (db_path.parent / ARTIFACT_FOLDER).as_uri()
-    return client.create_experiment(name, artifact_location=artifact_location)
+    try:
+        return client.create_experiment(name, artifact_location=artifact_location)
+    except MlflowException:
+        # Another run of a sweep created it between our look-up and now: use theirs.
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+class TrackingUnavailable(Exception):
+    """The MLflow tracking store cannot be used; the message names the URI and the cause."""
+
+
+def connect(uri: str, experiment: str | None = None):
+    """An MlflowClient for ``uri`` (and the id of ``experiment``, created if new; else the store
+    is only read), or
+    TrackingUnavailable with a one-line reason: called before any data is loaded, so a wrong URI
+    costs the user seconds, not a training run."""
+    from mlflow.tracking import MlflowClient
+
+    # MLflow configures its logger on import; keep its database set-up chatter off the console.
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    _check_server_reachable(uri)
+    attempts = 3 if uri.startswith("sqlite:") else 1
+    for attempt in range(attempts):
+        try:
+            client = MlflowClient(tracking_uri=uri)
+            if experiment:
+                return client, _experiment_id(client, experiment, uri)
+            client.search_experiments(max_results=1)  # touch the store: fail now if it is unusable
+            return client, None
+        except Exception as exc:  # noqa: BLE001 - any store failure becomes one clear message
+            # Two runs creating a new SQLite store at once race on its schema: the loser retries.
+            if attempt + 1 < attempts and "OperationalError" in type(exc).__name__ + str(exc):
+                time.sleep(1.0 + attempt)
+                continue
+            raise TrackingUnavailable(
+                f"cannot use the MLflow tracking store {uri}: {type(exc).__name__}: "
+                f"{_first_line(exc)} (set --tracking-uri or MLFLOW_TRACKING_URI; the default is "
+                f"{DEFAULT_TRACKING_URI})") from None
+    raise AssertionError("unreachable")
+
+
+def _check_server_reachable(uri: str) -> None:
+    """Fail in seconds on an unreachable server (MLflow itself retries for minutes)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https"):
+        return
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=5):
+            pass
+    except OSError as exc:
+        raise TrackingUnavailable(
+            f"cannot reach the MLflow tracking server {uri}: {exc.strerror or exc} (is `mlflow "
+            "server` running there?)") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else "(no message)"
 
 
 class MlflowObserver(Observer):
@@ -70,8 +137,6 @@ class MlflowObserver(Observer):
 
 
 def _now_ms() -> int:
-    import time
-
     return int(time.time() * 1000)
 
 
@@ -86,18 +151,19 @@ class CheckpointObserver(Observer):
         self.trainer: Trainer | None = None
         self.last_time = 0.0
 
-    def on_start(self, trainer: Trainer) -> None:
-        import time
+        self.saved_epoch: int | None = None  # the epoch of the newest checkpoint in the run
 
+    def on_start(self, trainer: Trainer) -> None:
         self.trainer = trainer
         self.last_time = time.monotonic()
+        if trainer.epoch:  # resumed: the run already holds the checkpoint it started from
+            self.saved_epoch = trainer.epoch
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
-        import time
-
         last_epoch = epoch == self.trainer.spec.train.epochs
         if last_epoch or time.monotonic() - self.last_time >= self.seconds:
             log_trainer_state(self.client, self.run_id, self.trainer)
+            self.saved_epoch = epoch
             self.last_time = time.monotonic()
 
 
@@ -117,7 +183,7 @@ def _signals_deferred() -> Iterator[None]:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if received:
-            raise KeyboardInterrupt
+            raise Terminated if signal.SIGTERM in received else KeyboardInterrupt
 
 
 def log_trainer_state(client, run_id: str, trainer: Trainer) -> None:
@@ -140,10 +206,8 @@ def resumable_run(uri: str, run_id: str) -> tuple[str, dict]:
     import mlflow
     import torch
     from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
 
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-    client = MlflowClient(tracking_uri=uri)
+    client, _ = connect(uri)
     try:
         run = client.get_run(run_id)
     except MlflowException:
@@ -179,39 +243,46 @@ def _checkpoint_minutes(run) -> str:
 @contextmanager
 def mlflow_run(spec: Spec, uri: str, resume_run_id: str | None = None) -> Iterator["RunHandle"]:
     """Open a run (or reopen ``resume_run_id``); end it FINISHED, FAILED (exception) or KILLED
-    (Ctrl-C), keeping what was logged."""
+    (Ctrl-C, SIGTERM), keeping what was logged."""
     import mlflow
-    from mlflow.tracking import MlflowClient
 
-    # MLflow configures its logger on import; keep its database set-up chatter off the console.
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    client, experiment_id = connect(uri, None if resume_run_id else spec.tracking.experiment)
     mlflow.set_tracking_uri(uri)
-    client = MlflowClient(tracking_uri=uri)
-    if resume_run_id is None:
-        experiment_id = _experiment_id(client, spec.tracking.experiment, uri)
-        run = mlflow.start_run(
-            experiment_id=experiment_id, run_name=spec.tracking.run_name or spec.name,
-            tags=_tags(spec),
-        )
-    else:
-        run = mlflow.start_run(run_id=resume_run_id)  # back to RUNNING; params and metrics stay
-        if "altlearn.error" in run.data.tags:
-            client.delete_tag(resume_run_id, "altlearn.error")
-    handle = RunHandle(client, run.info.run_id, run.info.artifact_uri, uri)
+    handle = None
     try:
+        # A signal while the run is being opened waits until it is open, then ends it KILLED
+        # below (otherwise MLflow's exit hook would close the half-made run as FINISHED).
+        with _signals_deferred():
+            if resume_run_id is None:
+                run = mlflow.start_run(
+                    experiment_id=experiment_id, run_name=spec.tracking.run_name or spec.name,
+                    tags=_tags(spec),
+                )
+            else:
+                run = mlflow.start_run(run_id=resume_run_id)  # RUNNING again; params, metrics stay
+                if "altlearn.error" in run.data.tags:
+                    client.delete_tag(resume_run_id, "altlearn.error")
+            handle = RunHandle(client, run.info.run_id, run.info.artifact_uri, uri)
         if resume_run_id is None:
             handle.log_spec(spec)
         yield handle
-    except KeyboardInterrupt:
-        client.set_tag(handle.run_id, "altlearn.error", "interrupted (Ctrl-C)")
-        mlflow.end_run("KILLED")
+    except KeyboardInterrupt as exc:
+        if handle is not None:
+            how = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
+            client.set_tag(handle.run_id, "altlearn.error", f"interrupted ({how})")
+            mlflow.end_run("KILLED")
         raise
     except BaseException as exc:
-        client.set_tag(handle.run_id, "altlearn.error", f"{type(exc).__name__}: {exc}"[:5000])
-        mlflow.end_run("FAILED")
+        if handle is not None:
+            client.set_tag(handle.run_id, "altlearn.error", f"{type(exc).__name__}: {exc}"[:5000])
+            mlflow.end_run("FAILED")
         raise
     else:
         mlflow.end_run("FINISHED")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a job scheduler's stop): handled like Ctrl-C, recorded as what it was."""
 
 
 def _tags(spec: Spec) -> dict[str, str]:
@@ -247,8 +318,14 @@ class RunHandle:
         self.uri = uri
 
     def observers(self, spec: Spec) -> list[Observer]:
-        return [MlflowObserver(self.client, self.run_id),
-                CheckpointObserver(self.client, self.run_id, spec.tracking.checkpoint_minutes)]
+        self.checkpoints = CheckpointObserver(self.client, self.run_id, spec.tracking.checkpoint_minutes)
+        return [MlflowObserver(self.client, self.run_id), self.checkpoints]
+
+    @property
+    def checkpoint_epoch(self) -> int | None:
+        """The epoch `altlearn resume` would continue after; None if the run has no checkpoint."""
+        checkpoints = getattr(self, "checkpoints", None)
+        return checkpoints.saved_epoch if checkpoints is not None else None
 
     def log_spec(self, spec: Spec) -> None:
         import mlflow.entities

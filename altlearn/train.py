@@ -219,9 +219,13 @@ class Trainer:
     def _check_health(self, running: dict[str, float], epoch: int, step: int) -> None:
         loss = running.get("loss")
         if loss is not None and not math.isfinite(loss):
+            group = self.optimizer.param_groups[0]
+            path = "rule.lr" if self.rule.owns_update else "optimizer.lr"
+            base = group.get("initial_lr", group["lr"])  # the spec's value, before the schedule
             raise TrainingDiverged(
                 f"the training loss became {loss} at epoch {epoch}, step {step}; the learning rate "
-                f"(lr={self.optimizer.param_groups[0]['lr']:.3g}) is the usual cause: lower it"
+                f"is the usual cause: lower {path} (it is {base:.3g}; the schedule had it at "
+                f"{group['lr']:.3g} at this step), e.g. -s {path}={base / 10:.3g}"
             )
         message = self.rule.health_check()
         if message:

@@ -79,6 +79,26 @@ def test_read_idx_rejects_other_files(tmp_path):
         read_idx(path)
 
 
+@pytest.mark.parametrize("content", [
+    b"",                                                   # empty
+    struct.pack(">HBB", 0, 0x08, 3) + b"\0\0",            # header cut short
+    struct.pack(">HBB", 0, 0x08, 1) + struct.pack(">I", 9) + b"\1\2",  # 2 of 9 items
+], ids=["empty", "truncated-header", "truncated-data"])
+def test_a_damaged_idx_file_is_a_data_error_naming_it(tmp_path, content):
+    path = tmp_path / "train-images-idx3-ubyte"
+    path.write_bytes(content)
+    with pytest.raises(DataUnavailable, match="damaged or not an IDX file") as info:
+        read_idx(path)
+    assert str(path) in str(info.value)
+
+
+def test_a_damaged_gzip_idx_file_is_a_data_error(tmp_path):
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    path.write_bytes(gzip.compress(b"\0" * 100)[:30])
+    with pytest.raises(DataUnavailable, match="damaged"):
+        read_idx(path)
+
+
 @pytest.mark.parametrize("layout, suffix", [
     ("", ""),                 # the four files in the root
     ("raw", ".gz"),
@@ -149,6 +169,16 @@ def test_read_cifar_batch_channel_layout(tmp_path):
     n, c, h, w = 2, 1, 5, 7
     assert images[n, c, h, w] == data[n, c * 1024 + h * 32 + w]
     assert images[0, 2, 31, 31] == data[0, 3071]
+
+
+@pytest.mark.parametrize("content", [b"not a pickle at all", pickle.dumps({"wrong": "keys"})],
+                         ids=["garbage", "other-pickle"])
+def test_a_damaged_cifar_batch_is_a_data_error_naming_it(tmp_path, content):
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(content)
+    with pytest.raises(DataUnavailable, match="damaged or not a CIFAR-10 python batch") as info:
+        read_cifar_batch(path)
+    assert str(path) in str(info.value)
 
 
 def write_cifar_folder(root: Path, per_batch: int = 2, n_test: int = 3) -> tuple[np.ndarray, ...]:

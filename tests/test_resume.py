@@ -143,7 +143,7 @@ def test_ctrl_c_then_resume_finishes_the_same_run_as_if_never_interrupted(tmp_pa
     (run,) = client.search_runs([client.get_experiment_by_name("resume").experiment_id])
     run_id = run.info.run_id
     assert run.info.status == "KILLED"
-    assert f"altlearn resume {run_id}" in result.output
+    assert f"continue it after epoch 1 with: altlearn resume {run_id}" in result.output
     assert run.data.tags["altlearn.checkpoint_epoch"] == "1"
 
     result, client = cli(tmp_path, "resume", run_id)
@@ -188,6 +188,7 @@ def test_resume_refuses_a_finished_run_an_unknown_run_and_a_run_without_checkpoi
     spec["tracking"]["experiment"] = "early"
     result, client = cli(tmp_path, "run", write(tmp_path, spec, "early.yaml"))
     assert result.exit_code == 130
+    assert "no checkpoint to resume from yet" in result.output and "altlearn resume" not in result.output
     (early,) = client.search_runs([client.get_experiment_by_name("early").experiment_id])
     result, _ = cli(tmp_path, "resume", early.info.run_id)
     assert result.exit_code == 2

@@ -177,12 +177,115 @@ def test_a_rule_breaking_the_step_contract_is_named_after_one_step(tmp_path, wit
     assert only_run(client).info.status == "FAILED"
 
 
+def test_sigterm_ends_killed_and_says_it_was_sigterm(tmp_path, with_fake_rules, monkeypatch):
+    from altlearn.tracking import Terminated
+
+    def terminate(self, metrics):
+        raise Terminated
+
+    monkeypatch.setattr(fake_rules.InterruptedRule, "misbehave", terminate)
+    spec = {**DIGITS_SPEC, "rule": {"type": "interrupt", "at_step": 50}}
+    result, client = run_cli(tmp_path, write_spec(tmp_path, spec), "--quiet")
+    assert result.exit_code == 130
+    run = only_run(client)
+    assert run.info.status == "KILLED"
+    assert run.data.tags["altlearn.error"] == "interrupted (SIGTERM)"
+
+
+def test_a_signal_while_the_run_opens_ends_it_killed_not_finished(tmp_path, monkeypatch):
+    import signal
+
+    real_start_run = mlflow.start_run
+
+    def start_run_then_ctrl_c(*args, **kwargs):
+        run = real_start_run(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)  # arrives while the run is being set up
+        return run
+
+    monkeypatch.setattr(mlflow, "start_run", start_run_then_ctrl_c)
+    result, client = run_cli(tmp_path, write_spec(tmp_path, DIGITS_SPEC), "--quiet")
+    assert result.exit_code == 130
+    run = only_run(client)
+    assert run.info.status == "KILLED"
+    assert mlflow.active_run() is None
+
+
+def test_ctrl_c_while_reading_the_spec_exits_130_with_a_message(tmp_path, monkeypatch):
+    import altlearn.spec
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(altlearn.spec, "load_spec", interrupted)
+    result, _ = run_cli(tmp_path, write_spec(tmp_path, DIGITS_SPEC), "--quiet")
+    assert result.exit_code == 130
+    assert "interrupted before training started" in result.output
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("make_uri, words", [
+    (lambda tmp: f"http://127.0.0.1:{free_port()}", "cannot reach the MLflow tracking server"),
+    (lambda tmp: f"sqlite:///{tmp / 'a_file' / 'x.db'}", "cannot use the MLflow tracking store"),
+    (lambda tmp: f"sqlite:///{tmp / 'not_a_db'}", "file is not a database"),
+    (lambda tmp: "bogus://x", "cannot use the MLflow tracking store bogus://x"),
+], ids=["unreachable-server", "parent-is-a-file", "not-a-database", "unknown-scheme"])
+def test_an_unusable_tracking_store_is_reported_before_the_data_loads(tmp_path, monkeypatch,
+                                                                       make_uri, words):
+    (tmp_path / "a_file").write_text("")
+    (tmp_path / "not_a_db").write_text("certainly not sqlite " * 50)
+    from altlearn import train
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the trainer must not be built when the tracking store is unusable")
+
+    monkeypatch.setattr(train, "Trainer", no_training)
+    result = CliRunner().invoke(main, ["run", str(write_spec(tmp_path, DIGITS_SPEC)), "--quiet",
+                                       "--tracking-uri", make_uri(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert words in result.output
+    assert "Traceback" not in result.output
+
+
+def test_two_runs_creating_one_new_experiment_both_get_it(tmp_path):
+    from mlflow.exceptions import MlflowException
+
+    from altlearn.tracking import _experiment_id
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.tracking.MlflowClient(tracking_uri=uri)
+
+    class LateClient:
+        """Sees no experiment, then loses the race to create it to another process."""
+
+        def __init__(self):
+            self.lookups = 0
+
+        def get_experiment_by_name(self, name):
+            self.lookups += 1
+            return None if self.lookups == 1 else client.get_experiment_by_name(name)
+
+        def create_experiment(self, name, artifact_location=None):
+            client.create_experiment(name)  # the other process, a moment earlier
+            raise MlflowException(f"Experiment(name={name}) already exists")
+
+    late = LateClient()
+    assert _experiment_id(late, "sweep", uri) == client.get_experiment_by_name("sweep").experiment_id
+
+
 def test_nan_loss_stops_with_a_message_and_failed(tmp_path, with_fake_rules):
     spec = {**DIGITS_SPEC, "rule": {"type": "nan", "at_step": 60},
             "train": {"epochs": 3, "device": "cpu", "log_every": 5}}
     result, client = run_cli(tmp_path, write_spec(tmp_path, spec), "--quiet")
     assert result.exit_code == 1
-    assert "nan" in result.output and "lr" in result.output
+    assert "nan" in result.output and "lower optimizer.lr (it is 0.003;" in result.output
+    assert "-s optimizer.lr=0.0003" in result.output
     assert "Traceback" not in result.output
     run = only_run(client)
     assert run.info.status == "FAILED"

@@ -380,6 +380,23 @@ def test_yaml_syntax_error_gives_the_line(tmp_path):
     assert str(path) in info.value.report()
 
 
+def test_a_key_given_twice_is_an_error_with_both_lines(tmp_path):
+    path = write(tmp_path, "twice.yaml", "name: x\ndata: {type: digits}\nrule:\n  type: bp\n"
+                 "optimizer:\n  lr: 0.1\n  lr: 0.001\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    (problem,) = info.value.problems
+    assert "line 7" in problem.message and "'lr' appears twice" in problem.message
+    assert "first on line 6" in problem.message
+
+
+def test_a_spec_that_is_not_text_is_a_spec_error(tmp_path):
+    path = tmp_path / "model.yaml"
+    path.write_bytes(b"name: x\n\x80\x81\xff")
+    with pytest.raises(SpecError, match="not UTF-8 text"):
+        load_spec(path)
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(SpecError) as info:
         load_spec(tmp_path / "nope.yaml")
