@@ -96,11 +96,15 @@ class Conflict:
     packages: list[str]
 
     def message(self) -> str:
-        return (
-            f"{self.kind} name {self.name!r} is registered by more than one package "
-            f"({' and '.join(self.packages)}); uninstall one, or choose plugins with "
-            f"{PLUGIN_SELECTION_ENV}"
-        )
+        text = (f"{self.kind} name {self.name!r} is registered by more than one package "
+                f"({' and '.join(self.packages)}); ")
+        others = [p for p in self.packages if p != "altlearn"]
+        if "altlearn" in self.packages:
+            # A built-in cannot be uninstalled or deselected: the plugin has to give way.
+            return text + (f"a plugin cannot take a built-in name: rename it in "
+                           f"{' and '.join(others)}, or leave that package out with "
+                           f"{PLUGIN_SELECTION_ENV}")
+        return text + f"uninstall one, or choose plugins with {PLUGIN_SELECTION_ENV}"
 
 
 @dataclass

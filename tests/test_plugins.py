@@ -166,6 +166,8 @@ def test_duplicate_name_is_a_conflict_naming_both_packages(install):
             registry.get("rule", name)
         assert packages in str(info.value)
         assert PLUGIN_SELECTION_ENV in str(info.value)  # tells the user how to resolve it
+    assert "rename it in altlearn-shadow" in conflicts["rule", "bp"].message()  # not "uninstall"
+    assert "uninstall one" in conflicts["rule", "twin"].message()
     assert registry.get("rule", "shadowrule").package == "altlearn-shadow"
     assert registry.broken == []
 
