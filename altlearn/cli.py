@@ -167,7 +167,8 @@ def _train(spec, spec_label: str, uri: str, quiet: bool, resume_run_id: str | No
         _fail(str(exc))
     except KeyboardInterrupt:
         if run_handle is None:
-            _fail("interrupted while opening the MLflow run (no run was recorded)", EXIT_INTERRUPTED)
+            _fail("interrupted while opening the MLflow run (if it opened, it is marked KILLED)",
+                  EXIT_INTERRUPTED)
         message = "interrupted; the MLflow run is marked KILLED and keeps what was logged; "
         if run_handle.checkpoint_epoch is None:
             message += (f"it has no checkpoint to resume from yet (one is written every "
