@@ -14,6 +14,7 @@ imported only when a spec uses them.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import os
 import re
@@ -275,7 +276,7 @@ def build_registry(extra_plugins: list[tuple[object, str, str]] | None = None) -
         try:
             pm.register(plugin, name=f"{package}:{entry_name}")
             # A misspelled hook (altlearn_register_rule) would otherwise be silently ignored.
-            pm.check_pending()
+            _check_hook_names(pm)
             if not pm.get_hookcallers(plugin):
                 # Hook functions without @hookimpl are plain functions to pluggy: nothing runs.
                 raise ValueError("the entry point's object implements no altlearn hook (are the "
@@ -294,6 +295,19 @@ def build_registry(extra_plugins: list[tuple[object, str, str]] | None = None) -
         if package != "altlearn":
             registry.packages[package] = version
     return registry
+
+
+def _check_hook_names(pm: pluggy.PluginManager) -> None:
+    """pm.check_pending(), with the altlearn hook the misspelled one most likely meant."""
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        hooks = [name for name in dir(hookspecs) if name.startswith("altlearn_")]
+        unknown = re.search(r"unknown hook '([^']+)'", str(exc))
+        close = difflib.get_close_matches(unknown.group(1), hooks, n=1) if unknown else []
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise pluggy.PluginValidationError(
+            exc.plugin, f"{exc}; {hint}altlearn's hooks are: {', '.join(hooks)}") from None
 
 
 @lru_cache(maxsize=1)

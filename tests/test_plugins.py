@@ -203,6 +203,7 @@ def test_misspelled_hook_makes_the_plugin_broken_not_silently_ignored(install):
     (broken,) = registry.broken
     assert (broken.package, broken.version, broken.name) == ("altlearn-typo", "0.1", "typo")
     assert "altlearn_register_rule" in broken.error
+    assert "did you mean 'altlearn_register_rules'?" in broken.error
     # Nothing of the broken plugin is half-registered.
     assert "typorule" not in registry.names("rule")
     assert "typodata" not in registry.names("dataset")
