@@ -118,7 +118,7 @@ def resume(run_id: str, tracking_uri: str | None, quiet: bool) -> None:
     except SpecError as exc:  # e.g. a plugin rule that is no longer installed
         _fail(exc.report())
     if not quiet:
-        click.echo(f"resuming run {run_id} after epoch {state['epoch']} of {spec.train.epochs}")
+        click.echo(f"resuming run {run_id} after epoch {state.get('epoch')} of {spec.train.epochs}")
     _train(spec, label, uri, quiet, resume_run_id=run_id, state=state)
 
 
@@ -144,9 +144,12 @@ def _train(spec, spec_label: str, uri: str, quiet: bool, resume_run_id: str | No
         _fail(exc.report())
     if state is not None:
         try:
-            trainer.restore(state)
-        except (ValueError, RuntimeError, KeyError) as exc:  # e.g. written by another version
-            _fail(f"the checkpoint of run {resume_run_id} does not fit its spec: {exc}")
+            notes = trainer.restore(state)
+        except Exception as exc:  # noqa: BLE001 - e.g. a checkpoint of an edited plugin rule
+            _fail(f"the checkpoint of run {resume_run_id} does not fit its spec: "
+                  f"{type(exc).__name__}: {exc}")
+        for note in notes:
+            click.echo(click.style("note: ", fg="yellow", bold=True) + note, err=True)
     progress = make_progress(quiet)
     run_handle = None
     try:

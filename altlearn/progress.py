@@ -60,7 +60,9 @@ class RichProgress(Observer):
             f"{trainer.device}, {len(trainer.data.train_x)} examples"
         )
         self.progress.start()
-        self.task = self.progress.add_task("epoch 1", total=trainer.steps_per_epoch, live="")
+        first = trainer.epoch + 1  # after a resume, not 1
+        self.task = self.progress.add_task(f"epoch {first}/{self.epochs}",
+                                           total=trainer.steps_per_epoch, live="")
 
     def on_progress(self, epoch: int, step: int, metrics: dict[str, float]) -> None:
         live = f"loss {metrics.get('loss', float('nan')):.4f}"

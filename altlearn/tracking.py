@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Iterator
 
 from altlearn.spec import Spec, flatten
-from altlearn.train import Observer, Trainer
+from altlearn.train import CHECKPOINT_FORMAT, Observer, Trainer
 from altlearn.version import __version__
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -120,10 +120,29 @@ class MlflowObserver(Observer):
     def __init__(self, client, run_id: str) -> None:
         self.client = client
         self.run_id = run_id
+        # A resumed run repeats the epochs after its checkpoint that the stopped process had
+        # logged already (the same values, as training is repeatable): log those steps once.
+        self.logged_epoch = 0
+        self.logged_alignment_step = -1
+
+    def on_start(self, trainer: Trainer) -> None:
+        if trainer.epoch:  # resumed
+            self.logged_epoch = self._last_step("train_loss", default=0)
+            self.logged_alignment_step = max(
+                (self._last_step(key, default=-1) for key in self._run_metric_keys()
+                 if key.startswith("alignment/")), default=-1)
+
+    def _run_metric_keys(self) -> list[str]:
+        return list(self.client.get_run(self.run_id).data.metrics)
+
+    def _last_step(self, key: str, default: int) -> int:
+        return max((m.step for m in self.client.get_metric_history(self.run_id, key)), default=default)
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
         import mlflow.entities
 
+        if epoch <= self.logged_epoch:
+            return
         now = _now_ms()
         batch = [mlflow.entities.Metric(key, float(value), now, epoch) for key, value in metrics.items()]
         self.client.log_batch(self.run_id, metrics=batch, synchronous=True)
@@ -131,6 +150,8 @@ class MlflowObserver(Observer):
     def on_alignment(self, step: int, values: dict[str, float]) -> None:
         import mlflow.entities
 
+        if step <= self.logged_alignment_step:
+            return
         now = _now_ms()
         batch = [mlflow.entities.Metric(f"alignment/{k}", float(v), now, step) for k, v in values.items()]
         self.client.log_batch(self.run_id, metrics=batch, synchronous=True)
@@ -150,7 +171,6 @@ class CheckpointObserver(Observer):
         self.seconds = minutes * 60
         self.trainer: Trainer | None = None
         self.last_time = 0.0
-
         self.saved_epoch: int | None = None  # the epoch of the newest checkpoint in the run
 
     def on_start(self, trainer: Trainer) -> None:
@@ -162,15 +182,17 @@ class CheckpointObserver(Observer):
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
         last_epoch = epoch == self.trainer.spec.train.epochs
         if last_epoch or time.monotonic() - self.last_time >= self.seconds:
-            log_trainer_state(self.client, self.run_id, self.trainer)
-            self.saved_epoch = epoch
+            # Signals wait until the file is complete and recorded as such: an interrupted copy
+            # would replace the last good checkpoint with a truncated one.
+            with _signals_deferred():
+                log_trainer_state(self.client, self.run_id, self.trainer)
+                self.saved_epoch = epoch
             self.last_time = time.monotonic()
 
 
 @contextmanager
 def _signals_deferred() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM until the block ends: an interrupted copy would leave a truncated
-    checkpoint in place of the previous good one."""
+    """Hold Ctrl-C and SIGTERM until the block ends, then raise them (SIGTERM as Terminated)."""
     if threading.current_thread() is not threading.main_thread():
         yield  # only the main thread receives signals
         return
@@ -189,7 +211,7 @@ def _signals_deferred() -> Iterator[None]:
 def log_trainer_state(client, run_id: str, trainer: Trainer) -> None:
     import torch
 
-    with tempfile.TemporaryDirectory() as tmp, _signals_deferred():
+    with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / TRAINER_STATE_FILE
         torch.save(trainer.state(), path)
         # Same artifact path each time: the newest checkpoint replaces the previous one.
@@ -213,6 +235,8 @@ def resumable_run(uri: str, run_id: str) -> tuple[str, dict]:
     except MlflowException:
         raise ResumeError(f"no run {run_id!r} in {uri} (give the run ID from `mlflow ui` or from "
                           "the line `altlearn run` printed, and the same --tracking-uri)") from None
+    if run.info.lifecycle_stage != "active":
+        raise ResumeError(f"run {run_id} is deleted; restore it in the MLflow UI first")
     if run.info.status == "FINISHED":
         raise ResumeError(f"run {run_id} finished; there is nothing to resume")
     with tempfile.TemporaryDirectory() as tmp:
@@ -229,9 +253,14 @@ def resumable_run(uri: str, run_id: str) -> tuple[str, dict]:
                 "with altlearn run") from None
         spec_text = Path(spec_path).read_text()
         try:
-            state = torch.load(state_path, map_location="cpu", weights_only=False)
+            # weights_only: tensors and plain containers only, so a checkpoint on a shared server
+            # cannot run code on the machine that resumes it.
+            state = torch.load(state_path, map_location="cpu", weights_only=True)
+            if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+                raise ValueError(f"format {state.get('format') if isinstance(state, dict) else '?'}"
+                                 f", expected {CHECKPOINT_FORMAT} (another altlearn version?)")
         except Exception as exc:  # noqa: BLE001 - a damaged file can fail in many ways
-            raise ResumeError(f"the checkpoint of run {run_id} cannot be read ({exc}); start the "
+            raise ResumeError(f"the checkpoint of run {run_id} cannot be used ({exc}); start the "
                               "run again with altlearn run") from None
     return spec_text, state
 
@@ -269,13 +298,15 @@ def mlflow_run(spec: Spec, uri: str, resume_run_id: str | None = None) -> Iterat
     except KeyboardInterrupt as exc:
         if handle is not None:
             how = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
-            client.set_tag(handle.run_id, "altlearn.error", f"interrupted ({how})")
-            mlflow.end_run("KILLED")
+            with _signals_deferred():  # a second Ctrl-C must not leave the run to atexit's FINISHED
+                client.set_tag(handle.run_id, "altlearn.error", f"interrupted ({how})")
+                mlflow.end_run("KILLED")
         raise
     except BaseException as exc:
         if handle is not None:
-            client.set_tag(handle.run_id, "altlearn.error", f"{type(exc).__name__}: {exc}"[:5000])
-            mlflow.end_run("FAILED")
+            with _signals_deferred():
+                client.set_tag(handle.run_id, "altlearn.error", f"{type(exc).__name__}: {exc}"[:5000])
+                mlflow.end_run("FAILED")
         raise
     else:
         mlflow.end_run("FINISHED")

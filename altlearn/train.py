@@ -273,6 +273,7 @@ class Trainer:
         optimizer and schedule, and every random stream the loop draws from."""
         state = {
             "format": CHECKPOINT_FORMAT,
+            "device": self.device.type,
             "epoch": self.epoch,
             "global_step": self.global_step,
             "history": list(self.history),
@@ -286,8 +287,12 @@ class Trainer:
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         return state
 
-    def restore(self, state: dict[str, Any]) -> None:
-        """Continue from ``state`` (a ``state()`` of a trainer built from the same spec)."""
+    def restore(self, state: dict[str, Any]) -> list[str]:
+        """Continue from ``state`` (a ``state()`` of a trainer built from the same spec).
+
+        Returns notes for the user: resuming on another kind of device continues the weights and
+        the optimizer exactly, but CPU and CUDA random streams differ, so dropout masks and rules'
+        random draws restart from fresh seeds there."""
         if state.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"checkpoint format {state.get('format')!r} is not "
                              f"{CHECKPOINT_FORMAT} (written by another altlearn version)")
@@ -301,6 +306,13 @@ class Trainer:
         self.epoch = int(state["epoch"])
         self.global_step = int(state["global_step"])
         self.history = list(state["history"])
+        written_on = state.get("device", self.device.type)
+        if written_on != self.device.type:
+            return [f"the checkpoint was written on {written_on} and training goes on on "
+                    f"{self.device.type}: weights and optimizer continue exactly, random streams "
+                    "(dropout, rules' draws) do not, so the result will differ slightly from an "
+                    "uninterrupted run"]
+        return []
 
     # ------------------------------------------------------------------------------ export
     def inference_model(self) -> nn.Module:

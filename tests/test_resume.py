@@ -33,7 +33,9 @@ def digits_spec(rule: dict, layers=MLP, optimizer=None, epochs: int = 4) -> dict
         "rule": rule,
         "schedule": {"type": "cosine"},
         "train": {"epochs": epochs, "device": "cpu"},
-        "tracking": {"alignment_every": 3},  # alignment draws must not shift any random stream
+        # measured at step 20, the first step after the epoch-2 snapshot: alignment right after a
+        # restore must not shift any random stream either
+        "tracking": {"alignment_every": 5},
     }
     if optimizer is not None:
         spec["optimizer"] = optimizer
@@ -79,7 +81,8 @@ def test_a_restored_trainer_finishes_exactly_like_an_uninterrupted_one(rule, lay
     whole.fit()
 
     resumed = Trainer(spec)
-    resumed.restore(torch.load(io.BytesIO(snapshot.snapshot), weights_only=False))
+    # weights_only=True: what `altlearn resume` loads, so the state must be plain tensors/containers
+    resumed.restore(torch.load(io.BytesIO(snapshot.snapshot), weights_only=True))
     assert resumed.epoch == 2 and len(resumed.history) == 2
     resumed.fit()
 
@@ -135,9 +138,20 @@ def interrupted_spec(at_step: int, checkpoint_minutes: float = 0) -> dict:
     return spec
 
 
-def test_ctrl_c_then_resume_finishes_the_same_run_as_if_never_interrupted(tmp_path, with_fake_rules):
-    # 10 steps per epoch: Ctrl-C in epoch 2, after the checkpoint of epoch 1
-    spec_path = write(tmp_path, interrupted_spec(at_step=15))
+def test_ctrl_c_then_resume_finishes_the_same_run_as_if_never_interrupted(tmp_path, with_fake_rules,
+                                                                          monkeypatch):
+    from altlearn.tracking import CheckpointObserver
+
+    # 10 steps per epoch: checkpoint after epoch 1 only, Ctrl-C in epoch 3, so the resumed run
+    # repeats epoch 2, which the stopped process had logged already
+    save = CheckpointObserver.on_epoch_end
+
+    def save_after_epoch_1_only(self, epoch, metrics):
+        if epoch == 1 or fake_rules.InterruptOnceRule.fired:
+            save(self, epoch, metrics)
+
+    monkeypatch.setattr(CheckpointObserver, "on_epoch_end", save_after_epoch_1_only)
+    spec_path = write(tmp_path, interrupted_spec(at_step=25))
     result, client = cli(tmp_path, "run", spec_path)
     assert result.exit_code == 130
     (run,) = client.search_runs([client.get_experiment_by_name("resume").experiment_id])
@@ -152,8 +166,10 @@ def test_ctrl_c_then_resume_finishes_the_same_run_as_if_never_interrupted(tmp_pa
     assert run.info.status == "FINISHED"
     assert "altlearn.error" not in run.data.tags
     assert run.data.tags["altlearn.checkpoint_epoch"] == "3"
-    history = client.get_metric_history(run_id, "test_accuracy")
-    assert [m.step for m in history] == [1, 2, 3]
+    for key in ("test_accuracy", "train_loss", "lr"):  # each step logged once
+        steps = [m.step for m in client.get_metric_history(run_id, key)]
+        assert steps == sorted(set(steps)), key
+    assert [m.step for m in client.get_metric_history(run_id, "test_accuracy")] == [1, 2, 3]
     checkpoint = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="checkpoint",
                                                      dst_path=str(tmp_path / "dl"),
                                                      tracking_uri=client.tracking_uri)
@@ -162,7 +178,7 @@ def test_ctrl_c_then_resume_finishes_the_same_run_as_if_never_interrupted(tmp_pa
     # the same spec, never interrupted (the rule only fires once per process)
     other = tmp_path / "uninterrupted"
     other.mkdir()
-    result, other_client = cli(other, "run", write(other, interrupted_spec(at_step=15)))
+    result, other_client = cli(other, "run", write(other, interrupted_spec(at_step=25)))
     assert result.exit_code == 0, result.output
     (straight,) = other_client.search_runs([other_client.get_experiment_by_name("resume").experiment_id])
     for key in ("train_loss", "test_loss", "test_accuracy"):
@@ -194,6 +210,17 @@ def test_resume_refuses_a_finished_run_an_unknown_run_and_a_run_without_checkpoi
     assert result.exit_code == 2
     assert "no checkpoint" in result.output and "checkpoint_minutes is 10.0" in result.output
 
+    # a checkpoint that is not altlearn's (or from another version) is refused, not unpickled
+    bad = tmp_path / "trainer_state.pt"
+    torch.save({"format": 999}, bad)
+    client.log_artifact(early.info.run_id, str(bad), "checkpoint")
+    result, _ = cli(tmp_path, "resume", early.info.run_id)
+    assert result.exit_code == 2 and "cannot be used" in result.output and "format 999" in result.output
+
+    client.delete_run(early.info.run_id)
+    result, _ = cli(tmp_path, "resume", early.info.run_id)
+    assert result.exit_code == 2 and "is deleted" in result.output
+
 
 def test_ctrl_c_during_a_checkpoint_write_waits_until_the_file_is_complete():
     import signal
@@ -208,3 +235,20 @@ def test_ctrl_c_during_a_checkpoint_write_waits_until_the_file_is_complete():
             finished.append(True)  # reached: the signals did not cut the block short
     assert finished == [True]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+
+
+def test_a_checkpoint_from_a_gpu_resumes_on_a_cpu_with_a_note():
+    spec = validate(digits_spec({"type": "goup", "lr": 0.05}, TANH_MLP, epochs=1))
+    trainer = Trainer(spec)
+    trainer.fit()
+    state = trainer.state()
+    state["device"] = "cuda"
+    # GO-UP's noise generator as a CUDA run saves it (this machine may have no CUDA at all)
+    state["optimizer"]["goup"]["generators"] = {"cuda:0": torch.zeros(16, dtype=torch.uint8)}
+    resumed = Trainer(spec)
+    if torch.cuda.is_available():
+        pytest.skip("checks the CPU side of a GPU checkpoint")
+    notes = resumed.restore(state)
+    assert len(notes) == 1 and "written on cuda" in notes[0] and "on cpu" in notes[0]
+    assert resumed.epoch == 1
+    assert torch.equal(resumed.rule.state_dict()["network.1.weight"], trainer.rule.state_dict()["network.1.weight"])

@@ -390,6 +390,14 @@ def test_a_key_given_twice_is_an_error_with_both_lines(tmp_path):
     assert "first on line 6" in problem.message
 
 
+def test_yaml_merge_keys_still_work_and_a_written_key_overrides_a_merged_one(tmp_path):
+    path = write(tmp_path, "merge.yaml", "name: x\ndata: {type: digits}\nnetwork:\n  layers:\n"
+                 "    - {type: flatten}\n    - {type: linear, out_features: 10}\nrule: {type: bp}\n"
+                 "optimizer: {<<: {type: sgd, lr: 0.1}, lr: 0.05}\n")
+    spec = load_spec(path)
+    assert spec.optimizer.type == "sgd" and spec.optimizer.params.lr == 0.05
+
+
 def test_a_spec_that_is_not_text_is_a_spec_error(tmp_path):
     path = tmp_path / "model.yaml"
     path.write_bytes(b"name: x\n\x80\x81\xff")

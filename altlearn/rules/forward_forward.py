@@ -182,7 +182,9 @@ class ForwardForward(Rule):
 
     def get_extra_state(self):
         # The label generator's state makes a resumed run draw the same negative labels.
-        generator = None if self._generator is None else self._generator.get_state()
+        # A state restored but not used yet counts too: saving it again must not lose it.
+        generator = (self._pending_generator_state if self._generator is None
+                     else self._generator.get_state())
         return {"steps": self._steps, "label_generator": generator}
 
     def set_extra_state(self, state):

@@ -130,6 +130,8 @@ class GoUpOptimizer(torch.optim.Optimizer):
             self.noise_budget = extra["noise_budget"]
             self.steps = extra["steps"]
             for device, generator_state in extra["generators"].items():
+                if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+                    continue  # written on a GPU, resumed on a CPU: the noise stream restarts
                 self._generator(torch.device(device)).set_state(generator_state)
 
 

@@ -225,6 +225,20 @@ def test_brsf_generator_states_survive_a_checkpoint():
     assert not torch.equal(unrestored, expected[0])  # the first draws differ from the later ones
 
 
+def test_brsf_alignment_right_after_a_restore_keeps_the_restored_stream():
+    from altlearn.alignment import alignment
+
+    rule = make(BatchwiseRandomSignSymmetry, network=mlp(), seed=5)
+    steps(rule, 2)
+    checkpoint = {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in rule.state_dict().items()}
+    expected = steps(rule, 2)
+    fresh = make(BatchwiseRandomSignSymmetry, network=mlp(), seed=5)
+    fresh.load_state_dict(checkpoint)
+    alignment(fresh, *batch())  # uses the restored generators, then must put them back
+    for a, b in zip(expected, steps(fresh, 2)):
+        assert torch.equal(a, b)
+
+
 @pytest.mark.parametrize("init", ["gaussian", "like_forward"])
 def test_brsf_magnitudes_follow_the_feedback_init(init):
     rule = make(BatchwiseRandomSignSymmetry, feedback_init=init, feedback_scale=2.0)

@@ -95,7 +95,10 @@ class BatchwiseRandomSignSymmetry(FeedbackAlignment):
         self._pending_states: dict[tuple[int, str], torch.Tensor] = {}  # from set_extra_state
 
     def get_extra_state(self):
-        return {f"{index}@{device}": g.get_state() for (index, device), g in self._generators.items()}
+        # States restored but not yet used count too: saving them again must not lose them.
+        states = {key: state for key, state in self._pending_states.items()}
+        states.update({key: g.get_state() for key, g in self._generators.items()})
+        return {f"{index}@{device}": state for (index, device), state in states.items()}
 
     def set_extra_state(self, state):
         # Generators are made on first use on their device (a checkpoint may name one this
