@@ -229,6 +229,10 @@ def resumable_run(uri: str, run_id: str) -> tuple[str, dict]:
     import torch
     from mlflow.exceptions import MlflowException
 
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+        # Do not create an empty store in a folder the user did not train in.
+        raise ResumeError(f"there is no MLflow database {uri[len('sqlite:///'):]}: resume in the "
+                          "folder the run was started from, or give its --tracking-uri")
     client, _ = connect(uri)
     try:
         run = client.get_run(run_id)

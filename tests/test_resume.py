@@ -199,6 +199,13 @@ def test_resume_refuses_a_finished_run_an_unknown_run_and_a_run_without_checkpoi
     result, _ = cli(tmp_path, "resume", "0123456789abcdef")
     assert result.exit_code == 2 and "no run '0123456789abcdef'" in result.output
 
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = CliRunner().invoke(main, ["resume", finished.info.run_id, "--tracking-uri",
+                                       f"sqlite:///{elsewhere / 'mlflow.db'}"])
+    assert result.exit_code == 2 and "there is no MLflow database" in result.output
+    assert not (elsewhere / "mlflow.db").exists()  # and none was created
+
     # default checkpoint_minutes (10): Ctrl-C in epoch 2 of a seconds-long run left no checkpoint
     spec = interrupted_spec(at_step=15, checkpoint_minutes=10)
     spec["tracking"]["experiment"] = "early"
