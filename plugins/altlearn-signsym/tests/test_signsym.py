@@ -211,14 +211,20 @@ def test_brsf_is_reproducible_with_a_seed_and_leaves_the_global_stream_alone():
         assert torch.equal(a, d)  # feedback_seed overrides the spec's seed
 
 
-def test_brsf_generator_states_survive_a_checkpoint():
-    """altlearn resume restores the rule's state_dict: the draws must go on where they stopped."""
+def restored_after_two_steps():
+    """(grads of steps 3-4 of an uninterrupted rule, a fresh rule loaded from its step-2 state_dict)."""
     rule = make(BatchwiseRandomSignSymmetry, network=mlp(), seed=5)
     steps(rule, 2)
     checkpoint = {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in rule.state_dict().items()}
     expected = steps(rule, 2)
     fresh = make(BatchwiseRandomSignSymmetry, network=mlp(), seed=5)
     fresh.load_state_dict(checkpoint)
+    return expected, fresh
+
+
+def test_brsf_generator_states_survive_a_checkpoint():
+    """altlearn resume restores the rule's state_dict: the draws must go on where they stopped."""
+    expected, fresh = restored_after_two_steps()
     for a, b in zip(expected, steps(fresh, 2)):
         assert torch.equal(a, b)
     unrestored = steps(make(BatchwiseRandomSignSymmetry, network=mlp(), seed=5), 1)[0]
@@ -228,12 +234,7 @@ def test_brsf_generator_states_survive_a_checkpoint():
 def test_brsf_alignment_right_after_a_restore_keeps_the_restored_stream():
     from altlearn.alignment import alignment
 
-    rule = make(BatchwiseRandomSignSymmetry, network=mlp(), seed=5)
-    steps(rule, 2)
-    checkpoint = {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in rule.state_dict().items()}
-    expected = steps(rule, 2)
-    fresh = make(BatchwiseRandomSignSymmetry, network=mlp(), seed=5)
-    fresh.load_state_dict(checkpoint)
+    expected, fresh = restored_after_two_steps()
     alignment(fresh, *batch())  # uses the restored generators, then must put them back
     for a, b in zip(expected, steps(fresh, 2)):
         assert torch.equal(a, b)
