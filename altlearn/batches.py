@@ -6,8 +6,8 @@ host-to-device copy, and a shuffle is one index permutation per epoch.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, Optional
 
 import torch
 
@@ -20,8 +20,8 @@ class DeviceData:
     train_y: torch.Tensor  # (N,)
     test_x: torch.Tensor
     test_y: torch.Tensor
-    val_x: Optional[torch.Tensor]
-    val_y: Optional[torch.Tensor]
+    val_x: torch.Tensor | None
+    val_y: torch.Tensor | None
     mean: torch.Tensor  # (C,) per-channel statistics of the training split (for the exported model)
     std: torch.Tensor
 
@@ -39,8 +39,15 @@ def prepare(splits: DataSplits, options, seed: int, device: torch.device) -> Dev
         if options.val_size >= len(train_x):
             from altlearn.spec import Problem, SpecError
 
-            raise SpecError([Problem("data.val_size", f"{options.val_size} leaves no training "
-                                     f"examples (the training split has {len(train_x)})")])
+            raise SpecError(
+                [
+                    Problem(
+                        "data.val_size",
+                        f"{options.val_size} leaves no training "
+                        f"examples (the training split has {len(train_x)})",
+                    )
+                ]
+            )
         # A seeded permutation, so the held-out examples do not depend on the file's class order.
         order = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(seed))
         val_idx, train_idx = order[: options.val_size], order[options.val_size :]
@@ -60,10 +67,14 @@ def prepare(splits: DataSplits, options, seed: int, device: torch.device) -> Dev
         return ((x - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)).to(device)
 
     return DeviceData(
-        train_x=ready(train_x), train_y=train_y.to(device),
-        test_x=ready(test_x), test_y=test_y.to(device),
-        val_x=ready(val_x), val_y=None if val_y is None else val_y.to(device),
-        mean=mean, std=std,
+        train_x=ready(train_x),
+        train_y=train_y.to(device),
+        test_x=ready(test_x),
+        test_y=test_y.to(device),
+        val_x=ready(val_x),
+        val_y=None if val_y is None else val_y.to(device),
+        mean=mean,
+        std=std,
     )
 
 

@@ -17,8 +17,10 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
-SET_HELP = ("override a spec value: path=value, YAML-typed (optimizer.lr=0.01, train.device=cpu, "
-            "network.layers.1.out_features=400); repeatable")
+SET_HELP = (
+    "override a spec value: path=value, YAML-typed (optimizer.lr=0.01, train.device=cpu, "
+    "network.layers.1.out_features=400); repeatable"
+)
 
 
 def _fail(message: str, code: int = EXIT_USAGE) -> None:
@@ -78,8 +80,12 @@ def main() -> None:
 @main.command()
 @click.argument("spec_path", metavar="SPEC")
 @click.option("-s", "--set", "overrides", multiple=True, metavar="PATH=VALUE", help=SET_HELP)
-@click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", default=None,
-              help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db]")
+@click.option(
+    "--tracking-uri",
+    envvar="MLFLOW_TRACKING_URI",
+    default=None,
+    help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db]",
+)
 @click.option("-q", "--quiet", is_flag=True, help="no progress output")
 @_interruptible
 def run(spec_path: str, overrides: tuple[str, ...], tracking_uri: str | None, quiet: bool) -> None:
@@ -92,9 +98,12 @@ def run(spec_path: str, overrides: tuple[str, ...], tracking_uri: str | None, qu
 
 @main.command()
 @click.argument("run_id")
-@click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", default=None,
-              help="MLflow tracking URI of the run [default: $MLFLOW_TRACKING_URI, else "
-                   "sqlite:///mlflow.db]")
+@click.option(
+    "--tracking-uri",
+    envvar="MLFLOW_TRACKING_URI",
+    default=None,
+    help="MLflow tracking URI of the run [default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db]",
+)
 @click.option("-q", "--quiet", is_flag=True, help="no progress output")
 @_interruptible
 def resume(run_id: str, tracking_uri: str | None, quiet: bool) -> None:
@@ -122,8 +131,9 @@ def resume(run_id: str, tracking_uri: str | None, quiet: bool) -> None:
     _train(spec, label, uri, quiet, resume_run_id=run_id, state=state)
 
 
-def _train(spec, spec_label: str, uri: str, quiet: bool, resume_run_id: str | None = None,
-           state: dict | None = None) -> None:
+def _train(
+    spec, spec_label: str, uri: str, quiet: bool, resume_run_id: str | None = None, state: dict | None = None
+) -> None:
     from altlearn.components import DataUnavailable
     from altlearn.progress import make_progress
     from altlearn.spec import SpecError
@@ -146,8 +156,7 @@ def _train(spec, spec_label: str, uri: str, quiet: bool, resume_run_id: str | No
         try:
             notes = trainer.restore(state)
         except Exception as exc:  # noqa: BLE001 - e.g. a checkpoint of an edited plugin rule
-            _fail(f"the checkpoint of run {resume_run_id} does not fit its spec: "
-                  f"{type(exc).__name__}: {exc}")
+            _fail(f"the checkpoint of run {resume_run_id} does not fit its spec: {type(exc).__name__}: {exc}")
         for note in notes:
             click.echo(click.style("note: ", fg="yellow", bold=True) + note, err=True)
     progress = make_progress(quiet)
@@ -162,28 +171,38 @@ def _train(spec, spec_label: str, uri: str, quiet: bool, resume_run_id: str | No
                     progress.close()
             run_handle.log_outcome(trainer, spec.tracking.log_model)
     except TrainingDiverged as exc:
-        _fail(f"training stopped: {exc}\nthe MLflow run is marked FAILED; its metrics so far are kept",
-              EXIT_FAILED)
+        _fail(
+            f"training stopped: {exc}\nthe MLflow run is marked FAILED; its metrics so far are kept",
+            EXIT_FAILED,
+        )
     except RuleContractError as exc:
         _fail(f"{exc}\nthe MLflow run is marked FAILED", EXIT_FAILED)
     except TrackingUnavailable as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
         if run_handle is None:
-            _fail("interrupted while opening the MLflow run (if it opened, it is marked KILLED)",
-                  EXIT_INTERRUPTED)
+            _fail(
+                "interrupted while opening the MLflow run (if it opened, it is marked KILLED)",
+                EXIT_INTERRUPTED,
+            )
         message = "interrupted; the MLflow run is marked KILLED and keeps what was logged; "
         if run_handle.checkpoint_epoch is None:
-            message += (f"it has no checkpoint to resume from yet (one is written every "
-                        f"tracking.checkpoint_minutes={spec.tracking.checkpoint_minutes:g} and at "
-                        "the end; 0 writes one after every epoch)")
+            message += (
+                f"it has no checkpoint to resume from yet (one is written every "
+                f"tracking.checkpoint_minutes={spec.tracking.checkpoint_minutes:g} and at "
+                "the end; 0 writes one after every epoch)"
+            )
         else:
-            message += (f"continue it after epoch {run_handle.checkpoint_epoch} with: altlearn "
-                        f"resume {run_handle.run_id}{_uri_option(uri)}")
+            message += (
+                f"continue it after epoch {run_handle.checkpoint_epoch} with: altlearn "
+                f"resume {run_handle.run_id}{_uri_option(uri)}"
+            )
         _fail(message, EXIT_INTERRUPTED)
     summary = f"test accuracy {final['test_accuracy']:.2%}" if "test_accuracy" in final else "done"
-    click.echo(f"{summary}; MLflow run {run_handle.run_id} in {uri} (experiment "
-               f"{spec.tracking.experiment!r}); view with: mlflow ui --backend-store-uri {uri}")
+    click.echo(
+        f"{summary}; MLflow run {run_handle.run_id} in {uri} (experiment "
+        f"{spec.tracking.experiment!r}); view with: mlflow ui --backend-store-uri {uri}"
+    )
 
 
 def _uri_option(uri: str) -> str:
@@ -199,8 +218,10 @@ def validate(spec_path: str, overrides: tuple[str, ...]) -> None:
     """Check a spec and report every problem at once (exit code 2 if any)."""
     spec = _load(spec_path, overrides)
     layers = ", ".join(b.type for b in spec.layers)
-    click.echo(f"{spec_path}: ok: {spec.data.type}, rule {spec.rule.type}, {len(spec.layers)} layers "
-               f"({layers}), {spec.train.epochs} epochs")
+    click.echo(
+        f"{spec_path}: ok: {spec.data.type}, rule {spec.rule.type}, {len(spec.layers)} layers "
+        f"({layers}), {spec.train.epochs} epochs"
+    )
 
 
 @main.command()
@@ -236,14 +257,15 @@ def options(kind: str, name: str) -> None:
             entry = registry.get(kind, name)
             component, origin = entry.load(), f"{entry.package} {entry.version}"
         except KeyError:
-            _fail(f"no {kind} {name!r}; known: {', '.join(registry.names(kind))}"
-                  f"{registry.broken_hint()}")
+            _fail(f"no {kind} {name!r}; known: {', '.join(registry.names(kind))}{registry.broken_hint()}")
         except PluginError as exc:
             _fail(str(exc))
     fields = component.Params.model_fields
     click.echo(f"{kind} {name} (from {origin}): {len(fields)} option{'s' if len(fields) != 1 else ''}")
     for key, info in fields.items():
-        default = "required" if info.is_required() else f"default {info.get_default(call_default_factory=True)!r}"
+        default = (
+            "required" if info.is_required() else f"default {info.get_default(call_default_factory=True)!r}"
+        )
         limits = "".join(_limit(m) for m in info.metadata)
         click.echo(f"  {key}: {_type_name(info.annotation)}{limits}, {default}")
         if info.description:
@@ -257,8 +279,14 @@ def _type_name(annotation) -> str:
 
 
 def _limit(constraint) -> str:
-    for attr, symbol in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="),
-                         ("min_length", "length >="), ("max_length", "length <=")):
+    for attr, symbol in (
+        ("gt", ">"),
+        ("ge", ">="),
+        ("lt", "<"),
+        ("le", "<="),
+        ("min_length", "length >="),
+        ("max_length", "length <="),
+    ):
         if getattr(constraint, attr, None) is not None:
             return f" {symbol} {getattr(constraint, attr)}"
     return ""
@@ -272,8 +300,11 @@ def plugins(verbose: bool) -> None:
 
     registry = get_registry()
     # One column width for "package version" across all kinds, so third-party rows line up too.
-    width = max(len(f"{c.package} {c.version}") for kind in registry.components
-                for c in registry.components[kind].values())
+    width = max(
+        len(f"{c.package} {c.version}")
+        for kind in registry.components
+        for c in registry.components[kind].values()
+    )
     conflicts = {(c.kind, c.name): c for c in registry.conflicts}
     for kind, title in (("rule", "rules"), ("dataset", "data sets"), ("layer", "layers")):
         click.echo(click.style(title, bold=True))
@@ -281,8 +312,10 @@ def plugins(verbose: bool) -> None:
             c = registry.components[kind][name]
             clash = conflicts.get((kind, name))
             if clash:  # the first registrant is stored, but the name is unusable: do not show it as theirs
-                click.echo(f"  {name:<14} {'(conflict)':<{width}}  registered by "
-                           f"{' and '.join(clash.packages)}: unusable, see below")
+                click.echo(
+                    f"  {name:<14} {'(conflict)':<{width}}  registered by "
+                    f"{' and '.join(clash.packages)}: unusable, see below"
+                )
                 continue
             click.echo(f"  {name:<14} {c.package + ' ' + c.version:<{width}}  {c.summary}")
     for conflict in registry.conflicts:
@@ -296,9 +329,11 @@ def plugins(verbose: bool) -> None:
     if registry.left_out:
         click.echo(f"left out by {PLUGIN_SELECTION_ENV}: {', '.join(registry.left_out)}")
     if registry.unmatched_selection:
-        click.echo(click.style("warning: ", fg="yellow", bold=True) + f"{PLUGIN_SELECTION_ENV} "
-                   f"names no installed plugin: {', '.join(registry.unmatched_selection)} (give "
-                   "an entry-point name or a package name)")
+        click.echo(
+            click.style("warning: ", fg="yellow", bold=True) + f"{PLUGIN_SELECTION_ENV} "
+            f"names no installed plugin: {', '.join(registry.unmatched_selection)} (give "
+            "an entry-point name or a package name)"
+        )
     click.echo(f"(choose which plugins load with {PLUGIN_SELECTION_ENV}=name,name or none)")
 
 

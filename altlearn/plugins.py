@@ -19,11 +19,12 @@ import importlib
 import os
 import re
 import traceback
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import metadata
-from typing import Any, Iterator
+from typing import Any
 
 import pluggy
 
@@ -97,22 +98,24 @@ class Conflict:
     packages: list[str]
 
     def message(self) -> str:
-        text = (f"{self.kind} name {self.name!r} is registered by more than one package "
-                f"({' and '.join(self.packages)}); ")
+        text = (
+            f"{self.kind} name {self.name!r} is registered by more than one package "
+            f"({' and '.join(self.packages)}); "
+        )
         others = [p for p in self.packages if p != "altlearn"]
         if "altlearn" in self.packages:
             # A built-in cannot be uninstalled or deselected: the plugin has to give way.
-            return text + (f"a plugin cannot take a built-in name: rename it in "
-                           f"{' and '.join(others)}, or leave that package out with "
-                           f"{PLUGIN_SELECTION_ENV}")
+            return text + (
+                f"a plugin cannot take a built-in name: rename it in "
+                f"{' and '.join(others)}, or leave that package out with "
+                f"{PLUGIN_SELECTION_ENV}"
+            )
         return text + f"uninstall one, or choose plugins with {PLUGIN_SELECTION_ENV}"
 
 
 @dataclass
 class Registry:
-    components: dict[str, dict[str, Component]] = field(
-        default_factory=lambda: {kind: {} for kind in KINDS}
-    )
+    components: dict[str, dict[str, Component]] = field(default_factory=lambda: {kind: {} for kind in KINDS})
     broken: list[BrokenPlugin] = field(default_factory=list)
     conflicts: list[Conflict] = field(default_factory=list)
     #: distribution name -> version, for every plugin package that registered something
@@ -146,8 +149,10 @@ class Registry:
             names = ", ".join(f"{b.package} ({b.error})" for b in self.broken)
             hint += f"; these plugin packages failed to load and may provide it: {names}"
         if self.left_out:
-            hint += (f"; {PLUGIN_SELECTION_ENV} left out these installed plugin packages: "
-                     f"{', '.join(self.left_out)}")
+            hint += (
+                f"; {PLUGIN_SELECTION_ENV} left out these installed plugin packages: "
+                f"{', '.join(self.left_out)}"
+            )
         return hint
 
 
@@ -208,8 +213,10 @@ def _register_from(
 
             def register(name: str, target: Any, summary: str = "", _kind: str = kind) -> None:
                 if not isinstance(name, str) or not _NAME.fullmatch(name):
-                    raise ValueError(f"a {_kind} name must be letters, digits, _ . or - (it is "
-                                     f"typed in specs and on the command line), got {name!r}")
+                    raise ValueError(
+                        f"a {_kind} name must be letters, digits, _ . or - (it is "
+                        f"typed in specs and on the command line), got {name!r}"
+                    )
                 if any(c.kind == _kind and c.name == name for c in collected):
                     raise ValueError(f"{package} registers {_kind} {name!r} twice")
                 collected.append(Component(_kind, name, target, package, version, summary))
@@ -250,7 +257,8 @@ def build_registry(extra_plugins: list[tuple[object, str, str]] | None = None) -
     entry_points = sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
     if wanted is not None:
         registry.unmatched_selection = sorted(
-            name for name in wanted if not any(_matches(ep, name) for ep in entry_points))
+            name for name in wanted if not any(_matches(ep, name) for ep in entry_points)
+        )
     for ep in entry_points:
         package = ep.dist.name if ep.dist is not None else ep.value
         if wanted is not None and not any(_matches(ep, name) for name in wanted):
@@ -264,8 +272,9 @@ def build_registry(extra_plugins: list[tuple[object, str, str]] | None = None) -
             if isinstance(exc, KeyboardInterrupt):
                 raise
             registry.broken.append(
-                BrokenPlugin(ep.name, package, version, f"{type(exc).__name__}: {exc}",
-                             traceback.format_exc())
+                BrokenPlugin(
+                    ep.name, package, version, f"{type(exc).__name__}: {exc}", traceback.format_exc()
+                )
             )
             continue
         sources.append((plugin, ep.name, package, version))
@@ -279,8 +288,10 @@ def build_registry(extra_plugins: list[tuple[object, str, str]] | None = None) -
             _check_hook_names(pm)
             if not pm.get_hookcallers(plugin):
                 # Hook functions without @hookimpl are plain functions to pluggy: nothing runs.
-                raise ValueError("the entry point's object implements no altlearn hook (are the "
-                                 "altlearn_register_* functions decorated with @hookimpl?)")
+                raise ValueError(
+                    "the entry point's object implements no altlearn hook (are the "
+                    "altlearn_register_* functions decorated with @hookimpl?)"
+                )
             _register_from(registry, plugin, package, version, pm)
         except BaseException as exc:  # noqa: BLE001 - isolate each plugin, SystemExit included
             if isinstance(exc, KeyboardInterrupt):
@@ -288,8 +299,9 @@ def build_registry(extra_plugins: list[tuple[object, str, str]] | None = None) -
             if pm.is_registered(plugin):
                 pm.unregister(plugin)
             registry.broken.append(
-                BrokenPlugin(entry_name, package, version, f"{type(exc).__name__}: {exc}",
-                             traceback.format_exc())
+                BrokenPlugin(
+                    entry_name, package, version, f"{type(exc).__name__}: {exc}", traceback.format_exc()
+                )
             )
             continue
         if package != "altlearn":
@@ -307,7 +319,8 @@ def _check_hook_names(pm: pluggy.PluginManager) -> None:
         close = difflib.get_close_matches(unknown.group(1), hooks, n=1) if unknown else []
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise pluggy.PluginValidationError(
-            exc.plugin, f"{exc}; {hint}altlearn's hooks are: {', '.join(hooks)}") from None
+            exc.plugin, f"{exc}; {hint}altlearn's hooks are: {', '.join(hooks)}"
+        ) from None
 
 
 @lru_cache(maxsize=1)
@@ -319,4 +332,3 @@ def get_registry() -> Registry:
 def reset_registry() -> None:
     """Forget the cached registry (tests install and remove plugins)."""
     get_registry.cache_clear()
-

@@ -9,21 +9,41 @@ errors as built-ins. Shapes are checked by building the network on torch's meta 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Optional
+from typing import Any, Literal
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveInt,
-                      ValidationError, field_validator)
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+)
 
 from altlearn import plugins
 from altlearn.plugins import PluginError, Registry
+
 # Reading files and overrides lives in spec_files; these names stay importable from here.
 from altlearn.spec_files import Problem, SpecError, apply_overrides, load_yaml  # noqa: F401
 
-SECTIONS = ("name", "seed", "description", "data", "network", "rule", "optimizer", "schedule",
-            "train", "tracking")
+SECTIONS = (
+    "name",
+    "seed",
+    "description",
+    "data",
+    "network",
+    "rule",
+    "optimizer",
+    "schedule",
+    "train",
+    "tracking",
+)
 
 
 # ------------------------------------------------------------------------------------ messages
@@ -37,8 +57,12 @@ def did_you_mean(word: str, choices: list[str]) -> str:
 # Keys people put in the wrong section (e.g. the rule's lr when the rule uses an optimizer):
 # where each one lives instead.
 _HOME_OF_KEY = {
-    "lr": "optimizer.lr", "momentum": "optimizer.momentum", "weight_decay": "optimizer.weight_decay",
-    "betas": "optimizer.betas", "epochs": "train.epochs", "device": "train.device",
+    "lr": "optimizer.lr",
+    "momentum": "optimizer.momentum",
+    "weight_decay": "optimizer.weight_decay",
+    "betas": "optimizer.betas",
+    "epochs": "train.epochs",
+    "device": "train.device",
     "batch_size": "data.batch_size",
 }
 
@@ -80,10 +104,10 @@ class DataOptions(_Section):
     val_size: NonNegativeInt = Field(
         0, description="examples held out of the training set for validation metrics (0: none)"
     )
-    train_subset: Optional[PositiveInt] = Field(
+    train_subset: PositiveInt | None = Field(
         None, description="use only the first N training examples (quick runs)"
     )
-    test_subset: Optional[PositiveInt] = Field(None, description="evaluate on the first N test examples")
+    test_subset: PositiveInt | None = Field(None, description="evaluate on the first N test examples")
     normalize: bool = Field(True, description="standardise inputs with the training set's mean/std")
 
 
@@ -94,13 +118,14 @@ class TrainOptions(_Section):
     log_every: PositiveInt = Field(
         50, description="steps between progress updates and non-finite-loss checks (host syncs)"
     )
-    threads: Optional[PositiveInt] = Field(None, description="CPU threads for torch (default: torch's)")
+    threads: PositiveInt | None = Field(None, description="CPU threads for torch (default: torch's)")
     precision: Literal["fp32", "tf32", "bf16"] = Field(
         "fp32", description="fp32; tf32 matmuls (CUDA); bf16 autocast for the step and evaluation"
     )
     compile: Literal["off", "default", "reduce-overhead", "max-autotune"] = Field(
-        "off", description="torch.compile the rule's step and evaluation with this mode "
-        "(reduce-overhead uses CUDA graphs); true means default"
+        "off",
+        description="torch.compile the rule's step and evaluation with this mode "
+        "(reduce-overhead uses CUDA graphs); true means default",
     )
 
     @field_validator("compile", mode="before")
@@ -115,15 +140,16 @@ class TrainOptions(_Section):
 
 class TrackingOptions(_Section):
     experiment: str = Field("altlearn", min_length=1)
-    run_name: Optional[str] = Field(None, description="default: the spec's name")
+    run_name: str | None = Field(None, description="default: the spec's name")
     log_model: bool = Field(True, description="log the trained model as an MLflow model")
     alignment_every: NonNegativeInt = Field(
         200, description="steps between update-vs-BP alignment measurements (0: off)"
     )
     checkpoint_minutes: NonNegativeFloat = Field(
-        10.0, description="minutes between checkpoints of the whole training state, logged to the "
+        10.0,
+        description="minutes between checkpoints of the whole training state, logged to the "
         "run so that `altlearn resume` can continue it (0: after every epoch); the end of training "
-        "always writes one"
+        "always writes one",
     )
     tags: dict[str, str] = Field(default_factory=dict)
 
@@ -131,7 +157,7 @@ class TrackingOptions(_Section):
 class TopLevel(_Section):
     name: str = Field(min_length=1)
     seed: int = 0
-    description: Optional[str] = None
+    description: str | None = None
 
 
 # ---------------------------------------------------------------------------- resolved spec
@@ -154,16 +180,16 @@ class Block:
 class Spec:
     name: str
     seed: int
-    description: Optional[str]
+    description: str | None
     data: Block
     data_options: DataOptions
     layers: list[Block]
     rule: Block
-    optimizer: Optional[Block]  # None when the rule brings its own update
+    optimizer: Block | None  # None when the rule brings its own update
     schedule: Block
     train: TrainOptions
     tracking: TrackingOptions
-    source: Optional[str] = None
+    source: str | None = None
     packages: dict[str, str] = field(default_factory=dict)  # plugin packages this spec uses
 
     def to_dict(self) -> dict[str, Any]:
@@ -190,8 +216,12 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in items:
         path = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, dict) and value or isinstance(value, list) and value and any(
-            isinstance(v, (dict, list)) for v in value
+        if (
+            isinstance(value, dict)
+            and value
+            or isinstance(value, list)
+            and value
+            and any(isinstance(v, (dict, list)) for v in value)
         ):
             out.update(flatten(value, path))
         else:
@@ -220,15 +250,18 @@ class _Validator:
                 where = _join(where, key)
             if err["type"] == "extra_forbidden":
                 options = sorted(model.model_fields)
-                self.add(where, f"{loc[-1]!r} is not an option of {owner}; "
-                         f"{did_you_mean(loc[-1], options)}its options are: "
-                         f"{', '.join(options) or '(none)'}")
+                self.add(
+                    where,
+                    f"{loc[-1]!r} is not an option of {owner}; "
+                    f"{did_you_mean(loc[-1], options)}its options are: "
+                    f"{', '.join(options) or '(none)'}",
+                )
             elif err["type"] == "missing":
                 self.add(where, f"required by {owner} but missing")
             else:
                 msg = err["msg"]
                 if msg.startswith("Value error, "):
-                    msg = msg[len("Value error, "):]
+                    msg = msg[len("Value error, ") :]
                 self.add(where, f"{_short(err.get('input'))} is invalid: {msg}")
 
     def model(self, model: type[BaseModel], values: Any, path: str, owner: str):
@@ -265,9 +298,11 @@ class _Validator:
         try:
             component, package, version = lookup(str(type_name))
         except KeyError:
-            self.add(_join(path, "type"),
-                     f"{_short(type_name)} is not a known {what}; {did_you_mean(type_name, choices)}"
-                     f"known: {', '.join(choices)}{self.registry.broken_hint()}")
+            self.add(
+                _join(path, "type"),
+                f"{_short(type_name)} is not a known {what}; {did_you_mean(type_name, choices)}"
+                f"known: {', '.join(choices)}{self.registry.broken_hint()}",
+            )
             return None, None
         except PluginError as exc:
             self.add(_join(path, "type"), str(exc))
@@ -281,9 +316,12 @@ class _Validator:
         # Report unknown keys against the union of both models so did-you-mean sees every option.
         known = sorted(set(params_model.model_fields) | set(extra_model.model_fields if extra_model else ()))
         for key in [k for k in options if k not in params_model.model_fields]:
-            self.add(_join(path, key), f"{key!r} is not an option of {what} {type_name!r}; "
-                     f"{did_you_mean(key, known)}its options are: {', '.join(known) or '(none)'}"
-                     f"{_elsewhere_hint(key, path)}")
+            self.add(
+                _join(path, key),
+                f"{key!r} is not an option of {what} {type_name!r}; "
+                f"{did_you_mean(key, known)}its options are: {', '.join(known) or '(none)'}"
+                f"{_elsewhere_hint(key, path)}",
+            )
             options.pop(key)
         params = self.model(params_model, options, path, f"{what} {type_name!r}")
         common = self.model(extra_model, common_values, path, what) if extra_model else None
@@ -299,8 +337,10 @@ class _Validator:
             if not (isinstance(params, type) and issubclass(params, BaseModel)):
                 # A plugin registered something that is not a component class: its bug, reported
                 # at the spec path that uses it, not an AttributeError traceback.
-                raise PluginError(f"{kind} {name!r} from package {entry.package} {entry.version} "
-                                  f"is {component!r}, which has no Params model: not a {kind} class")
+                raise PluginError(
+                    f"{kind} {name!r} from package {entry.package} {entry.version} "
+                    f"is {component!r}, which has no Params model: not a {kind} class"
+                )
             return component, entry.package, entry.version
 
         return lookup
@@ -325,11 +365,14 @@ def validate(raw: dict[str, Any], registry: Registry | None = None, source: str 
 
     for key in raw:
         if key not in SECTIONS:
-            v.add(str(key), f"unknown section; {did_you_mean(key, list(SECTIONS))}"
-                  f"sections are: {', '.join(SECTIONS)}")
+            v.add(
+                str(key),
+                f"unknown section; {did_you_mean(key, list(SECTIONS))}sections are: {', '.join(SECTIONS)}",
+            )
 
-    top = v.model(TopLevel, {k: raw.get(k) for k in ("name", "seed", "description") if k in raw},
-                  "", "the spec")
+    top = v.model(
+        TopLevel, {k: raw.get(k) for k in ("name", "seed", "description") if k in raw}, "", "the spec"
+    )
     train = v.model(TrainOptions, raw.get("train"), "train", "train")
     tracking = v.model(TrackingOptions, raw.get("tracking"), "tracking", "tracking")
 
@@ -337,8 +380,14 @@ def validate(raw: dict[str, Any], registry: Registry | None = None, source: str 
     if "data" not in raw:
         v.add("data", f"missing; choose a data set: {', '.join(registry.names('dataset'))}")
     else:
-        data, data_options = v.block(raw["data"], "data", "data set", v.registry_lookup("dataset"),
-                                     registry.names("dataset"), extra_model=DataOptions)
+        data, data_options = v.block(
+            raw["data"],
+            "data",
+            "data set",
+            v.registry_lookup("dataset"),
+            registry.names("dataset"),
+            extra_model=DataOptions,
+        )
 
     layers = _layers(v, raw.get("network"), registry)
 
@@ -348,21 +397,33 @@ def validate(raw: dict[str, Any], registry: Registry | None = None, source: str 
     else:
         # A rule's options may name other rules (GO-UP's source): their packages are used too.
         with plugins.record_lookups() as looked_up:
-            rule, _ = v.block(raw["rule"], "rule", "rule", v.registry_lookup("rule"),
-                              registry.names("rule"))
+            rule, _ = v.block(raw["rule"], "rule", "rule", v.registry_lookup("rule"), registry.names("rule"))
         v.packages.update({c.package: c.version for c in looked_up if c.package != "altlearn"})
 
     optimizer = None
     owns_update = rule is not None and getattr(rule.component, "owns_update", False)
     if owns_update:
         if raw.get("optimizer") is not None:
-            v.add("optimizer", f"rule {rule.type!r} brings its own update (its lr is a rule option); "
-                  "remove the optimizer section")
+            v.add(
+                "optimizer",
+                f"rule {rule.type!r} brings its own update (its lr is a rule option); "
+                "remove the optimizer section",
+            )
     else:
-        optimizer, _ = v.block(_default_type(raw.get("optimizer"), "adam"), "optimizer", "optimizer",
-                               v.table_lookup(OPTIMIZERS), sorted(OPTIMIZERS))
-    schedule, _ = v.block(_default_type(raw.get("schedule"), "constant"), "schedule", "schedule",
-                          v.table_lookup(SCHEDULES), sorted(SCHEDULES))
+        optimizer, _ = v.block(
+            _default_type(raw.get("optimizer"), "adam"),
+            "optimizer",
+            "optimizer",
+            v.table_lookup(OPTIMIZERS),
+            sorted(OPTIMIZERS),
+        )
+    schedule, _ = v.block(
+        _default_type(raw.get("schedule"), "constant"),
+        "schedule",
+        "schedule",
+        v.table_lookup(SCHEDULES),
+        sorted(SCHEDULES),
+    )
 
     if data is not None and layers is not None and rule is not None:
         _check_network(v, data, layers, rule)
@@ -373,9 +434,19 @@ def validate(raw: dict[str, Any], registry: Registry | None = None, source: str 
         v.problems.sort(key=lambda p: order.get(p.path.split(".")[0].split("[")[0], -1))
         raise SpecError(v.problems, source)
     return Spec(
-        name=top.name, seed=top.seed, description=top.description, data=data,
-        data_options=data_options, layers=layers, rule=rule, optimizer=optimizer,
-        schedule=schedule, train=train, tracking=tracking, source=source, packages=v.packages,
+        name=top.name,
+        seed=top.seed,
+        description=top.description,
+        data=data,
+        data_options=data_options,
+        layers=layers,
+        rule=rule,
+        optimizer=optimizer,
+        schedule=schedule,
+        train=train,
+        tracking=tracking,
+        source=source,
+        packages=v.packages,
     )
 
 
@@ -399,16 +470,19 @@ def _layers(v: _Validator, network: Any, registry: Registry) -> list[Block] | No
         return None
     for key in network:
         if key != "layers":
-            v.add(_join("network", key), f"unknown key; {did_you_mean(key, ['layers'])}"
-                  "the network section has only 'layers'")
+            v.add(
+                _join("network", key),
+                f"unknown key; {did_you_mean(key, ['layers'])}the network section has only 'layers'",
+            )
     items = network.get("layers")
     if not isinstance(items, list) or not items:
         v.add("network.layers", f"expected a non-empty list of layers, got {_short(items)}")
         return None
     blocks = []
     for index, item in enumerate(items):
-        block, _ = v.block(item, f"network.layers[{index}]", "layer", v.registry_lookup("layer"),
-                           registry.names("layer"))
+        block, _ = v.block(
+            item, f"network.layers[{index}]", "layer", v.registry_lookup("layer"), registry.names("layer")
+        )
         blocks.append(block)
     return blocks if all(b is not None for b in blocks) else None
 
@@ -429,14 +503,20 @@ def _check_network(v: _Validator, data: Block, layers: list[Block], rule: Block)
         v.add(f"network.layers[{exc.index}]", str(exc))
         return
     if getattr(rule.component, "network_outputs_scores", True) and out_shape != (info.num_classes,):
-        v.add("network.layers", f"the last layer must output {info.num_classes} class scores for "
-              f"{data.type}, but the network outputs shape {out_shape}")
+        v.add(
+            "network.layers",
+            f"the last layer must output {info.num_classes} class scores for "
+            f"{data.type}, but the network outputs shape {out_shape}",
+        )
     try:
         found = [(index, message) for index, message in rule.component.check_network(network, rule.params)]
     except Exception as exc:  # noqa: BLE001 - a plugin's bug: name it, do not crash validation
-        v.add("rule.type", f"rule {rule.type!r} (package {rule.package}) failed to check the network: "
-              f"{type(exc).__name__}: {exc} (check_network must return [(layer index or None, "
-              "message), ...] and must not compute on the meta-device network)")
+        v.add(
+            "rule.type",
+            f"rule {rule.type!r} (package {rule.package}) failed to check the network: "
+            f"{type(exc).__name__}: {exc} (check_network must return [(layer index or None, "
+            "message), ...] and must not compute on the meta-device network)",
+        )
         return
     for index, message in found:
         path = "network" if index is None else f"network.layers[{index}]"
@@ -452,8 +532,7 @@ def load_spec_text(text: str, source: str, registry: Registry | None = None) -> 
     return validate(raw, registry, source=source)
 
 
-def load_spec(path: str | Path, overrides: list[str] | None = None,
-              registry: Registry | None = None) -> Spec:
+def load_spec(path: str | Path, overrides: list[str] | None = None, registry: Registry | None = None) -> Spec:
     """Read, override and validate a spec file."""
     raw = load_yaml(path)
     try:

@@ -52,10 +52,12 @@ class _StrictLoader(yaml.SafeLoader):
                 continue  # SafeLoader reports unhashable keys itself
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None,
+                    None,
+                    None,
                     f"key {key!r} appears twice in one mapping (first on line "
                     f"{seen[key].start_mark.line + 1}); remove one",
-                    key_node.start_mark)
+                    key_node.start_mark,
+                )
             seen[key] = key_node
         return super().construct_mapping(node, deep=deep)
 
@@ -69,8 +71,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     except OSError as exc:
         raise SpecError([Problem("", f"cannot read {path}: {exc.strerror}")]) from None
     except UnicodeDecodeError as exc:
-        raise SpecError([Problem("", f"{path} is not UTF-8 text (byte {exc.start}): is it a "
-                                 "YAML spec?")]) from None
+        raise SpecError(
+            [Problem("", f"{path} is not UTF-8 text (byte {exc.start}): is it a YAML spec?")]
+        ) from None
     try:
         data = yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as exc:
@@ -81,8 +84,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise SpecError([Problem("", f"the spec must be a mapping of sections, got {type(data).__name__}")],
-                        str(path))
+        raise SpecError(
+            [Problem("", f"the spec must be a mapping of sections, got {type(data).__name__}")], str(path)
+        )
     return data
 
 

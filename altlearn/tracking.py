@@ -16,9 +16,9 @@ import signal
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from altlearn.spec import Spec, flatten
 from altlearn.train import CHECKPOINT_FORMAT, Observer, Trainer
@@ -45,7 +45,7 @@ def _experiment_id(client, name: str, uri: str) -> str:
     artifact_location = None
     if uri.startswith("sqlite:///"):
         # Keep artifacts beside the database, where `mlflow ui` started in this folder finds them.
-        db_path = Path(uri[len("sqlite:///"):]).resolve()
+        db_path = Path(uri[len("sqlite:///") :]).resolve()
         artifact_location = (db_path.parent / ARTIFACT_FOLDER).as_uri()
     try:
         return client.create_experiment(name, artifact_location=artifact_location)
@@ -87,7 +87,8 @@ def connect(uri: str, experiment: str | None = None):
             raise TrackingUnavailable(
                 f"cannot use the MLflow tracking store {uri}: {type(exc).__name__}: "
                 f"{_first_line(exc)} (set --tracking-uri or MLFLOW_TRACKING_URI; the default is "
-                f"{DEFAULT_TRACKING_URI})") from None
+                f"{DEFAULT_TRACKING_URI})"
+            ) from None
     raise AssertionError("unreachable")
 
 
@@ -106,7 +107,8 @@ def _check_server_reachable(uri: str) -> None:
     except OSError as exc:
         raise TrackingUnavailable(
             f"cannot reach the MLflow tracking server {uri}: {exc.strerror or exc} (is `mlflow "
-            "server` running there?)") from None
+            "server` running there?)"
+        ) from None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -129,8 +131,13 @@ class MlflowObserver(Observer):
         if trainer.epoch:  # resumed
             self.logged_epoch = self._last_step("train_loss", default=0)
             self.logged_alignment_step = max(
-                (self._last_step(key, default=-1) for key in self._run_metric_keys()
-                 if key.startswith("alignment/")), default=-1)
+                (
+                    self._last_step(key, default=-1)
+                    for key in self._run_metric_keys()
+                    if key.startswith("alignment/")
+                ),
+                default=-1,
+            )
 
     def _run_metric_keys(self) -> list[str]:
         return list(self.client.get_run(self.run_id).data.metrics)
@@ -197,8 +204,10 @@ def _signals_deferred() -> Iterator[None]:
         yield  # only the main thread receives signals
         return
     received: list[int] = []
-    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum))
-                for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {
+        sig: signal.signal(sig, lambda signum, frame: received.append(signum))
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
         yield
     finally:
@@ -229,16 +238,20 @@ def resumable_run(uri: str, run_id: str) -> tuple[str, dict]:
     import torch
     from mlflow.exceptions import MlflowException
 
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).exists():
         # Do not create an empty store in a folder the user did not train in.
-        raise ResumeError(f"there is no MLflow database {uri[len('sqlite:///'):]}: resume in the "
-                          "folder the run was started from, or give its --tracking-uri")
+        raise ResumeError(
+            f"there is no MLflow database {uri[len('sqlite:///') :]}: resume in the "
+            "folder the run was started from, or give its --tracking-uri"
+        )
     client, _ = connect(uri)
     try:
         run = client.get_run(run_id)
     except MlflowException:
-        raise ResumeError(f"no run {run_id!r} in {uri} (give the run ID from `mlflow ui` or from "
-                          "the line `altlearn run` printed, and the same --tracking-uri)") from None
+        raise ResumeError(
+            f"no run {run_id!r} in {uri} (give the run ID from `mlflow ui` or from "
+            "the line `altlearn run` printed, and the same --tracking-uri)"
+        ) from None
     if run.info.lifecycle_stage != "active":
         raise ResumeError(f"run {run_id} is deleted; restore it in the MLflow UI first")
     if run.info.status == "FINISHED":
@@ -246,26 +259,35 @@ def resumable_run(uri: str, run_id: str) -> tuple[str, dict]:
     with tempfile.TemporaryDirectory() as tmp:
         try:
             spec_path = mlflow.artifacts.download_artifacts(
-                run_id=run_id, artifact_path="spec.yaml", dst_path=tmp, tracking_uri=uri)
+                run_id=run_id, artifact_path="spec.yaml", dst_path=tmp, tracking_uri=uri
+            )
             state_path = mlflow.artifacts.download_artifacts(
-                run_id=run_id, artifact_path=f"{CHECKPOINT_FOLDER}/{TRAINER_STATE_FILE}",
-                dst_path=tmp, tracking_uri=uri)
+                run_id=run_id,
+                artifact_path=f"{CHECKPOINT_FOLDER}/{TRAINER_STATE_FILE}",
+                dst_path=tmp,
+                tracking_uri=uri,
+            )
         except (MlflowException, OSError):
             raise ResumeError(
                 f"run {run_id} has no checkpoint to resume from: it stopped before its first "
                 f"one (tracking.checkpoint_minutes is {_checkpoint_minutes(run)}); start it again "
-                "with altlearn run") from None
+                "with altlearn run"
+            ) from None
         spec_text = Path(spec_path).read_text()
         try:
             # weights_only: tensors and plain containers only, so a checkpoint on a shared server
             # cannot run code on the machine that resumes it.
             state = torch.load(state_path, map_location="cpu", weights_only=True)
             if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-                raise ValueError(f"format {state.get('format') if isinstance(state, dict) else '?'}"
-                                 f", expected {CHECKPOINT_FORMAT} (another altlearn version?)")
+                raise ValueError(
+                    f"format {state.get('format') if isinstance(state, dict) else '?'}"
+                    f", expected {CHECKPOINT_FORMAT} (another altlearn version?)"
+                )
         except Exception as exc:  # noqa: BLE001 - a damaged file can fail in many ways
-            raise ResumeError(f"the checkpoint of run {run_id} cannot be used ({exc}); start the "
-                              "run again with altlearn run") from None
+            raise ResumeError(
+                f"the checkpoint of run {run_id} cannot be used ({exc}); start the "
+                "run again with altlearn run"
+            ) from None
     return spec_text, state
 
 
@@ -274,7 +296,7 @@ def _checkpoint_minutes(run) -> str:
 
 
 @contextmanager
-def mlflow_run(spec: Spec, uri: str, resume_run_id: str | None = None) -> Iterator["RunHandle"]:
+def mlflow_run(spec: Spec, uri: str, resume_run_id: str | None = None) -> Iterator[RunHandle]:
     """Open a run (or reopen ``resume_run_id``); end it FINISHED, FAILED (exception) or KILLED
     (Ctrl-C, SIGTERM), keeping what was logged."""
     import mlflow
@@ -288,7 +310,8 @@ def mlflow_run(spec: Spec, uri: str, resume_run_id: str | None = None) -> Iterat
         with _signals_deferred():
             if resume_run_id is None:
                 run = mlflow.start_run(
-                    experiment_id=experiment_id, run_name=spec.tracking.run_name or spec.name,
+                    experiment_id=experiment_id,
+                    run_name=spec.tracking.run_name or spec.name,
                     tags=_tags(spec),
                 )
             else:
@@ -392,10 +415,17 @@ class RunHandle:
         requirements = [f"torch=={torch.__version__.split('+')[0]}"]
         example = trainer.example_input()  # batch of 2: a batch-1 example would fix the batch size
         try:
-            mlflow.pytorch.log_model(model, name="model", input_example=example,
-                                     pip_requirements=requirements)
+            mlflow.pytorch.log_model(
+                model, name="model", input_example=example, pip_requirements=requirements
+            )
         except Exception as exc:  # noqa: BLE001 - torch.export cannot trace every rule's model
-            self.client.set_tag(self.run_id, "altlearn.model_format",
-                                f"pickle (pt2 export failed: {type(exc).__name__})")
-            mlflow.pytorch.log_model(model, name="model", input_example=example,
-                                     pip_requirements=requirements, serialization_format="pickle")
+            self.client.set_tag(
+                self.run_id, "altlearn.model_format", f"pickle (pt2 export failed: {type(exc).__name__})"
+            )
+            mlflow.pytorch.log_model(
+                model,
+                name="model",
+                input_example=example,
+                pip_requirements=requirements,
+                serialization_format="pickle",
+            )

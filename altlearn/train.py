@@ -24,8 +24,15 @@ from altlearn.spec import Spec
 
 #: Metric names shared by every rule, so the MLflow UI compares runs of different rules on one chart.
 STANDARD_METRICS = (
-    "train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy",
-    "epoch_seconds", "samples_per_second", "lr",
+    "train_loss",
+    "train_accuracy",
+    "val_loss",
+    "val_accuracy",
+    "test_loss",
+    "test_accuracy",
+    "epoch_seconds",
+    "samples_per_second",
+    "lr",
 )
 
 
@@ -48,7 +55,7 @@ class DeviceUnavailable(Exception):
 class Observer:
     """Receives the trainer's events. Every method is optional."""
 
-    def on_start(self, trainer: "Trainer") -> None: ...
+    def on_start(self, trainer: Trainer) -> None: ...
     def on_progress(self, epoch: int, step: int, metrics: dict[str, float]) -> None: ...
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None: ...
     def on_alignment(self, step: int, values: dict[str, float]) -> None: ...
@@ -105,7 +112,10 @@ class Trainer:
         network, _ = build_network(layer_specs, self.info.input_shape)
         self.loss_fn = LOSSES[spec.train.loss]
         self.rule = spec.rule.component(
-            network, spec.rule.params, loss=self.loss_fn, num_classes=self.info.num_classes,
+            network,
+            spec.rule.params,
+            loss=self.loss_fn,
+            num_classes=self.info.num_classes,
             seed=spec.seed,
         ).to(self.device)
         if self.rule.owns_update:
@@ -116,7 +126,10 @@ class Trainer:
         self.steps_per_epoch = num_batches(len(self.data.train_x), spec.data_options.batch_size)
         self.total_steps = self.steps_per_epoch * spec.train.epochs
         self.scheduler = build_scheduler(
-            spec.schedule.component, spec.schedule.params, self.optimizer, self.total_steps,
+            spec.schedule.component,
+            spec.schedule.params,
+            self.optimizer,
+            self.total_steps,
             self.steps_per_epoch,
         )
         self.shuffle = torch.Generator().manual_seed(spec.seed)
@@ -155,8 +168,9 @@ class Trainer:
         lr = opt.param_groups[0]["lr"]
         self._sync()
         start = time.perf_counter()
-        batches = shuffled_batches(self.data.train_x, self.data.train_y,
-                                   spec.data_options.batch_size, self.shuffle)
+        batches = shuffled_batches(
+            self.data.train_x, self.data.train_y, spec.data_options.batch_size, self.shuffle
+        )
         for step, (x, y) in enumerate(batches, start=1):
             if self._alignment_due():
                 self._measure_alignment(x, y)
@@ -191,26 +205,37 @@ class Trainer:
         loop would otherwise report as an obscure error somewhere later, or not at all."""
         self._contract_checked = True
         rule = f"rule {self.spec.rule.type!r} (package {self.spec.rule.package})"
-        contract = ("train_step must return a dict of scalar tensors with at least 'loss', e.g. "
-                    "{'loss': loss.detach()}; see docs/plugin-hooks.md")
+        contract = (
+            "train_step must return a dict of scalar tensors with at least 'loss', e.g. "
+            "{'loss': loss.detach()}; see docs/plugin-hooks.md"
+        )
         if not isinstance(step_metrics, dict):
-            raise RuleContractError(f"{rule}: train_step returned {type(step_metrics).__name__}; "
-                                    f"{contract}")
+            raise RuleContractError(f"{rule}: train_step returned {type(step_metrics).__name__}; {contract}")
         if "loss" not in step_metrics:
-            raise RuleContractError(f"{rule}: train_step returned no 'loss' (keys: "
-                                    f"{', '.join(map(str, step_metrics)) or 'none'}); {contract}")
+            raise RuleContractError(
+                f"{rule}: train_step returned no 'loss' (keys: "
+                f"{', '.join(map(str, step_metrics)) or 'none'}); {contract}"
+            )
         for key, value in step_metrics.items():
             if not isinstance(value, torch.Tensor) or value.numel() != 1:
-                what = (f"a tensor of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor)
-                        else f"a {type(value).__name__}")
-                raise RuleContractError(f"{rule}: train_step's {key!r} is {what}, not a scalar "
-                                        f"tensor (average over the batch; never .item() in a step); "
-                                        f"{contract}")
+                what = (
+                    f"a tensor of shape {tuple(value.shape)}"
+                    if isinstance(value, torch.Tensor)
+                    else f"a {type(value).__name__}"
+                )
+                raise RuleContractError(
+                    f"{rule}: train_step's {key!r} is {what}, not a scalar "
+                    f"tensor (average over the batch; never .item() in a step); "
+                    f"{contract}"
+                )
         if not self.rule.owns_update and all(
-                p.grad is None for p in self.rule.parameters() if p.requires_grad):
-            raise RuleContractError(f"{rule}: train_step filled no parameter's .grad, so the "
-                                    "optimizer would change nothing; compute the update into .grad "
-                                    "(e.g. loss.backward() or p.grad = ...)")
+            p.grad is None for p in self.rule.parameters() if p.requires_grad
+        ):
+            raise RuleContractError(
+                f"{rule}: train_step filled no parameter's .grad, so the "
+                "optimizer would change nothing; compute the update into .grad "
+                "(e.g. loss.backward() or p.grad = ...)"
+            )
 
     @staticmethod
     def _train_name(key: str) -> str:
@@ -294,8 +319,10 @@ class Trainer:
         the optimizer exactly, but CPU and CUDA random streams differ, so dropout masks and rules'
         random draws restart from fresh seeds there."""
         if state.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"checkpoint format {state.get('format')!r} is not "
-                             f"{CHECKPOINT_FORMAT} (written by another altlearn version)")
+            raise ValueError(
+                f"checkpoint format {state.get('format')!r} is not "
+                f"{CHECKPOINT_FORMAT} (written by another altlearn version)"
+            )
         self.rule.load_state_dict(state["rule"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -308,10 +335,12 @@ class Trainer:
         self.history = list(state["history"])
         written_on = state.get("device", self.device.type)
         if written_on != self.device.type:
-            return [f"the checkpoint was written on {written_on} and training goes on on "
-                    f"{self.device.type}: weights and optimizer continue exactly, random streams "
-                    "(dropout, rules' draws) do not, so the result will differ slightly from an "
-                    "uninterrupted run"]
+            return [
+                f"the checkpoint was written on {written_on} and training goes on on "
+                f"{self.device.type}: weights and optimizer continue exactly, random streams "
+                "(dropout, rules' draws) do not, so the result will differ slightly from an "
+                "uninterrupted run"
+            ]
         return []
 
     # ------------------------------------------------------------------------------ export
@@ -321,7 +350,9 @@ class Trainer:
         return model.to("cpu").eval()
 
     def example_input(self) -> Any:
-        x = self.data.test_x[:2].to("cpu") * self.data.std.view(1, -1, 1, 1) + self.data.mean.view(1, -1, 1, 1)
+        x = self.data.test_x[:2].to("cpu") * self.data.std.view(1, -1, 1, 1) + self.data.mean.view(
+            1, -1, 1, 1
+        )
         return x.numpy()
 
     def _sync(self) -> None:

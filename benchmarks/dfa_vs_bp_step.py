@@ -23,7 +23,12 @@ from altlearn.rules.direct_feedback_alignment import DirectFeedbackAlignment
 from altlearn.rules.feedback_alignment import FeedbackAlignment
 from altlearn.rules.indirect_feedback_alignment import IndirectFeedbackAlignment
 
-RULES = {"bp": Backprop, "dfa": DirectFeedbackAlignment, "fa": FeedbackAlignment, "ifa": IndirectFeedbackAlignment}
+RULES = {
+    "bp": Backprop,
+    "dfa": DirectFeedbackAlignment,
+    "fa": FeedbackAlignment,
+    "ifa": IndirectFeedbackAlignment,
+}
 
 
 def make_network(widths=(784, 2000, 2000, 2000, 2000, 10)) -> nn.Sequential:

@@ -61,7 +61,8 @@ def std_ratios(rule: GoUp, initial: dict[str, float]) -> dict[str, float]:
     """Spread of each weight matrix relative to its spread at the start (noise accumulation)."""
     return {
         name: round(p.detach().std().item() / initial[name], 4)
-        for name, p in rule.network.named_parameters() if name in initial
+        for name, p in rule.network.named_parameters()
+        if name in initial
     }
 
 
@@ -69,28 +70,38 @@ def run(args: argparse.Namespace, lr: float, schedule: str, data, out) -> None:
     train_x, train_y, test_x, test_y = data
     torch.manual_seed(args.seed)
     network, _ = build_network(mlp(args.hidden, args.activation), (1, 28, 28))
-    options = dict(lr=lr, noise_scale=args.noise_scale, source=args.source,
-                   source_options=json.loads(args.source_options))
+    options = dict(
+        lr=lr,
+        noise_scale=args.noise_scale,
+        source=args.source,
+        source_options=json.loads(args.source_options),
+    )
     loss_fn = LOSSES["cross_entropy"]
     rule = GoUp(network, GoUp.Params(**options), loss=loss_fn, num_classes=10, seed=args.seed)
     optimizer = rule.make_optimizer()
     steps_per_epoch = math.ceil(len(train_x) / args.batch_size)
     total = steps_per_epoch * args.epochs
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(schedule, step, total)
-    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(schedule, step, total))
     shuffle = torch.Generator().manual_seed(args.seed)
     initial = {n: p.detach().std().item() for n, p in network.named_parameters() if p.ndim > 1}
-    base = dict(lr=lr, schedule=schedule, hidden=args.hidden, activation=args.activation,
-                batch_size=args.batch_size, source=args.source, noise_scale=args.noise_scale,
-                epochs=args.epochs, seed=args.seed)
+    base = dict(
+        lr=lr,
+        schedule=schedule,
+        hidden=args.hidden,
+        activation=args.activation,
+        batch_size=args.batch_size,
+        source=args.source,
+        noise_scale=args.noise_scale,
+        epochs=args.epochs,
+        seed=args.seed,
+    )
     step = 0
     for epoch in range(1, args.epochs + 1):
         start = time.perf_counter()
         order = torch.randperm(len(train_x), generator=shuffle)
         loss_sum, seen, failure = torch.zeros(()), 0, None
         for first in range(0, len(train_x), args.batch_size):
-            index = order[first:first + args.batch_size]
+            index = order[first : first + args.batch_size]
             optimizer.zero_grad(set_to_none=True)
             metrics = rule.train_step(train_x[index], train_y[index])
             optimizer.step()
@@ -109,19 +120,28 @@ def run(args: argparse.Namespace, lr: float, schedule: str, data, out) -> None:
         with torch.no_grad():
             rule.eval()
             correct = sum(
-                (rule.predict(test_x[i:i + 1000]).argmax(-1) == test_y[i:i + 1000]).sum().item()
+                (rule.predict(test_x[i : i + 1000]).argmax(-1) == test_y[i : i + 1000]).sum().item()
                 for i in range(0, len(test_x), 1000)
             )
             rule.train()
-        record = dict(base, epoch=epoch, test_accuracy=correct / len(test_x),
-                      train_loss=loss_sum.item() / max(seen, 1), seconds=round(seconds, 1),
-                      noise_budget=round(optimizer.noise_budget, 4), std_ratio=std_ratios(rule, initial),
-                      diverged=failure)
+        record = dict(
+            base,
+            epoch=epoch,
+            test_accuracy=correct / len(test_x),
+            train_loss=loss_sum.item() / max(seen, 1),
+            seconds=round(seconds, 1),
+            noise_budget=round(optimizer.noise_budget, 4),
+            std_ratio=std_ratios(rule, initial),
+            diverged=failure,
+        )
         out.write(json.dumps(record) + "\n")
         out.flush()
-        print(f"lr={lr} {schedule} epoch {epoch}: test {record['test_accuracy']:.4f} "
-              f"loss {record['train_loss']:.4f} budget {record['noise_budget']:.3f} "
-              f"{seconds:.0f}s {failure or ''}", flush=True)
+        print(
+            f"lr={lr} {schedule} epoch {epoch}: test {record['test_accuracy']:.4f} "
+            f"loss {record['train_loss']:.4f} budget {record['noise_budget']:.3f} "
+            f"{seconds:.0f}s {failure or ''}",
+            flush=True,
+        )
         if failure:
             return
 
@@ -131,30 +151,47 @@ def table(path: Path) -> str:
     runs: dict[tuple, list[dict]] = {}
     for line in path.read_text().splitlines():
         r = json.loads(line)
-        key = (r["source"], "-".join(map(str, r["hidden"])), r["activation"], r["batch_size"],
-               r["epochs"], r["schedule"], r["lr"])
+        key = (
+            r["source"],
+            "-".join(map(str, r["hidden"])),
+            r["activation"],
+            r["batch_size"],
+            r["epochs"],
+            r["schedule"],
+            r["lr"],
+        )
         runs.setdefault(key, []).append(r)
     width = max(r[-1]["epoch"] for r in runs.values())
-    header = ("| source | hidden | batch | schedule (epochs) | lr | " +
-              " | ".join(f"ep {e}" for e in range(1, width + 1)) + " | sum lr^2 | W std x | outcome |")
+    header = (
+        "| source | hidden | batch | schedule (epochs) | lr | "
+        + " | ".join(f"ep {e}" for e in range(1, width + 1))
+        + " | sum lr^2 | W std x | outcome |"
+    )
     lines = [header, "|" + " --- |" * (header.count("|") - 1)]
     for key, records in sorted(runs.items()):
         source, hidden, activation, batch, epochs, schedule, lr = key
         last = records[-1]
         accs = [f"{100 * r['test_accuracy']:.2f}" for r in records] + [""] * (width - len(records))
         growth = max(last["std_ratio"].values())
-        outcome = (f"stopped ep {last['epoch']}: " + last["diverged"].split(":")[0]
-                   if last["diverged"] else f"ok, {sum(r['seconds'] for r in records):.0f} s")
-        lines.append(f"| {source} | {hidden} {activation} | {batch} | {schedule} ({epochs}) | {lr} | "
-                     + " | ".join(accs) + f" | {last['noise_budget']:.2f} | {growth:.2f} | {outcome} |")
+        outcome = (
+            f"stopped ep {last['epoch']}: " + last["diverged"].split(":")[0]
+            if last["diverged"]
+            else f"ok, {sum(r['seconds'] for r in records):.0f} s"
+        )
+        lines.append(
+            f"| {source} | {hidden} {activation} | {batch} | {schedule} ({epochs}) | {lr} | "
+            + " | ".join(accs)
+            + f" | {last['noise_budget']:.2f} | {growth:.2f} | {outcome} |"
+        )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lrs", type=float, nargs="+", default=[0.005, 0.01, 0.02, 0.05, 0.1])
-    parser.add_argument("--schedules", nargs="+", choices=["constant", "cosine"],
-                        default=["constant", "cosine"])
+    parser.add_argument(
+        "--schedules", nargs="+", choices=["constant", "cosine"], default=["constant", "cosine"]
+    )
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--hidden", type=int, nargs="+", default=[1000, 1000])
     parser.add_argument("--activation", default="relu")

@@ -60,8 +60,11 @@ def build_blocks(net: MLP | CNN, conv=nn.Conv2d, linear=nn.Linear) -> list[nn.Se
         return blocks
     channels, size = IMAGE[0], IMAGE[1]
     for out in net.channels:
-        blocks.append(nn.Sequential(conv(channels, out, net.kernel, padding=net.kernel // 2),
-                                    nn.ReLU(), nn.MaxPool2d(2)))
+        blocks.append(
+            nn.Sequential(
+                conv(channels, out, net.kernel, padding=net.kernel // 2), nn.ReLU(), nn.MaxPool2d(2)
+            )
+        )
         channels, size = out, size // 2
     blocks.append(nn.Sequential(nn.Flatten(), linear(channels * size * size, NUM_CLASSES)))
     return blocks
@@ -178,8 +181,10 @@ class DirectFeedbackAlignment:
             for block in self.hidden:
                 h = block(h)
                 widths.append(h[0].numel())
-        self.feedback = [torch.rand(NUM_CLASSES, n, device=device).sub_(0.5).mul_(2 / math.sqrt(NUM_CLASSES))
-                         for n in widths]
+        self.feedback = [
+            torch.rand(NUM_CLASSES, n, device=device).sub_(0.5).mul_(2 / math.sqrt(NUM_CLASSES))
+            for n in widths
+        ]
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr)
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -207,8 +212,9 @@ class IndirectFeedbackAlignment:
             raise ValueError("this hand-written IFA handles MLPs with hidden layers only")
         widths = (math.prod(IMAGE), *net.hidden, NUM_CLASSES)
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:])).to(device)
-        self.feedback = torch.rand(NUM_CLASSES, net.hidden[0], device=device).sub_(0.5).mul_(
-            2 / math.sqrt(NUM_CLASSES))  # B_1 (K, n_1)
+        self.feedback = (
+            torch.rand(NUM_CLASSES, net.hidden[0], device=device).sub_(0.5).mul_(2 / math.sqrt(NUM_CLASSES))
+        )  # B_1 (K, n_1)
         self.optimizer = torch.optim.Adam(self.layers.parameters(), lr=lr)
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -313,8 +319,9 @@ HAND_LOOPS = {
 }
 
 
-def train_round(loop, x: torch.Tensor, y: torch.Tensor, batch_size: int,
-                generator: torch.Generator) -> torch.Tensor:
+def train_round(
+    loop, x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator
+) -> torch.Tensor:
     """One pass over (x, y) in a fresh seeded order; returns the summed batch losses (on device)."""
     order = torch.randperm(len(x), generator=generator).to(x.device)
     total = torch.zeros((), device=x.device)

@@ -31,12 +31,16 @@ def spec_dict(batch_size: int, device: str, subset: int) -> dict:
         "name": "overhead-benchmark",
         "seed": 0,
         "data": {"type": "mnist", "batch_size": batch_size, "train_subset": subset, "test_subset": 1000},
-        "network": {"layers": [
-            {"type": "flatten"},
-            {"type": "linear", "out_features": HIDDEN}, {"type": "relu"},
-            {"type": "linear", "out_features": HIDDEN}, {"type": "relu"},
-            {"type": "linear", "out_features": 10},
-        ]},
+        "network": {
+            "layers": [
+                {"type": "flatten"},
+                {"type": "linear", "out_features": HIDDEN},
+                {"type": "relu"},
+                {"type": "linear", "out_features": HIDDEN},
+                {"type": "relu"},
+                {"type": "linear", "out_features": 10},
+            ]
+        },
         "rule": {"type": "bp"},
         "optimizer": {"type": "adam", "lr": 0.001},
         "schedule": {"type": "cosine"},
@@ -63,7 +67,9 @@ def hand_written_epoch(model, optimizer, x, y, batch_size, generator) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=100, help="steps per timed round")
@@ -79,8 +85,14 @@ def main() -> int:
     x, y = trainer.data.train_x, trainer.data.train_y
 
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(784, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, HIDDEN),
-                          nn.ReLU(), nn.Linear(HIDDEN, 10)).to(trainer.device)
+    model = nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(784, HIDDEN),
+        nn.ReLU(),
+        nn.Linear(HIDDEN, HIDDEN),
+        nn.ReLU(),
+        nn.Linear(HIDDEN, 10),
+    ).to(trainer.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.001)
     generator = torch.Generator().manual_seed(0)
 
@@ -95,12 +107,17 @@ def main() -> int:
     hand = len(x) / min(hand_times)
     ours = len(x) / min(altlearn_times)
     ratio = ours / hand
-    print(f"device {trainer.device}, threads {torch.get_num_threads()}, batch {args.batch_size}, "
-          f"{len(x)} samples per round, best of {args.rounds} rounds")
+    print(
+        f"device {trainer.device}, threads {torch.get_num_threads()}, batch {args.batch_size}, "
+        f"{len(x)} samples per round, best of {args.rounds} rounds"
+    )
     print(f"hand-written loop : {hand:10.0f} samples/s")
     print(f"altlearn (bp)     : {ours:10.0f} samples/s")
-    print(f"ratio altlearn/hand: {ratio:.3f}  ({(1 - ratio) * 100:+.1f}% slower)" if ratio < 1
-          else f"ratio altlearn/hand: {ratio:.3f}  (not slower)")
+    print(
+        f"ratio altlearn/hand: {ratio:.3f}  ({(1 - ratio) * 100:+.1f}% slower)"
+        if ratio < 1
+        else f"ratio altlearn/hand: {ratio:.3f}  (not slower)"
+    )
     if ratio < 1 - args.max_slowdown:
         print(f"FAIL: altlearn is more than {args.max_slowdown:.0%} slower", file=sys.stderr)
         return 1

@@ -44,8 +44,9 @@ def imported_modules(args: tuple[str, ...]) -> tuple[set[str], float]:
     """Top-level packages the command imported, and the seconds its imports took in total."""
     script = console_script()
     target = script[1:] if script[0] == sys.executable else script  # "-m altlearn.cli" or the file
-    result = subprocess.run([sys.executable, "-X", "importtime", *target, *args],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", *target, *args], capture_output=True, text=True
+    )
     tops, total_us = set(), 0
     for line in result.stderr.splitlines():
         fields = line.removeprefix("import time:").split("|")
@@ -64,8 +65,10 @@ def main() -> int:
     args = parser.parse_args()
 
     selection = os.environ.get("ALTLEARN_PLUGINS", "all (unset)")
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, ALTLEARN_PLUGINS={selection}, "
-          f"{args.runs} runs each, target {TARGET_SECONDS:.1f} s")
+    print(
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, ALTLEARN_PLUGINS={selection}, "
+        f"{args.runs} runs each, target {TARGET_SECONDS:.1f} s"
+    )
     failed = False
     for command in COMMANDS:
         wall_times(command, 1)  # warm the file-system cache and .pyc files
@@ -76,9 +79,11 @@ def main() -> int:
         forbidden = sorted(m for m in tops if m in FORBIDDEN)
         verdict = "ok" if median <= TARGET_SECONDS and not forbidden else "FAIL"
         failed |= verdict == "FAIL"
-        print(f"altlearn {' '.join(command):<8} median {median:.3f} s (min {min(times):.3f}, "
-              f"max {max(times):.3f}); imports {import_seconds:.3f} s; heavy modules imported: "
-              f"{', '.join(heavy) or 'none'}; torch/mlflow: {', '.join(forbidden) or 'none'} -> {verdict}")
+        print(
+            f"altlearn {' '.join(command):<8} median {median:.3f} s (min {min(times):.3f}, "
+            f"max {max(times):.3f}); imports {import_seconds:.3f} s; heavy modules imported: "
+            f"{', '.join(heavy) or 'none'}; torch/mlflow: {', '.join(forbidden) or 'none'} -> {verdict}"
+        )
     return 1 if failed else 0
 
 

@@ -29,9 +29,9 @@ import platform
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -80,8 +80,16 @@ def spec_layers(net: MLP | CNN, with_output: bool = True) -> list[dict]:
             layers += [{"type": "linear", "out_features": width}, {"type": "relu"}]
     else:
         for channels in net.channels:
-            layers += [{"type": "conv2d", "out_channels": channels, "kernel_size": net.kernel,
-                        "padding": net.kernel // 2}, {"type": "relu"}, {"type": "maxpool2d"}]
+            layers += [
+                {
+                    "type": "conv2d",
+                    "out_channels": channels,
+                    "kernel_size": net.kernel,
+                    "padding": net.kernel // 2,
+                },
+                {"type": "relu"},
+                {"type": "maxpool2d"},
+            ]
         layers.append({"type": "flatten"})
     if with_output:
         layers.append({"type": "linear", "out_features": 10})
@@ -95,14 +103,22 @@ def rule_options(rule: str) -> dict:
     if rule == "ff":
         # The hand loop: two forward passes per layer, rms-normalised inputs, sum goodness with
         # threshold 1 per unit, no peer normalisation, plain ReLU, no softmax head.
-        return {"type": "ff", "inference": "goodness", "peer_norm_weight": 0.0,
-                "straight_through_relu": False, "input_norm": "rms", "goodness": "sum",
-                "threshold": 1.0, "label_value": 1.0}
+        return {
+            "type": "ff",
+            "inference": "goodness",
+            "peer_norm_weight": 0.0,
+            "straight_through_relu": False,
+            "input_norm": "rms",
+            "goodness": "sum",
+            "threshold": 1.0,
+            "label_value": 1.0,
+        }
     return {"type": rule}
 
 
-def altlearn_spec(rule: str, net: MLP | CNN, device: str, subset: int, batch_size: int,
-                  variant: Variant = EAGER) -> dict:
+def altlearn_spec(
+    rule: str, net: MLP | CNN, device: str, subset: int, batch_size: int, variant: Variant = EAGER
+) -> dict:
     spec = {
         "name": f"benchmark-{rule}",
         "seed": 0,
@@ -110,8 +126,7 @@ def altlearn_spec(rule: str, net: MLP | CNN, device: str, subset: int, batch_siz
         "network": {"layers": spec_layers(net, with_output=rule != "ff")},
         "rule": rule_options(rule),
         "schedule": {"type": "constant"},
-        "train": {"epochs": 1, "device": device, "precision": variant.precision,
-                  "compile": variant.compile},
+        "train": {"epochs": 1, "device": device, "precision": variant.precision, "compile": variant.compile},
         # Alignment diagnostics are extra forward/backward passes, not training: off.
         "tracking": {"alignment_every": 0},
     }
@@ -130,8 +145,9 @@ def make_trainer(raw: dict) -> Trainer:
     if component not in _MNIST_CACHE:
         _MNIST_CACHE[component] = component.load(spec.data.params)
     splits = _MNIST_CACHE[component]
-    cached = type(f"Cached{component.__name__}", (component,),
-                  {"load": classmethod(lambda cls, params: splits)})
+    cached = type(
+        f"Cached{component.__name__}", (component,), {"load": classmethod(lambda cls, params: splits)}
+    )
     return Trainer(replace(spec, data=replace(spec.data, component=cached)))
 
 
@@ -183,7 +199,7 @@ class CpuPeakMemory:
     def __init__(self) -> None:
         try:
             self._libc = ctypes.CDLL("libc.so.6")
-            self._libc.malloc_trim, self._libc.mallopt  # glibc only
+            _ = (self._libc.malloc_trim, self._libc.mallopt)  # glibc only: AttributeError elsewhere
         except (OSError, AttributeError):
             self._libc = None
         self.method = "unavailable"
@@ -284,10 +300,19 @@ def measure_cell(rule: str, network: str, device: str, **options) -> list[dict]:
     return measure_network([rule], network, device, **options)
 
 
-def measure_network(rules: list[str], network: str, device: str, *, steps: int, rounds: int,
-                    batch_size: int = 128, variants: tuple[Variant, ...] = (EAGER,),
-                    memory_rounds: int = 2, net: MLP | CNN | None = None,
-                    log: Callable[[str], None] = print) -> list[dict]:
+def measure_network(
+    rules: list[str],
+    network: str,
+    device: str,
+    *,
+    steps: int,
+    rounds: int,
+    batch_size: int = 128,
+    variants: tuple[Variant, ...] = (EAGER,),
+    memory_rounds: int = 2,
+    net: MLP | CNN | None = None,
+    log: Callable[[str], None] = print,
+) -> list[dict]:
     """Hand-written loop vs altlearn for each rule on one network and device; a row per variant.
 
     All rules are timed in the same rounds (hand bp, altlearn bp, hand fa, altlearn fa, ...,
@@ -302,8 +327,14 @@ def measure_network(rules: list[str], network: str, device: str, *, steps: int, 
     contenders: list[_Contender] = []
 
     def base(rule: str, variant: Variant) -> dict:
-        return {"rule": rule, "network": network, "device": device, "variant": variant.name,
-                "steps": steps, "batch_size": batch_size}
+        return {
+            "rule": rule,
+            "network": network,
+            "device": device,
+            "variant": variant.name,
+            "steps": steps,
+            "batch_size": batch_size,
+        }
 
     def fail(rule: str, status: str, note: str) -> None:
         rows[rule] = [dict(base(rule, v), status=status, note=note) for v in variants]
@@ -338,10 +369,12 @@ def measure_network(rules: list[str], network: str, device: str, *, steps: int, 
         c.seconds, c.cpu_seconds = [], []
     for _ in range(rounds):
         for c in list(contenders):  # hand bp, altlearn bp (each variant), hand fa, ...
+
             def one(c=c) -> None:
                 wall, cpu = timed(c.run, torch_device)
                 c.seconds.append(wall)
                 c.cpu_seconds.append(cpu)
+
             attempt(c, one)
 
     # Memory rounds come last: they change the allocator's settings (see CpuPeakMemory).
@@ -353,12 +386,13 @@ def measure_network(rules: list[str], network: str, device: str, *, steps: int, 
     memory_method = cpu_memory.method if cpu_memory else "cuda-max-memory-allocated"
     for _ in range(memory_rounds):  # the smallest: a stray outlier only ever adds pages
         for c in list(contenders):
+
             def measure(c=c) -> None:
                 clear_gradients(c.owner)
-                value = (cpu_memory.measure(c.run) if cpu_memory
-                         else cuda_peak_memory(c.run, torch_device))
+                value = cpu_memory.measure(c.run) if cpu_memory else cuda_peak_memory(c.run, torch_device)
                 if value is not None:
                     c.memory = value if c.memory is None else min(c.memory, value)
+
             attempt(c, measure)
 
     for rule in {c.rule for c in contenders}:
@@ -367,23 +401,39 @@ def measure_network(rules: list[str], network: str, device: str, *, steps: int, 
         rows[rule] = []
         for c in (c for c in contenders if c.rule == rule and c.variant is not None):
             best, cpu = min(c.seconds), min(c.cpu_seconds)
-            rows[rule].append(dict(
-                base(rule, c.variant), status="ok",
-                hand_samples_per_s=subset / hand_best, altlearn_samples_per_s=subset / best,
-                ratio=hand_best / best, cpu_time_ratio=hand_cpu / cpu,
-                hand_step_ms=1000 * hand_best / steps, altlearn_step_ms=1000 * best / steps,
-                hand_cpu_step_ms=1000 * hand_cpu / steps, altlearn_cpu_step_ms=1000 * cpu / steps,
-                hand_peak_mib=_mib(hand.memory), altlearn_peak_mib=_mib(c.memory),
-                memory_method=memory_method,
-                hand_round_seconds=hand.seconds, altlearn_round_seconds=c.seconds,
-                hand_round_cpu_seconds=hand.cpu_seconds, altlearn_round_cpu_seconds=c.cpu_seconds,
-            ))
+            rows[rule].append(
+                dict(
+                    base(rule, c.variant),
+                    status="ok",
+                    hand_samples_per_s=subset / hand_best,
+                    altlearn_samples_per_s=subset / best,
+                    ratio=hand_best / best,
+                    cpu_time_ratio=hand_cpu / cpu,
+                    hand_step_ms=1000 * hand_best / steps,
+                    altlearn_step_ms=1000 * best / steps,
+                    hand_cpu_step_ms=1000 * hand_cpu / steps,
+                    altlearn_cpu_step_ms=1000 * cpu / steps,
+                    hand_peak_mib=_mib(hand.memory),
+                    altlearn_peak_mib=_mib(c.memory),
+                    memory_method=memory_method,
+                    hand_round_seconds=hand.seconds,
+                    altlearn_round_seconds=c.seconds,
+                    hand_round_cpu_seconds=hand.cpu_seconds,
+                    altlearn_round_cpu_seconds=c.cpu_seconds,
+                )
+            )
             log(format_row(rows[rule][-1]))
     return [row for rule in rules if rule in rows for row in rows[rule]]
 
 
-def _contenders(rule: str, net: MLP | CNN, raws: list[dict], variants: tuple[Variant, ...],
-                device: torch.device, batch_size: int) -> list[_Contender]:
+def _contenders(
+    rule: str,
+    net: MLP | CNN,
+    raws: list[dict],
+    variants: tuple[Variant, ...],
+    device: torch.device,
+    batch_size: int,
+) -> list[_Contender]:
     """The hand-written loop and one altlearn Trainer per variant, on the same data tensors."""
     trainers = [make_trainer(raw) for raw in raws]
     x, y = trainers[0].data.train_x, trainers[0].data.train_y
@@ -399,10 +449,12 @@ def _contenders(rule: str, net: MLP | CNN, raws: list[dict], variants: tuple[Var
         def run() -> None:
             set_matmul_precision(device, variant.precision)
             trainer.train_epoch(1)
+
         return run
 
     return [_Contender(rule, hand_round, hand)] + [
-        _Contender(rule, altlearn_round(t, v), t.rule, v) for t, v in zip(trainers, variants)]
+        _Contender(rule, altlearn_round(t, v), t.rule, v) for t, v in zip(trainers, variants)
+    ]
 
 
 def _message(exc: Exception) -> str:
@@ -411,8 +463,11 @@ def _message(exc: Exception) -> str:
 
 def clear_gradients(owner) -> None:
     """Set .grad to None on every module of ``owner`` (a hand-written loop or an altlearn rule)."""
-    modules = [owner] if isinstance(owner, torch.nn.Module) else [
-        value for value in vars(owner).values() if isinstance(value, torch.nn.Module)]
+    modules = (
+        [owner]
+        if isinstance(owner, torch.nn.Module)
+        else [value for value in vars(owner).values() if isinstance(value, torch.nn.Module)]
+    )
     for module in modules:
         module.zero_grad(set_to_none=True)
 
@@ -424,8 +479,18 @@ def _mib(value: float | None) -> float | None:
 # ---------------------------------------------------------------------------------- report
 
 
-COLUMNS = ("rule", "network", "device", "variant", "hand samples/s", "altlearn samples/s",
-           "ratio", "CPU-time ratio", "hand peak MiB", "altlearn peak MiB")
+COLUMNS = (
+    "rule",
+    "network",
+    "device",
+    "variant",
+    "hand samples/s",
+    "altlearn samples/s",
+    "ratio",
+    "CPU-time ratio",
+    "hand peak MiB",
+    "altlearn peak MiB",
+)
 
 
 def format_row(row: dict) -> str:
@@ -436,10 +501,14 @@ def format_row(row: dict) -> str:
     def mem(value):
         return "n/a" if value is None else f"{value:.1f}"
 
-    cells += [f"{row['hand_samples_per_s']:.0f}", f"{row['altlearn_samples_per_s']:.0f}",
-              f"{row['ratio']:.3f}",
-              f"{row['cpu_time_ratio']:.3f}" if row["device"] == "cpu" else "-",
-              mem(row["hand_peak_mib"]), mem(row["altlearn_peak_mib"])]
+    cells += [
+        f"{row['hand_samples_per_s']:.0f}",
+        f"{row['altlearn_samples_per_s']:.0f}",
+        f"{row['ratio']:.3f}",
+        f"{row['cpu_time_ratio']:.3f}" if row["device"] == "cpu" else "-",
+        mem(row["hand_peak_mib"]),
+        mem(row["altlearn_peak_mib"]),
+    ]
     return " | ".join(cells)
 
 
@@ -451,10 +520,16 @@ def format_table(rows: list[dict]) -> str:
 
 def summary(rows: list[dict]) -> dict:
     """The acceptance ratios that the rows allow computing."""
+
     def find(rule, network, device, variant="eager-fp32"):
         for row in rows:
             if (row["rule"], row["network"], row["device"], row["variant"], row["status"]) == (
-                    rule, network, device, variant, "ok"):
+                rule,
+                network,
+                device,
+                variant,
+                "ok",
+            ):
                 return row
         return None
 
@@ -464,40 +539,58 @@ def summary(rows: list[dict]) -> dict:
         if bp and dfa:
             out[f"dfa_over_bp_step_time_mlp4x2000_{device}"] = {
                 "altlearn": dfa["altlearn_step_ms"] / bp["altlearn_step_ms"],
-                "hand": dfa["hand_step_ms"] / bp["hand_step_ms"], "target": "<= 0.8"}
+                "hand": dfa["hand_step_ms"] / bp["hand_step_ms"],
+                "target": "<= 0.8",
+            }
             if device == "cpu":
                 out[f"dfa_over_bp_step_time_mlp4x2000_{device}"]["altlearn_cpu_time"] = (
-                    dfa["altlearn_cpu_step_ms"] / bp["altlearn_cpu_step_ms"])
+                    dfa["altlearn_cpu_step_ms"] / bp["altlearn_cpu_step_ms"]
+                )
         for network in NETWORKS:
             row = find("bp", network, device)
             if row:
                 out[f"altlearn_bp_over_hand_bp_{network}_{device}"] = {
-                    "ratio": row["ratio"], "target": ">= 0.95" if device == "cpu" else "(none)"}
+                    "ratio": row["ratio"],
+                    "target": ">= 0.95" if device == "cpu" else "(none)",
+                }
                 if device == "cpu":
-                    out[f"altlearn_bp_over_hand_bp_{network}_{device}"]["cpu_time_ratio"] = (
-                        row["cpu_time_ratio"])
-        compiled = [row for row in rows if (row["rule"], row["network"], row["device"]) == (
-            "bp", "mlp4x2000", device) and row["status"] == "ok" and row["variant"] != "eager-fp32"]
+                    out[f"altlearn_bp_over_hand_bp_{network}_{device}"]["cpu_time_ratio"] = row[
+                        "cpu_time_ratio"
+                    ]
+        compiled = [
+            row
+            for row in rows
+            if (row["rule"], row["network"], row["device"]) == ("bp", "mlp4x2000", device)
+            and row["status"] == "ok"
+            and row["variant"] != "eager-fp32"
+        ]
         if compiled:
             best = max(compiled, key=lambda row: row["ratio"])
             out[f"best_altlearn_variant_over_hand_eager_bp_mlp4x2000_{device}"] = {
-                "variant": best["variant"], "ratio": best["ratio"], "target": ">= 2 (GPU)"}
+                "variant": best["variant"],
+                "ratio": best["ratio"],
+                "target": ">= 2 (GPU)",
+            }
     return out
 
 
 def format_summary(result: dict) -> str:
     lines = []
     for key, value in result.items():
-        figures = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
-                            for k, v in value.items())
+        figures = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in value.items())
         lines.append(f"{key}: {figures}")
     return "\n".join(lines)
 
 
 def machine() -> dict:
-    info = {"python": platform.python_version(), "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(), "platform": platform.platform()}
+    info = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+    }
     try:
         with open("/proc/cpuinfo") as cpuinfo:
             names = [line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")]
@@ -534,34 +627,72 @@ def variants_for(device: str, compile_: bool, precisions: list[str]) -> tuple[Va
     return (EAGER, *eager, *compiled)
 
 
-def run_suite(rules: list[str], networks: list[str], devices: list[str], *, steps: int, rounds: int,
-              batch_size: int = 128, memory_rounds: int = 2, compile_: bool = False,
-              precisions: tuple[str, ...] = ("fp32", "tf32", "bf16"),
-              log: Callable[[str], None] = print) -> dict:
+def run_suite(
+    rules: list[str],
+    networks: list[str],
+    devices: list[str],
+    *,
+    steps: int,
+    rounds: int,
+    batch_size: int = 128,
+    memory_rounds: int = 2,
+    compile_: bool = False,
+    precisions: tuple[str, ...] = ("fp32", "tf32", "bf16"),
+    log: Callable[[str], None] = print,
+) -> dict:
     rows: list[dict] = []
     log(" | ".join(COLUMNS))
     for device in devices:
         variants = variants_for(device, compile_, list(precisions))
         for network in networks:
             try:
-                rows += measure_network(rules, network, device, steps=steps, rounds=rounds,
-                                        batch_size=batch_size, variants=variants,
-                                        memory_rounds=memory_rounds, log=log)
+                rows += measure_network(
+                    rules,
+                    network,
+                    device,
+                    steps=steps,
+                    rounds=rounds,
+                    batch_size=batch_size,
+                    variants=variants,
+                    memory_rounds=memory_rounds,
+                    log=log,
+                )
             except Exception as exc:  # noqa: BLE001 - one failing network must not lose the rest
-                rows += [{"rule": rule, "network": network, "device": device, "variant": v.name,
-                          "status": "error", "note": _message(exc)} for rule in rules for v in variants]
+                rows += [
+                    {
+                        "rule": rule,
+                        "network": network,
+                        "device": device,
+                        "variant": v.name,
+                        "status": "error",
+                        "note": _message(exc),
+                    }
+                    for rule in rules
+                    for v in variants
+                ]
                 log(format_row(rows[-1]))
-    return {"machine": machine(), "settings": {"steps": steps, "rounds": rounds,
-            "batch_size": batch_size, "memory_rounds": memory_rounds, "adam_lr": ADAM_LR,
-            "goup_lr": GOUP_LR},
-            "rows": rows, "summary": summary(rows)}
+    return {
+        "machine": machine(),
+        "settings": {
+            "steps": steps,
+            "rounds": rounds,
+            "batch_size": batch_size,
+            "memory_rounds": memory_rounds,
+            "adam_lr": ADAM_LR,
+            "goup_lr": GOUP_LR,
+        },
+        "rows": rows,
+        "summary": summary(rows),
+    }
 
 
 def ff_60_epochs(device: str, overrides: list[str], log: Callable[[str], None] = print) -> dict | None:
     """Time Forward-Forward on the paper's 784-2000x4 network for 60 MNIST epochs."""
     if device == "cuda" and not torch.cuda.is_available():
-        log("note: CUDA is not available; --ff-60-epochs is meant for a GPU (pass --device cpu to "
-            "run it here anyway, which takes hours)")
+        log(
+            "note: CUDA is not available; --ff-60-epochs is meant for a GPU (pass --device cpu to "
+            "run it here anyway, which takes hours)"
+        )
         return None
     settings = ["train.epochs=60", f"train.device={device}", "tracking.alignment_every=0", *overrides]
     if FF_SPEC.is_file():
@@ -569,10 +700,17 @@ def ff_60_epochs(device: str, overrides: list[str], log: Callable[[str], None] =
         source = str(FF_SPEC)
     else:
         log(f"note: {FF_SPEC} does not exist; using the built-in FF 4x2000 spec")
-        raw = {"name": "ff-4x2000-benchmark", "seed": 0, "data": {"type": "mnist", "batch_size": 128},
-               "network": {"layers": spec_layers(MLP((2000,) * 4), with_output=False)},
-               "rule": {"type": "ff"}, "optimizer": {"type": "adam", "lr": ADAM_LR},
-               "schedule": {"type": "cosine"}, "train": {}, "tracking": {}}
+        raw = {
+            "name": "ff-4x2000-benchmark",
+            "seed": 0,
+            "data": {"type": "mnist", "batch_size": 128},
+            "network": {"layers": spec_layers(MLP((2000,) * 4), with_output=False)},
+            "rule": {"type": "ff"},
+            "optimizer": {"type": "adam", "lr": ADAM_LR},
+            "schedule": {"type": "cosine"},
+            "train": {},
+            "tracking": {},
+        }
         from altlearn.spec import apply_overrides
 
         spec = validate(apply_overrides(raw, settings))
@@ -582,38 +720,64 @@ def ff_60_epochs(device: str, overrides: list[str], log: Callable[[str], None] =
     final = trainer.fit()
     total = time.perf_counter() - start
     train_seconds = sum(epoch["epoch_seconds"] for epoch in trainer.history)
-    result = {"spec": source, "device": device, "epochs": spec.train.epochs,
-              "precision": spec.train.precision, "compile": spec.train.compile,
-              "total_seconds": total, "train_seconds": train_seconds,
-              "test_accuracy": final.get("test_accuracy"), "target_seconds": 180}
-    log(f"FF 4x2000, {spec.train.epochs} epochs on {device} ({source}): {total:.1f} s in all "
+    result = {
+        "spec": source,
+        "device": device,
+        "epochs": spec.train.epochs,
+        "precision": spec.train.precision,
+        "compile": spec.train.compile,
+        "total_seconds": total,
+        "train_seconds": train_seconds,
+        "test_accuracy": final.get("test_accuracy"),
+        "target_seconds": 180,
+    }
+    log(
+        f"FF 4x2000, {spec.train.epochs} epochs on {device} ({source}): {total:.1f} s in all "
         f"({train_seconds:.1f} s training, the rest evaluation), test accuracy "
-        f"{final.get('test_accuracy', float('nan')):.4f}; target < 180 s on a GPU")
+        f"{final.get('test_accuracy', float('nan')):.4f}; target < 180 s on a GPU"
+    )
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", choices=("cpu", "cuda", "all"), default="all")
     parser.add_argument("--rules", default=",".join(RULES))
     parser.add_argument("--networks", default=",".join(NETWORKS))
     parser.add_argument("--steps", type=int, default=50, help="training steps per timed round")
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds of each implementation")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--memory-rounds", type=int, default=2,
-                        help="untimed memory rounds per implementation; the smallest peak counts")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads (0: torch's default); 1 on a shared machine")
-    parser.add_argument("--compile", action="store_true",
-                        help="CUDA: also altlearn with train.compile=reduce-overhead and each "
-                             "--precisions, against the same eager hand-written loop")
+    parser.add_argument(
+        "--memory-rounds",
+        type=int,
+        default=2,
+        help="untimed memory rounds per implementation; the smallest peak counts",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (0: torch's default); 1 on a shared machine"
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="CUDA: also altlearn with train.compile=reduce-overhead and each "
+        "--precisions, against the same eager hand-written loop",
+    )
     parser.add_argument("--precisions", default="fp32,tf32,bf16")
-    parser.add_argument("--ff-60-epochs", action="store_true",
-                        help="instead: time FF on 784-2000x4 for 60 MNIST epochs "
-                             f"({FF_SPEC.name} if it exists; --device defaults to cuda here)")
-    parser.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
-                        help="with --ff-60-epochs: spec overrides, e.g. train.compile=reduce-overhead")
+    parser.add_argument(
+        "--ff-60-epochs",
+        action="store_true",
+        help="instead: time FF on 784-2000x4 for 60 MNIST epochs "
+        f"({FF_SPEC.name} if it exists; --device defaults to cuda here)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="PATH=VALUE",
+        help="with --ff-60-epochs: spec overrides, e.g. train.compile=reduce-overhead",
+    )
     parser.add_argument("--json", type=Path, help="write every figure to this JSON file")
     args = parser.parse_args(argv)
     if args.threads:
@@ -630,20 +794,31 @@ def main(argv: list[str] | None = None) -> int:
     networks = [n.strip() for n in args.networks.split(",") if n.strip()]
     unknown = [r for r in rules if r not in HAND_LOOPS] + [n for n in networks if n not in NETWORKS]
     if unknown:
-        parser.error(f"unknown rule or network: {', '.join(unknown)} (rules: {', '.join(RULES)}; "
-                     f"networks: {', '.join(NETWORKS)})")
+        parser.error(
+            f"unknown rule or network: {', '.join(unknown)} (rules: {', '.join(RULES)}; "
+            f"networks: {', '.join(NETWORKS)})"
+        )
     devices = devices_for(args.device, print)
     if args.compile and "cuda" not in devices:
         print("note: --compile measures CUDA only (CUDA graphs); nothing compiled on this machine")
-    result = run_suite(rules, networks, devices, steps=args.steps, rounds=args.rounds,
-                       batch_size=args.batch_size, memory_rounds=args.memory_rounds,
-                       compile_=args.compile,
-                       precisions=tuple(p.strip() for p in args.precisions.split(",")))
+    result = run_suite(
+        rules,
+        networks,
+        devices,
+        steps=args.steps,
+        rounds=args.rounds,
+        batch_size=args.batch_size,
+        memory_rounds=args.memory_rounds,
+        compile_=args.compile,
+        precisions=tuple(p.strip() for p in args.precisions.split(",")),
+    )
     info = result["machine"]
-    print(f"\ntorch {info['torch']}, {info['threads']} thread(s), {info['cpu']}; batch "
-          f"{args.batch_size}, {args.steps} steps per round, best of {args.rounds} alternating rounds; "
-          "ratio = altlearn samples/s / hand samples/s (wall clock); CPU-time ratio = the same from "
-          "process CPU time; peak memory = growth during one round")
+    print(
+        f"\ntorch {info['torch']}, {info['threads']} thread(s), {info['cpu']}; batch "
+        f"{args.batch_size}, {args.steps} steps per round, best of {args.rounds} alternating rounds; "
+        "ratio = altlearn samples/s / hand samples/s (wall clock); CPU-time ratio = the same from "
+        "process CPU time; peak memory = growth during one round"
+    )
     print(format_table(result["rows"]))
     print()
     print(format_summary(result["summary"]))

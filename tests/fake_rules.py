@@ -90,8 +90,12 @@ class BadStepRule(Backprop):
         loss = self.loss(scores, y)
         if mistake != "no_grad":
             loss.backward()
-        return {"float": {"loss": loss.item()}, "no_loss": {"losss": loss.detach()},
-                "none": None, "no_grad": {"loss": loss.detach()}}[mistake]
+        return {
+            "float": {"loss": loss.item()},
+            "no_loss": {"losss": loss.detach()},
+            "none": None,
+            "no_grad": {"loss": loss.detach()},
+        }[mistake]
 
 
 class BadCheckRule(Backprop):

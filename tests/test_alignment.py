@@ -14,7 +14,6 @@ from altlearn.rules.backprop import Backprop
 from altlearn.rules.direct_feedback_alignment import DirectFeedbackAlignment
 from altlearn.rules.feedback_alignment import FeedbackAlignment
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 

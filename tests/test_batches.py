@@ -21,8 +21,9 @@ def splits(n_train=200, n_test=50, channels=3):
     def images(n):
         return offset + scale * torch.rand(n, channels, 4, 4, generator=g)
 
-    return DataSplits(images(n_train), torch.arange(n_train), images(n_test),
-                      torch.arange(1000, 1000 + n_test))
+    return DataSplits(
+        images(n_train), torch.arange(n_train), images(n_test), torch.arange(1000, 1000 + n_test)
+    )
 
 
 def test_normalises_with_training_statistics():
@@ -66,8 +67,9 @@ def test_validation_hold_out_is_disjoint_from_training():
     # Images stay with their labels, and statistics come from the training part only.
     train_raw = raw.train_x[data.train_y]
     assert torch.allclose(data.mean, train_raw.mean(dim=(0, 2, 3)))
-    assert torch.allclose(data.val_x, (raw.train_x[data.val_y] - data.mean.view(1, 3, 1, 1))
-                          / data.std.view(1, 3, 1, 1))
+    assert torch.allclose(
+        data.val_x, (raw.train_x[data.val_y] - data.mean.view(1, 3, 1, 1)) / data.std.view(1, 3, 1, 1)
+    )
     assert len(data.test_y) == 50  # the test set is untouched
 
 
@@ -92,8 +94,10 @@ def test_validation_is_held_out_of_the_subset():
     assert set(data.train_y.tolist()) | set(data.val_y.tolist()) == set(range(40))
 
 
-@pytest.mark.parametrize("options", [DataOptions(val_size=200), DataOptions(val_size=500),
-                                     DataOptions(train_subset=10, val_size=10)])
+@pytest.mark.parametrize(
+    "options",
+    [DataOptions(val_size=200), DataOptions(val_size=500), DataOptions(train_subset=10, val_size=10)],
+)
 def test_val_size_too_big_is_an_error(options):
     with pytest.raises(SpecError, match="val_size"):
         prepare(splits(), options, seed=0, device=CPU)

@@ -39,13 +39,29 @@ def test_suite_writes_positive_throughputs_and_memory(tmp_path, monkeypatch, cap
     torch.set_num_threads(1)
     monkeypatch.setitem(suite.NETWORKS, "tiny", TINY_MLP)
     out = tmp_path / "result.json"
-    code = suite.main(["--device", "cpu", "--rules", "bp,dfa", "--networks", "tiny", "--steps", "3",
-                       "--rounds", "1", "--json", str(out)])
+    code = suite.main(
+        [
+            "--device",
+            "cpu",
+            "--rules",
+            "bp,dfa",
+            "--networks",
+            "tiny",
+            "--steps",
+            "3",
+            "--rounds",
+            "1",
+            "--json",
+            str(out),
+        ]
+    )
     assert code == 0
     result = json.loads(out.read_text())
     rows = result["rows"]
     assert [(r["rule"], r["network"], r["device"], r["status"]) for r in rows] == [
-        ("bp", "tiny", "cpu", "ok"), ("dfa", "tiny", "cpu", "ok")]
+        ("bp", "tiny", "cpu", "ok"),
+        ("dfa", "tiny", "cpu", "ok"),
+    ]
     for row in rows:
         assert row["hand_samples_per_s"] > 0 and row["altlearn_samples_per_s"] > 0
         assert row["ratio"] == pytest.approx(row["altlearn_samples_per_s"] / row["hand_samples_per_s"])
@@ -61,19 +77,25 @@ def test_suite_writes_positive_throughputs_and_memory(tmp_path, monkeypatch, cap
 def test_altlearn_variants_are_each_compared_with_the_same_hand_rounds():
     torch.set_num_threads(1)
     variants = (suite.EAGER, suite.Variant("off", "bf16"))
-    rows = suite.measure_cell("bp", "tiny", "cpu", steps=2, rounds=2, net=TINY_MLP,
-                              variants=variants, log=lambda line: None)
+    rows = suite.measure_cell(
+        "bp", "tiny", "cpu", steps=2, rounds=2, net=TINY_MLP, variants=variants, log=lambda line: None
+    )
     assert [row["variant"] for row in rows] == ["eager-fp32", "eager-bf16"]
     assert rows[0]["hand_round_seconds"] == rows[1]["hand_round_seconds"]
     assert rows[0]["altlearn_round_seconds"] != rows[1]["altlearn_round_seconds"]
     assert suite.variants_for("cpu", True, ["fp32", "bf16"]) == (suite.EAGER,)  # compile: CUDA only
     assert [v.name for v in suite.variants_for("cuda", True, ["fp32", "bf16"])] == [
-        "eager-fp32", "eager-bf16", "reduce-overhead-fp32", "reduce-overhead-bf16"]
+        "eager-fp32",
+        "eager-bf16",
+        "reduce-overhead-fp32",
+        "reduce-overhead-bf16",
+    ]
 
 
 def test_rule_that_rejects_the_network_is_reported_not_measured():
-    rows = suite.measure_cell("ifa", "tiny-cnn", "cpu", steps=2, rounds=1, net=TINY_CNN,
-                              log=lambda line: None)
+    rows = suite.measure_cell(
+        "ifa", "tiny-cnn", "cpu", steps=2, rounds=1, net=TINY_CNN, log=lambda line: None
+    )
     assert rows[0]["status"] == "not applicable"
     assert "MaxPool2d" in rows[0]["note"]
 
@@ -84,14 +106,16 @@ def test_a_failing_rule_is_reported_and_the_others_still_measured(monkeypatch):
             raise RuntimeError("broken on purpose")
 
     monkeypatch.setitem(HAND_LOOPS, "bp", Broken)
-    rows = suite.measure_network(["bp", "dfa"], "tiny", "cpu", steps=2, rounds=1, net=TINY_MLP,
-                                 log=lambda line: None)
+    rows = suite.measure_network(
+        ["bp", "dfa"], "tiny", "cpu", steps=2, rounds=1, net=TINY_MLP, log=lambda line: None
+    )
     assert [(row["rule"], row["status"]) for row in rows] == [("bp", "error"), ("dfa", "ok")]
     assert "broken on purpose" in rows[0]["note"]
 
 
 CASES = [(rule, SMALL_MLP) for rule in HAND_LOOPS] + [
-    (rule, TINY_CNN) for rule in ("bp", "fa", "dfa", "goup")]
+    (rule, TINY_CNN) for rule in ("bp", "fa", "dfa", "goup")
+]
 
 
 @pytest.mark.parametrize("rule,net", CASES, ids=[f"{r}-{type(n).__name__}" for r, n in CASES])

@@ -11,8 +11,7 @@ import pytest
 import torch
 
 from altlearn.components import DataUnavailable
-from altlearn.data import (CIFAR10, IDX_NAMES, MNIST, Digits, FashionMNIST, read_cifar_batch,
-                           read_idx)
+from altlearn.data import CIFAR10, IDX_NAMES, MNIST, Digits, FashionMNIST, read_cifar_batch, read_idx
 
 
 def write_idx(path: Path, array: np.ndarray) -> Path:
@@ -79,11 +78,15 @@ def test_read_idx_rejects_other_files(tmp_path):
         read_idx(path)
 
 
-@pytest.mark.parametrize("content", [
-    b"",                                                   # empty
-    struct.pack(">HBB", 0, 0x08, 3) + b"\0\0",            # header cut short
-    struct.pack(">HBB", 0, 0x08, 1) + struct.pack(">I", 9) + b"\1\2",  # 2 of 9 items
-], ids=["empty", "truncated-header", "truncated-data"])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",  # empty
+        struct.pack(">HBB", 0, 0x08, 3) + b"\0\0",  # header cut short
+        struct.pack(">HBB", 0, 0x08, 1) + struct.pack(">I", 9) + b"\1\2",  # 2 of 9 items
+    ],
+    ids=["empty", "truncated-header", "truncated-data"],
+)
 def test_a_damaged_idx_file_is_a_data_error_naming_it(tmp_path, content):
     path = tmp_path / "train-images-idx3-ubyte"
     path.write_bytes(content)
@@ -99,12 +102,15 @@ def test_a_damaged_gzip_idx_file_is_a_data_error(tmp_path):
         read_idx(path)
 
 
-@pytest.mark.parametrize("layout, suffix", [
-    ("", ""),                 # the four files in the root
-    ("raw", ".gz"),
-    ("MNIST/raw", ""),        # a torchvision download folder
-    ("MNIST/raw", ".gz"),
-])
+@pytest.mark.parametrize(
+    "layout, suffix",
+    [
+        ("", ""),  # the four files in the root
+        ("raw", ".gz"),
+        ("MNIST/raw", ""),  # a torchvision download folder
+        ("MNIST/raw", ".gz"),
+    ],
+)
 def test_mnist_from_an_idx_folder(tmp_path, layout, suffix):
     arrays = fake_idx_set()
     write_idx_folder(tmp_path / layout, arrays, suffix)
@@ -153,8 +159,12 @@ def test_fashion_mnist_partial_folder_names_the_missing_file(tmp_path):
 def write_cifar_batch(path: Path, data: np.ndarray, labels: list[int]) -> Path:
     """The python version's format: a pickled dict with bytes keys, rows of 3072 uint8 values
     (1024 red, then 1024 green, then 1024 blue, each row-major 32x32)."""
-    batch = {b"batch_label": b"testing batch", b"labels": labels, b"data": data,
-             b"filenames": [b"x.png"] * len(labels)}
+    batch = {
+        b"batch_label": b"testing batch",
+        b"labels": labels,
+        b"data": data,
+        b"filenames": [b"x.png"] * len(labels),
+    }
     with open(path, "wb") as f:
         pickle.dump(batch, f, protocol=2)
     return path
@@ -171,8 +181,9 @@ def test_read_cifar_batch_channel_layout(tmp_path):
     assert images[0, 2, 31, 31] == data[0, 3071]
 
 
-@pytest.mark.parametrize("content", [b"not a pickle at all", pickle.dumps({"wrong": "keys"})],
-                         ids=["garbage", "other-pickle"])
+@pytest.mark.parametrize(
+    "content", [b"not a pickle at all", pickle.dumps({"wrong": "keys"})], ids=["garbage", "other-pickle"]
+)
 def test_a_damaged_cifar_batch_is_a_data_error_naming_it(tmp_path, content):
     path = tmp_path / "data_batch_1"
     path.write_bytes(content)

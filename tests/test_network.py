@@ -11,9 +11,16 @@ from altlearn.network import LayerSpec, NetworkError, build_network
 from altlearn.plugins import PLUGIN_SELECTION_ENV, build_registry
 
 LAYER_CLASSES = {
-    "flatten": layers.Flatten, "linear": layers.Linear, "conv2d": layers.Conv2d,
-    "maxpool2d": layers.Maxpool2d, "avgpool2d": layers.Avgpool2d, "dropout": layers.Dropout,
-    "relu": layers.Relu, "tanh": layers.Tanh, "sigmoid": layers.Sigmoid, "gelu": layers.Gelu,
+    "flatten": layers.Flatten,
+    "linear": layers.Linear,
+    "conv2d": layers.Conv2d,
+    "maxpool2d": layers.Maxpool2d,
+    "avgpool2d": layers.Avgpool2d,
+    "dropout": layers.Dropout,
+    "relu": layers.Relu,
+    "tanh": layers.Tanh,
+    "sigmoid": layers.Sigmoid,
+    "gelu": layers.Gelu,
     "leaky_relu": layers.LeakyRelu,
 }
 
@@ -47,8 +54,9 @@ def test_every_registered_builtin_layer_is_covered(monkeypatch):
         assert registry.load("layer", name) is cls
 
 
-@pytest.mark.parametrize("type_name, options, shape, module_type, out_shape", BUILDS,
-                         ids=[b[0] for b in BUILDS])
+@pytest.mark.parametrize(
+    "type_name, options, shape, module_type, out_shape", BUILDS, ids=[b[0] for b in BUILDS]
+)
 def test_builtin_layer_builds(type_name, options, shape, module_type, out_shape):
     network, out = build_network([spec(type_name, **options)], shape)
     assert isinstance(network, nn.Sequential) and len(network) == 1
@@ -58,15 +66,18 @@ def test_builtin_layer_builds(type_name, options, shape, module_type, out_shape)
 
 
 def test_layer_options_reach_the_torch_modules():
-    network, _ = build_network([
-        spec("conv2d", out_channels=4, kernel_size=5, stride=2, padding=1, bias=False),
-        spec("maxpool2d", kernel_size=3),
-        spec("flatten"),
-        spec("dropout", p=0.25),
-        spec("linear", out_features=3, bias=False),
-        spec("leaky_relu", negative_slope=0.3),
-        spec("gelu", approximate="tanh"),
-    ], (2, 21, 21))
+    network, _ = build_network(
+        [
+            spec("conv2d", out_channels=4, kernel_size=5, stride=2, padding=1, bias=False),
+            spec("maxpool2d", kernel_size=3),
+            spec("flatten"),
+            spec("dropout", p=0.25),
+            spec("linear", out_features=3, bias=False),
+            spec("leaky_relu", negative_slope=0.3),
+            spec("gelu", approximate="tanh"),
+        ],
+        (2, 21, 21),
+    )
     conv, pool, _, dropout, linear, leaky, gelu = network
     assert (conv.in_channels, conv.out_channels) == (2, 4)
     assert conv.kernel_size == (5, 5) and conv.stride == (2, 2) and conv.padding == (1, 1)
@@ -78,46 +89,71 @@ def test_layer_options_reach_the_torch_modules():
 
 
 def test_input_sizes_are_inferred():
-    network, out = build_network([spec("flatten"), spec("linear", out_features=100), spec("relu"),
-                                  spec("linear", out_features=10)], (1, 28, 28))
+    network, out = build_network(
+        [spec("flatten"), spec("linear", out_features=100), spec("relu"), spec("linear", out_features=10)],
+        (1, 28, 28),
+    )
     assert network[1].in_features == 784 and network[1].out_features == 100
     assert network[3].in_features == 100
     assert network[1].weight.shape == (100, 784)
     assert out == (10,)
 
 
-@pytest.mark.parametrize("kernel, stride, padding, side", [
-    (3, 1, 0, 26), (3, 1, 1, 28), (5, 2, 0, 12), (5, 2, 2, 14), (4, 4, 0, 7),
-])
+@pytest.mark.parametrize(
+    "kernel, stride, padding, side",
+    [
+        (3, 1, 0, 26),
+        (3, 1, 1, 28),
+        (5, 2, 0, 12),
+        (5, 2, 2, 14),
+        (4, 4, 0, 7),
+    ],
+)
 def test_conv_output_shapes_follow_kernel_stride_padding(kernel, stride, padding, side):
-    network, out = build_network([
-        spec("conv2d", out_channels=8, kernel_size=kernel, stride=stride, padding=padding),
-        spec("flatten"), spec("linear", out_features=10),
-    ], (1, 28, 28))
+    network, out = build_network(
+        [
+            spec("conv2d", out_channels=8, kernel_size=kernel, stride=stride, padding=padding),
+            spec("flatten"),
+            spec("linear", out_features=10),
+        ],
+        (1, 28, 28),
+    )
     assert out == (10,)
     assert network[2].in_features == 8 * side * side
     assert network(torch.rand(2, 1, 28, 28)).shape == (2, 10)
 
 
 def test_conv_stack_channels_chain():
-    network, out = build_network([
-        spec("conv2d", out_channels=5, padding=1), spec("relu"), spec("avgpool2d"),
-        spec("conv2d", out_channels=7), spec("maxpool2d"), spec("flatten"),
-    ], (3, 32, 32))
+    network, out = build_network(
+        [
+            spec("conv2d", out_channels=5, padding=1),
+            spec("relu"),
+            spec("avgpool2d"),
+            spec("conv2d", out_channels=7),
+            spec("maxpool2d"),
+            spec("flatten"),
+        ],
+        (3, 32, 32),
+    )
     assert network[3].in_channels == 5
     assert out == (7 * 7 * 7,)  # 32 -> 32 -> 16 -> 14 -> 7
 
 
 def test_meta_device_build_allocates_nothing():
-    layer_specs = [spec("conv2d", out_channels=64, padding=1), spec("flatten"),
-                   spec("linear", out_features=4096), spec("linear", out_features=10)]
+    layer_specs = [
+        spec("conv2d", out_channels=64, padding=1),
+        spec("flatten"),
+        spec("linear", out_features=4096),
+        spec("linear", out_features=10),
+    ]
     network, out = build_network(layer_specs, (3, 32, 32), device="meta")
     params = list(network.parameters())
     assert len(params) == 6
     assert all(p.is_meta for p in params)
     assert network[2].weight.shape == (4096, 64 * 32 * 32)  # a 1 GiB matrix, never allocated
-    _, cpu_out = build_network(layer_specs[:1] + [spec("flatten"), spec("linear", out_features=10)],
-                               (3, 32, 32))
+    _, cpu_out = build_network(
+        layer_specs[:1] + [spec("flatten"), spec("linear", out_features=10)], (3, 32, 32)
+    )
     assert out == cpu_out == (10,)
 
 
@@ -128,13 +164,16 @@ def test_cpu_build_gives_real_parameters():
     assert torch.isfinite(weight).all() and weight.abs().sum() > 0
 
 
-@pytest.mark.parametrize("layer_specs, shape, index, words", [
-    ([spec("linear", out_features=10)], (1, 28, 28), 0, "add {type: flatten}"),
-    ([spec("flatten"), spec("relu"), spec("conv2d", out_channels=2)], (1, 8, 8), 2, "image input"),
-    ([spec("flatten"), spec("maxpool2d")], (1, 8, 8), 1, "image input"),
-    ([spec("relu"), spec("conv2d", out_channels=2, kernel_size=9)], (1, 8, 8), 1, "(1, 8, 8)"),
-    ([spec("maxpool2d")] * 4, (1, 8, 8), 3, "maxpool2d"),  # 8 -> 4 -> 2 -> 1 -> nothing
-])
+@pytest.mark.parametrize(
+    "layer_specs, shape, index, words",
+    [
+        ([spec("linear", out_features=10)], (1, 28, 28), 0, "add {type: flatten}"),
+        ([spec("flatten"), spec("relu"), spec("conv2d", out_channels=2)], (1, 8, 8), 2, "image input"),
+        ([spec("flatten"), spec("maxpool2d")], (1, 8, 8), 1, "image input"),
+        ([spec("relu"), spec("conv2d", out_channels=2, kernel_size=9)], (1, 8, 8), 1, "(1, 8, 8)"),
+        ([spec("maxpool2d")] * 4, (1, 8, 8), 3, "maxpool2d"),  # 8 -> 4 -> 2 -> 1 -> nothing
+    ],
+)
 @pytest.mark.parametrize("device", ["cpu", "meta"])
 def test_network_error_carries_the_layer_index(layer_specs, shape, index, words, device):
     with pytest.raises(NetworkError) as info:
@@ -164,8 +203,9 @@ def test_a_layer_that_returns_no_module_is_an_error_at_its_index():
 
 
 def test_building_does_not_change_the_modules_it_returns():
-    network, _ = build_network([spec("flatten"), LayerSpec("bn", BatchNorm, Params()),
-                                spec("dropout")], (1, 2, 2))
+    network, _ = build_network(
+        [spec("flatten"), LayerSpec("bn", BatchNorm, Params()), spec("dropout")], (1, 2, 2)
+    )
     norm = network[1]
     # The shape probe must not count as a training batch.
     assert norm.num_batches_tracked.item() == 0

@@ -4,8 +4,18 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from altlearn.optim import (OPTIMIZERS, SCHEDULES, SGD, Adam, AdamW, Constant, Cosine, Linear, Step,
-                            build_scheduler)
+from altlearn.optim import (
+    OPTIMIZERS,
+    SCHEDULES,
+    SGD,
+    Adam,
+    AdamW,
+    Constant,
+    Cosine,
+    Linear,
+    Step,
+    build_scheduler,
+)
 
 
 def params():
@@ -25,7 +35,11 @@ def test_sgd_builds_with_its_options():
     assert isinstance(opt, torch.optim.SGD)
     group = opt.param_groups[0]
     assert (group["lr"], group["momentum"], group["nesterov"], group["weight_decay"]) == (
-        0.1, 0.9, True, 1e-4)
+        0.1,
+        0.9,
+        True,
+        1e-4,
+    )
     assert group["dampening"] == 0.0
 
 
@@ -34,7 +48,11 @@ def test_adam_and_adamw_build_with_their_options():
     assert type(adam) is torch.optim.Adam
     group = adam.param_groups[0]
     assert (group["lr"], group["betas"], group["eps"], group["weight_decay"]) == (
-        0.002, (0.8, 0.95), 1e-6, 0.0)
+        0.002,
+        (0.8, 0.95),
+        1e-6,
+        0.0,
+    )
     adamw = AdamW.build(AdamW.Params(), params())
     assert type(adamw) is torch.optim.AdamW
     assert adamw.param_groups[0]["weight_decay"] == 0.01  # AdamW's decoupled decay is on by default
@@ -54,17 +72,25 @@ def test_sgd_step_moves_against_the_gradient():
     assert p.detach().tolist() == [0.5, -2.5]
 
 
-@pytest.mark.parametrize("options", [{"nesterov": True}, {"nesterov": True, "momentum": 0.9,
-                                                          "dampening": 0.1}])
+@pytest.mark.parametrize(
+    "options", [{"nesterov": True}, {"nesterov": True, "momentum": 0.9, "dampening": 0.1}]
+)
 def test_nesterov_needs_momentum_without_dampening(options):
     with pytest.raises(ValidationError, match="nesterov needs momentum"):
         SGD.Params(**options)
 
 
-@pytest.mark.parametrize("model, options", [
-    (SGD.Params, {"lr": 0}), (SGD.Params, {"momentum": 1.0}), (SGD.Params, {"weight_decay": -1}),
-    (Adam.Params, {"eps": 0}), (Adam.Params, {"betas": [0.9]}), (Adam.Params, {"amsgrad": True}),
-])
+@pytest.mark.parametrize(
+    "model, options",
+    [
+        (SGD.Params, {"lr": 0}),
+        (SGD.Params, {"momentum": 1.0}),
+        (SGD.Params, {"weight_decay": -1}),
+        (Adam.Params, {"eps": 0}),
+        (Adam.Params, {"betas": [0.9]}),
+        (Adam.Params, {"amsgrad": True}),
+    ],
+)
 def test_invalid_options_are_rejected(model, options):
     with pytest.raises(ValidationError):
         model(**options)
@@ -87,7 +113,7 @@ def test_cosine_goes_from_one_to_min_factor():
     f = factor(Cosine, min_factor=0.1)
     assert f(0) == pytest.approx(1.0)
     assert f(50) == pytest.approx(0.55)  # half-way: the mean of 1 and min_factor
-    assert f(25) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + 2 ** -0.5))
+    assert f(25) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + 2**-0.5))
     assert f(100) == pytest.approx(0.1)
     assert f(150) == pytest.approx(0.1)  # stays at the end value
     values = [f(s) for s in range(101)]
@@ -100,7 +126,7 @@ def test_step_decays_every_step_size_epochs():
     assert f(0) == f(19) == 1.0  # epochs 0 and 1
     assert f(20) == f(39) == 0.5
     assert f(40) == 0.25
-    assert f(99) == pytest.approx(0.5 ** 4)
+    assert f(99) == pytest.approx(0.5**4)
 
 
 def test_linear_decays_to_end_factor():
@@ -150,8 +176,12 @@ def test_scheduler_steps_per_training_step():
 
 
 def test_schedule_option_bounds():
-    for schedule, options in ((Cosine, {"min_factor": 1.5}), (Step, {"gamma": 0}),
-                              (Step, {"step_size": 0}), (Linear, {"start_fraction": 1.0}),
-                              (Constant, {"warmup_epochs": -1})):
+    for schedule, options in (
+        (Cosine, {"min_factor": 1.5}),
+        (Step, {"gamma": 0}),
+        (Step, {"step_size": 0}),
+        (Linear, {"start_fraction": 1.0}),
+        (Constant, {"warmup_epochs": -1}),
+    ):
         with pytest.raises(ValidationError):
             schedule.Params(**options)

@@ -42,8 +42,12 @@ def installed_version(name: str) -> str | None:
 
 
 def pip(*args: str) -> None:
-    result = subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", *args],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "--disable-pip-version-check", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
 
 
@@ -114,8 +118,11 @@ def test_plugins_command_lists_packages_and_reports_broken_and_duplicate_ones(in
     assert rows["dupe_only"][1:3] == [DUPE, "1.0.0"]  # the clashing package's other names still work
     assert rows["bp"][1] == "altlearn"
     # The broken package is named with its version and its errors; nothing stops, even sys.exit.
-    broken = {line.split("'")[1]: line for line in result.stdout.splitlines()
-              if line.startswith(f"  {BROKEN} 0.0.7 (entry point ")}
+    broken = {
+        line.split("'")[1]: line
+        for line in result.stdout.splitlines()
+        if line.startswith(f"  {BROKEN} 0.0.7 (entry point ")
+    }
     assert set(broken) == {"broken", "broken_exit"}
     assert "ImportError" in broken["broken"] and "not-installed-anywhere" in broken["broken"]
     assert "SystemExit: 3" in broken["broken_exit"]
@@ -164,8 +171,13 @@ BLOBS_SPEC = {
     "name": "blobs-scale",
     "seed": 0,
     "data": {"type": "blobs", "n_train": 240, "noise": 0.1, "batch_size": 32},
-    "network": {"layers": [{"type": "flatten"}, {"type": "scale", "factor": 2.0},
-                           {"type": "linear", "out_features": 3}]},
+    "network": {
+        "layers": [
+            {"type": "flatten"},
+            {"type": "scale", "factor": 2.0},
+            {"type": "linear", "out_features": 3},
+        ]
+    },
     "rule": {"type": "bp"},
     "optimizer": {"type": "adam", "lr": 0.01},
     "train": {"epochs": 2, "device": "cpu"},
@@ -193,25 +205,51 @@ def test_plugin_dataset_and_layer_options_are_validated_like_builtin_ones(select
     assert spec.data.params.n_train == 240 and spec.layers[1].params.factor == 2.0
     assert spec.packages == {COMPONENTS: "0.3.1"}
 
-    typos = {**BLOBS_SPEC,
-             "data": {"type": "blobs", "n_trian": 240, "batch_size": 32},
-             "network": {"layers": [{"type": "flatten"}, {"type": "scale", "factr": 2.0},
-                                    {"type": "linear", "out_features": 3}]}}
+    typos = {
+        **BLOBS_SPEC,
+        "data": {"type": "blobs", "n_trian": 240, "batch_size": 32},
+        "network": {
+            "layers": [
+                {"type": "flatten"},
+                {"type": "scale", "factr": 2.0},
+                {"type": "linear", "out_features": 3},
+            ]
+        },
+    }
     problems = problems_of(typos)
     assert problems["data.n_trian"].startswith(
-        "'n_trian' is not an option of data set 'blobs'; did you mean 'n_train'? its options are: ")
+        "'n_trian' is not an option of data set 'blobs'; did you mean 'n_train'? its options are: "
+    )
     assert problems["network.layers[1].factr"].startswith(
-        "'factr' is not an option of layer 'scale'; did you mean 'factor'? its options are: factor")
+        "'factr' is not an option of layer 'scale'; did you mean 'factor'? its options are: factor"
+    )
     assert problems["network.layers[1].factor"] == "required by layer 'scale' but missing"
 
     # A bad value: the plugin's own bounds, at the plugin option's path, as for a built-in.
-    bad = {**BLOBS_SPEC, "network": {"layers": [{"type": "flatten"}, {"type": "scale", "factor": -1},
-                                                {"type": "linear", "out_features": 3}]}}
+    bad = {
+        **BLOBS_SPEC,
+        "network": {
+            "layers": [
+                {"type": "flatten"},
+                {"type": "scale", "factor": -1},
+                {"type": "linear", "out_features": 3},
+            ]
+        },
+    }
     assert "greater than 0" in problems_of(bad)["network.layers[1].factor"]
-    builtin = {**BLOBS_SPEC, "network": {"layers": [{"type": "flatten"}, {"type": "dropout", "pp": 0.1},
-                                                    {"type": "linear", "out_features": 3}]}}
+    builtin = {
+        **BLOBS_SPEC,
+        "network": {
+            "layers": [
+                {"type": "flatten"},
+                {"type": "dropout", "pp": 0.1},
+                {"type": "linear", "out_features": 3},
+            ]
+        },
+    }
     assert problems_of(builtin)["network.layers[1].pp"].startswith(
-        "'pp' is not an option of layer 'dropout'; did you mean 'p'?")  # the same form
+        "'pp' is not an option of layer 'dropout'; did you mean 'p'?"
+    )  # the same form
 
 
 def test_spec_needing_a_broken_plugin_names_it_and_other_specs_still_work(selection):
@@ -232,12 +270,23 @@ def test_spec_needing_a_broken_plugin_names_it_and_other_specs_still_work(select
 
 def test_a_plugin_rule_used_through_another_rule_is_recorded_too(selection):
     selection(ALL_BUT_DUPE)
-    goup = {**BLOBS_SPEC, "rule": {"type": "goup", "source": "signsym"},
-            "network": {"layers": [{"type": "flatten"}, {"type": "linear", "out_features": 8},
-                                   {"type": "tanh"}, {"type": "linear", "out_features": 3}]}}
+    goup = {
+        **BLOBS_SPEC,
+        "rule": {"type": "goup", "source": "signsym"},
+        "network": {
+            "layers": [
+                {"type": "flatten"},
+                {"type": "linear", "out_features": 8},
+                {"type": "tanh"},
+                {"type": "linear", "out_features": 3},
+            ]
+        },
+    }
     goup.pop("optimizer")  # GO-UP brings its own update
-    assert validate(goup).packages == {COMPONENTS: "0.3.1",
-                                       "altlearn-signsym": installed_version("altlearn-signsym")}
+    assert validate(goup).packages == {
+        COMPONENTS: "0.3.1",
+        "altlearn-signsym": installed_version("altlearn-signsym"),
+    }
 
 
 # ------------------------------------------------------------------------------------ end to end
@@ -259,10 +308,17 @@ def test_signsym_spec_trains_end_to_end_and_tags_the_plugin_version(selection, t
     monkeypatch.chdir(tmp_path)
     selection(ALL_BUT_DUPE)  # with the duplicate loaded, 'signsym' is (rightly) an error
     signsym = {
-        "name": "digits-signsym", "seed": 0,
+        "name": "digits-signsym",
+        "seed": 0,
         "data": {"type": "digits", "batch_size": 32},
-        "network": {"layers": [{"type": "flatten"}, {"type": "linear", "out_features": 64},
-                               {"type": "tanh"}, {"type": "linear", "out_features": 10}]},
+        "network": {
+            "layers": [
+                {"type": "flatten"},
+                {"type": "linear", "out_features": 64},
+                {"type": "tanh"},
+                {"type": "linear", "out_features": 10},
+            ]
+        },
         "rule": {"type": "signsym_brsf"},
         "optimizer": {"type": "adam", "lr": 0.003},
         "train": {"epochs": 2, "device": "cpu", "threads": 1},

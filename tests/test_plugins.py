@@ -18,8 +18,19 @@ from altlearn.plugins import PLUGIN_SELECTION_ENV, PluginError, build_registry
 
 BUILTIN_RULES = {"bp", "fa", "dfa", "ifa", "ff", "goup"}
 BUILTIN_DATASETS = {"mnist", "fashion_mnist", "cifar10", "digits"}
-BUILTIN_LAYERS = {"flatten", "linear", "conv2d", "maxpool2d", "avgpool2d", "dropout", "relu", "tanh",
-                  "sigmoid", "gelu", "leaky_relu"}
+BUILTIN_LAYERS = {
+    "flatten",
+    "linear",
+    "conv2d",
+    "maxpool2d",
+    "avgpool2d",
+    "dropout",
+    "relu",
+    "tanh",
+    "sigmoid",
+    "gelu",
+    "leaky_relu",
+}
 
 
 class FakeEntryPoint:
@@ -106,8 +117,7 @@ def test_builtin_targets_resolve_to_their_classes(monkeypatch):
 
 
 def test_plugin_whose_import_raises_is_recorded_and_the_rest_still_works(install):
-    install("crashes", "altlearn-crashes", "raise RuntimeError('plugin exploded on import')",
-            version="0.4")
+    install("crashes", "altlearn-crashes", "raise RuntimeError('plugin exploded on import')", version="0.4")
     install("exits", "altlearn-exits", "import sys\nsys.exit(3)")  # must not end altlearn either
     install("good", "altlearn-good", GOOD_PLUGIN.format(name="goodrule"), version="2.0")
     registry = build_registry()
@@ -134,8 +144,12 @@ def test_unknown_rule_error_names_broken_plugin_packages(install):
 
     install("crashes", "altlearn-signsym", "raise ImportError('needs scipy')")
     registry = build_registry()
-    raw = {"name": "x", "data": {"type": "digits"}, "rule": {"type": "signsym"},
-           "network": {"layers": [{"type": "flatten"}, {"type": "linear", "out_features": 10}]}}
+    raw = {
+        "name": "x",
+        "data": {"type": "digits"},
+        "rule": {"type": "signsym"},
+        "network": {"layers": [{"type": "flatten"}, {"type": "linear", "out_features": 10}]},
+    }
     with pytest.raises(SpecError) as info:
         validate(raw, registry)
     (problem,) = info.value.problems
@@ -144,14 +158,18 @@ def test_unknown_rule_error_names_broken_plugin_packages(install):
 
 
 def test_duplicate_name_is_a_conflict_naming_both_packages(install):
-    install("shadow", "altlearn-shadow", """
+    install(
+        "shadow",
+        "altlearn-shadow",
+        """
         from altlearn import hookimpl
 
         @hookimpl
         def altlearn_register_rules(register):
             register("bp", "shadow:Backprop")         # taken by altlearn itself
             register("shadowrule", "shadow:Other")    # new: still usable
-    """)
+    """,
+    )
     install("twin1", "altlearn-twin-a", GOOD_PLUGIN.format(name="twin"))
     install("twin2", "altlearn-twin-b", GOOD_PLUGIN.format(name="twin"))
     registry = build_registry()
@@ -160,8 +178,10 @@ def test_duplicate_name_is_a_conflict_naming_both_packages(install):
     assert set(conflicts) == {("rule", "bp"), ("rule", "twin")}
     assert conflicts["rule", "bp"].packages == ["altlearn", "altlearn-shadow"]
     assert conflicts["rule", "twin"].packages == ["altlearn-twin-a", "altlearn-twin-b"]
-    for name, packages in (("bp", "(altlearn and altlearn-shadow)"),
-                           ("twin", "(altlearn-twin-a and altlearn-twin-b)")):
+    for name, packages in (
+        ("bp", "(altlearn and altlearn-shadow)"),
+        ("twin", "(altlearn-twin-a and altlearn-twin-b)"),
+    ):
         with pytest.raises(PluginError) as info:
             registry.get("rule", name)
         assert packages in str(info.value)
@@ -176,8 +196,12 @@ def test_conflict_is_reported_by_spec_validation(install):
     from altlearn.spec import SpecError, validate
 
     install("shadow", "altlearn-shadow", GOOD_PLUGIN.format(name="bp"))
-    raw = {"name": "x", "data": {"type": "digits"}, "rule": {"type": "bp"},
-           "network": {"layers": [{"type": "flatten"}, {"type": "linear", "out_features": 10}]}}
+    raw = {
+        "name": "x",
+        "data": {"type": "digits"},
+        "rule": {"type": "bp"},
+        "network": {"layers": [{"type": "flatten"}, {"type": "linear", "out_features": 10}]},
+    }
     with pytest.raises(SpecError) as info:
         validate(raw, build_registry())
     (problem,) = info.value.problems
@@ -186,7 +210,10 @@ def test_conflict_is_reported_by_spec_validation(install):
 
 
 def test_misspelled_hook_makes_the_plugin_broken_not_silently_ignored(install):
-    install("typo", "altlearn-typo", """
+    install(
+        "typo",
+        "altlearn-typo",
+        """
         from altlearn import hookimpl
 
         @hookimpl
@@ -196,7 +223,9 @@ def test_misspelled_hook_makes_the_plugin_broken_not_silently_ignored(install):
         @hookimpl
         def altlearn_register_datasets(register):
             register("typodata", "typo:Data")
-    """, version="0.1")
+    """,
+        version="0.1",
+    )
     install("good", "altlearn-good", GOOD_PLUGIN.format(name="goodrule"))
     registry = build_registry()
 
@@ -213,13 +242,17 @@ def test_misspelled_hook_makes_the_plugin_broken_not_silently_ignored(install):
 
 
 def test_hook_that_raises_while_registering_is_broken(install):
-    install("raiser", "altlearn-raiser", """
+    install(
+        "raiser",
+        "altlearn-raiser",
+        """
         from altlearn import hookimpl
 
         @hookimpl
         def altlearn_register_layers(register):
             register("", "raiser:Layer")    # an empty name is refused
-    """)
+    """,
+    )
     registry = build_registry()
     (broken,) = registry.broken
     assert broken.package == "altlearn-raiser"
@@ -228,14 +261,18 @@ def test_hook_that_raises_while_registering_is_broken(install):
 
 
 def test_plugin_failing_midway_keeps_none_of_its_components(install):
-    install("halfway", "altlearn-halfway", """
+    install(
+        "halfway",
+        "altlearn-halfway",
+        """
         from altlearn import hookimpl
 
         @hookimpl
         def altlearn_register_rules(register):
             register("firstrule", "halfway:First")
             raise RuntimeError("second registration blew up")
-    """)
+    """,
+    )
     registry = build_registry()
     (broken,) = registry.broken
     assert "second registration blew up" in broken.error
@@ -243,14 +280,18 @@ def test_plugin_failing_midway_keeps_none_of_its_components(install):
 
 
 def test_plugin_registering_one_name_twice_is_broken(install):
-    install("twice", "altlearn-twice", """
+    install(
+        "twice",
+        "altlearn-twice",
+        """
         from altlearn import hookimpl
 
         @hookimpl
         def altlearn_register_rules(register):
             register("samerule", "twice:A")
             register("samerule", "twice:B")
-    """)
+    """,
+    )
     registry = build_registry()
     (broken,) = registry.broken
     assert "altlearn-twice registers rule 'samerule' twice" in broken.error
@@ -266,10 +307,14 @@ def test_a_name_that_cannot_be_typed_in_a_spec_is_refused(install, bad_name):
 
 
 def test_hooks_without_hookimpl_make_the_plugin_broken_not_silently_empty(install):
-    install("plain", "altlearn-plain", """
+    install(
+        "plain",
+        "altlearn-plain",
+        """
         def altlearn_register_rules(register):   # @hookimpl forgotten: pluggy never calls it
             register("plainrule", "plain:Rule")
-    """)
+    """,
+    )
     registry = build_registry()
     (broken,) = registry.broken
     assert broken.package == "altlearn-plain" and "@hookimpl" in broken.error
@@ -295,17 +340,20 @@ def two_plugins(install):
     return loaded
 
 
-@pytest.mark.parametrize("selection, expected", [
-    (None, {"alpharule", "betarule"}),
-    ("all", {"alpharule", "betarule"}),
-    ("ALL", {"alpharule", "betarule"}),
-    ("none", set()),
-    ("", set()),
-    ("alpha", {"alpharule"}),                       # by entry-point name
-    ("altlearn-beta", {"betarule"}),                # by distribution name
-    ("alpha, altlearn-beta", {"alpharule", "betarule"}),
-    ("gamma", set()),
-])
+@pytest.mark.parametrize(
+    "selection, expected",
+    [
+        (None, {"alpharule", "betarule"}),
+        ("all", {"alpharule", "betarule"}),
+        ("ALL", {"alpharule", "betarule"}),
+        ("none", set()),
+        ("", set()),
+        ("alpha", {"alpharule"}),  # by entry-point name
+        ("altlearn-beta", {"betarule"}),  # by distribution name
+        ("alpha, altlearn-beta", {"alpharule", "betarule"}),
+        ("gamma", set()),
+    ],
+)
 def test_plugin_selection_env(two_plugins, monkeypatch, selection, expected):
     monkeypatch.setenv(PLUGIN_SELECTION_ENV, "placeholder")  # restored after the test
     assert two_plugins(selection) == expected
@@ -333,19 +381,26 @@ def test_unselected_plugins_are_not_even_imported(two_plugins, monkeypatch):
 
 
 def test_string_target_is_imported_only_on_load(install):
-    target = install.write_module("""
+    target = install.write_module(
+        """
         IMPORTED = True
 
         class LazyRule:
             pass
-    """, prefix="lazytarget")
-    install("lazy", "altlearn-lazy", f"""
+    """,
+        prefix="lazytarget",
+    )
+    install(
+        "lazy",
+        "altlearn-lazy",
+        f"""
         from altlearn import hookimpl
 
         @hookimpl
         def altlearn_register_rules(register):
             register("lazyrule", "{target}:LazyRule")
-    """)
+    """,
+    )
     registry = build_registry()
     component = registry.get("rule", "lazyrule")
     assert component.target == f"{target}:LazyRule"
@@ -357,13 +412,17 @@ def test_string_target_is_imported_only_on_load(install):
     assert component.load() is cls and registry.load("rule", "lazyrule") is cls
 
 
-@pytest.mark.parametrize("target, error", [
-    ("module_that_does_not_exist_4711:Rule", "ModuleNotFoundError"),
-    ("{module}:Missing", "AttributeError"),
-    ("{module}:Raises", "ZeroDivisionError"),
-])
+@pytest.mark.parametrize(
+    "target, error",
+    [
+        ("module_that_does_not_exist_4711:Rule", "ModuleNotFoundError"),
+        ("{module}:Missing", "AttributeError"),
+        ("{module}:Raises", "ZeroDivisionError"),
+    ],
+)
 def test_target_that_fails_to_import_names_the_package(install, target, error):
-    module = install.write_module("""
+    module = install.write_module(
+        """
         class Rule:
             pass
 
@@ -371,14 +430,21 @@ def test_target_that_fails_to_import_names_the_package(install, target, error):
             if name == "Raises":
                 1 / 0
             raise AttributeError(name)
-    """, prefix="badtarget")
-    install("bad", "altlearn-badtarget", f"""
+    """,
+        prefix="badtarget",
+    )
+    install(
+        "bad",
+        "altlearn-badtarget",
+        f"""
         from altlearn import hookimpl
 
         @hookimpl
         def altlearn_register_rules(register):
             register("badrule", "{target.format(module=module)}")
-    """, version="9.9")
+    """,
+        version="9.9",
+    )
     registry = build_registry()
     with pytest.raises(PluginError) as info:
         registry.load("rule", "badrule")
@@ -416,12 +482,16 @@ def test_plugins_command_imports_neither_torch_nor_mlflow():
     script = Path(sys.executable).with_name("altlearn")
     command = [str(script), "plugins"] if script.is_file() else ["-m", "altlearn.cli", "plugins"]
     env = {k: v for k, v in os.environ.items() if k != PLUGIN_SELECTION_ENV}
-    result = subprocess.run([sys.executable, "-X", "importtime", *command], capture_output=True,
-                            text=True, env=env, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", *command], capture_output=True, text=True, env=env, timeout=60
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "bp" in result.stdout and "altlearn" in result.stdout and "mnist" in result.stdout
-    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
-                if line.startswith("import time:")}
+    imported = {
+        line.rsplit("|", 1)[-1].strip()
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:")
+    }
     assert "altlearn.plugins" in imported  # the import log was read correctly
     heavy = sorted(m for m in imported if m.split(".")[0] in HEAVY)
     assert heavy == []

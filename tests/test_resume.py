@@ -5,13 +5,13 @@ from __future__ import annotations
 import io
 import os
 
+import fake_rules
 import mlflow
 import pytest
 import torch
 import yaml
 from click.testing import CliRunner
 
-import fake_rules
 from altlearn import plugins
 from altlearn.cli import main
 from altlearn.spec import validate
@@ -19,15 +19,25 @@ from altlearn.train import Observer, Trainer
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-MLP = [{"type": "flatten"}, {"type": "linear", "out_features": 32}, {"type": "relu"},
-       {"type": "dropout", "p": 0.2}, {"type": "linear", "out_features": 10}]
-TANH_MLP = [{"type": "flatten"}, {"type": "linear", "out_features": 32}, {"type": "tanh"},
-            {"type": "linear", "out_features": 10}]
+MLP = [
+    {"type": "flatten"},
+    {"type": "linear", "out_features": 32},
+    {"type": "relu"},
+    {"type": "dropout", "p": 0.2},
+    {"type": "linear", "out_features": 10},
+]
+TANH_MLP = [
+    {"type": "flatten"},
+    {"type": "linear", "out_features": 32},
+    {"type": "tanh"},
+    {"type": "linear", "out_features": 10},
+]
 
 
 def digits_spec(rule: dict, layers=MLP, optimizer=None, epochs: int = 4) -> dict:
     spec = {
-        "name": "resume", "seed": 5,
+        "name": "resume",
+        "seed": 5,
         "data": {"type": "digits", "batch_size": 64, "train_subset": 640},
         "network": {"layers": layers},
         "rule": rule,
@@ -61,18 +71,29 @@ class SnapshotAt(Observer):
 
 
 def without_timing(history):
-    return [{k: v for k, v in m.items() if k not in ("epoch_seconds", "samples_per_second")}
-            for m in history]
+    return [{k: v for k, v in m.items() if k not in ("epoch_seconds", "samples_per_second")} for m in history]
 
 
-@pytest.mark.parametrize("rule, layers, optimizer", [
-    ({"type": "bp"}, MLP, {"type": "adam", "lr": 0.003}),  # dropout: the global random stream
-    ({"type": "dfa"}, TANH_MLP, {"type": "sgd", "lr": 0.05, "momentum": 0.9}),
-    ({"type": "goup", "lr": 0.05}, TANH_MLP, None),  # GO-UP's noise generator, no optimizer
-    ({"type": "ff"},
-     [{"type": "flatten"}, {"type": "linear", "out_features": 32}, {"type": "relu"},
-      {"type": "linear", "out_features": 32}, {"type": "relu"}], {"type": "adam", "lr": 0.003}),
-], ids=["bp-dropout-adam", "dfa-sgd-momentum", "goup", "ff"])
+@pytest.mark.parametrize(
+    "rule, layers, optimizer",
+    [
+        ({"type": "bp"}, MLP, {"type": "adam", "lr": 0.003}),  # dropout: the global random stream
+        ({"type": "dfa"}, TANH_MLP, {"type": "sgd", "lr": 0.05, "momentum": 0.9}),
+        ({"type": "goup", "lr": 0.05}, TANH_MLP, None),  # GO-UP's noise generator, no optimizer
+        (
+            {"type": "ff"},
+            [
+                {"type": "flatten"},
+                {"type": "linear", "out_features": 32},
+                {"type": "relu"},
+                {"type": "linear", "out_features": 32},
+                {"type": "relu"},
+            ],
+            {"type": "adam", "lr": 0.003},
+        ),
+    ],
+    ids=["bp-dropout-adam", "dfa-sgd-momentum", "goup", "ff"],
+)
 def test_a_restored_trainer_finishes_exactly_like_an_uninterrupted_one(rule, layers, optimizer):
     spec = validate(digits_spec(rule, layers, optimizer))
     torch.set_num_threads(1)
@@ -96,8 +117,11 @@ def test_a_restored_trainer_finishes_exactly_like_an_uninterrupted_one(rule, lay
     # and training after epoch 2 really changed the weights: the comparison above is not vacuous
     early = Trainer(spec)
     early.restore(torch.load(io.BytesIO(snapshot.snapshot), weights_only=False))
-    changed = [k for k, v in early.rule.state_dict().items()
-               if isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.equal(v, expected[k])]
+    changed = [
+        k
+        for k, v in early.rule.state_dict().items()
+        if isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.equal(v, expected[k])
+    ]
     assert changed
 
 
@@ -132,14 +156,16 @@ def write(tmp_path, spec, name="spec.yaml"):
 
 
 def interrupted_spec(at_step: int, checkpoint_minutes: float = 0) -> dict:
-    spec = digits_spec({"type": "interrupt_once", "at_step": at_step}, MLP,
-                       {"type": "adam", "lr": 0.003}, epochs=3)
+    spec = digits_spec(
+        {"type": "interrupt_once", "at_step": at_step}, MLP, {"type": "adam", "lr": 0.003}, epochs=3
+    )
     spec["tracking"].update(experiment="resume", log_model=False, checkpoint_minutes=checkpoint_minutes)
     return spec
 
 
-def test_ctrl_c_then_resume_finishes_the_same_run_as_if_never_interrupted(tmp_path, with_fake_rules,
-                                                                          monkeypatch):
+def test_ctrl_c_then_resume_finishes_the_same_run_as_if_never_interrupted(
+    tmp_path, with_fake_rules, monkeypatch
+):
     from altlearn.tracking import CheckpointObserver
 
     # 10 steps per epoch: checkpoint after epoch 1 only, Ctrl-C in epoch 3, so the resumed run
@@ -170,9 +196,12 @@ def test_ctrl_c_then_resume_finishes_the_same_run_as_if_never_interrupted(tmp_pa
         steps = [m.step for m in client.get_metric_history(run_id, key)]
         assert steps == sorted(set(steps)), key
     assert [m.step for m in client.get_metric_history(run_id, "test_accuracy")] == [1, 2, 3]
-    checkpoint = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="checkpoint",
-                                                     dst_path=str(tmp_path / "dl"),
-                                                     tracking_uri=client.tracking_uri)
+    checkpoint = mlflow.artifacts.download_artifacts(
+        run_id=run_id,
+        artifact_path="checkpoint",
+        dst_path=str(tmp_path / "dl"),
+        tracking_uri=client.tracking_uri,
+    )
     assert sorted(os.listdir(checkpoint)) == ["state_dict.pt", "trainer_state.pt"]
 
     # the same spec, never interrupted (the rule only fires once per process)
@@ -182,12 +211,12 @@ def test_ctrl_c_then_resume_finishes_the_same_run_as_if_never_interrupted(tmp_pa
     assert result.exit_code == 0, result.output
     (straight,) = other_client.search_runs([other_client.get_experiment_by_name("resume").experiment_id])
     for key in ("train_loss", "test_loss", "test_accuracy"):
-        assert ([m.value for m in other_client.get_metric_history(straight.info.run_id, key)]
-                == [m.value for m in client.get_metric_history(run_id, key)]), key
+        assert [m.value for m in other_client.get_metric_history(straight.info.run_id, key)] == [
+            m.value for m in client.get_metric_history(run_id, key)
+        ], key
 
 
-def test_resume_refuses_a_finished_run_an_unknown_run_and_a_run_without_checkpoint(
-        tmp_path, with_fake_rules):
+def test_resume_refuses_a_finished_run_an_unknown_run_and_a_run_without_checkpoint(tmp_path, with_fake_rules):
     spec = interrupted_spec(at_step=10_000)
     result, client = cli(tmp_path, "run", write(tmp_path, spec))
     assert result.exit_code == 0, result.output
@@ -201,8 +230,9 @@ def test_resume_refuses_a_finished_run_an_unknown_run_and_a_run_without_checkpoi
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    result = CliRunner().invoke(main, ["resume", finished.info.run_id, "--tracking-uri",
-                                       f"sqlite:///{elsewhere / 'mlflow.db'}"])
+    result = CliRunner().invoke(
+        main, ["resume", finished.info.run_id, "--tracking-uri", f"sqlite:///{elsewhere / 'mlflow.db'}"]
+    )
     assert result.exit_code == 2 and "there is no MLflow database" in result.output
     assert not (elsewhere / "mlflow.db").exists()  # and none was created
 
@@ -258,4 +288,6 @@ def test_a_checkpoint_from_a_gpu_resumes_on_a_cpu_with_a_note():
     notes = resumed.restore(state)
     assert len(notes) == 1 and "written on cuda" in notes[0] and "on cpu" in notes[0]
     assert resumed.epoch == 1
-    assert torch.equal(resumed.rule.state_dict()["network.1.weight"], trainer.rule.state_dict()["network.1.weight"])
+    assert torch.equal(
+        resumed.rule.state_dict()["network.1.weight"], trainer.rule.state_dict()["network.1.weight"]
+    )

@@ -71,7 +71,10 @@ def mlp_batch():
 
 def mlp_forward(net, x):
     W1, W2, W3 = net[0].weight, net[2].weight, net[4].weight
-    b = [net[i].bias if net[i].bias is not None else torch.zeros(net[i].out_features, dtype=x.dtype) for i in (0, 2, 4)]
+    b = [
+        net[i].bias if net[i].bias is not None else torch.zeros(net[i].out_features, dtype=x.dtype)
+        for i in (0, 2, 4)
+    ]
     h1 = torch.tanh(x @ W1.T + b[0])
     h2 = torch.tanh(h1 @ W2.T + b[1])
     s = h2 @ W3.T + b[2]
@@ -114,7 +117,9 @@ def test_bp_reference_is_right(bias):
     d2 = (e @ net[4].weight) * dtanh(h2)
     d1 = (d2 @ net[2].weight) * dtanh(h1)
     reference = linear_grads({4: (e, h2), 2: (d2, h1), 0: (d1, x)})
-    assert_grads(grads_of(Backprop(net, Backprop.Params(), loss=cross_entropy, num_classes=2), x, y), reference, bias)
+    assert_grads(
+        grads_of(Backprop(net, Backprop.Params(), loss=cross_entropy, num_classes=2), x, y), reference, bias
+    )
 
 
 @pytest.mark.parametrize("bias", [True, False])
@@ -258,7 +263,9 @@ def test_fa_conv_with_forward_kernels_as_feedback_is_bp():
     for key in bp:
         torch.testing.assert_close(fa[key], bp[key], **TOL)
     # ...and with the random kernel it is not BP
-    assert not torch.allclose(grads_of(make_rule(FeedbackAlignment, net), x, y)["0.weight"], bp["0.weight"], rtol=1e-3)
+    assert not torch.allclose(
+        grads_of(make_rule(FeedbackAlignment, net), x, y)["0.weight"], bp["0.weight"], rtol=1e-3
+    )
 
 
 @pytest.mark.parametrize("bias", [True, False])

@@ -34,8 +34,9 @@ def mlp(*widths: int, inputs: int = 784, last_activation: bool = True) -> nn.Seq
 
 
 def make_rule(network: nn.Sequential, seed: int = 0, **options) -> ForwardForward:
-    return ForwardForward(network, ForwardForward.Params(**options), loss=cross_entropy,
-                          num_classes=K, seed=seed)
+    return ForwardForward(
+        network, ForwardForward.Params(**options), loss=cross_entropy, num_classes=K, seed=seed
+    )
 
 
 def batch(n: int = 16, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -114,7 +115,7 @@ def test_weight_init_ff_redraws_with_the_seed_and_keep_leaves_the_network_alone(
     make_rule(b, seed=3)
     assert torch.equal(a[1].weight, b[1].weight) and not torch.equal(a[1].weight, network[1].weight)
     assert a[3].bias.abs().sum() == 0
-    assert abs(a[3].weight.std().item() - 32 ** -0.5) < 0.01  # N(0, 1/out_features)
+    assert abs(a[3].weight.std().item() - 32**-0.5) < 0.01  # N(0, 1/out_features)
 
 
 # --- locality ----------------------------------------------------------------------------------
@@ -199,8 +200,15 @@ def test_greedy_step_count_survives_a_state_dict_round_trip():
 
 
 def test_check_network_rejects_conv_layers():
-    network = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 26 * 26, 32),
-                            nn.ReLU(), nn.Linear(32, 32), nn.ReLU())
+    network = nn.Sequential(
+        nn.Conv2d(1, 4, 3),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(4 * 26 * 26, 32),
+        nn.ReLU(),
+        nn.Linear(32, 32),
+        nn.ReLU(),
+    )
     problems = ForwardForward.check_network(network, ForwardForward.Params())
     assert problems == [(0, pytest.approx(problems[0][1]))]
     assert "linear layers only" in problems[0][1]
@@ -209,8 +217,7 @@ def test_check_network_rejects_conv_layers():
 
 
 def test_check_network_rejects_a_backprop_output_layer():
-    problems = ForwardForward.check_network(mlp(32, 32, K, last_activation=False),
-                                            ForwardForward.Params())
+    problems = ForwardForward.check_network(mlp(32, 32, K, last_activation=False), ForwardForward.Params())
     assert [index for index, _ in problems] == [5]
     assert "backprop output layer" in problems[0][1]
 
@@ -277,7 +284,7 @@ def test_ff_loss_and_head_loss_fall_on_real_mnist(mnist_subset):
     rule = make_rule(mlp(256, 256), head_grad_scale=10)
     optimizer = torch.optim.SGD(rule.parameters(), lr=1e-3, momentum=0.9)
     history = []
-    for epoch in range(10):
+    for _epoch in range(10):
         for start in range(0, len(x), 128):
             optimizer.zero_grad(set_to_none=True)
             metrics = rule.train_step(x[start : start + 128], y[start : start + 128])

@@ -146,8 +146,13 @@ def test_a_step_never_synchronises_with_the_host(monkeypatch):
 
 
 def _run(spec_seed: int, option_seed: int | None = None) -> list[torch.Tensor]:
-    rule = GoUp(tiny_network(), GoUpParams(lr=0.1, seed=option_seed), loss=cross_entropy,
-                num_classes=4, seed=spec_seed)
+    rule = GoUp(
+        tiny_network(),
+        GoUpParams(lr=0.1, seed=option_seed),
+        loss=cross_entropy,
+        num_classes=4,
+        seed=spec_seed,
+    )
     train(rule, rule.make_optimizer())
     return params_of(rule.network)
 
@@ -244,10 +249,10 @@ def test_goup_learns_a_small_problem():
     rule = make_rule(tiny_network(), lr=0.1)
     optimizer = rule.make_optimizer()
     first = None
-    for epoch in range(10):
+    for _epoch in range(10):
         for i in range(0, 512, 32):
             optimizer.zero_grad(set_to_none=True)
-            metrics = rule.train_step(inputs[i:i + 32], labels[i:i + 32])
+            metrics = rule.train_step(inputs[i : i + 32], labels[i : i + 32])
             optimizer.step()
             first = metrics["loss"].item() if first is None else first
     with torch.no_grad():
@@ -309,8 +314,10 @@ def test_unknown_source_is_a_validation_error_with_a_suggestion():
     assert "unknown gradient source 'dfaa'" in error["msg"] and "did you mean 'dfa'" in error["msg"]
 
 
-@pytest.mark.parametrize("source, reason", [("goup", "brings its own update"),
-                                            ("ff", "has no gradient of the classification loss")])
+@pytest.mark.parametrize(
+    "source, reason",
+    [("goup", "brings its own update"), ("ff", "has no gradient of the classification loss")],
+)
 def test_sources_without_a_plain_gradient_are_rejected(source, reason):
     with pytest.raises(ValidationError) as info:
         GoUpParams(source=source)
@@ -326,11 +333,9 @@ def test_source_options_are_validated_by_the_source(monkeypatch):
     assert "not an option of gradient source 'bp'" in error["msg"]
     # every problem at once, each at its own path, with the source's own option names
     with pytest.raises(ValidationError) as info:
-        GoUpParams(source="dfa", lr=-1.0,
-                   source_options={"feedback_scale": -1.0, "feedbak_init": "uniform"})
+        GoUpParams(source="dfa", lr=-1.0, source_options={"feedback_scale": -1.0, "feedbak_init": "uniform"})
     errors = {e["loc"]: e for e in info.value.errors()}
-    assert set(errors) == {("lr",), ("source_options", "feedback_scale"),
-                           ("source_options", "feedbak_init")}
+    assert set(errors) == {("lr",), ("source_options", "feedback_scale"), ("source_options", "feedbak_init")}
     assert errors[("source_options", "feedback_scale")]["type"] == "greater_than"
     assert "did you mean 'feedback_init'" in errors[("source_options", "feedbak_init")]["msg"]
 

@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import fake_rules
 import mlflow
-import numpy as np
 import pytest
 import torch
 import yaml
@@ -17,16 +17,20 @@ from click.testing import CliRunner
 from altlearn import plugins
 from altlearn.cli import main
 
-import fake_rules
-
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 DIGITS_SPEC = {
     "name": "digits-e2e",
     "seed": 3,
     "data": {"type": "digits", "batch_size": 32},
-    "network": {"layers": [{"type": "flatten"}, {"type": "linear", "out_features": 64},
-                           {"type": "relu"}, {"type": "linear", "out_features": 10}]},
+    "network": {
+        "layers": [
+            {"type": "flatten"},
+            {"type": "linear", "out_features": 64},
+            {"type": "relu"},
+            {"type": "linear", "out_features": 10},
+        ]
+    },
     "rule": {"type": "bp"},
     "optimizer": {"type": "adam", "lr": 0.003},
     "schedule": {"type": "cosine"},
@@ -78,8 +82,15 @@ def test_digits_run_is_recorded_completely(tmp_path, monkeypatch):
     assert tags["altlearn.rule"] == "bp" and tags["altlearn.dataset"] == "digits"
     assert tags["torch.version"] == torch.__version__
     # per-epoch metrics under the shared names, one value per epoch
-    for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "epoch_seconds",
-                "samples_per_second", "lr"):
+    for key in (
+        "train_loss",
+        "train_accuracy",
+        "test_loss",
+        "test_accuracy",
+        "epoch_seconds",
+        "samples_per_second",
+        "lr",
+    ):
         history = client.get_metric_history(run.info.run_id, key)
         assert [m.step for m in history] == [1, 2, 3, 4], key
     accuracy = run.data.metrics["test_accuracy"]
@@ -89,7 +100,9 @@ def test_digits_run_is_recorded_completely(tmp_path, monkeypatch):
     # artifacts: resolved spec and checkpoint beside the database
     names = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"spec.yaml", "checkpoint"} <= names
-    logged = yaml.safe_load(Path(client.download_artifacts(run.info.run_id, "spec.yaml", str(tmp_path))).read_text())
+    logged = yaml.safe_load(
+        Path(client.download_artifacts(run.info.run_id, "spec.yaml", str(tmp_path))).read_text()
+    )
     assert logged["train"]["epochs"] == 4 and logged["optimizer"]["type"] == "adam"
     assert run.info.artifact_uri.startswith((tmp_path / "mlartifacts").as_uri())
     # the logged model classifies raw [0, 1] images by itself, as well as the run says
@@ -113,8 +126,10 @@ def test_same_seed_gives_identical_metrics_and_another_seed_differs(tmp_path):
         spec = validate({**DIGITS_SPEC, "seed": seed})
         trainer = Trainer(spec)
         trainer.fit()
-        return [{k: v for k, v in h.items() if k not in ("epoch_seconds", "samples_per_second")}
-                for h in trainer.history]
+        return [
+            {k: v for k, v in h.items() if k not in ("epoch_seconds", "samples_per_second")}
+            for h in trainer.history
+        ]
 
     first, second, other = history(1), history(1), history(2)
     assert first == second
@@ -122,11 +137,21 @@ def test_same_seed_gives_identical_metrics_and_another_seed_differs(tmp_path):
 
 
 def test_real_mnist_subset_trains(tmp_path):
-    spec = {**DIGITS_SPEC, "name": "mnist-subset",
-            "data": {"type": "mnist", "batch_size": 64, "train_subset": 4000, "test_subset": 1000,
-                     "val_size": 500},
-            "train": {"epochs": 2, "device": "cpu"}}
-    result, client = run_cli(tmp_path, write_spec(tmp_path, spec), "--quiet", "-s", "tracking.log_model=false")
+    spec = {
+        **DIGITS_SPEC,
+        "name": "mnist-subset",
+        "data": {
+            "type": "mnist",
+            "batch_size": 64,
+            "train_subset": 4000,
+            "test_subset": 1000,
+            "val_size": 500,
+        },
+        "train": {"epochs": 2, "device": "cpu"},
+    }
+    result, client = run_cli(
+        tmp_path, write_spec(tmp_path, spec), "--quiet", "-s", "tracking.log_model=false"
+    )
     assert result.exit_code == 0, result.output
     run = only_run(client)
     assert run.info.status == "FINISHED"
@@ -157,15 +182,17 @@ def test_ctrl_c_ends_killed_and_keeps_metrics(tmp_path, with_fake_rules):
     assert len(client.get_metric_history(run.info.run_id, "train_loss")) == 1
 
 
-@pytest.mark.parametrize("mistake, words", [
-    ("float", "'loss' is a float, not a scalar tensor"),
-    ("vector", "'loss' is a tensor of shape (32,), not a scalar tensor"),
-    ("no_loss", "train_step returned no 'loss' (keys: losss)"),
-    ("none", "train_step returned NoneType"),
-    ("no_grad", "filled no parameter's .grad"),
-])
-def test_a_rule_breaking_the_step_contract_is_named_after_one_step(tmp_path, with_fake_rules,
-                                                                   mistake, words):
+@pytest.mark.parametrize(
+    "mistake, words",
+    [
+        ("float", "'loss' is a float, not a scalar tensor"),
+        ("vector", "'loss' is a tensor of shape (32,), not a scalar tensor"),
+        ("no_loss", "train_step returned no 'loss' (keys: losss)"),
+        ("none", "train_step returned NoneType"),
+        ("no_grad", "filled no parameter's .grad"),
+    ],
+)
+def test_a_rule_breaking_the_step_contract_is_named_after_one_step(tmp_path, with_fake_rules, mistake, words):
     spec = {**DIGITS_SPEC, "rule": {"type": "bad_step", "mistake": mistake}}
     result, client = run_cli(tmp_path, write_spec(tmp_path, spec), "--quiet")
     assert result.exit_code == 1
@@ -230,14 +257,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("make_uri, words", [
-    (lambda tmp: f"http://127.0.0.1:{free_port()}", "cannot reach the MLflow tracking server"),
-    (lambda tmp: f"sqlite:///{tmp / 'a_file' / 'x.db'}", "cannot use the MLflow tracking store"),
-    (lambda tmp: f"sqlite:///{tmp / 'not_a_db'}", "file is not a database"),
-    (lambda tmp: "bogus://x", "cannot use the MLflow tracking store bogus://x"),
-], ids=["unreachable-server", "parent-is-a-file", "not-a-database", "unknown-scheme"])
-def test_an_unusable_tracking_store_is_reported_before_the_data_loads(tmp_path, monkeypatch,
-                                                                       make_uri, words):
+@pytest.mark.parametrize(
+    "make_uri, words",
+    [
+        (lambda tmp: f"http://127.0.0.1:{free_port()}", "cannot reach the MLflow tracking server"),
+        (lambda tmp: f"sqlite:///{tmp / 'a_file' / 'x.db'}", "cannot use the MLflow tracking store"),
+        (lambda tmp: f"sqlite:///{tmp / 'not_a_db'}", "file is not a database"),
+        (lambda tmp: "bogus://x", "cannot use the MLflow tracking store bogus://x"),
+    ],
+    ids=["unreachable-server", "parent-is-a-file", "not-a-database", "unknown-scheme"],
+)
+def test_an_unusable_tracking_store_is_reported_before_the_data_loads(tmp_path, monkeypatch, make_uri, words):
     (tmp_path / "a_file").write_text("")
     (tmp_path / "not_a_db").write_text("certainly not sqlite " * 50)
     from altlearn import train
@@ -246,8 +276,9 @@ def test_an_unusable_tracking_store_is_reported_before_the_data_loads(tmp_path, 
         raise AssertionError("the trainer must not be built when the tracking store is unusable")
 
     monkeypatch.setattr(train, "Trainer", no_training)
-    result = CliRunner().invoke(main, ["run", str(write_spec(tmp_path, DIGITS_SPEC)), "--quiet",
-                                       "--tracking-uri", make_uri(tmp_path)])
+    result = CliRunner().invoke(
+        main, ["run", str(write_spec(tmp_path, DIGITS_SPEC)), "--quiet", "--tracking-uri", make_uri(tmp_path)]
+    )
     assert result.exit_code == 2, result.output
     assert words in result.output
     assert "Traceback" not in result.output
@@ -280,8 +311,11 @@ def test_two_runs_creating_one_new_experiment_both_get_it(tmp_path):
 
 
 def test_nan_loss_stops_with_a_message_and_failed(tmp_path, with_fake_rules):
-    spec = {**DIGITS_SPEC, "rule": {"type": "nan", "at_step": 60},
-            "train": {"epochs": 3, "device": "cpu", "log_every": 5}}
+    spec = {
+        **DIGITS_SPEC,
+        "rule": {"type": "nan", "at_step": 60},
+        "train": {"epochs": 3, "device": "cpu", "log_every": 5},
+    }
     result, client = run_cli(tmp_path, write_spec(tmp_path, spec), "--quiet")
     assert result.exit_code == 1
     assert "nan" in result.output and "lower optimizer.lr (it is 0.003;" in result.output
@@ -295,7 +329,9 @@ def test_nan_loss_stops_with_a_message_and_failed(tmp_path, with_fake_rules):
 def test_rule_with_its_own_update_needs_no_optimizer(tmp_path, with_fake_rules):
     spec = {k: v for k, v in DIGITS_SPEC.items() if k != "optimizer"}
     spec["rule"] = {"type": "own_update"}
-    result, client = run_cli(tmp_path, write_spec(tmp_path, spec), "--quiet", "-s", "tracking.log_model=false")
+    result, client = run_cli(
+        tmp_path, write_spec(tmp_path, spec), "--quiet", "-s", "tracking.log_model=false"
+    )
     assert result.exit_code == 0, result.output
     run = only_run(client)
     assert "optimizer.type" not in run.data.params
@@ -306,13 +342,16 @@ def test_rule_with_its_own_update_needs_no_optimizer(tmp_path, with_fake_rules):
 
 
 def test_three_mistakes_three_messages_exit_2_no_traceback(tmp_path):
-    spec = {**DIGITS_SPEC,
-            "data": {"type": "digits", "batch_size": 0},
-            "optimizer": {"type": "adam", "lr": 0.001, "momentum": 0.9},
-            "train": {"epochs": 3, "device": "gpu"}}
+    spec = {
+        **DIGITS_SPEC,
+        "data": {"type": "digits", "batch_size": 0},
+        "optimizer": {"type": "adam", "lr": 0.001, "momentum": 0.9},
+        "train": {"epochs": 3, "device": "gpu"},
+    }
     path = write_spec(tmp_path, spec)
-    proc = subprocess.run([sys.executable, "-m", "altlearn.cli", "validate", str(path)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "altlearn.cli", "validate", str(path)], capture_output=True, text=True
+    )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr + proc.stdout
     lines = [line for line in proc.stderr.splitlines() if line.strip().startswith("- ")]
@@ -338,12 +377,19 @@ def test_cuda_requested_without_cuda_is_a_user_error(tmp_path):
 
 
 def test_render_prints_resolved_spec_with_overrides(tmp_path):
-    result = CliRunner().invoke(main, ["render", str(write_spec(tmp_path, DIGITS_SPEC)),
-                                       "-s", "rule.type=bp", "-s", "optimizer.lr=0.5"])
+    result = CliRunner().invoke(
+        main,
+        ["render", str(write_spec(tmp_path, DIGITS_SPEC)), "-s", "rule.type=bp", "-s", "optimizer.lr=0.5"],
+    )
     assert result.exit_code == 0, result.output
     rendered = yaml.safe_load(result.output)
-    assert rendered["optimizer"] == {"type": "adam", "lr": 0.5, "weight_decay": 0.0,
-                                     "betas": [0.9, 0.999], "eps": 1e-08}
+    assert rendered["optimizer"] == {
+        "type": "adam",
+        "lr": 0.5,
+        "weight_decay": 0.0,
+        "betas": [0.9, 0.999],
+        "eps": 1e-08,
+    }
     assert rendered["data"]["eval_batch_size"] == 1000
 
 
@@ -351,8 +397,9 @@ def test_render_prints_resolved_spec_with_overrides(tmp_path):
 def test_digits_on_cuda(tmp_path):
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
-    result, client = run_cli(tmp_path, write_spec(tmp_path, DIGITS_SPEC), "-s", "train.device=cuda",
-                             "--quiet")
+    result, client = run_cli(
+        tmp_path, write_spec(tmp_path, DIGITS_SPEC), "-s", "train.device=cuda", "--quiet"
+    )
     assert result.exit_code == 0, result.output
     assert only_run(client).data.metrics["test_accuracy"] > 0.9
 

@@ -8,21 +8,29 @@ import yaml
 from pydantic import Field
 
 import altlearn
+from altlearn.components import Params
 from altlearn.plugins import PLUGIN_SELECTION_ENV, build_registry
 from altlearn.rules.base import Rule
-from altlearn.components import Params
 from altlearn.spec import SpecError, apply_overrides, flatten, load_spec, validate
 
 SPECS = sorted((Path(__file__).resolve().parents[1] / "specs").glob("*.yaml"))
 
-MLP = [{"type": "flatten"}, {"type": "linear", "out_features": 32}, {"type": "relu"},
-       {"type": "linear", "out_features": 10}]
+MLP = [
+    {"type": "flatten"},
+    {"type": "linear", "out_features": 32},
+    {"type": "relu"},
+    {"type": "linear", "out_features": 10},
+]
 
 
 def minimal(**changes):
     """A valid spec mapping on the 8x8 digits (validation never loads the data)."""
-    raw = {"name": "t", "data": {"type": "digits"}, "network": {"layers": copy.deepcopy(MLP)},
-           "rule": {"type": "bp"}}
+    raw = {
+        "name": "t",
+        "data": {"type": "digits"},
+        "network": {"layers": copy.deepcopy(MLP)},
+        "rule": {"type": "bp"},
+    }
     raw.update(changes)
     return raw
 
@@ -46,24 +54,42 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
 
 
 def test_render_of_a_minimal_spec_fills_every_default(tmp_path):
-    path = write(tmp_path, "tiny-run.yaml", """
+    path = write(
+        tmp_path,
+        "tiny-run.yaml",
+        """
 data: {type: mnist}
 network:
   layers: [{type: flatten}, {type: linear, out_features: 10}]
 rule: {type: bp}
-""")
+""",
+    )
     spec = load_spec(path)
     out = yaml.safe_load(spec.to_yaml())
     assert out == spec.to_dict()
     assert out["name"] == "tiny-run"  # the file's stem
     assert out["seed"] == 0
-    assert out["data"] == {"type": "mnist", "root": None, "batch_size": 128, "eval_batch_size": 1000,
-                           "val_size": 0, "train_subset": None, "test_subset": None,
-                           "normalize": True}
-    assert out["network"]["layers"] == [{"type": "flatten"},
-                                        {"type": "linear", "out_features": 10, "bias": True}]
-    assert out["optimizer"] == {"type": "adam", "lr": 0.001, "weight_decay": 0.0,
-                                "betas": [0.9, 0.999], "eps": 1e-8}
+    assert out["data"] == {
+        "type": "mnist",
+        "root": None,
+        "batch_size": 128,
+        "eval_batch_size": 1000,
+        "val_size": 0,
+        "train_subset": None,
+        "test_subset": None,
+        "normalize": True,
+    }
+    assert out["network"]["layers"] == [
+        {"type": "flatten"},
+        {"type": "linear", "out_features": 10, "bias": True},
+    ]
+    assert out["optimizer"] == {
+        "type": "adam",
+        "lr": 0.001,
+        "weight_decay": 0.0,
+        "betas": [0.9, 0.999],
+        "eps": 1e-8,
+    }
     assert out["schedule"] == {"type": "constant", "warmup_epochs": 0.0}
     assert out["train"]["device"] == "auto"
     assert out["train"]["epochs"] == 10
@@ -74,8 +100,9 @@ rule: {type: bp}
 
 
 def test_rendered_spec_validates_to_the_same_spec(tmp_path):
-    spec = validate(minimal(optimizer={"type": "sgd", "momentum": 0.9},
-                            schedule={"type": "cosine", "min_factor": 0.1}))
+    spec = validate(
+        minimal(optimizer={"type": "sgd", "momentum": 0.9}, schedule={"type": "cosine", "min_factor": 0.1})
+    )
     again = load_spec(write(tmp_path, "again.yaml", spec.to_yaml()))
     assert again.to_dict() == spec.to_dict()
 
@@ -107,8 +134,17 @@ def test_resolved_blocks_carry_component_classes_and_parsed_params():
 
 def test_overrides_are_yaml_typed_and_create_missing_sections():
     raw = minimal()
-    apply_overrides(raw, ["optimizer.lr=0.01", "train.epochs=3", "data.normalize=false",
-                          "optimizer.betas=[0.8, 0.9]", "tracking.tags.note=a=b", "seed=-1"])
+    apply_overrides(
+        raw,
+        [
+            "optimizer.lr=0.01",
+            "train.epochs=3",
+            "data.normalize=false",
+            "optimizer.betas=[0.8, 0.9]",
+            "tracking.tags.note=a=b",
+            "seed=-1",
+        ],
+    )
     assert raw["optimizer"] == {"lr": 0.01, "betas": [0.8, 0.9]}  # section created
     assert isinstance(raw["optimizer"]["lr"], float)
     assert raw["train"] == {"epochs": 3} and isinstance(raw["train"]["epochs"], int)
@@ -125,8 +161,10 @@ def test_overrides_are_yaml_typed_and_create_missing_sections():
     assert spec.tracking.tags == {"note": "a=b"}
 
 
-@pytest.mark.parametrize("path", ["network.layers.1.out_features", "network.layers[1].out_features",
-                                  "network.layers.-3.out_features"])
+@pytest.mark.parametrize(
+    "path",
+    ["network.layers.1.out_features", "network.layers[1].out_features", "network.layers.-3.out_features"],
+)
 def test_override_list_items_by_index(path):
     raw = minimal()
     apply_overrides(raw, [f"{path}=64"])
@@ -135,8 +173,7 @@ def test_override_list_items_by_index(path):
 
 
 def test_override_replaces_a_whole_block():
-    raw = apply_overrides(minimal(), ["rule={type: bp}", "schedule.type=cosine",
-                                      "schedule.min_factor=0.05"])
+    raw = apply_overrides(minimal(), ["rule={type: bp}", "schedule.type=cosine", "schedule.min_factor=0.05"])
     spec = validate(raw)
     assert spec.schedule.type == "cosine" and spec.schedule.params.min_factor == 0.05
 
@@ -147,14 +184,17 @@ def test_overrides_on_a_loaded_file(tmp_path):
     assert spec.data_options.batch_size == 16
 
 
-@pytest.mark.parametrize("override, words", [
-    ("optimizer.lr", ["expected path=value"]),
-    ("=3", ["expected path=value"]),
-    ("network.layers.9.out_features=1", ["out of range", "4 items"]),
-    ("network.layers.first.out_features=1", ["not a list index"]),
-    ("name.x=1", ["not a mapping"]),
-    ("data.type.x=1", ["not a mapping"]),
-])
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("optimizer.lr", ["expected path=value"]),
+        ("=3", ["expected path=value"]),
+        ("network.layers.9.out_features=1", ["out of range", "4 items"]),
+        ("network.layers.first.out_features=1", ["not a list index"]),
+        ("name.x=1", ["not a mapping"]),
+        ("data.type.x=1", ["not a mapping"]),
+    ],
+)
 def test_bad_override_is_a_spec_error(override, words):
     with pytest.raises(SpecError) as info:
         apply_overrides(minimal(), [override])
@@ -168,8 +208,10 @@ def test_every_bad_override_is_reported_at_once(tmp_path):
     path = write(tmp_path, "s.yaml", yaml.safe_dump(minimal()))
     with pytest.raises(SpecError) as info:
         load_spec(path, ["optimizer.lr", "network.layers.7.bias=false", "train.epochs=2"])
-    assert [p.path for p in info.value.problems] == ["--set optimizer.lr",
-                                                     "--set network.layers.7.bias=false"]
+    assert [p.path for p in info.value.problems] == [
+        "--set optimizer.lr",
+        "--set network.layers.7.bias=false",
+    ]
     assert info.value.source == str(path) and str(path) in info.value.report()
 
 
@@ -177,8 +219,9 @@ def test_every_bad_override_is_reported_at_once(tmp_path):
 
 
 def test_three_independent_mistakes_give_exactly_three_problems():
-    raw = minimal(data={"type": "digits", "batch_size": -1}, optimizer={"type": "sgd", "lrr": 0.1},
-                  train={"epochs": 0})
+    raw = minimal(
+        data={"type": "digits", "batch_size": -1}, optimizer={"type": "sgd", "lrr": 0.1}, train={"epochs": 0}
+    )
     with pytest.raises(SpecError) as info:
         validate(raw, source="spec.yaml")
     problems = info.value.problems
@@ -191,14 +234,17 @@ def test_three_independent_mistakes_give_exactly_three_problems():
     assert "  - train.epochs: " in report
 
 
-@pytest.mark.parametrize("section, values, path, suggestion", [
-    ("train", {"epoch": 3}, "train.epoch", "epochs"),
-    ("tracking", {"experimnt": "x"}, "tracking.experimnt", "experiment"),
-    ("optimizer", {"type": "sgd", "momentom": 0.9}, "optimizer.momentom", "momentum"),
-    ("schedule", {"type": "cosine", "min_fator": 0.1}, "schedule.min_fator", "min_factor"),
-    ("data", {"type": "digits", "batchsize": 64}, "data.batchsize", "batch_size"),  # common option
-    ("data", {"type": "digits", "test_fractoin": 0.5}, "data.test_fractoin", "test_fraction"),
-])
+@pytest.mark.parametrize(
+    "section, values, path, suggestion",
+    [
+        ("train", {"epoch": 3}, "train.epoch", "epochs"),
+        ("tracking", {"experimnt": "x"}, "tracking.experimnt", "experiment"),
+        ("optimizer", {"type": "sgd", "momentom": 0.9}, "optimizer.momentom", "momentum"),
+        ("schedule", {"type": "cosine", "min_fator": 0.1}, "schedule.min_fator", "min_factor"),
+        ("data", {"type": "digits", "batchsize": 64}, "data.batchsize", "batch_size"),  # common option
+        ("data", {"type": "digits", "test_fractoin": 0.5}, "data.test_fractoin", "test_fraction"),
+    ],
+)
 def test_unknown_option_suggests_the_closest(section, values, path, suggestion):
     problems = problems_of(minimal(**{section: values}))
     assert list(problems) == [path]
@@ -206,11 +252,14 @@ def test_unknown_option_suggests_the_closest(section, values, path, suggestion):
     assert suggestion in problems[path].split("options are:")[1]
 
 
-@pytest.mark.parametrize("section, values, path, home", [
-    ("rule", {"type": "fa", "lr": 0.01}, "rule.lr", "optimizer.lr"),
-    ("optimizer", {"type": "sgd", "epochs": 3}, "optimizer.epochs", "train.epochs"),
-    ("rule", {"type": "bp", "batch_size": 64}, "rule.batch_size", "data.batch_size"),
-])
+@pytest.mark.parametrize(
+    "section, values, path, home",
+    [
+        ("rule", {"type": "fa", "lr": 0.01}, "rule.lr", "optimizer.lr"),
+        ("optimizer", {"type": "sgd", "epochs": 3}, "optimizer.epochs", "train.epochs"),
+        ("rule", {"type": "bp", "batch_size": 64}, "rule.batch_size", "data.batch_size"),
+    ],
+)
 def test_a_key_in_the_wrong_section_names_its_home(section, values, path, home):
     problems = problems_of(minimal(**{section: values}))
     assert list(problems) == [path]
@@ -228,7 +277,9 @@ def test_a_rule_whose_check_network_is_broken_is_named_not_a_traceback():
     registry = build_registry(extra_plugins=[(fake_rules, "altlearn-test-fakes", "9.9")])
     problems = problems_of(minimal(rule={"type": "bad_check"}), registry=registry)
     assert list(problems) == ["rule.type"]
-    assert "rule 'bad_check' (package altlearn-test-fakes) failed to check the network" in problems["rule.type"]
+    assert (
+        "rule 'bad_check' (package altlearn-test-fakes) failed to check the network" in problems["rule.type"]
+    )
 
 
 def test_unknown_option_of_a_layer():
@@ -241,12 +292,15 @@ def test_unknown_option_of_a_layer():
     assert "required by layer 'linear'" in problems["network.layers[1].out_features"]
 
 
-@pytest.mark.parametrize("section, path, bad, suggestion, known", [
-    ("rule", "rule.type", "bpp", "bp", ["bp", "fa", "dfa", "goup"]),
-    ("data", "data.type", "minst", "mnist", ["mnist", "digits", "cifar10", "fashion_mnist"]),
-    ("optimizer", "optimizer.type", "adamm", "adam", ["adam", "adamw", "sgd"]),
-    ("schedule", "schedule.type", "cosin", "cosine", ["constant", "cosine", "linear", "step"]),
-])
+@pytest.mark.parametrize(
+    "section, path, bad, suggestion, known",
+    [
+        ("rule", "rule.type", "bpp", "bp", ["bp", "fa", "dfa", "goup"]),
+        ("data", "data.type", "minst", "mnist", ["mnist", "digits", "cifar10", "fashion_mnist"]),
+        ("optimizer", "optimizer.type", "adamm", "adam", ["adam", "adamw", "sgd"]),
+        ("schedule", "schedule.type", "cosin", "cosine", ["constant", "cosine", "linear", "step"]),
+    ],
+)
 def test_unknown_type_suggests_and_lists_known_types(section, path, bad, suggestion, known):
     problems = problems_of(minimal(**{section: {"type": bad}}))
     assert list(problems) == [path]
@@ -285,16 +339,19 @@ def test_missing_name_without_a_file():
     assert list(problems_of(raw)) == ["name"]
 
 
-@pytest.mark.parametrize("changes, path, words", [
-    ({"data": "mnist"}, "data", ["expected a mapping with a 'type' key", "'mnist'"]),
-    ({"data": {"batch_size": 3}}, "data.type", ["missing", "digits"]),
-    ({"train": 5}, "train", ["expected a mapping of options"]),
-    ({"network": [{"type": "flatten"}]}, "network", ["expected a mapping with 'layers'"]),
-    ({"network": {"layers": []}}, "network.layers", ["non-empty list"]),
-    ({"network": {"layers": MLP, "width": 3}}, "network.width", ["only 'layers'"]),
-    ({"rule": ["bp"]}, "rule", ["expected a mapping"]),
-    ({"optimizer": "adam"}, "optimizer", ["expected a mapping"]),
-])
+@pytest.mark.parametrize(
+    "changes, path, words",
+    [
+        ({"data": "mnist"}, "data", ["expected a mapping with a 'type' key", "'mnist'"]),
+        ({"data": {"batch_size": 3}}, "data.type", ["missing", "digits"]),
+        ({"train": 5}, "train", ["expected a mapping of options"]),
+        ({"network": [{"type": "flatten"}]}, "network", ["expected a mapping with 'layers'"]),
+        ({"network": {"layers": []}}, "network.layers", ["non-empty list"]),
+        ({"network": {"layers": MLP, "width": 3}}, "network.width", ["only 'layers'"]),
+        ({"rule": ["bp"]}, "rule", ["expected a mapping"]),
+        ({"optimizer": "adam"}, "optimizer", ["expected a mapping"]),
+    ],
+)
 def test_non_mapping_and_malformed_sections(changes, path, words):
     problems = problems_of(minimal(**changes))
     assert list(problems) == [path]
@@ -309,8 +366,9 @@ def test_a_layer_that_is_not_a_mapping():
 
 
 def test_invalid_values_say_what_is_wrong():
-    problems = problems_of(minimal(train={"device": "tpu", "loss": "hinge"},
-                                   data={"type": "digits", "test_fraction": 1.5}))
+    problems = problems_of(
+        minimal(train={"device": "tpu", "loss": "hinge"}, data={"type": "digits", "test_fraction": 1.5})
+    )
     assert set(problems) == {"data.test_fraction", "train.device", "train.loss"}
     assert "'tpu'" in problems["train.device"] and "'cuda'" in problems["train.device"]
     assert "1.5" in problems["data.test_fraction"]
@@ -343,10 +401,12 @@ def test_conv_after_flatten_is_reported_at_its_layer():
 
 def test_kernel_larger_than_the_image_is_reported_at_its_layer():
     raw = minimal()
-    raw["network"]["layers"][:1] = [{"type": "conv2d", "out_channels": 2, "kernel_size": 3},
-                                    {"type": "maxpool2d", "kernel_size": 2},
-                                    {"type": "conv2d", "out_channels": 2, "kernel_size": 5},
-                                    {"type": "flatten"}]
+    raw["network"]["layers"][:1] = [
+        {"type": "conv2d", "out_channels": 2, "kernel_size": 3},
+        {"type": "maxpool2d", "kernel_size": 2},
+        {"type": "conv2d", "out_channels": 2, "kernel_size": 5},
+        {"type": "flatten"},
+    ]
     problems = problems_of(raw)
     assert list(problems) == ["network.layers[2]"]  # 8 -> 6 -> 3: a 5x5 kernel does not fit
     assert "(2, 3, 3)" in problems["network.layers[2]"]
@@ -381,8 +441,11 @@ def test_yaml_syntax_error_gives_the_line(tmp_path):
 
 
 def test_a_key_given_twice_is_an_error_with_both_lines(tmp_path):
-    path = write(tmp_path, "twice.yaml", "name: x\ndata: {type: digits}\nrule:\n  type: bp\n"
-                 "optimizer:\n  lr: 0.1\n  lr: 0.001\n")
+    path = write(
+        tmp_path,
+        "twice.yaml",
+        "name: x\ndata: {type: digits}\nrule:\n  type: bp\noptimizer:\n  lr: 0.1\n  lr: 0.001\n",
+    )
     with pytest.raises(SpecError) as info:
         load_spec(path)
     (problem,) = info.value.problems
@@ -391,9 +454,13 @@ def test_a_key_given_twice_is_an_error_with_both_lines(tmp_path):
 
 
 def test_yaml_merge_keys_still_work_and_a_written_key_overrides_a_merged_one(tmp_path):
-    path = write(tmp_path, "merge.yaml", "name: x\ndata: {type: digits}\nnetwork:\n  layers:\n"
-                 "    - {type: flatten}\n    - {type: linear, out_features: 10}\nrule: {type: bp}\n"
-                 "optimizer: {<<: {type: sgd, lr: 0.1}, lr: 0.05}\n")
+    path = write(
+        tmp_path,
+        "merge.yaml",
+        "name: x\ndata: {type: digits}\nnetwork:\n  layers:\n"
+        "    - {type: flatten}\n    - {type: linear, out_features: 10}\nrule: {type: bp}\n"
+        "optimizer: {<<: {type: sgd, lr: 0.1}, lr: 0.05}\n",
+    )
     spec = load_spec(path)
     assert spec.optimizer.type == "sgd" and spec.optimizer.params.lr == 0.05
 
@@ -434,7 +501,12 @@ def test_shipped_spec_validates(path):
 
 def test_flatten_gives_dotted_keys():
     assert flatten({"a": {"b": [1, {"c": 2}], "d": [1, 2]}, "e": {}, "f": []}) == {
-        "a.b.0": 1, "a.b.1.c": 2, "a.d": [1, 2], "e": {}, "f": []}
+        "a.b.0": 1,
+        "a.b.1.c": 2,
+        "a.d": [1, 2],
+        "e": {},
+        "f": [],
+    }
     flat = flatten(validate(minimal()).to_dict())
     assert flat["data.batch_size"] == 128
     assert flat["network.layers.1.out_features"] == 32
@@ -457,8 +529,11 @@ class ScaledRule(Rule):
     def check_network(cls, network, params):
         import torch
 
-        return [(i, "needs bias-free linear layers") for i, m in enumerate(network)
-                if isinstance(m, torch.nn.Linear) and m.bias is not None]
+        return [
+            (i, "needs bias-free linear layers")
+            for i, m in enumerate(network)
+            if isinstance(m, torch.nn.Linear) and m.bias is not None
+        ]
 
 
 class ScaledPlugin:

@@ -11,8 +11,14 @@ BASE = {
     "name": "options",
     "seed": 5,
     "data": {"type": "digits", "batch_size": 64},
-    "network": {"layers": [{"type": "flatten"}, {"type": "linear", "out_features": 48},
-                           {"type": "tanh"}, {"type": "linear", "out_features": 10}]},
+    "network": {
+        "layers": [
+            {"type": "flatten"},
+            {"type": "linear", "out_features": 48},
+            {"type": "tanh"},
+            {"type": "linear", "out_features": 10},
+        ]
+    },
     "optimizer": {"type": "sgd", "lr": 0.05, "momentum": 0.9},
     "tracking": {"alignment_every": 0},
 }

@@ -17,7 +17,8 @@ device and reads them once per logging interval, so a step never forces a host s
 
 from __future__ import annotations
 
-from typing import Callable, ClassVar
+from collections.abc import Callable
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -101,7 +102,7 @@ class Rule(nn.Module):
         scores = self.predict(x)
         return {"loss": self.loss(scores, y), "accuracy": accuracy(scores, y)}
 
-    def gradient_rule(self) -> "Rule | None":
+    def gradient_rule(self) -> Rule | None:
         """The rule whose ``train_step`` fills ``.grad`` with this rule's update direction.
 
         Used by the alignment diagnostics. A rule whose gradient comes from another rule (GO-UP's

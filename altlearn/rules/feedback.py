@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Literal
 
 import torch
 from pydantic import Field
@@ -56,10 +56,8 @@ class FeedbackParams(Params):
             "i.e. PyTorch's default kaiming-uniform U(+-1/sqrt(fan_in of W_l))"
         ),
     )
-    feedback_scale: float = Field(
-        1.0, gt=0.0, le=1e6, description="multiplies the drawn feedback matrices"
-    )
-    feedback_seed: Optional[int] = Field(
+    feedback_scale: float = Field(1.0, gt=0.0, le=1e6, description="multiplies the drawn feedback matrices")
+    feedback_seed: int | None = Field(
         None,
         ge=0,
         description="seed of the feedback matrices; null: the spec's seed",
@@ -129,17 +127,30 @@ def layer_problems(
         if is_trainable(module):
             if isinstance(module, nn.Conv2d):
                 if module.padding_mode != "zeros":
-                    problems.append((index, f"{rule_name} supports conv2d only with zero padding, not padding_mode={module.padding_mode!r}"))
+                    problems.append(
+                        (
+                            index,
+                            f"{rule_name} supports conv2d only with zero padding, not padding_mode={module.padding_mode!r}",
+                        )
+                    )
                 elif isinstance(module.padding, str):
-                    problems.append((index, f"{rule_name} needs conv2d padding as numbers, not {module.padding!r}"))
+                    problems.append(
+                        (index, f"{rule_name} needs conv2d padding as numbers, not {module.padding!r}")
+                    )
             continue
         if has_params:
             problems.append(
-                (index, f"{rule_name} cannot train layer {index} ({kind}): its trainable layers are {supported}")
+                (
+                    index,
+                    f"{rule_name} cannot train layer {index} ({kind}): its trainable layers are {supported}",
+                )
             )
         elif not isinstance(module, PASS_THROUGH):
             problems.append(
-                (index, f"{rule_name} does not know layer {index} ({kind}); between trainable layers it supports {passing}")
+                (
+                    index,
+                    f"{rule_name} does not know layer {index} ({kind}); between trainable layers it supports {passing}",
+                )
             )
     indices = trainable_indices(network)
     if len(indices) < min_trainable:
@@ -159,7 +170,10 @@ def layer_problems(
                 continue  # reported above or a trainable layer
             if not isinstance(module, allowed_post):
                 problems.append(
-                    (index, f"{rule_name} cannot have {type(module).__name__} (layer {index}) between trainable layers: {hidden_post_reason}")
+                    (
+                        index,
+                        f"{rule_name} cannot have {type(module).__name__} (layer {index}) between trainable layers: {hidden_post_reason}",
+                    )
                 )
     return problems
 

@@ -16,7 +16,7 @@ to change how the matrix used for the backward pass is obtained at each step (si
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

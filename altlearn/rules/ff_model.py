@@ -49,8 +49,13 @@ def network_problems(network: nn.Sequential, skip_first_layer: bool) -> list[tup
         if isinstance(module, nn.Linear):
             linear_indices.append(index)
         elif any(True for _ in module.parameters()):
-            problems.append((index, f"ff supports linear layers only; {type(module).__name__} has "
-                                    "trainable parameters (conv2d and other layers are not supported)"))
+            problems.append(
+                (
+                    index,
+                    f"ff supports linear layers only; {type(module).__name__} has "
+                    "trainable parameters (conv2d and other layers are not supported)",
+                )
+            )
     if not linear_indices:
         problems.append((None, "ff needs at least one linear layer"))
         return problems
@@ -60,17 +65,32 @@ def network_problems(network: nn.Sequential, skip_first_layer: bool) -> list[tup
         if any(not isinstance(m, _NOT_ACTIVATIONS) for m in after):
             continue
         if end == len(network):
-            problems.append((start, "the last linear layer has no activation after it: it looks like a "
-                                    "backprop output layer, which ff does not use (ff classifies by goodness "
-                                    "or with its own softmax head, rule.inference); remove it, or add an "
-                                    "activation if it is meant as an ff layer"))
+            problems.append(
+                (
+                    start,
+                    "the last linear layer has no activation after it: it looks like a "
+                    "backprop output layer, which ff does not use (ff classifies by goodness "
+                    "or with its own softmax head, rule.inference); remove it, or add an "
+                    "activation if it is meant as an ff layer",
+                )
+            )
         else:
-            problems.append((start, "ff needs an activation (e.g. relu) after every linear layer: each "
-                                    "linear layer and its activation form one locally trained block"))
+            problems.append(
+                (
+                    start,
+                    "ff needs an activation (e.g. relu) after every linear layer: each "
+                    "linear layer and its activation form one locally trained block",
+                )
+            )
     if skip_first_layer and len(linear_indices) < 2:
-        problems.append((None, "with rule.skip_first_layer: true inference reads the layers above the "
-                               "first, so ff needs at least two linear layers; add one or set "
-                               "skip_first_layer: false"))
+        problems.append(
+            (
+                None,
+                "with rule.skip_first_layer: true inference reads the layers above the "
+                "first, so ff needs at least two linear layers; add one or set "
+                "skip_first_layer: false",
+            )
+        )
     return problems
 
 
@@ -79,7 +99,7 @@ def init_weights(linears: list[nn.Linear], seed: int) -> None:
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for linear in linears:
-            weight = torch.randn(linear.weight.shape, generator=generator) * linear.out_features ** -0.5
+            weight = torch.randn(linear.weight.shape, generator=generator) * linear.out_features**-0.5
             linear.weight.copy_(weight)
             if linear.bias is not None:
                 linear.bias.zero_()
@@ -211,8 +231,9 @@ class FFClassifier(nn.Module):
         for label in range(self.num_classes):
             labels = torch.full((flat.shape[0],), label, dtype=torch.long, device=flat.device)
             outputs = self.activities(overlay_label(flat, labels, self.num_classes, self.label_value))
-            per_label.append(torch.stack([goodness_logit(h, self.goodness_kind, self.threshold)
-                                          for h in outputs]))  # (L, B)
+            per_label.append(
+                torch.stack([goodness_logit(h, self.goodness_kind, self.threshold) for h in outputs])
+            )  # (L, B)
         return torch.stack(per_label, dim=2)
 
     def goodness_scores(self, per_layer: torch.Tensor) -> torch.Tensor:

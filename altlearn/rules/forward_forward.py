@@ -44,8 +44,10 @@ class ForwardForward(Rule):
             raise ValueError("; ".join(message for _, message in problems))
         linears = [m for m in network if isinstance(m, nn.Linear)]
         if linears[0].in_features < num_classes:
-            raise ValueError(f"ff writes the label into the first {num_classes} inputs, but the first "
-                             f"linear layer has only {linears[0].in_features}")
+            raise ValueError(
+                f"ff writes the label into the first {num_classes} inputs, but the first "
+                f"linear layer has only {linears[0].in_features}"
+            )
         if params.weight_init == "ff":
             init_weights(linears, seed)
         first_read = 1 if params.skip_first_layer else 0
@@ -57,9 +59,15 @@ class ForwardForward(Rule):
         self.head = head
         neutral = params.neutral_label_value
         classifier = FFClassifier(
-            network, head, num_classes=num_classes, inference=params.inference,
-            skip_first_layer=params.skip_first_layer, input_norm=params.input_norm,
-            goodness=params.goodness, threshold=params.threshold, label_value=params.label_value,
+            network,
+            head,
+            num_classes=num_classes,
+            inference=params.inference,
+            skip_first_layer=params.skip_first_layer,
+            input_norm=params.input_norm,
+            goodness=params.goodness,
+            threshold=params.threshold,
+            label_value=params.label_value,
             neutral_value=params.label_value / num_classes if neutral is None else neutral,
         )
         # Not registered as a submodule: it shares the network's and head's parameters, which
@@ -132,14 +140,20 @@ class ForwardForward(Rule):
         """Every layer's FF loss on positive and negative data: (summed loss, what to backpropagate)."""
         p = self.params
         batch = flat.shape[0]
-        h = torch.cat([overlay_label(flat, y, self.num_classes, p.label_value),
-                       overlay_label(flat, negative, self.num_classes, p.label_value)])  # (2B, D)
+        h = torch.cat(
+            [
+                overlay_label(flat, y, self.num_classes, p.label_value),
+                overlay_label(flat, negative, self.num_classes, p.label_value),
+            ]
+        )  # (2B, D)
         ff_total = torch.zeros((), device=flat.device)
         objective = torch.zeros((), device=flat.device)
         for i, block in enumerate(self.inference_model.blocks):
             with torch.set_grad_enabled(i in active):
                 # detach: a block never sends gradient to the blocks below it
-                h = run_block(block, normalise(h.detach(), p.input_norm), p.straight_through_relu)  # (2B, width)
+                h = run_block(
+                    block, normalise(h.detach(), p.input_norm), p.straight_through_relu
+                )  # (2B, width)
                 logits = goodness_logit(h, p.goodness, p.threshold)  # (2B,)
                 layer_loss = self._layer_loss(logits[:batch], logits[batch:])
                 peer_loss = self._peer_loss(i, h[:batch])
@@ -183,8 +197,7 @@ class ForwardForward(Rule):
     def get_extra_state(self):
         # The label generator's state makes a resumed run draw the same negative labels.
         # A state restored but not used yet counts too: saving it again must not lose it.
-        generator = (self._pending_generator_state if self._generator is None
-                     else self._generator.get_state())
+        generator = self._pending_generator_state if self._generator is None else self._generator.get_state()
         return {"steps": self._steps, "label_generator": generator}
 
     def set_extra_state(self, state):
@@ -197,8 +210,10 @@ class ForwardForward(Rule):
             return None
         for i in range(self.num_layers):
             if getattr(self, f"mean_activity_{i}").max().item() == 0.0:
-                return (f"ff layer {i} is dead (no unit active on positive data); lower the learning "
-                        "rate or raise rule.peer_norm_weight")
+                return (
+                    f"ff layer {i} is dead (no unit active on positive data); lower the learning "
+                    "rate or raise rule.peer_norm_weight"
+                )
         return None
 
     # --- inference --------------------------------------------------------------------------

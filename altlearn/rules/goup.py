@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import difflib
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
@@ -200,8 +201,10 @@ def _source_option_errors(error: ValidationError, source: str, options: list[str
         if err["type"] == "extra_forbidden" and len(loc) == 1:
             close = difflib.get_close_matches(str(loc[0]), options, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
-            message = (f"{loc[0]!r} is not an option of gradient source {source!r}; {hint}"
-                       f"its options are: {', '.join(options) or '(none)'}")
+            message = (
+                f"{loc[0]!r} is not an option of gradient source {source!r}; {hint}"
+                f"its options are: {', '.join(options) or '(none)'}"
+            )
             error_type, ctx = PydanticCustomError("unknown_source_option", message), {}
         else:
             try:
@@ -221,12 +224,14 @@ def _source_option_errors(error: ValidationError, source: str, options: list[str
 
 class GoUpParams(Params):
     lr: float = Field(
-        0.01, gt=0,
+        0.01,
+        gt=0,
         description="step size of both the gradient step and the noise; the spec's schedule "
         "drives it. Large values make the noise accumulate: see docs/rules/goup.md",
     )
     noise_scale: float = Field(
-        1.0, ge=0,
+        1.0,
+        ge=0,
         description="multiplies the noise term; 1.0 is GO-UP as defined, 0 is plain SGD",
     )
     seed: int | None = Field(
@@ -244,11 +249,13 @@ class GoUpParams(Params):
         description="options of the gradient source, validated by that rule's own Params",
     )
     max_abs_param: float = Field(
-        1e3, gt=0,
+        1e3,
+        gt=0,
         description="divergence guard: stop when any parameter's |value| exceeds this",
     )
     max_norm_growth: float = Field(
-        50.0, gt=1,
+        50.0,
+        gt=1,
         description="divergence guard: stop when a weight matrix's (or conv kernel's) norm "
         "exceeds this many times its norm when training started. Biases are left to "
         "max_abs_param: a small output bias legitimately grows many times its init",
@@ -358,23 +365,36 @@ class GoUp(Rule):
             return None
         with torch.no_grad():
             # (P, 3): finite?, max |theta|, norm, per tensor; one transfer for all of them
-            stats = torch.stack([
-                torch.stack([
-                    p.isfinite().all().float(), p.detach().abs().max().float(),
-                    p.detach().float().norm(),
-                ])
-                for _, p in trained
-            ]).cpu().tolist()
+            stats = (
+                torch.stack(
+                    [
+                        torch.stack(
+                            [
+                                p.isfinite().all().float(),
+                                p.detach().abs().max().float(),
+                                p.detach().float().norm(),
+                            ]
+                        )
+                        for _, p in trained
+                    ]
+                )
+                .cpu()
+                .tolist()
+            )
         for index, ((name, p), (finite, max_abs, norm)) in enumerate(zip(trained, stats)):
             if finite < 1:
                 return f"parameter {name} has non-finite values: {self._advice()}"
             if max_abs > self.params.max_abs_param:
-                return (f"parameter {name} reached |value| {max_abs:.3g} > max_abs_param "
-                        f"{self.params.max_abs_param:g}: {self._advice()}")
+                return (
+                    f"parameter {name} reached |value| {max_abs:.3g} > max_abs_param "
+                    f"{self.params.max_abs_param:g}: {self._advice()}"
+                )
             initial = self._initial_norms[index] if index < len(self._initial_norms) else 0.0
             if p.ndim >= 2 and initial > 0 and norm > self.params.max_norm_growth * initial:
-                return (f"parameter {name} norm grew {norm / initial:.1f}x since the start "
-                        f"(> max_norm_growth {self.params.max_norm_growth:g}): {self._advice()}")
+                return (
+                    f"parameter {name} norm grew {norm / initial:.1f}x since the start "
+                    f"(> max_norm_growth {self.params.max_norm_growth:g}): {self._advice()}"
+                )
         return None
 
     def _advice(self) -> str:
@@ -384,15 +404,19 @@ class GoUp(Rule):
         noise_scale = self.params.noise_scale
         steps = optimizer.steps if optimizer is not None else 0
         if noise_scale == 0:
-            return (f"lr={lr:g} is too large for the {self.params.source} gradient (noise_scale is "
-                    "0, so this is plain SGD); try a smaller lr")
+            return (
+                f"lr={lr:g} is too large for the {self.params.source} gradient (noise_scale is "
+                "0, so this is plain SGD); try a smaller lr"
+            )
         budget = optimizer.noise_budget if optimizer is not None else 0.0
         if budget < SAFE_NOISE_BUDGET:
             # The noise has grown the weights by < exp(budget / 2) ~ 1.6x: not the culprit.
-            return (f"lr={lr:g} is too large for the {self.params.source} gradient itself: GO-UP's "
-                    f"noise has only grown the weights' spread by about exp({budget:.2g}/2) = "
-                    f"{math.exp(budget / 2):.2f}x so far; try a smaller lr (plain SGD steps on "
-                    f"this source would diverge too)")
+            return (
+                f"lr={lr:g} is too large for the {self.params.source} gradient itself: GO-UP's "
+                f"noise has only grown the weights' spread by about exp({budget:.2g}/2) = "
+                f"{math.exp(budget / 2):.2f}x so far; try a smaller lr (plain SGD steps on "
+                f"this source would diverge too)"
+            )
         suggestion = math.sqrt(SAFE_NOISE_BUDGET / max(steps, 1)) / noise_scale
         return (
             f"lr={lr:g} is too large for GO-UP's noise (noise std per step = "

@@ -86,13 +86,13 @@ class IndirectFeedbackAlignment(OutputFeedbackRule):
 
         deltas = []
         signal = (error @ self._output_feedback(self._hidden[0], outputs[0])).view_as(outputs[0])
-        for l, block in enumerate(self._hidden):
-            if l > 0:
+        for depth, block in enumerate(self._hidden):
+            if depth > 0:
                 with torch.no_grad():  # W_l delta_{l-1}: the input-shaped error moves up
-                    below = deltas[-1].reshape(outputs[l - 1].shape)
-                    signal = _forward_map(block.layer, below).reshape(outputs[l].shape)
+                    below = deltas[-1].reshape(outputs[depth - 1].shape)
+                    signal = _forward_map(block.layer, below).reshape(outputs[depth].shape)
             # The block's local backward (activation derivative, dropout mask): delta_l, shaped as a_l.
-            (delta,) = torch.autograd.grad(outputs[l], pre[l], signal, retain_graph=True)
+            (delta,) = torch.autograd.grad(outputs[depth], pre[depth], signal, retain_graph=True)
             deltas.append(delta)
         torch.autograd.backward([scores, *pre], [error, *deltas])
         return {"loss": loss.detach(), "accuracy": accuracy(scores.detach(), y)}

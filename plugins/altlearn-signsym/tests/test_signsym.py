@@ -22,7 +22,9 @@ ALTLEARN = Path(sys.executable).parent / "altlearn"
 
 def mlp(seed: int = 0) -> nn.Sequential:
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Flatten(), nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 3))
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 3)
+    )
 
 
 def make(rule_cls, network=None, seed: int = 0, **options):
@@ -136,8 +138,14 @@ def test_feedback_follows_w_when_w_changes_sign():
 
 def test_conv_layers_get_sign_feedback_too():
     torch.manual_seed(0)
-    network = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(),
-                            nn.Flatten(), nn.Linear(3 * 4 * 4, 3))
+    network = nn.Sequential(
+        nn.Conv2d(1, 2, 3),
+        nn.ReLU(),
+        nn.Conv2d(2, 3, 3, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(3 * 4 * 4, 3),
+    )
     for rule_cls in (SignSymmetry, BatchwiseRandomSignSymmetry):
         rule = make(rule_cls, network=network)
         conv = network[2]
@@ -285,7 +293,10 @@ def test_packaged_spec_is_valid_and_option_typos_are_caught():
     assert result.exit_code == 0, result.output
     result = validate(spec, "-s", "rule.magnitde=constant")
     assert result.exit_code == 2
-    assert "rule.magnitde: 'magnitde' is not an option of rule 'signsym'; did you mean 'magnitude'?" in result.output
+    assert (
+        "rule.magnitde: 'magnitde' is not an option of rule 'signsym'; did you mean 'magnitude'?"
+        in result.output
+    )
     result = validate(spec, "-s", "rule.type=signsym_brsf")  # brsf has no magnitude option
     assert result.exit_code == 2
     assert "rule.magnitude" in result.output and "feedback_init" in result.output

@@ -8,4 +8,6 @@ def altlearn_register_datasets(register):
 
 @hookimpl
 def altlearn_register_layers(register):
-    register("scale", "altlearn_testcomponents.components:Scale", summary="multiply by a constant (test plugin)")
+    register(
+        "scale", "altlearn_testcomponents.components:Scale", summary="multiply by a constant (test plugin)"
+    )
