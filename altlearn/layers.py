@@ -23,10 +23,18 @@ def _channels(input_shape: tuple[int, ...], layer: str) -> int:
     return input_shape[0]
 
 
-class Flatten(Layer):
+class _Fixed(Layer):
+    """A layer without options whose module needs nothing from the input shape."""
+
+    module: ClassVar[type[nn.Module]]
+
     @classmethod
     def build(cls, params, input_shape):
-        return nn.Flatten()
+        return cls.module()
+
+
+class Flatten(_Fixed):
+    module = nn.Flatten
 
 
 class Linear(Layer):
@@ -70,22 +78,23 @@ class _PoolParams(Params):
     padding: int = Field(0, ge=0)
 
 
-class Maxpool2d(Layer):
+class _Pool(Layer):
     Params: ClassVar[type[Params]] = _PoolParams
+    module: ClassVar[type[nn.Module]]
+    type_name: ClassVar[str]  # for the message when the input is not an image
 
     @classmethod
     def build(cls, params, input_shape):
-        _channels(input_shape, "maxpool2d")
-        return nn.MaxPool2d(params.kernel_size, params.stride, params.padding)
+        _channels(input_shape, cls.type_name)
+        return cls.module(params.kernel_size, params.stride, params.padding)
 
 
-class Avgpool2d(Layer):
-    Params: ClassVar[type[Params]] = _PoolParams
+class Maxpool2d(_Pool):
+    module, type_name = nn.MaxPool2d, "maxpool2d"
 
-    @classmethod
-    def build(cls, params, input_shape):
-        _channels(input_shape, "avgpool2d")
-        return nn.AvgPool2d(params.kernel_size, params.stride, params.padding)
+
+class Avgpool2d(_Pool):
+    module, type_name = nn.AvgPool2d, "avgpool2d"
 
 
 class Dropout(Layer):
@@ -97,22 +106,16 @@ class Dropout(Layer):
         return nn.Dropout(params.p)
 
 
-class Relu(Layer):
-    @classmethod
-    def build(cls, params, input_shape):
-        return nn.ReLU()
+class Relu(_Fixed):
+    module = nn.ReLU
 
 
-class Tanh(Layer):
-    @classmethod
-    def build(cls, params, input_shape):
-        return nn.Tanh()
+class Tanh(_Fixed):
+    module = nn.Tanh
 
 
-class Sigmoid(Layer):
-    @classmethod
-    def build(cls, params, input_shape):
-        return nn.Sigmoid()
+class Sigmoid(_Fixed):
+    module = nn.Sigmoid
 
 
 class Gelu(Layer):
