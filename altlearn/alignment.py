@@ -21,9 +21,8 @@ import math
 import torch
 from torch import nn
 
+from altlearn.network import TRAINABLE
 from altlearn.rules.base import Rule
-
-TRAINABLE = (nn.Linear, nn.Conv2d)
 
 
 def alignment(rule: Rule, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:

@@ -10,16 +10,10 @@ from altlearn.hookspecs import hookimpl
 def altlearn_register_rules(register):
     rules = {
         "bp": ("backprop:Backprop", "backpropagation (exact gradient)"),
-        "fa": ("feedback_alignment:FeedbackAlignment", "feedback alignment (Lillicrap et al. 2016)"),
-        "dfa": (
-            "direct_feedback_alignment:DirectFeedbackAlignment",
-            "direct feedback alignment (Nokland 2016)",
-        ),
-        "ifa": (
-            "indirect_feedback_alignment:IndirectFeedbackAlignment",
-            "indirect feedback alignment (Nokland 2016)",
-        ),
-        "ff": ("forward_forward:ForwardForward", "Forward-Forward (Hinton 2022)"),
+        "fa": ("feedback.fa:FeedbackAlignment", "feedback alignment (Lillicrap et al. 2016)"),
+        "dfa": ("feedback.dfa:DirectFeedbackAlignment", "direct feedback alignment (Nokland 2016)"),
+        "ifa": ("feedback.ifa:IndirectFeedbackAlignment", "indirect feedback alignment (Nokland 2016)"),
+        "ff": ("forward_forward.rule:ForwardForward", "Forward-Forward (Hinton 2022)"),
         "goup": ("goup:GoUp", "Ornstein-Uhlenbeck gradient update, any gradient source"),
     }
     for name, (target, summary) in rules.items():

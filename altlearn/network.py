@@ -1,21 +1,66 @@
-"""spec.network -> a torch ``nn.Sequential``, inferring every layer's input size from the data."""
+"""spec.network -> a torch ``nn.Sequential``, and the vocabulary rules use to walk one.
+
+- a *trainable layer* is an ``nn.Linear`` or ``nn.Conv2d`` (with or without bias): the layers the
+  alternative rules know how to train and the alignment diagnostic compares with BP;
+- a *block* is one such layer (the rule decides which kind) plus the parameter-free modules after
+  it, up to the next one (activation, pooling, dropout, flatten); the last block holds the output
+  layer;
+- the *prefix* is the modules before the first block's layer (usually a flatten).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
+if TYPE_CHECKING:
+    from altlearn.spec import Block
 
-@dataclass(frozen=True)
-class LayerSpec:
-    """One validated entry of ``network.layers``: its type name, the layer class and its options."""
+#: The layer types that rules recognise as trainable.
+TRAINABLE = (nn.Linear, nn.Conv2d)
 
-    type: str
-    layer: Any  # the altlearn.api.Layer subclass
-    params: Any
+
+def is_trainable(module: nn.Module) -> bool:
+    return isinstance(module, TRAINABLE)
+
+
+def trainable_indices(network: nn.Sequential) -> list[int]:
+    """Positions of the trainable layers in the network, i.e. in the spec's ``network.layers``."""
+    return [i for i, module in enumerate(network) if is_trainable(module)]
+
+
+@dataclass
+class LayerBlock:
+    """The layer at ``index`` of a network and the modules ``post`` that follow it up to the next."""
+
+    index: int
+    layer: nn.Module
+    post: list[nn.Module] = field(default_factory=list)
+
+    def run_post(self, a: torch.Tensor) -> torch.Tensor:
+        for module in self.post:
+            a = module(a)
+        return a
+
+
+def split_blocks(
+    network: nn.Sequential, starts_block: Callable[[nn.Module], bool] = is_trainable
+) -> tuple[list[nn.Module], list[LayerBlock]]:
+    """(prefix modules, blocks): a block starts at every module ``starts_block`` accepts."""
+    prefix: list[nn.Module] = []
+    blocks: list[LayerBlock] = []
+    for index, module in enumerate(network):
+        if starts_block(module):
+            blocks.append(LayerBlock(index, module))
+        elif blocks:
+            blocks[-1].post.append(module)
+        else:
+            prefix.append(module)
+    return prefix, blocks
 
 
 class NetworkError(Exception):
@@ -27,9 +72,9 @@ class NetworkError(Exception):
 
 
 def build_network(
-    layers: list[LayerSpec], input_shape: tuple[int, ...], device: str | torch.device = "cpu"
+    layers: list[Block], input_shape: tuple[int, ...], device: str | torch.device = "cpu"
 ) -> tuple[nn.Sequential, tuple[int, ...]]:
-    """Build the layers in order; each layer's input shape is the previous layer's output shape.
+    """Build the spec's layers in order; each one's input shape is the previous one's output shape.
 
     Returns the network and the shape of one example's output (without the batch dimension).
 
@@ -40,7 +85,7 @@ def build_network(
     with torch.device(device):
         for index, spec in enumerate(layers):
             try:
-                module = spec.layer.build(spec.params, shape)
+                module = spec.component.build(spec.params, shape)
             except ValueError as exc:  # the documented way for a layer to refuse an input shape
                 raise NetworkError(index, str(exc)) from exc
             except Exception as exc:  # noqa: BLE001 - a plugin layer's bug: report it with its path

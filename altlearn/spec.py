@@ -401,8 +401,9 @@ def validate(raw: dict[str, Any], registry: Registry | None = None, source: str 
         v.packages.update({c.package: c.version for c in looked_up if c.package != "altlearn"})
 
     optimizer = None
-    owns_update = rule is not None and getattr(rule.component, "owns_update", False)
-    if owns_update:
+    from altlearn.rules.base import brings_own_update  # torch: only once a spec is validated
+
+    if rule is not None and brings_own_update(rule.component):
         if raw.get("optimizer") is not None:
             v.add(
                 "optimizer",
@@ -489,16 +490,15 @@ def _layers(v: _Validator, network: Any, registry: Registry) -> list[Block] | No
 
 def _check_network(v: _Validator, data: Block, layers: list[Block], rule: Block) -> None:
     """Build the network on the meta device: catches shape errors and rule restrictions for free."""
-    from altlearn.network import LayerSpec, NetworkError, build_network
+    from altlearn.network import NetworkError, build_network
 
     try:
         info = data.component.info(data.params)
     except Exception as exc:  # noqa: BLE001 - a plugin's data set; report, do not crash
         v.add("data", f"cannot describe data set {data.type!r}: {exc}")
         return
-    specs = [LayerSpec(b.type, b.component, b.params) for b in layers]
     try:
-        network, out_shape = build_network(specs, info.input_shape, device="meta")
+        network, out_shape = build_network(layers, info.input_shape, device="meta")
     except NetworkError as exc:
         v.add(f"network.layers[{exc.index}]", str(exc))
         return

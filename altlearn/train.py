@@ -18,23 +18,10 @@ from torch import nn
 
 from altlearn.batches import DeviceData, num_batches, ordered_batches, prepare, shuffled_batches
 from altlearn.losses import LOSSES
-from altlearn.network import LayerSpec, build_network
+from altlearn.network import build_network
 from altlearn.optim import build_scheduler
+from altlearn.rules.base import RuleContext, brings_own_update
 from altlearn.spec import Spec
-
-#: Metric names shared by every rule, so the MLflow UI compares runs of different rules on one chart.
-STANDARD_METRICS = (
-    "train_loss",
-    "train_accuracy",
-    "val_loss",
-    "val_accuracy",
-    "test_loss",
-    "test_accuracy",
-    "epoch_seconds",
-    "samples_per_second",
-    "lr",
-)
-
 
 #: Version of the layout of ``Trainer.state()``; a checkpoint of another layout is refused.
 CHECKPOINT_FORMAT = 1
@@ -108,18 +95,18 @@ class Trainer:
         self.info = spec.data.component.info(spec.data.params)
         splits = spec.data.component.load(spec.data.params)
         self.data: DeviceData = prepare(splits, spec.data_options, spec.seed, self.device)
-        layer_specs = [LayerSpec(b.type, b.component, b.params) for b in spec.layers]
-        network, _ = build_network(layer_specs, self.info.input_shape)
+        network, _ = build_network(spec.layers, self.info.input_shape)
         self.loss_fn = LOSSES[spec.train.loss]
-        self.rule = spec.rule.component(
-            network,
-            spec.rule.params,
-            loss=self.loss_fn,
-            num_classes=self.info.num_classes,
-            seed=spec.seed,
-        ).to(self.device)
-        if self.rule.owns_update:
+        context = RuleContext(network, self.loss_fn, self.info.num_classes, spec.seed)
+        self.rule = spec.rule.component(spec.rule.params, context).to(self.device)
+        self.owns_update = brings_own_update(spec.rule.component)
+        if self.owns_update:
             self.optimizer = self.rule.make_optimizer()
+            if not isinstance(self.optimizer, torch.optim.Optimizer):
+                raise RuleContractError(
+                    f"rule {spec.rule.type!r} (package {spec.rule.package}) overrides make_optimizer "
+                    f"but it returned {type(self.optimizer).__name__}, not a torch.optim.Optimizer"
+                )
         else:
             trainable = [p for p in self.rule.parameters() if p.requires_grad]
             self.optimizer = spec.optimizer.component.build(spec.optimizer.params, trainable)
@@ -228,9 +215,7 @@ class Trainer:
                     f"tensor (average over the batch; never .item() in a step); "
                     f"{contract}"
                 )
-        if not self.rule.owns_update and all(
-            p.grad is None for p in self.rule.parameters() if p.requires_grad
-        ):
+        if not self.owns_update and all(p.grad is None for p in self.rule.parameters() if p.requires_grad):
             raise RuleContractError(
                 f"{rule}: train_step filled no parameter's .grad, so the "
                 "optimizer would change nothing; compute the update into .grad "
@@ -245,7 +230,7 @@ class Trainer:
         loss = running.get("loss")
         if loss is not None and not math.isfinite(loss):
             group = self.optimizer.param_groups[0]
-            path = "rule.lr" if self.rule.owns_update else "optimizer.lr"
+            path = "rule.lr" if self.owns_update else "optimizer.lr"
             base = group.get("initial_lr", group["lr"])  # the spec's value, before the schedule
             raise TrainingDiverged(
                 f"the training loss became {loss} at epoch {epoch}, step {step}; the learning rate "

@@ -19,9 +19,10 @@ from torch import nn
 
 from altlearn.losses import cross_entropy
 from altlearn.rules.backprop import Backprop
-from altlearn.rules.direct_feedback_alignment import DirectFeedbackAlignment
-from altlearn.rules.feedback_alignment import FeedbackAlignment
-from altlearn.rules.indirect_feedback_alignment import IndirectFeedbackAlignment
+from altlearn.rules.base import RuleContext
+from altlearn.rules.feedback.dfa import DirectFeedbackAlignment
+from altlearn.rules.feedback.fa import FeedbackAlignment
+from altlearn.rules.feedback.ifa import IndirectFeedbackAlignment
 
 RULES = {
     "bp": Backprop,
@@ -56,7 +57,7 @@ def main() -> None:
     rules = {}
     for name in names:
         cls = RULES[name]
-        rules[name] = cls(make_network(), cls.Params(), loss=cross_entropy, num_classes=10, seed=0).to(device)
+        rules[name] = cls(cls.Params(), RuleContext(make_network(), cross_entropy, 10, 0)).to(device)
     x = torch.randn(args.batch, 1, 28, 28, device=device)
     y = torch.randint(0, 10, (args.batch,), device=device)
 

@@ -25,12 +25,14 @@ import torch
 
 from altlearn.data import MNIST
 from altlearn.losses import LOSSES
-from altlearn.network import LayerSpec, build_network
+from altlearn.network import build_network
 from altlearn.plugins import get_registry
+from altlearn.rules.base import RuleContext
 from altlearn.rules.goup import GoUp
+from altlearn.spec import Block
 
 
-def mlp(hidden: list[int], activation: str, num_classes: int = 10) -> list[LayerSpec]:
+def mlp(hidden: list[int], activation: str, num_classes: int = 10) -> list[Block]:
     registry = get_registry()
     blocks = [("flatten", {})]
     for width in hidden:
@@ -39,7 +41,7 @@ def mlp(hidden: list[int], activation: str, num_classes: int = 10) -> list[Layer
     specs = []
     for type_name, options in blocks:
         layer = registry.load("layer", type_name)
-        specs.append(LayerSpec(type_name, layer, layer.Params(**options)))
+        specs.append(Block(type_name, layer, layer.Params(**options)))
     return specs
 
 
@@ -77,7 +79,7 @@ def run(args: argparse.Namespace, lr: float, schedule: str, data, out) -> None:
         source_options=json.loads(args.source_options),
     )
     loss_fn = LOSSES["cross_entropy"]
-    rule = GoUp(network, GoUp.Params(**options), loss=loss_fn, num_classes=10, seed=args.seed)
+    rule = GoUp(GoUp.Params(**options), RuleContext(network, loss_fn, 10, args.seed))
     optimizer = rule.make_optimizer()
     steps_per_epoch = math.ceil(len(train_x) / args.batch_size)
     total = steps_per_epoch * args.epochs
@@ -120,7 +122,9 @@ def run(args: argparse.Namespace, lr: float, schedule: str, data, out) -> None:
         with torch.no_grad():
             rule.eval()
             correct = sum(
-                (rule.predict(test_x[i : i + 1000]).argmax(-1) == test_y[i : i + 1000]).sum().item()
+                (rule.inference_module()(test_x[i : i + 1000]).argmax(-1) == test_y[i : i + 1000])
+                .sum()
+                .item()
                 for i in range(0, len(test_x), 1000)
             )
             rule.train()

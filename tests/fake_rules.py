@@ -16,8 +16,8 @@ class _FailAt(Params):
 class _Counting(Backprop):
     Params = _FailAt
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, params, context) -> None:
+        super().__init__(params, context)
         self.steps = 0
 
     def train_step(self, x, y):
@@ -59,8 +59,6 @@ class NanRule(_Counting):
 
 class OwnUpdateRule(Rule):
     """A rule with its own optimizer: the spec must not have an optimizer section."""
-
-    owns_update = True
 
     def train_step(self, x, y):
         loss = self.loss(self.network(x), y)

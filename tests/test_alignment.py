@@ -11,8 +11,9 @@ from torch import nn
 from altlearn.alignment import alignment
 from altlearn.losses import cross_entropy
 from altlearn.rules.backprop import Backprop
-from altlearn.rules.direct_feedback_alignment import DirectFeedbackAlignment
-from altlearn.rules.feedback_alignment import FeedbackAlignment
+from altlearn.rules.base import RuleContext
+from altlearn.rules.feedback.dfa import DirectFeedbackAlignment
+from altlearn.rules.feedback.fa import FeedbackAlignment
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
@@ -20,7 +21,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 class ComparableBackprop(Backprop):
     """BP itself opts out of the comparison (it is the reference); here we want exactly that."""
 
-    compare_with_bp = True
+    def gradient_rule(self):
+        return self
 
 
 class ForwardWeightFeedback(FeedbackAlignment):
@@ -44,7 +46,7 @@ def batch():
 
 
 def make(cls, net):
-    return cls(net, cls.Params(), loss=cross_entropy, num_classes=3, seed=0)
+    return cls(cls.Params(), RuleContext(net, cross_entropy, num_classes=3, seed=0))
 
 
 @pytest.mark.parametrize("cls", [ComparableBackprop, ForwardWeightFeedback])
@@ -101,8 +103,8 @@ def test_leaves_grads_and_random_state_as_they_were():
 class OwnGeneratorFeedback(FeedbackAlignment):
     """Feedback redrawn every step from the rule's own generator, kept as its extra state."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, params, context):
+        super().__init__(params, context)
         self.generator = torch.Generator().manual_seed(3)
 
     def feedback_weight(self, index, layer):

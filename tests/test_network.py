@@ -7,8 +7,9 @@ from torch import nn
 
 from altlearn import layers
 from altlearn.components import Layer, Params
-from altlearn.network import LayerSpec, NetworkError, build_network
+from altlearn.network import NetworkError, build_network
 from altlearn.plugins import PLUGIN_SELECTION_ENV, build_registry
+from altlearn.spec import Block
 
 LAYER_CLASSES = {
     "flatten": layers.Flatten,
@@ -25,9 +26,9 @@ LAYER_CLASSES = {
 }
 
 
-def spec(type_name: str, **options) -> LayerSpec:
+def spec(type_name: str, **options) -> Block:
     cls = LAYER_CLASSES[type_name]
-    return LayerSpec(type_name, cls, cls.Params(**options))
+    return Block(type_name, cls, cls.Params(**options))
 
 
 # type, options, input shape, torch module type, output shape
@@ -198,13 +199,13 @@ class BatchNorm(Layer):
 
 def test_a_layer_that_returns_no_module_is_an_error_at_its_index():
     with pytest.raises(NetworkError) as info:
-        build_network([spec("flatten"), LayerSpec("odd", NotAModule, Params())], (1, 2, 2))
+        build_network([spec("flatten"), Block("odd", NotAModule, Params())], (1, 2, 2))
     assert info.value.index == 1 and "not a torch module" in str(info.value)
 
 
 def test_building_does_not_change_the_modules_it_returns():
     network, _ = build_network(
-        [spec("flatten"), LayerSpec("bn", BatchNorm, Params()), spec("dropout")], (1, 2, 2)
+        [spec("flatten"), Block("bn", BatchNorm, Params()), spec("dropout")], (1, 2, 2)
     )
     norm = network[1]
     # The shape probe must not count as a training batch.

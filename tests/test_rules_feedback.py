@@ -16,10 +16,11 @@ from torch import nn
 
 from altlearn.losses import cross_entropy
 from altlearn.rules.backprop import Backprop
-from altlearn.rules.direct_feedback_alignment import DirectFeedbackAlignment
-from altlearn.rules.feedback import FeedbackParams
-from altlearn.rules.feedback_alignment import FeedbackAlignment
-from altlearn.rules.indirect_feedback_alignment import IndirectFeedbackAlignment
+from altlearn.rules.base import RuleContext
+from altlearn.rules.feedback.base import FeedbackParams
+from altlearn.rules.feedback.dfa import DirectFeedbackAlignment
+from altlearn.rules.feedback.fa import FeedbackAlignment
+from altlearn.rules.feedback.ifa import IndirectFeedbackAlignment
 
 BATCH = 5
 RULES = {"fa": FeedbackAlignment, "dfa": DirectFeedbackAlignment, "ifa": IndirectFeedbackAlignment}
@@ -33,7 +34,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def make_rule(cls, network, seed=0, **params):
-    return cls(network, cls.Params(**params), loss=cross_entropy, num_classes=2, seed=seed)
+    return cls(cls.Params(**params), RuleContext(network, cross_entropy, num_classes=2, seed=seed))
 
 
 def grads_of(rule, x, y):
@@ -118,7 +119,9 @@ def test_bp_reference_is_right(bias):
     d1 = (d2 @ net[2].weight) * dtanh(h1)
     reference = linear_grads({4: (e, h2), 2: (d2, h1), 0: (d1, x)})
     assert_grads(
-        grads_of(Backprop(net, Backprop.Params(), loss=cross_entropy, num_classes=2), x, y), reference, bias
+        grads_of(Backprop(Backprop.Params(), RuleContext(net, cross_entropy, num_classes=2)), x, y),
+        reference,
+        bias,
     )
 
 
@@ -168,7 +171,7 @@ def test_ifa_matches_hand_computation(bias):
 def test_update_differs_from_bp(name):
     """No silent fallback to BP: hidden-layer updates differ, the output layer's is BP's."""
     net, (x, y) = mlp(), mlp_batch()
-    bp = grads_of(Backprop(net, Backprop.Params(), loss=cross_entropy, num_classes=2), x, y)
+    bp = grads_of(Backprop(Backprop.Params(), RuleContext(net, cross_entropy, num_classes=2)), x, y)
     ours = grads_of(make_rule(RULES[name], net), x, y)
     torch.testing.assert_close(ours["4.weight"], bp["4.weight"], **TOL)
     for key in ("0.weight", "2.weight"):
@@ -178,7 +181,7 @@ def test_update_differs_from_bp(name):
 @pytest.mark.parametrize("bias", [True, False])
 def test_fa_with_forward_weights_as_feedback_is_bp(bias):
     net, (x, y) = mlp(bias), mlp_batch()
-    bp = grads_of(Backprop(net, Backprop.Params(), loss=cross_entropy, num_classes=2), x, y)
+    bp = grads_of(Backprop(Backprop.Params(), RuleContext(net, cross_entropy, num_classes=2)), x, y)
     rule = make_rule(FeedbackAlignment, net)
     with torch.no_grad():
         rule.feedback_2.copy_(net[2].weight)
@@ -254,7 +257,7 @@ def test_fa_conv_matches_hand_computation(bias):
 
 def test_fa_conv_with_forward_kernels_as_feedback_is_bp():
     net, (x, y) = conv_net(), conv_batch()
-    bp = grads_of(Backprop(net, Backprop.Params(), loss=cross_entropy, num_classes=2), x, y)
+    bp = grads_of(Backprop(Backprop.Params(), RuleContext(net, cross_entropy, num_classes=2)), x, y)
     rule = make_rule(FeedbackAlignment, net)
     with torch.no_grad():
         rule.feedback_2.copy_(net[2].weight)
@@ -328,7 +331,7 @@ def test_feedback_weight_override_is_the_backward_matrix():
             return layer.weight
 
     net, (x, y) = mlp(), mlp_batch()
-    bp = grads_of(Backprop(net, Backprop.Params(), loss=cross_entropy, num_classes=2), x, y)
+    bp = grads_of(Backprop(Backprop.Params(), RuleContext(net, cross_entropy, num_classes=2)), x, y)
     sym = grads_of(make_rule(Symmetric, net), x, y)
     assert sorted(seen) == [2, 4]
     for key in bp:

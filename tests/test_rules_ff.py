@@ -10,14 +10,15 @@ import torch
 from torch import nn
 
 from altlearn.losses import cross_entropy
-from altlearn.rules.ff_model import (
+from altlearn.rules.base import RuleContext
+from altlearn.rules.forward_forward.model import (
     hard_wrong_labels,
     overlay_label,
     overlay_neutral,
     run_block,
     wrong_labels,
 )
-from altlearn.rules.forward_forward import ForwardForward
+from altlearn.rules.forward_forward.rule import ForwardForward
 
 K = 10
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
@@ -34,9 +35,7 @@ def mlp(*widths: int, inputs: int = 784, last_activation: bool = True) -> nn.Seq
 
 
 def make_rule(network: nn.Sequential, seed: int = 0, **options) -> ForwardForward:
-    return ForwardForward(
-        network, ForwardForward.Params(**options), loss=cross_entropy, num_classes=K, seed=seed
-    )
+    return ForwardForward(ForwardForward.Params(**options), RuleContext(network, cross_entropy, K, seed))
 
 
 def batch(n: int = 16, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -235,13 +234,13 @@ def test_check_network_wants_an_activation_after_every_linear_layer_and_two_laye
 
 
 @pytest.mark.parametrize("inference", ["goodness", "softmax_head"])
-def test_predict_returns_class_scores_and_the_logged_model_classifies_alone(inference):
+def test_the_inference_module_returns_class_scores_and_classifies_alone(inference):
     rule = make_rule(mlp(32, 32), inference=inference, eval_layer_accuracy=True)
     x, y = batch(12)
     rule.train_step(x, y)
     rule.eval()
     with torch.no_grad():
-        scores = rule.predict(x)
+        scores = rule.inference_module()(x)
         metrics = rule.eval_step(x, y)
         exported = copy.deepcopy(rule.inference_module())
         assert isinstance(exported, nn.Module)
@@ -257,7 +256,7 @@ def test_goodness_inference_picks_the_label_with_the_highest_goodness_above_the_
     x, _ = batch(4)
     with torch.no_grad():
         per_layer = model.layer_goodness_scores(model.flat_input(x))  # (L, B, K)
-        torch.testing.assert_close(rule.predict(x), per_layer[1] + per_layer[2])
+        torch.testing.assert_close(rule.inference_module()(x), per_layer[1] + per_layer[2])
 
 
 # --- learning on real data -----------------------------------------------------------------------

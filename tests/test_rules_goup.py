@@ -13,8 +13,9 @@ from altlearn.hookspecs import hookimpl
 from altlearn.losses import cross_entropy
 from altlearn.plugins import build_registry, get_registry
 from altlearn.rules import goup as goup_module
-from altlearn.rules.base import Rule
-from altlearn.rules.goup import GoUp, GoUpOptimizer, GoUpParams
+from altlearn.rules.base import Rule, RuleContext
+from altlearn.rules.goup import GoUp, GoUpParams
+from altlearn.rules.goup_update import GoUpOptimizer
 
 
 @pytest.fixture(autouse=True)
@@ -39,7 +40,7 @@ def batch(seed: int = 1, size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def make_rule(network: nn.Sequential, seed: int = 0, **options) -> GoUp:
-    return GoUp(network, GoUpParams(**options), loss=cross_entropy, num_classes=4, seed=seed)
+    return GoUp(GoUpParams(**options), RuleContext(network, cross_entropy, num_classes=4, seed=seed))
 
 
 def train(rule: Rule, optimizer: torch.optim.Optimizer, steps: int = 3) -> None:
@@ -61,9 +62,8 @@ def test_without_noise_a_step_is_exactly_plain_sgd():
     net_goup, net_sgd = tiny_network(), tiny_network()
     rule = make_rule(net_goup, lr=0.1, noise_scale=0.0)
     train(rule, rule.make_optimizer())
-    reference = get_registry().load("rule", "bp")(
-        net_sgd, get_registry().load("rule", "bp").Params(), loss=cross_entropy, num_classes=4
-    )
+    bp = get_registry().load("rule", "bp")
+    reference = bp(bp.Params(), RuleContext(net_sgd, cross_entropy, num_classes=4))
     train(reference, torch.optim.SGD(net_sgd.parameters(), lr=0.1, momentum=0.0))
     for a, b in zip(net_goup.parameters(), net_sgd.parameters()):
         assert torch.equal(a, b)
@@ -147,11 +147,7 @@ def test_a_step_never_synchronises_with_the_host(monkeypatch):
 
 def _run(spec_seed: int, option_seed: int | None = None) -> list[torch.Tensor]:
     rule = GoUp(
-        tiny_network(),
-        GoUpParams(lr=0.1, seed=option_seed),
-        loss=cross_entropy,
-        num_classes=4,
-        seed=spec_seed,
+        GoUpParams(lr=0.1, seed=option_seed), RuleContext(tiny_network(), cross_entropy, 4, spec_seed)
     )
     train(rule, rule.make_optimizer())
     return params_of(rule.network)
@@ -269,7 +265,7 @@ def test_feedback_source_fills_the_same_grads_as_the_rule_alone(source):
     net_goup, net_alone = tiny_network(), tiny_network()
     rule = make_rule(net_goup, seed=4, lr=0.1, source=source, source_options={"feedback_scale": 2.0})
     cls = get_registry().load("rule", source)
-    alone = cls(net_alone, cls.Params(feedback_scale=2.0), loss=cross_entropy, num_classes=4, seed=4)
+    alone = cls(cls.Params(feedback_scale=2.0), RuleContext(net_alone, cross_entropy, num_classes=4, seed=4))
     x, y = batch()
     metrics = rule.train_step(x, y)
     expected_metrics = alone.train_step(x, y)
@@ -341,7 +337,8 @@ def test_source_options_are_validated_by_the_source(monkeypatch):
 
 
 class _FakeOwnUpdate(Rule):
-    owns_update = True
+    def make_optimizer(self):
+        return torch.optim.SGD(self.network.parameters(), lr=0.1)
 
 
 class _FakeLocal(Rule):
@@ -370,7 +367,7 @@ def fake_registry(monkeypatch):
 
 
 def test_plugin_sources_are_judged_by_what_they_declare(fake_registry):
-    for name, reason in [("own", "owns_update"), ("local", "local objective")]:
+    for name, reason in [("own", "its own update"), ("local", "local objective")]:
         with pytest.raises(ValidationError, match=reason):
             GoUpParams(source=name)
     params = GoUpParams(source="picky")

@@ -1,24 +1,26 @@
 """The rule contract: what every learning rule, built-in or third-party, implements.
 
-A rule owns the training step. The trainer calls, for each batch::
+The trainer builds the network from the spec, then the rule, and for every batch runs::
 
+    rule = RuleClass(params, RuleContext(network, loss, num_classes, seed)).to(device)
+    optimizer = rule.make_optimizer() or <the spec's optimizer over the trainable parameters>
     optimizer.zero_grad(set_to_none=True)
     metrics = rule.train_step(x, y)      # fills .grad of the parameters it trains
-    optimizer.step()
+    optimizer.step()                     # then the spec's lr schedule steps
 
-A rule whose update *is* the rule (``owns_update = True``, e.g. GO-UP) returns it from
-:meth:`Rule.make_optimizer` as a ``torch.optim.Optimizer``; the trainer then uses that instead of
-the spec's ``optimizer`` block (which must be left out), and the lr schedule still applies to it.
+and evaluates with ``eval_step`` (under ``torch.no_grad``, in eval mode). The model logged as the
+trained model is :meth:`Rule.inference_module`, behind the input normalisation.
 
 Metrics stay tensors: ``train_step`` returns scalar tensors (``loss`` required, ``accuracy``
-optional, anything else is logged under ``<rule name>/<key>``); the trainer accumulates them on the
-device and reads them once per logging interval, so a step never forces a host synchronisation.
+optional, anything else is logged under its own name); the trainer accumulates them on the device
+and reads them once per logging interval, so a step never forces a host synchronisation.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -32,87 +34,103 @@ class NoParams(Params):
     """A rule without options."""
 
 
-class Rule(nn.Module):
-    """Base class of learning rules.
+@dataclass(frozen=True)
+class RuleContext:
+    """What the trainer hands every rule besides its own options."""
 
-    Subclasses set ``Params`` (their spec options; unknown keys are rejected) and implement
-    :meth:`train_step`. Fixed random tensors (feedback matrices) should be registered as buffers so
-    they are saved with the model, moved with it to the GPU and never trained.
+    network: nn.Sequential  # built from spec.network, on the CPU; the rule trains its parameters
+    loss: LossFn  # loss(scores (B, K), labels (B,)) -> the batch's mean loss, a scalar tensor
+    num_classes: int  # K
+    seed: int = 0  # the spec's seed: derive the seeds of the rule's own random draws from it
+
+
+class Rule(nn.Module):
+    """Base class of learning rules: set ``Params``, implement ``train_step``; the rest has defaults.
+
+    ``__init__`` stores ``self.params``, ``self.context`` and, for short, ``self.network`` (a
+    submodule), ``self.loss``, ``self.num_classes`` and ``self.seed``; it refuses a network that
+    :meth:`check_network` finds problems with. Register fixed random tensors (feedback matrices) as
+    buffers: they move with ``.to(device)``, are saved in checkpoints and are never trained.
     """
 
     Params: ClassVar[type[Params]] = NoParams
-    #: True: make_optimizer() provides the update; the spec's optimizer block must be left out.
-    owns_update: ClassVar[bool] = False
-    #: True: the network's last layer gives the class scores (its width must equal the classes).
+    #: True: the network's last layer gives the class scores (validation checks its width is K).
     network_outputs_scores: ClassVar[bool] = True
-    #: False for rules whose update has no BP counterpart to compare with (Forward-Forward).
-    compare_with_bp: ClassVar[bool] = True
 
-    def __init__(
-        self,
-        network: nn.Sequential,
-        params: Params,
-        *,
-        loss: LossFn,
-        num_classes: int,
-        seed: int = 0,
-    ) -> None:
+    def __init__(self, params: Params, context: RuleContext) -> None:
         super().__init__()
-        self.network = network
-        self.params = params
-        self.loss = loss
-        self.num_classes = num_classes
-        self.seed = seed
+        problems = self.check_network(context.network, params)
+        if problems:  # a rule never trains a network it cannot handle (no silent BP fallback)
+            raise ValueError("; ".join(message for _, message in problems))
+        self.params, self.context = params, context
+        self.network = context.network
+        self.loss, self.num_classes, self.seed = context.loss, context.num_classes, context.seed
 
     @classmethod
     def check_network(cls, network: nn.Sequential, params: Params) -> list[tuple[int | None, str]]:
-        """Problems that make this network untrainable by this rule, found at validation time.
+        """What makes this network untrainable by this rule: ``(layer index or None, message)``.
 
-        Returns ``(layer index or None, message)`` pairs; the validator turns them into errors at
-        ``network.layers[i]``. ``network`` is built on the meta device: inspect modules and shapes,
-        do not compute with it.
+        Also called at validation time, with the network on the meta device: inspect modules and
+        shapes, do not compute. Each pair becomes a spec error at ``network.layers[i]``.
         """
         return []
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One training step on a batch: fill ``.grad`` (or update) and return scalar metrics."""
-        raise NotImplementedError  # abstract
-
-    def make_optimizer(self) -> torch.optim.Optimizer:
-        """The rule's own update (only called when ``owns_update`` is True)."""
-        raise NotImplementedError  # abstract: only rules with owns_update implement it
-
-    def health_check(self) -> str | None:
-        """Called once per logging interval (host sync allowed): a message if training diverged.
-
-        The trainer already stops on a non-finite loss; override to catch rule-specific failure
-        (exploding parameters) with a message naming the likely cause.
-        """
-        return None
-
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """Class scores (B, num_classes) for evaluation and the exported model."""
-        return self.network(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.predict(x)
+        """Required. Fill ``.grad`` of the trained parameters for a batch; return scalar metrics."""
+        raise NotImplementedError(f"{type(self).__name__} must implement train_step(x, y)")
 
     def eval_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Loss and accuracy of :meth:`predict` on a batch (called under ``torch.no_grad``)."""
-        scores = self.predict(x)
+        """Metrics on a test or validation batch; default: loss and accuracy of the inference module."""
+        scores = self.inference_module()(x)  # (B, K)
         return {"loss": self.loss(scores, y), "accuracy": accuracy(scores, y)}
+
+    def inference_module(self) -> nn.Module:
+        """The one way to classify: a module mapping (normalised) inputs to class scores (B, K).
+
+        Used for evaluation and logged as the trained model. Default: the network itself.
+        """
+        return self.network
+
+    def make_optimizer(self) -> torch.optim.Optimizer | None:
+        """The rule's own update, or None (the default): the trainer uses the spec's optimizer.
+
+        Override it only when the update *is* the rule (GO-UP): validation then refuses an
+        ``optimizer`` block in the spec, and the spec's lr schedule drives the returned optimizer.
+        """
+        return None
 
     def gradient_rule(self) -> Rule | None:
         """The rule whose ``train_step`` fills ``.grad`` with this rule's update direction.
 
-        Used by the alignment diagnostics. A rule whose gradient comes from another rule (GO-UP's
-        gradient source) returns that rule; None means there is nothing to compare with BP.
+        The alignment diagnostic compares that with BP. Default: ``self``; None when there is
+        nothing to compare (bp itself, local objectives); a wrapper (GO-UP) returns its source.
         """
-        return self if self.compare_with_bp else None
+        return self
 
-    def inference_module(self) -> nn.Module:
-        """The module logged as the trained model: maps inputs to class scores."""
-        return self.network
+    def health_check(self) -> str | None:
+        """Once per logging interval (a host sync is fine): a message stops the run as diverged.
+
+        The trainer already stops on a non-finite loss; override for rule-specific failure.
+        """
+        return None
+
+    def get_extra_state(self) -> Any:
+        """State that is neither a parameter nor a buffer but changes while training.
+
+        A step counter, the state of a generator the steps draw from (see
+        :class:`~altlearn.rules.randomness.DeviceGenerators`). It goes into every checkpoint, so
+        ``altlearn resume`` continues exactly, and the alignment diagnostic restores it after its
+        extra ``train_step``. Return something ``torch.save`` can write; default: nothing (``{}``).
+        """
+        return {}
+
+    def set_extra_state(self, state: Any) -> None:
+        """Restore what :meth:`get_extra_state` returned (on resume and after each diagnostic)."""
+
+
+def brings_own_update(rule_class: type) -> bool:
+    """Whether a rule class supplies its update (overrides make_optimizer): then no optimizer block."""
+    return getattr(rule_class, "make_optimizer", Rule.make_optimizer) is not Rule.make_optimizer
 
 
 def accuracy(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,8 @@ where std is taken over the whole tensor. Algebraically this is::
     theta <- theta - lr * g + lr * std(theta - g) * eps
 
 i.e. plain SGD plus Gaussian noise whose scale is set per tensor by the tensor's own spread. The
-update needs no optimizer: the rule brings it (``owns_update``), as :class:`GoUpOptimizer`.
+update needs no optimizer: the rule brings it (``make_optimizer``), as
+:class:`~altlearn.rules.goup_update.GoUpOptimizer`.
 
 Why it diverges at large lr (details in docs/rules/goup.md): std(theta - g) is about std(theta), so
 each step adds noise of variance lr^2 * std(theta)^2 to every weight; in the many directions the
@@ -21,8 +22,6 @@ after T steps by exp(noise_scale^2 * sum_t lr_t^2). A decaying lr schedule bound
 from __future__ import annotations
 
 import difflib
-import math
-from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -32,109 +31,8 @@ from torch import nn
 
 from altlearn.components import Params
 from altlearn.plugins import PluginError, get_registry
-from altlearn.rules.base import LossFn, Rule
-
-#: Added to the seed of the noise generator so that eps is not drawn from the same random stream
-#: that initialised the weights (the trainer seeds torch's global generator with the spec seed).
-NOISE_SEED_OFFSET = 7919
-
-#: A noise budget sum_t (lr_t * noise_scale)^2 that costs little: it grows a weight's spread by
-#: about exp(1/2) = 1.65x. Constant-lr MNIST runs peaked near it and degraded beyond it (see
-#: docs/rules/goup.md). Used only to word the divergence message and suggest a safer lr.
-SAFE_NOISE_BUDGET = 1.0
-
-
-# --------------------------------------------------------------------------- the update
-
-
-class GoUpOptimizer(torch.optim.Optimizer):
-    """The GO-UP update as a torch optimizer, so the trainer's lr schedulers drive ``lr``.
-
-    Per parameter with a gradient: ``theta <- theta - lr*g + lr*noise_scale*std(theta - g)*eps``.
-
-    - std is the *biased* (population) standard deviation over all elements of the tensor
-      (``correction=0``). It is defined for every non-empty tensor; for a 1-element tensor it is 0,
-      so a scalar parameter gets a plain SGD step (one value has no spread to scale noise by).
-    - eps comes from a ``torch.Generator`` per device, seeded with ``seed``: runs are repeatable on
-      the same device (CPU and CUDA generators give different streams).
-    - Everything stays on the device: no host synchronisation per step.
-    - Parameters whose ``.grad`` is None are left untouched (no gradient, no step, no noise).
-    """
-
-    def __init__(
-        self, params: Iterable[torch.Tensor], lr: float, noise_scale: float = 1.0, seed: int = 0
-    ) -> None:
-        if not lr > 0:
-            raise ValueError(f"GO-UP needs lr > 0, got {lr}")
-        if not noise_scale >= 0:
-            raise ValueError(f"GO-UP needs noise_scale >= 0, got {noise_scale}")
-        super().__init__(params, {"lr": lr, "noise_scale": noise_scale})
-        self.seed = int(seed)
-        self._generators: dict[torch.device, torch.Generator] = {}
-        #: sum over steps of (lr * noise_scale)^2 (largest over groups): the noise budget spent.
-        #: Python floats, so tracking it costs no synchronisation.
-        self.noise_budget = 0.0
-        self.steps = 0
-
-    def _generator(self, device: torch.device) -> torch.Generator:
-        generator = self._generators.get(device)
-        if generator is None:
-            generator = torch.Generator(device=device)
-            generator.manual_seed(self.seed)
-            self._generators[device] = generator
-        return generator
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        budget_step = 0.0
-        for group in self.param_groups:
-            lr, noise_scale = group["lr"], group["noise_scale"]
-            budget_step = max(budget_step, (lr * noise_scale) ** 2)
-            for p in group["params"]:
-                if p.grad is None or p.numel() == 0:
-                    continue
-                if p.grad.is_sparse:
-                    raise RuntimeError("GO-UP does not support sparse gradients")
-                g = p.grad
-                if noise_scale == 0:
-                    p.add_(g, alpha=-lr)  # exactly the plain SGD step
-                    continue
-                spread = (p - g).std(correction=0)  # () tensor on the device: no sync
-                eps = torch.randn(
-                    p.shape, generator=self._generator(p.device), device=p.device, dtype=p.dtype
-                )
-                p.add_(g, alpha=-lr)
-                p.add_(eps.mul_(spread), alpha=lr * noise_scale)
-        self.noise_budget += budget_step
-        self.steps += 1
-        return loss
-
-    def state_dict(self) -> dict[str, Any]:
-        # The generator states make a resumed run draw the same noise as an uninterrupted one.
-        state = super().state_dict()
-        state["goup"] = {
-            "generators": {str(d): g.get_state() for d, g in self._generators.items()},
-            "noise_budget": self.noise_budget,
-            "steps": self.steps,
-        }
-        return state
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        state_dict = dict(state_dict)
-        extra = state_dict.pop("goup", None)
-        super().load_state_dict(state_dict)
-        if extra is not None:
-            self.noise_budget = extra["noise_budget"]
-            self.steps = extra["steps"]
-            for device, generator_state in extra["generators"].items():
-                if torch.device(device).type == "cuda" and not torch.cuda.is_available():
-                    continue  # written on a GPU, resumed on a CPU: the noise stream restarts
-                self._generator(torch.device(device)).set_state(generator_state)
-
+from altlearn.rules.base import Rule, RuleContext, brings_own_update
+from altlearn.rules.goup_update import NOISE_SEED_OFFSET, GoUpOptimizer, divergence_advice, parameter_problem
 
 # --------------------------------------------------------------------------- the gradient source
 
@@ -165,8 +63,8 @@ def load_gradient_source(name: str) -> type[Rule]:
 def _unusable_reason(cls: Any) -> str | None:
     if not (isinstance(cls, type) and issubclass(cls, Rule)):
         return "is not a learning rule class"
-    if cls.owns_update:
-        return "brings its own update (owns_update), so it cannot feed GO-UP's"
+    if brings_own_update(cls):
+        return "brings its own update (make_optimizer), so it cannot feed GO-UP's"
     # A rule whose network does not output the class scores (Forward-Forward) trains by a local
     # objective: there is no gradient of the classification loss for GO-UP to follow.
     if not getattr(cls, "network_outputs_scores", True):
@@ -295,25 +193,13 @@ class GoUp(Rule):
     """GO-UP on top of any gradient source; the source fills .grad, :class:`GoUpOptimizer` steps."""
 
     Params = GoUpParams
-    owns_update = True
 
-    def __init__(
-        self,
-        network: nn.Sequential,
-        params: GoUpParams,
-        *,
-        loss: LossFn,
-        num_classes: int,
-        seed: int = 0,
-    ) -> None:
-        super().__init__(network, params, loss=loss, num_classes=num_classes, seed=seed)
-        source_cls = load_gradient_source(params.source)
+    def __init__(self, params: GoUpParams, context: RuleContext) -> None:
+        super().__init__(params, context)
         # A submodule: the source's feedback buffers move to the device and save with the model.
         # (Both rules hold the same network; its parameters are shared, not copied.)
-        self.source = source_cls(
-            network, source_params(params), loss=loss, num_classes=num_classes, seed=seed
-        )
-        base_seed = params.seed if params.seed is not None else seed
+        self.source = load_gradient_source(params.source)(source_params(params), context)
+        base_seed = params.seed if params.seed is not None else self.seed
         self.noise_seed = base_seed + NOISE_SEED_OFFSET
         self._optimizer: GoUpOptimizer | None = None
         self._initial_norms: list[float] = []
@@ -349,8 +235,8 @@ class GoUp(Rule):
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.source.train_step(x, y)  # fills .grad; the optimizer applies GO-UP
 
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        return self.source.predict(x)
+    def eval_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.source.eval_step(x, y)
 
     def inference_module(self) -> nn.Module:
         return self.source.inference_module()
@@ -360,69 +246,8 @@ class GoUp(Rule):
         return self.source.gradient_rule()
 
     def health_check(self) -> str | None:
-        trained = self._trained()
-        if not trained:
+        p = self.params
+        problem = parameter_problem(self._trained(), self._initial_norms, p.max_abs_param, p.max_norm_growth)
+        if problem is None:
             return None
-        with torch.no_grad():
-            # (P, 3): finite?, max |theta|, norm, per tensor; one transfer for all of them
-            stats = (
-                torch.stack(
-                    [
-                        torch.stack(
-                            [
-                                p.isfinite().all().float(),
-                                p.detach().abs().max().float(),
-                                p.detach().float().norm(),
-                            ]
-                        )
-                        for _, p in trained
-                    ]
-                )
-                .cpu()
-                .tolist()
-            )
-        for index, ((name, p), (finite, max_abs, norm)) in enumerate(zip(trained, stats)):
-            if finite < 1:
-                return f"parameter {name} has non-finite values: {self._advice()}"
-            if max_abs > self.params.max_abs_param:
-                return (
-                    f"parameter {name} reached |value| {max_abs:.3g} > max_abs_param "
-                    f"{self.params.max_abs_param:g}: {self._advice()}"
-                )
-            initial = self._initial_norms[index] if index < len(self._initial_norms) else 0.0
-            if p.ndim >= 2 and initial > 0 and norm > self.params.max_norm_growth * initial:
-                return (
-                    f"parameter {name} norm grew {norm / initial:.1f}x since the start "
-                    f"(> max_norm_growth {self.params.max_norm_growth:g}): {self._advice()}"
-                )
-        return None
-
-    def _advice(self) -> str:
-        optimizer = self._optimizer
-        group = optimizer.param_groups[0] if optimizer is not None else {}
-        lr = group.get("initial_lr", group.get("lr", self.params.lr))
-        noise_scale = self.params.noise_scale
-        steps = optimizer.steps if optimizer is not None else 0
-        if noise_scale == 0:
-            return (
-                f"lr={lr:g} is too large for the {self.params.source} gradient (noise_scale is "
-                "0, so this is plain SGD); try a smaller lr"
-            )
-        budget = optimizer.noise_budget if optimizer is not None else 0.0
-        if budget < SAFE_NOISE_BUDGET:
-            # The noise has grown the weights by < exp(budget / 2) ~ 1.6x: not the culprit.
-            return (
-                f"lr={lr:g} is too large for the {self.params.source} gradient itself: GO-UP's "
-                f"noise has only grown the weights' spread by about exp({budget:.2g}/2) = "
-                f"{math.exp(budget / 2):.2f}x so far; try a smaller lr (plain SGD steps on "
-                f"this source would diverge too)"
-            )
-        suggestion = math.sqrt(SAFE_NOISE_BUDGET / max(steps, 1)) / noise_scale
-        return (
-            f"lr={lr:g} is too large for GO-UP's noise (noise std per step = "
-            f"lr*std(theta-g)); a weight's spread grows by about exp(sum of (lr*noise_scale)^2) "
-            f"= exp({budget:.3g}) in variance over the {steps} steps so far; try lr <= "
-            f"{suggestion:.2g} for that many steps (constant lr), a decaying schedule "
-            "(schedule: {type: cosine}), or a smaller lr with a smaller batch (per epoch the "
-            "noise grows like lr^2 * steps, the progress like lr * steps)"
-        )
+        return f"{problem}: {divergence_advice(self._optimizer, p.lr, p.noise_scale, p.source)}"

@@ -1,13 +1,8 @@
-"""What the feedback-alignment rules (fa, dfa, ifa) share: options, layer checks, blocks, feedback draws.
+"""What the feedback-alignment rules (fa, dfa, ifa) share: options, feedback draws, feedback buffers.
 
-Vocabulary used by all three rules:
-
-- a *trainable layer* is an ``nn.Linear`` or ``nn.Conv2d`` (with or without bias);
-- a *block* is a trainable layer plus the parameter-free modules after it, up to the next trainable
-  layer (activation, pooling, dropout, flatten); the last block holds the output layer;
-- the *prefix* is the parameter-free modules before the first trainable layer (usually a flatten);
-- a layer's *index* is its position in the ``nn.Sequential``, i.e. in the spec's ``network.layers``.
-  Feedback buffers are named ``feedback_<index>`` and diagnostics ``layer<index>``.
+Vocabulary (trainable layer, block, prefix) as in :mod:`altlearn.network`. A layer's *index* is
+its position in the ``nn.Sequential``, i.e. in the spec's ``network.layers``; feedback buffers are
+named ``feedback_<index>``. Which networks the rules accept is :mod:`~altlearn.rules.feedback.checks`.
 
 Feedback matrices are drawn on the CPU from a ``torch.Generator`` seeded from (seed, layer index),
 so they are identical on every device, independent of the other layers' shapes, and never share the
@@ -16,9 +11,7 @@ random stream the forward weights were drawn from (which could make B correlate 
 
 from __future__ import annotations
 
-import hashlib
 import math
-from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -26,18 +19,10 @@ from pydantic import Field
 from torch import nn
 
 from altlearn.components import Params
-from altlearn.rules.base import LossFn, Rule
-
-TRAINABLE = (nn.Linear, nn.Conv2d)
-# Parameter-free modules that act on each element independently: their derivative is local.
-ELEMENTWISE = (
-    nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.LeakyReLU, nn.ELU, nn.SiLU, nn.Softplus,
-    nn.Hardtanh, nn.Identity,
-)  # fmt: skip
-DROPOUT = (nn.Dropout,)
-POOLING = (nn.MaxPool2d, nn.AvgPool2d)
-RESHAPE = (nn.Flatten,)
-PASS_THROUGH = ELEMENTWISE + DROPOUT + POOLING + RESHAPE
+from altlearn.network import LayerBlock, split_blocks
+from altlearn.rules.base import Rule, RuleContext
+from altlearn.rules.feedback.checks import DROPOUT, ELEMENTWISE, RESHAPE, layer_problems
+from altlearn.rules.randomness import layer_seed
 
 
 class FeedbackParams(Params):
@@ -65,132 +50,29 @@ class FeedbackParams(Params):
 
 
 # ---------------------------------------------------------------------------------------------
-# Network structure
-
-
-def is_trainable(module: nn.Module) -> bool:
-    return isinstance(module, TRAINABLE)
-
-
-def trainable_indices(network: nn.Sequential) -> list[int]:
-    return [i for i, module in enumerate(network) if is_trainable(module)]
-
-
-@dataclass
-class Block:
-    """A trainable layer at ``index`` and the parameter-free modules ``post`` that follow it."""
-
-    index: int
-    layer: nn.Module
-    post: list[nn.Module] = field(default_factory=list)
-
-    def run_post(self, a: torch.Tensor) -> torch.Tensor:
-        for module in self.post:
-            a = module(a)
-        return a
-
-
-def split_blocks(network: nn.Sequential) -> tuple[list[nn.Module], list[Block]]:
-    """(prefix modules, blocks); the last block is the output layer's."""
-    prefix: list[nn.Module] = []
-    blocks: list[Block] = []
-    for index, module in enumerate(network):
-        if is_trainable(module):
-            blocks.append(Block(index, module))
-        elif blocks:
-            blocks[-1].post.append(module)
-        else:
-            prefix.append(module)
-    return prefix, blocks
-
-
-def layer_problems(
-    network: nn.Sequential,
-    rule_name: str,
-    *,
-    min_trainable: int = 1,
-    allowed_post: tuple[type, ...] = PASS_THROUGH,
-    hidden_post_reason: str = "",
-) -> list[tuple[int | None, str]]:
-    """Layers a feedback rule cannot train; ``allowed_post`` limits what may follow a hidden layer.
-
-    Parameter-free modules after the output layer and before the first trainable layer only need
-    to be in :data:`PASS_THROUGH` (the output layer gets its ordinary local gradient; the prefix runs
-    without gradient).
-    """
-    problems: list[tuple[int | None, str]] = []
-    supported = "linear and conv2d (with or without bias)"
-    passing = "flatten, dropout, maxpool2d, avgpool2d and the activations relu, tanh, sigmoid, gelu, leaky_relu, elu, silu, softplus, hardtanh"
-    for index, module in enumerate(network):
-        kind = type(module).__name__
-        has_params = any(True for _ in module.parameters(recurse=True))
-        if is_trainable(module):
-            if isinstance(module, nn.Conv2d):
-                if module.padding_mode != "zeros":
-                    problems.append(
-                        (
-                            index,
-                            f"{rule_name} supports conv2d only with zero padding, not padding_mode={module.padding_mode!r}",
-                        )
-                    )
-                elif isinstance(module.padding, str):
-                    problems.append(
-                        (index, f"{rule_name} needs conv2d padding as numbers, not {module.padding!r}")
-                    )
-            continue
-        if has_params:
-            problems.append(
-                (
-                    index,
-                    f"{rule_name} cannot train layer {index} ({kind}): its trainable layers are {supported}",
-                )
-            )
-        elif not isinstance(module, PASS_THROUGH):
-            problems.append(
-                (
-                    index,
-                    f"{rule_name} does not know layer {index} ({kind}); between trainable layers it supports {passing}",
-                )
-            )
-    indices = trainable_indices(network)
-    if len(indices) < min_trainable:
-        if min_trainable == 1:
-            message = f"{rule_name} needs at least one trainable layer ({supported})"
-        else:
-            message = (
-                f"{rule_name} needs a hidden trainable layer before the output layer (it sends the "
-                f"output error to hidden layers); this network has {len(indices)} trainable layer(s)"
-            )
-        problems.append((None, message))
-    if allowed_post is not PASS_THROUGH and len(indices) >= 2:
-        hidden_end = indices[-1]  # modules after the last hidden layer, before the output layer
-        for index in range(indices[0] + 1, hidden_end):
-            module = network[index]
-            if is_trainable(module) or not isinstance(module, PASS_THROUGH):
-                continue  # reported above or a trainable layer
-            if not isinstance(module, allowed_post):
-                problems.append(
-                    (
-                        index,
-                        f"{rule_name} cannot have {type(module).__name__} (layer {index}) between trainable layers: {hidden_post_reason}",
-                    )
-                )
-    return problems
-
-
-# ---------------------------------------------------------------------------------------------
 # Drawing feedback matrices
 
 
-def layer_seed(seed: int, index: int) -> int:
-    """A 63-bit generator seed for the feedback of layer ``index``; stable across runs/versions."""
-    digest = hashlib.sha256(f"altlearn-feedback:{seed}:{index}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
+def feedback_fan_in(weight: torch.Tensor) -> int:
+    """How many error components one input unit of a layer sums when the error goes down through
+    a matrix shaped like ``weight``: out_features, or out_channels * kh * kw for a conv kernel."""
+    return weight.shape[0] * (weight[0, 0].numel() if weight.dim() == 4 else 1)
 
 
-def forward_fan_in(layer: nn.Module) -> int:
+def forward_fan_in(weight: torch.Tensor) -> int:
     """PyTorch's fan_in of a Linear/Conv2d weight: inputs per output unit (in * kh * kw)."""
-    return layer.weight[0].numel()
+    return weight[0].numel()
+
+
+def feedback_spread(init: str, feedback_fan_in: int, forward_fan_in: int) -> float:
+    """The bound (uniform, like_forward) or standard deviation (gaussian) of a feedback draw.
+
+    ``like_forward`` is U(+-1/sqrt(forward_fan_in)): exactly what PyTorch's default kaiming-uniform
+    (a=sqrt(5), gain*sqrt(3/fan_in)) gives the forward weight.
+    """
+    if init not in ("uniform", "gaussian", "like_forward"):  # Params validation makes this unreachable
+        raise ValueError(f"unknown feedback_init {init!r}")
+    return 1.0 / math.sqrt(forward_fan_in if init == "like_forward" else feedback_fan_in)
 
 
 def draw_feedback(
@@ -203,23 +85,14 @@ def draw_feedback(
     seed: int,
     index: int,
 ) -> torch.Tensor:
-    """A fixed random matrix on the CPU (float32), the same for the same (seed, index, shape).
-
-    ``like_forward`` draws U(+-1/sqrt(forward_fan_in)): exactly what PyTorch's default
-    kaiming-uniform (a=sqrt(5)) gives the forward weight of the layer at ``index``.
-    """
+    """A fixed random matrix on the CPU (float32), the same for the same (seed, index, shape)."""
+    spread = feedback_spread(init, feedback_fan_in, forward_fan_in)
     generator = torch.Generator(device="cpu").manual_seed(layer_seed(seed, index))
     out = torch.empty(shape, dtype=torch.float32)
-    if init == "uniform":
-        bound = 1.0 / math.sqrt(feedback_fan_in)
-        out.uniform_(-bound, bound, generator=generator)
-    elif init == "gaussian":
-        out.normal_(0.0, 1.0 / math.sqrt(feedback_fan_in), generator=generator)
-    elif init == "like_forward":
-        bound = 1.0 / math.sqrt(forward_fan_in)  # kaiming_uniform_(a=sqrt(5)): gain*sqrt(3/fan_in)
-        out.uniform_(-bound, bound, generator=generator)
-    else:  # Params validation makes this unreachable
-        raise ValueError(f"unknown feedback_init {init!r}")
+    if init == "gaussian":
+        out.normal_(0.0, spread, generator=generator)
+    else:
+        out.uniform_(-spread, spread, generator=generator)
     return out.mul_(scale)
 
 
@@ -230,20 +103,9 @@ class FeedbackRule(Rule):
     #: name used in messages (the spec's rule.type)
     rule_name = "feedback"
 
-    def __init__(
-        self,
-        network: nn.Sequential,
-        params: FeedbackParams,
-        *,
-        loss: LossFn,
-        num_classes: int,
-        seed: int = 0,
-    ) -> None:
-        super().__init__(network, params, loss=loss, num_classes=num_classes, seed=seed)
-        problems = self.check_network(network, params)
-        if problems:  # a rule never trains a network it cannot handle (no silent BP fallback)
-            raise ValueError("; ".join(message for _, message in problems))
-        self.feedback_seed = seed if params.feedback_seed is None else params.feedback_seed
+    def __init__(self, params: FeedbackParams, context: RuleContext) -> None:
+        super().__init__(params, context)
+        self.feedback_seed = self.seed if params.feedback_seed is None else params.feedback_seed
         self._feedback_owner_indices: list[int] = []
 
     @classmethod
@@ -258,7 +120,7 @@ class FeedbackRule(Rule):
             init=self.params.feedback_init,
             scale=self.params.feedback_scale,
             feedback_fan_in=feedback_fan_in,
-            forward_fan_in=forward_fan_in(self.network[index]),
+            forward_fan_in=forward_fan_in(self.network[index].weight),
             seed=self.feedback_seed,
             index=index,
         )
@@ -286,16 +148,51 @@ class OutputFeedbackRule(FeedbackRule):
     which a rule does not receive, so those matrices are drawn at the first training step (from
     the same seeded CPU generator: the result does not depend on when or where it is drawn).
     Loading a state_dict creates any missing ones with the saved shapes.
+
+    Both rules run every block on a detached input (:meth:`_forward_blocks`), so that no error
+    travels through a forward weight unless the rule sends it there, and take the output error e
+    from autograd on the loss alone (:meth:`_output_error`), so any loss works.
     """
 
-    def _known_width(self, block: Block) -> int | None:
+    def __init__(self, params: FeedbackParams, context: RuleContext) -> None:
+        super().__init__(params, context)
+        self._prefix, blocks = split_blocks(self.network)
+        self._hidden, self._output = blocks[:-1], blocks[-1]
+
+    def _forward_blocks(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
+        """(each hidden layer's output a_l, each hidden block's output h_l, scores (B, K)).
+
+        Every a_l and h_l has a graph local to its block: to W_l, not to the blocks below.
+        """
+        with torch.no_grad():
+            for module in self._prefix:  # e.g. flatten: nothing to train before the first layer
+                x = module(x)
+        h = x
+        pre, outputs = [], []
+        for block in self._hidden:
+            a = block.layer(h.detach())
+            h = block.run_post(a)
+            pre.append(a)
+            outputs.append(h)
+        scores = self._output.run_post(self._output.layer(h.detach()))  # (B, K)
+        return pre, outputs, scores
+
+    def _output_error(self, scores: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss, e = dLoss/dscores (B, K)), without a graph through the network."""
+        scores_leaf = scores.detach().requires_grad_(True)
+        with torch.enable_grad():
+            loss = self.loss(scores_leaf, y)
+        (error,) = torch.autograd.grad(loss, scores_leaf)
+        return loss.detach(), error
+
+    def _known_width(self, block: LayerBlock) -> int | None:
         if not isinstance(block.layer, nn.Linear):
             return None
         if any(not isinstance(m, ELEMENTWISE + DROPOUT + RESHAPE) for m in block.post):
             return None
         return block.layer.out_features
 
-    def _output_feedback(self, block: Block, output: torch.Tensor) -> torch.Tensor:
+    def _output_feedback(self, block: LayerBlock, output: torch.Tensor) -> torch.Tensor:
         """The (K, n) matrix of ``block``, drawn on first use for a block output (B, ...)."""
         name = f"feedback_{block.index}"
         if hasattr(self, name) and getattr(self, name) is not None:
@@ -305,7 +202,7 @@ class OutputFeedbackRule(FeedbackRule):
             block.index, (self.num_classes, width), self.num_classes, output.device, output.dtype
         )
 
-    def _draw_known_feedback(self, blocks: list[Block]) -> None:
+    def _draw_known_feedback(self, blocks: list[LayerBlock]) -> None:
         for block in blocks:
             width = self._known_width(block)
             if width is not None:

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import torch
 
-from altlearn.rules.base import accuracy
-from altlearn.rules.feedback import FeedbackParams, OutputFeedbackRule, layer_problems, split_blocks
+from altlearn.rules.base import RuleContext, accuracy
+from altlearn.rules.feedback.base import FeedbackParams, OutputFeedbackRule
+from altlearn.rules.feedback.checks import layer_problems
 
 
 class DirectFeedbackAlignment(OutputFeedbackRule):
@@ -27,10 +28,8 @@ class DirectFeedbackAlignment(OutputFeedbackRule):
     Params = FeedbackParams
     rule_name = "dfa"
 
-    def __init__(self, network, params, *, loss, num_classes, seed=0):
-        super().__init__(network, params, loss=loss, num_classes=num_classes, seed=seed)
-        self._prefix, blocks = split_blocks(network)
-        self._hidden, self._output = blocks[:-1], blocks[-1]
+    def __init__(self, params: FeedbackParams, context: RuleContext) -> None:
+        super().__init__(params, context)
         self._draw_known_feedback(self._hidden)
 
     @classmethod
@@ -38,27 +37,12 @@ class DirectFeedbackAlignment(OutputFeedbackRule):
         return layer_problems(network, cls.rule_name, min_trainable=2)
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        with torch.no_grad():
-            for module in self._prefix:  # e.g. flatten: nothing to train before the first layer
-                x = module(x)
-        h = x
-        outputs = []  # block outputs, each with a graph local to its block
-        for block in self._hidden:
-            out = block.run_post(block.layer(h.detach()))
-            outputs.append(out)
-            h = out
-        scores = self._output.run_post(self._output.layer(h.detach()))  # (B, K)
-
-        # e from autograd on the loss alone, so any loss works.
-        scores_leaf = scores.detach().requires_grad_(True)
-        with torch.enable_grad():
-            loss = self.loss(scores_leaf, y)
-        (error,) = torch.autograd.grad(loss, scores_leaf)  # (B, K)
-
+        _, outputs, scores = self._forward_blocks(x)
+        loss, error = self._output_error(scores, y)  # error (B, K)
         signals = [
             (error @ self._output_feedback(block, out)).view_as(out)  # (B, K) @ (K, n_l)
             for block, out in zip(self._hidden, outputs)
         ]
         # One backward pass over all blocks: each gets its signal, the output layer gets e.
         torch.autograd.backward([scores, *outputs], [error, *signals])
-        return {"loss": loss.detach(), "accuracy": accuracy(scores.detach(), y)}
+        return {"loss": loss, "accuracy": accuracy(scores.detach(), y)}

@@ -23,8 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn import grad as nn_grad
 
-from altlearn.rules.base import accuracy
-from altlearn.rules.feedback import FeedbackParams, FeedbackRule, trainable_indices
+from altlearn.network import trainable_indices
+from altlearn.rules.base import RuleContext, accuracy
+from altlearn.rules.feedback.base import FeedbackParams, FeedbackRule, feedback_fan_in
 
 FeedbackSource = Callable[[], torch.Tensor]
 
@@ -96,13 +97,11 @@ class FeedbackAlignment(FeedbackRule):
     Params = FeedbackParams
     rule_name = "fa"
 
-    def __init__(self, network, params, *, loss, num_classes, seed=0):
-        super().__init__(network, params, loss=loss, num_classes=num_classes, seed=seed)
-        for index in trainable_indices(network)[1:]:
-            weight = network[index].weight  # (out, in) or (C_out, C_in/groups, kh, kw)
-            # Feedback fan-in: how many error components each input unit of the layer sums.
-            fan_in = weight.shape[0] * (weight[0, 0].numel() if weight.dim() == 4 else 1)
-            self._add_feedback(index, tuple(weight.shape), fan_in)
+    def __init__(self, params: FeedbackParams, context: RuleContext) -> None:
+        super().__init__(params, context)
+        for index in trainable_indices(self.network)[1:]:
+            weight = self.network[index].weight  # (out, in) or (C_out, C_in/groups, kh, kw)
+            self._add_feedback(index, tuple(weight.shape), feedback_fan_in(weight))
 
     def feedback_weight(self, index: int, layer: nn.Module) -> torch.Tensor:
         """The matrix that carries the error from the output of ``layer`` to its input, this step.
@@ -115,8 +114,9 @@ class FeedbackAlignment(FeedbackRule):
         gradient. The default returns the fixed random matrix :meth:`fixed_feedback` ``(index)``.
 
         Example (sign-symmetry): ``return layer.weight.sign() * self.fixed_feedback(index).abs()``.
-        If it draws random numbers, use a generator of your own: sharing the global one would change
-        the dropout masks and make the alignment diagnostics compare different forward passes.
+        If it draws random numbers, use generators of your own (``altlearn.api.DeviceGenerators``,
+        saved in ``get_extra_state``): sharing the global one would change the dropout masks and
+        make the alignment diagnostics compare different forward passes.
         """
         return self.fixed_feedback(index)
 

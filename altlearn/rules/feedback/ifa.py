@@ -20,16 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from altlearn.rules.base import accuracy
-from altlearn.rules.feedback import (
-    DROPOUT,
-    ELEMENTWISE,
-    RESHAPE,
-    FeedbackParams,
-    OutputFeedbackRule,
-    layer_problems,
-    split_blocks,
-)
+from altlearn.rules.base import RuleContext, accuracy
+from altlearn.rules.feedback.base import FeedbackParams, OutputFeedbackRule
+from altlearn.rules.feedback.checks import DROPOUT, ELEMENTWISE, RESHAPE, layer_problems
 
 
 def _forward_map(layer: nn.Module, delta: torch.Tensor) -> torch.Tensor:
@@ -45,10 +38,8 @@ class IndirectFeedbackAlignment(OutputFeedbackRule):
     Params = FeedbackParams
     rule_name = "ifa"
 
-    def __init__(self, network, params, *, loss, num_classes, seed=0):
-        super().__init__(network, params, loss=loss, num_classes=num_classes, seed=seed)
-        self._prefix, blocks = split_blocks(network)
-        self._hidden, self._output = blocks[:-1], blocks[-1]
+    def __init__(self, params: FeedbackParams, context: RuleContext) -> None:
+        super().__init__(params, context)
         self._draw_known_feedback(self._hidden[:1])
 
     @classmethod
@@ -66,24 +57,8 @@ class IndirectFeedbackAlignment(OutputFeedbackRule):
         )
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        with torch.no_grad():
-            for module in self._prefix:
-                x = module(x)
-        h = x
-        pre, outputs = [], []  # a_l (layer outputs, graph to W_l) and block outputs h_l
-        for block in self._hidden:
-            a = block.layer(h.detach())
-            out = block.run_post(a)
-            pre.append(a)
-            outputs.append(out)
-            h = out
-        scores = self._output.run_post(self._output.layer(h.detach()))  # (B, K)
-
-        scores_leaf = scores.detach().requires_grad_(True)
-        with torch.enable_grad():
-            loss = self.loss(scores_leaf, y)
-        (error,) = torch.autograd.grad(loss, scores_leaf)  # (B, K)
-
+        pre, outputs, scores = self._forward_blocks(x)  # a_l (graph to W_l), h_l, (B, K)
+        loss, error = self._output_error(scores, y)  # error (B, K)
         deltas = []
         signal = (error @ self._output_feedback(self._hidden[0], outputs[0])).view_as(outputs[0])
         for depth, block in enumerate(self._hidden):
@@ -95,4 +70,4 @@ class IndirectFeedbackAlignment(OutputFeedbackRule):
             (delta,) = torch.autograd.grad(outputs[depth], pre[depth], signal, retain_graph=True)
             deltas.append(delta)
         torch.autograd.backward([scores, *pre], [error, *deltas])
-        return {"loss": loss.detach(), "accuracy": accuracy(scores.detach(), y)}
+        return {"loss": loss, "accuracy": accuracy(scores.detach(), y)}

@@ -1,12 +1,13 @@
 """Forward-Forward building blocks: layer blocks, label overlay, normalisation, goodness, inference.
 
-Kept apart from the rule (:mod:`altlearn.rules.forward_forward`) because the trained model that is
+Kept apart from the rule (:mod:`altlearn.rules.forward_forward.rule`) because the trained model that is
 logged must classify on its own: :class:`FFClassifier` holds everything inference needs and nothing
 that training needs.
 
-A *block* is one ``nn.Linear`` plus the parameter-free modules after it up to the next linear layer
-(its activation, dropout). Parameter-free modules before the first linear layer (flatten, pooling)
-are the *prefix*: they turn an image into the flat vector that the label is written into.
+A *block* (:class:`altlearn.network.LayerBlock`) is one ``nn.Linear`` plus the parameter-free
+modules after it up to the next linear layer (its activation, dropout). Parameter-free modules
+before the first linear layer (flatten, pooling) are the *prefix*: they turn an image into the flat
+vector that the label is written into.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from altlearn.network import LayerBlock, split_blocks
 
 InputNorm = Literal["l2", "rms"]
 Goodness = Literal["sum", "mean"]
@@ -27,62 +30,27 @@ _NOT_ACTIVATIONS = (nn.Dropout, nn.Flatten, nn.Identity)
 NORM_EPS = 1e-8
 
 
-def split_blocks(network: nn.Sequential) -> tuple[list[nn.Module], list[list[nn.Module]]]:
-    """(prefix modules, blocks); each block is [linear, modules after it]. No checks (see problems)."""
-    prefix: list[nn.Module] = []
-    blocks: list[list[nn.Module]] = []
-    for module in network:
-        if isinstance(module, nn.Linear):
-            blocks.append([module])
-        elif blocks:
-            blocks[-1].append(module)
-        else:
-            prefix.append(module)
-    return prefix, blocks
+def is_linear(module: nn.Module) -> bool:
+    return isinstance(module, nn.Linear)
 
 
 def network_problems(network: nn.Sequential, skip_first_layer: bool) -> list[tuple[int | None, str]]:
     """Why Forward-Forward cannot train this network, as (layer index or None, message) pairs."""
-    problems: list[tuple[int | None, str]] = []
-    linear_indices = []
-    for index, module in enumerate(network):
-        if isinstance(module, nn.Linear):
-            linear_indices.append(index)
-        elif any(True for _ in module.parameters()):
-            problems.append(
-                (
-                    index,
-                    f"ff supports linear layers only; {type(module).__name__} has "
-                    "trainable parameters (conv2d and other layers are not supported)",
-                )
-            )
-    if not linear_indices:
-        problems.append((None, "ff needs at least one linear layer"))
-        return problems
-    ends = linear_indices[1:] + [len(network)]
-    for start, end in zip(linear_indices, ends):
-        after = list(network)[start + 1 : end]
-        if any(not isinstance(m, _NOT_ACTIVATIONS) for m in after):
-            continue
-        if end == len(network):
-            problems.append(
-                (
-                    start,
-                    "the last linear layer has no activation after it: it looks like a "
-                    "backprop output layer, which ff does not use (ff classifies by goodness "
-                    "or with its own softmax head, rule.inference); remove it, or add an "
-                    "activation if it is meant as an ff layer",
-                )
-            )
-        else:
-            problems.append(
-                (
-                    start,
-                    "ff needs an activation (e.g. relu) after every linear layer: each "
-                    "linear layer and its activation form one locally trained block",
-                )
-            )
-    if skip_first_layer and len(linear_indices) < 2:
+    problems: list[tuple[int | None, str]] = [
+        (
+            index,
+            f"ff supports linear layers only; {type(module).__name__} has "
+            "trainable parameters (conv2d and other layers are not supported)",
+        )
+        for index, module in enumerate(network)
+        if not is_linear(module) and any(True for _ in module.parameters())
+    ]
+    _, blocks = split_blocks(network, is_linear)
+    if not blocks:
+        return [*problems, (None, "ff needs at least one linear layer")]
+    problems += [(block.index, _activation_problem(block, block is blocks[-1])) for block in blocks]
+    problems = [(index, message) for index, message in problems if message]
+    if skip_first_layer and len(blocks) < 2:
         problems.append(
             (
                 None,
@@ -92,6 +60,23 @@ def network_problems(network: nn.Sequential, skip_first_layer: bool) -> list[tup
             )
         )
     return problems
+
+
+def _activation_problem(block: LayerBlock, is_last: bool) -> str | None:
+    """A block without an activation is no FF layer: FF's goodness needs a non-linear unit."""
+    if any(not isinstance(m, _NOT_ACTIVATIONS) for m in block.post):
+        return None
+    if is_last:
+        return (
+            "the last linear layer has no activation after it: it looks like a "
+            "backprop output layer, which ff does not use (ff classifies by goodness "
+            "or with its own softmax head, rule.inference); remove it, or add an "
+            "activation if it is meant as an ff layer"
+        )
+    return (
+        "ff needs an activation (e.g. relu) after every linear layer: each "
+        "linear layer and its activation form one locally trained block"
+    )
 
 
 def init_weights(linears: list[nn.Linear], seed: int) -> None:
@@ -195,9 +180,9 @@ class FFClassifier(nn.Module):
         neutral_value: float,
     ) -> None:
         super().__init__()
-        prefix, blocks = split_blocks(network)
+        prefix, blocks = split_blocks(network, is_linear)
         self.prefix = nn.Sequential(*prefix, nn.Flatten())
-        self.blocks = nn.ModuleList(nn.Sequential(*block) for block in blocks)
+        self.blocks = nn.ModuleList(nn.Sequential(block.layer, *block.post) for block in blocks)
         self.head = head
         self.num_classes = num_classes
         self.inference = inference

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, PositiveInt, model_validator
 
 from altlearn.components import Params
-from altlearn.rules.ff_model import Goodness, Inference, InputNorm
+from altlearn.rules.forward_forward.model import Goodness, Inference, InputNorm
 
 
 class ForwardForwardParams(Params):

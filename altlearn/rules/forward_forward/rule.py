@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from altlearn.rules.base import Rule, accuracy
-from altlearn.rules.ff_model import (
+from altlearn.rules.base import Rule, RuleContext, accuracy
+from altlearn.rules.forward_forward.model import (
     FFClassifier,
     goodness,
     goodness_logit,
@@ -27,21 +27,19 @@ from altlearn.rules.ff_model import (
     run_block,
     wrong_labels,
 )
-from altlearn.rules.ff_params import ForwardForwardParams
+from altlearn.rules.forward_forward.params import ForwardForwardParams
+from altlearn.rules.randomness import DeviceGenerators
 
 
 class ForwardForward(Rule):
     """Supervised Forward-Forward over linear blocks, trained simultaneously or greedily."""
 
     Params = ForwardForwardParams
-    compare_with_bp = False  # a local objective per layer: no BP gradient to align with
     network_outputs_scores = False  # scores come from goodness or the rule's own head
 
-    def __init__(self, network, params, *, loss, num_classes, seed=0):
-        super().__init__(network, params, loss=loss, num_classes=num_classes, seed=seed)
-        problems = network_problems(network, params.skip_first_layer)
-        if problems:
-            raise ValueError("; ".join(message for _, message in problems))
+    def __init__(self, params: ForwardForwardParams, context: RuleContext) -> None:
+        super().__init__(params, context)
+        network, num_classes = self.network, self.num_classes
         linears = [m for m in network if isinstance(m, nn.Linear)]
         if linears[0].in_features < num_classes:
             raise ValueError(
@@ -49,7 +47,7 @@ class ForwardForward(Rule):
                 f"linear layer has only {linears[0].in_features}"
             )
         if params.weight_init == "ff":
-            init_weights(linears, seed)
+            init_weights(linears, self.seed)
         first_read = 1 if params.skip_first_layer else 0
         head = None
         if params.inference == "softmax_head":
@@ -77,13 +75,14 @@ class ForwardForward(Rule):
             self.register_buffer(f"mean_activity_{i}", torch.zeros(linear.out_features))
         self.num_layers = len(linears)
         self._steps = 0  # batches seen; picks the active layer under greedy (saved via extra state)
-        self._generator: torch.Generator | None = None
-        self._generator_device: torch.device | None = None
-        self._pending_generator_state: torch.Tensor | None = None  # from a checkpoint
+        self._label_generators = DeviceGenerators(self.seed)  # wrong labels of negative data
 
     @classmethod
     def check_network(cls, network, params):
         return network_problems(network, params.skip_first_layer)
+
+    def gradient_rule(self) -> None:
+        return None  # a local objective per layer: no BP gradient to align with
 
     # --- training ---------------------------------------------------------------------------
 
@@ -93,19 +92,6 @@ class ForwardForward(Rule):
             return range(self.num_layers)
         layer = min(self._steps // self.params.greedy_steps_per_layer, self.num_layers - 1)
         return range(layer, layer + 1)
-
-    def _label_generator(self, device: torch.device) -> torch.Generator:
-        """A seeded generator on the batch's device, for the wrong labels of negative data."""
-        if self._generator is None or self._generator_device != device:
-            self._generator = torch.Generator(device=device).manual_seed(self.seed)
-            self._generator_device = device
-            pending, self._pending_generator_state = self._pending_generator_state, None
-            if pending is not None:
-                try:
-                    self._generator.set_state(pending)
-                except RuntimeError:  # a CPU state on a CUDA generator: keep the fresh seed
-                    pass
-        return self._generator
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         p = self.params
@@ -131,7 +117,7 @@ class ForwardForward(Rule):
         return metrics
 
     def _negative_labels(self, y: torch.Tensor, head_scores: torch.Tensor | None) -> torch.Tensor:
-        generator = self._label_generator(y.device)
+        generator = self._label_generators.get(y.device)
         if self.params.negative_labels == "uniform":
             return wrong_labels(y, self.num_classes, generator)
         return hard_wrong_labels(y, head_scores.detach(), generator)
@@ -195,15 +181,12 @@ class ForwardForward(Rule):
         return self.head(features)  # (B, K)
 
     def get_extra_state(self):
-        # The label generator's state makes a resumed run draw the same negative labels.
-        # A state restored but not used yet counts too: saving it again must not lose it.
-        generator = self._pending_generator_state if self._generator is None else self._generator.get_state()
-        return {"steps": self._steps, "label_generator": generator}
+        # The label generators' states make a resumed run draw the same negative labels.
+        return {"steps": self._steps, "label_generators": self._label_generators.state()}
 
     def set_extra_state(self, state):
         self._steps = int(state["steps"])
-        self._pending_generator_state = state.get("label_generator")
-        self._generator = None  # re-created on the batch's device, from the pending state
+        self._label_generators.load_state(state["label_generators"])
 
     def health_check(self) -> str | None:
         if self._steps < 100:
@@ -218,8 +201,8 @@ class ForwardForward(Rule):
 
     # --- inference --------------------------------------------------------------------------
 
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        return self.inference_model(x)
+    def inference_module(self) -> nn.Module:
+        return self.inference_model
 
     def eval_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         model = self.inference_model
@@ -233,10 +216,7 @@ class ForwardForward(Rule):
         if self.params.inference == "goodness":
             scores = model.goodness_scores(per_layer)
         else:
-            scores = self.predict(x)
+            scores = model(x)
         metrics["loss"] = self.loss(scores, y)
         metrics["accuracy"] = accuracy(scores, y)
         return metrics
-
-    def inference_module(self) -> nn.Module:
-        return self.inference_model

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from pydantic import ValidationError
 from torch import nn
 
+from altlearn.api import RuleContext
 from altlearn_signsym.rules import BatchwiseRandomSignSymmetry, SignSymmetry
 
 PACKAGE = Path(__file__).resolve().parents[1]
@@ -29,7 +30,9 @@ def mlp(seed: int = 0) -> nn.Sequential:
 
 def make(rule_cls, network=None, seed: int = 0, **options):
     network = network if network is not None else mlp()
-    return rule_cls(network, rule_cls.Params(**options), loss=F.cross_entropy, num_classes=3, seed=seed)
+    return rule_cls(
+        rule_cls.Params(**options), RuleContext(network, F.cross_entropy, num_classes=3, seed=seed)
+    )
 
 
 def batch(seed: int = 1):
@@ -40,8 +43,8 @@ def batch(seed: int = 1):
 class Recording:
     """Mixin: remember every feedback matrix the backward pass asked for."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, params, context):
+        super().__init__(params, context)
         self.used: list[tuple[int, torch.Tensor]] = []
 
     def feedback_weight(self, index, layer):

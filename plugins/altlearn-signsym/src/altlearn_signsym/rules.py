@@ -31,15 +31,21 @@ Only altlearn's public API is used: FeedbackAlignment does the backward pass and
 
 from __future__ import annotations
 
-import hashlib
-import math
 from typing import Literal
 
 import torch
 from pydantic import Field
 from torch import nn
 
-from altlearn.api import FeedbackAlignment, FeedbackParams
+from altlearn.api import (
+    DeviceGenerators,
+    FeedbackAlignment,
+    FeedbackParams,
+    RuleContext,
+    feedback_fan_in,
+    feedback_spread,
+    forward_fan_in,
+)
 
 
 class SignSymmetryParams(FeedbackParams):
@@ -60,8 +66,8 @@ class SignSymmetry(FeedbackAlignment):
     Params = SignSymmetryParams
     rule_name = "signsym"
 
-    def __init__(self, network, params, *, loss, num_classes, seed=0):
-        super().__init__(network, params, loss=loss, num_classes=num_classes, seed=seed)
+    def __init__(self, params: SignSymmetryParams, context: RuleContext) -> None:
+        super().__init__(params, context)
         # magnitude=constant: one number per layer, computed once from the fixed matrix (so it does
         # not depend on the device or on when it is asked for).
         self._constant = {
@@ -89,25 +95,16 @@ class BatchwiseRandomSignSymmetry(FeedbackAlignment):
     Params = FeedbackParams
     rule_name = "signsym_brsf"
 
-    def __init__(self, network, params, *, loss, num_classes, seed=0):
-        super().__init__(network, params, loss=loss, num_classes=num_classes, seed=seed)
-        self._generators: dict[tuple[int, str], torch.Generator] = {}  # (layer index, device)
-        self._pending_states: dict[tuple[int, str], torch.Tensor] = {}  # from set_extra_state
+    def __init__(self, params: FeedbackParams, context: RuleContext) -> None:
+        super().__init__(params, context)
+        # One stream per layer, independent of fa's fixed matrices (drawn from stream "feedback").
+        self._generators = DeviceGenerators(self.feedback_seed, per_layer="signsym-brsf")
 
     def get_extra_state(self):
-        # States restored but not yet used count too: saving them again must not lose them.
-        states = {key: state for key, state in self._pending_states.items()}
-        states.update({key: g.get_state() for key, g in self._generators.items()})
-        return {f"{index}@{device}": state for (index, device), state in states.items()}
+        return self._generators.state()
 
     def set_extra_state(self, state):
-        # Generators are made on first use on their device (a checkpoint may name one this
-        # process has not touched yet), so keep the states until then.
-        self._generators = {}
-        self._pending_states = {}
-        for key, generator_state in state.items():
-            index, device = key.split("@", 1)
-            self._pending_states[(int(index), device)] = generator_state
+        self._generators.load_state(state)
 
     def feedback_weight(self, index: int, layer: nn.Module) -> torch.Tensor:
         weight = layer.weight
@@ -115,35 +112,11 @@ class BatchwiseRandomSignSymmetry(FeedbackAlignment):
 
     def _random_magnitude(self, index: int, weight: torch.Tensor) -> torch.Tensor:
         """|R| for one batch, shaped like ``weight``; R ~ fa's feedback distribution."""
-        generator = self._generator(index, weight.device)
         init = self.params.feedback_init
-        options = {"generator": generator, "device": weight.device, "dtype": weight.dtype}
-        if init == "gaussian":
-            # |N(0, 1/n)|: the half-normal, n the feedback fan-in (as in fa)
-            magnitude = torch.randn(weight.shape, **options).abs_().div_(math.sqrt(_feedback_fan_in(weight)))
-        else:
-            # |U(-b, b)| is U(0, b): uniform b = 1/sqrt(n); like_forward b = 1/sqrt(W's fan_in)
-            fan = _feedback_fan_in(weight) if init == "uniform" else weight[0].numel()
-            magnitude = torch.rand(weight.shape, **options).mul_(1.0 / math.sqrt(fan))
-        return magnitude.mul_(self.params.feedback_scale)
-
-    def _generator(self, index: int, device: torch.device) -> torch.Generator:
-        key = (index, str(device))
-        if key not in self._generators:  # first draw on this device
-            seed = self.seed if self.params.feedback_seed is None else self.params.feedback_seed
-            generator = torch.Generator(device=device).manual_seed(_layer_seed(seed, index))
-            if key in self._pending_states:
-                generator.set_state(self._pending_states.pop(key))
-            self._generators[key] = generator
-        return self._generators[key]
-
-
-def _feedback_fan_in(weight: torch.Tensor) -> int:
-    """How many error components one input unit sums over: out_features, or C_out * kh * kw."""
-    return weight.shape[0] * (weight[0, 0].numel() if weight.dim() == 4 else 1)
-
-
-def _layer_seed(seed: int, index: int) -> int:
-    """A 63-bit seed for layer ``index``'s generator, independent of the other layers and of fa's."""
-    digest = hashlib.sha256(f"altlearn-signsym-brsf:{seed}:{index}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
+        spread = feedback_spread(init, feedback_fan_in(weight), forward_fan_in(weight))
+        options = {"generator": self._generators.get(weight.device, index), "device": weight.device}
+        if init == "gaussian":  # |N(0, spread^2)|: the half-normal
+            magnitude = torch.randn(weight.shape, dtype=weight.dtype, **options).abs_()
+        else:  # |U(-b, b)| is U(0, b)
+            magnitude = torch.rand(weight.shape, dtype=weight.dtype, **options)
+        return magnitude.mul_(spread).mul_(self.params.feedback_scale)

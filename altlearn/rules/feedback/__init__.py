@@ -1,0 +1,7 @@
+"""The feedback-alignment family: the error reaches hidden layers through fixed random matrices.
+
+:mod:`~altlearn.rules.feedback.base` holds what the three rules share (options, feedback draws);
+:mod:`~altlearn.rules.feedback.fa` (layer by layer), :mod:`~altlearn.rules.feedback.dfa` (output
+error straight to every hidden block) and :mod:`~altlearn.rules.feedback.ifa` (to the first hidden
+block, then upwards through the forward weights) are the rules.
+"""
