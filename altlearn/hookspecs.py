@@ -5,7 +5,7 @@ hooks below. Each hook receives a ``register`` callback; call it once per compon
 
     @hookimpl
     def altlearn_register_rules(register):
-        register("signsym", "altlearn_signsym.rule:SignSymmetry", summary="sign-symmetric feedback")
+        register("signsym", "altlearn_signsym.rules:SignSymmetry", summary="sign-symmetric feedback")
 
 The second argument is the component class or, better, a ``"module:attribute"`` string: strings are
 imported only when a spec uses the component, so ``altlearn plugins`` and ``--help`` stay fast.
