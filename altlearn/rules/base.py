@@ -3,7 +3,7 @@
 The trainer builds the network from the spec, then the rule, and for every batch runs::
 
     rule = RuleClass(params, RuleContext(network, loss, num_classes, seed)).to(device)
-    optimizer = rule.make_optimizer() or <the spec's optimizer over the trainable parameters>
+    optimizer = rule.make_optimizer() if brings_own_update(RuleClass) else <the spec's optimizer>
     optimizer.zero_grad(set_to_none=True)
     metrics = rule.train_step(x, y)      # fills .grad of the parameters it trains
     optimizer.step()                     # then the spec's lr schedule steps
