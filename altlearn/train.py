@@ -24,7 +24,7 @@ from altlearn.rules.base import RuleContext, brings_own_update
 from altlearn.spec import Spec
 
 #: Version of the layout of ``Trainer.state()``; a checkpoint of another layout is refused.
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: every rule has extra state; generators saved by "layer@device"
 
 
 class TrainingDiverged(Exception):
