@@ -3,12 +3,16 @@
 Everything listed in ``__all__`` is kept stable across minor versions; anything else in altlearn
 may change. (Importing this module imports torch.) The contracts themselves live with their base
 classes: :mod:`altlearn.rules.base` for rules (the whole rule contract, on one screen), and
-:mod:`altlearn.components` for data sets and layers; docs/plugin-hooks.md shows both.
+:mod:`altlearn.components` for data sets and layers, :mod:`altlearn.optim` and
+:mod:`altlearn.losses` for optimizers, schedules and losses; docs/plugin-hooks.md shows them all.
 """
 
+from altlearn.component_ref import Block, ComponentRef
 from altlearn.components import DataInfo, Dataset, DataSplits, DataUnavailable, Layer, Params
 from altlearn.hookspecs import hookimpl
+from altlearn.losses import Loss
 from altlearn.network import TRAINABLE, LayerBlock, split_blocks, trainable_indices
+from altlearn.optim import Optimizer, Schedule, ScheduleParams
 from altlearn.rules.base import LossFn, NoParams, Rule, RuleContext, accuracy
 from altlearn.rules.feedback.base import FeedbackParams, feedback_fan_in, feedback_spread, forward_fan_in
 from altlearn.rules.feedback.fa import FeedbackAlignment
@@ -29,6 +33,14 @@ __all__ = [
     "DataSplits",
     "DataUnavailable",
     "Layer",
+    # optimizers, learning-rate schedules and training losses
+    "Optimizer",
+    "Schedule",
+    "ScheduleParams",
+    "Loss",
+    # an option that names another component: a nested {type: ...} block, validated like any
+    "ComponentRef",
+    "Block",
     # walking a network: trainable layers and the blocks they start
     "TRAINABLE",
     "trainable_indices",

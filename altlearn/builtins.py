@@ -1,4 +1,5 @@
-"""altlearn's own components, registered through the same hooks a third-party plugin uses.
+"""altlearn's own components (rules, data sets, layers, optimizers, schedules, losses), registered
+through the same hooks a third-party plugin uses.
 
 Targets are "module:attr" strings so that listing them (``altlearn plugins``) imports no torch.
 """
@@ -46,3 +47,41 @@ def altlearn_register_layers(register):
     for name, summary in layers.items():
         class_name = "".join(part.capitalize() for part in name.split("_"))
         register(name, f"altlearn.layers:{class_name}", summary=summary)
+
+
+# name -> (attribute of the module, summary); one table per kind, registered by the hooks below
+_OPTIMIZERS = {
+    "sgd": ("SGD", "stochastic gradient descent (momentum, nesterov)"),
+    "adam": ("Adam", "Adam (Kingma and Ba 2015)"),
+    "adamw": ("AdamW", "Adam with decoupled weight decay (Loshchilov and Hutter 2019)"),
+}
+_SCHEDULES = {
+    "constant": ("Constant", "the base lr throughout (after any warm-up)"),
+    "cosine": ("Cosine", "cosine decay to min_factor * lr"),
+    "step": ("Step", "multiply by gamma every step_size epochs"),
+    "linear": ("Linear", "constant, then linear decay to end_factor * lr"),
+}
+_LOSSES = {
+    "cross_entropy": ("CrossEntropy", "softmax cross-entropy (label_smoothing)"),
+    "mse": ("MSE", "squared error against one-hot targets"),
+}
+
+
+def _register_all(register, module: str, table: dict[str, tuple[str, str]]) -> None:
+    for name, (attribute, summary) in table.items():
+        register(name, f"{module}:{attribute}", summary=summary)
+
+
+@hookimpl
+def altlearn_register_optimizers(register):
+    _register_all(register, "altlearn.optim", _OPTIMIZERS)
+
+
+@hookimpl
+def altlearn_register_schedules(register):
+    _register_all(register, "altlearn.optim", _SCHEDULES)
+
+
+@hookimpl
+def altlearn_register_losses(register):
+    _register_all(register, "altlearn.losses", _LOSSES)

@@ -11,6 +11,7 @@ import sys
 
 import click
 
+from altlearn.plugins import KIND_NOUNS, KINDS
 from altlearn.version import __version__
 
 EXIT_FAILED = 1
@@ -71,7 +72,7 @@ def main() -> None:
     altlearn resume RUN_ID                          continue an interrupted run
     altlearn validate SPEC                          report every mistake at once
     altlearn render SPEC                            print the spec with all defaults
-    altlearn plugins                                rules, data sets, layers and their packages
+    altlearn plugins                                every component and the package providing it
     altlearn options rule dfa                       one component's options
     mlflow ui                                       compare runs (in the folder you ran from)
     """
@@ -233,7 +234,7 @@ def render(spec_path: str, overrides: tuple[str, ...]) -> None:
 
 
 @main.command()
-@click.argument("kind", type=click.Choice(["rule", "dataset", "layer", "optimizer", "schedule"]))
+@click.argument("kind", type=click.Choice(list(KINDS)))
 @click.argument("name")
 def options(kind: str, name: str) -> None:
     """Show the options of one component: its spec keys, types, defaults and meaning.
@@ -241,61 +242,40 @@ def options(kind: str, name: str) -> None:
     \b
     altlearn options rule dfa
     altlearn options layer conv2d
+    altlearn options optimizer adam
     """
+    from altlearn.options_text import default_value, type_text
     from altlearn.plugins import PluginError, get_registry
 
-    if kind in ("optimizer", "schedule"):
-        from altlearn.optim import OPTIMIZERS, SCHEDULES
-
-        table = OPTIMIZERS if kind == "optimizer" else SCHEDULES
-        if name not in table:
-            _fail(f"no {kind} {name!r}; known: {', '.join(sorted(table))}")
-        component, origin = table[name], "altlearn"
-    else:
-        registry = get_registry()
-        try:
-            entry = registry.get(kind, name)
-            component, origin = entry.load(), f"{entry.package} {entry.version}"
-        except KeyError:
-            _fail(f"no {kind} {name!r}; known: {', '.join(registry.names(kind))}{registry.broken_hint()}")
-        except PluginError as exc:
-            _fail(str(exc))
-    fields = component.Params.model_fields
-    click.echo(f"{kind} {name} (from {origin}): {len(fields)} option{'s' if len(fields) != 1 else ''}")
+    registry = get_registry()
+    try:
+        entry = registry.get(kind, name)
+        component = entry.load()
+    except KeyError:
+        _fail(f"no {kind} {name!r}; known: {', '.join(registry.names(kind))}{registry.broken_hint()}")
+    except PluginError as exc:
+        _fail(str(exc))
+    params = getattr(component, "Params", None)
+    if params is None:
+        _fail(f"{kind} {name!r} from package {entry.package} {entry.version} has no Params model")
+    fields = params.model_fields
+    click.echo(
+        f"{kind} {name} (from {entry.package} {entry.version}): "
+        f"{len(fields)} option{'s' if len(fields) != 1 else ''}"
+    )
     for key, info in fields.items():
-        default = (
-            "required" if info.is_required() else f"default {info.get_default(call_default_factory=True)!r}"
-        )
-        limits = "".join(_limit(m) for m in info.metadata)
-        click.echo(f"  {key}: {_type_name(info.annotation)}{limits}, {default}")
+        default = default_value(info)
+        default = "required" if default == "required" else f"default {default!r}"
+        click.echo(f"  {key}: {type_text(info)}, {default}")
         if info.description:
             click.echo(f"      {info.description}")
-
-
-def _type_name(annotation) -> str:
-    if getattr(annotation, "__origin__", None) is None and hasattr(annotation, "__name__"):
-        return annotation.__name__
-    return str(annotation).replace("typing.", "").replace("NoneType", "null")
-
-
-def _limit(constraint) -> str:
-    for attr, symbol in (
-        ("gt", ">"),
-        ("ge", ">="),
-        ("lt", "<"),
-        ("le", "<="),
-        ("min_length", "length >="),
-        ("max_length", "length <="),
-    ):
-        if getattr(constraint, attr, None) is not None:
-            return f" {symbol} {getattr(constraint, attr)}"
-    return ""
 
 
 @main.command()
 @click.option("-v", "--verbose", is_flag=True, help="show the tracebacks of broken plugins")
 def plugins(verbose: bool) -> None:
-    """List rules, data sets and layers with the package that provides each."""
+    """List every component (rules, data sets, layers, optimizers, schedules, losses) with the
+    package that provides it."""
     from altlearn.plugins import PLUGIN_SELECTION_ENV, get_registry
 
     registry = get_registry()
@@ -306,8 +286,8 @@ def plugins(verbose: bool) -> None:
         for c in registry.components[kind].values()
     )
     conflicts = {(c.kind, c.name): c for c in registry.conflicts}
-    for kind, title in (("rule", "rules"), ("dataset", "data sets"), ("layer", "layers")):
-        click.echo(click.style(title, bold=True))
+    for kind in KINDS:
+        click.echo(click.style(_plural(KIND_NOUNS[kind]), bold=True))
         for name in registry.names(kind):
             c = registry.components[kind][name]
             clash = conflicts.get((kind, name))
@@ -335,6 +315,10 @@ def plugins(verbose: bool) -> None:
             "an entry-point name or a package name)"
         )
     click.echo(f"(choose which plugins load with {PLUGIN_SELECTION_ENV}=name,name or none)")
+
+
+def _plural(noun: str) -> str:
+    return noun + ("es" if noun.endswith("s") else "s")
 
 
 if __name__ == "__main__":

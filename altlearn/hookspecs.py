@@ -46,3 +46,32 @@ def altlearn_register_layers(register):
     ``target`` is a subclass of :class:`altlearn.api.Layer`; ``name`` is a layer's ``type`` in
     ``network.layers``.
     """
+
+
+@hookspec
+def altlearn_register_optimizers(register):
+    """Register optimizers: ``register(name, target, summary="")``.
+
+    ``target`` is a subclass of :class:`altlearn.api.Optimizer`: ``Params`` and
+    ``build(params, parameters) -> torch.optim.Optimizer``; ``name`` is the spec's ``optimizer.type``.
+    """
+
+
+@hookspec
+def altlearn_register_schedules(register):
+    """Register learning-rate schedules: ``register(name, target, summary="")``.
+
+    ``target`` is a subclass of :class:`altlearn.api.Schedule`: ``Params`` and
+    ``factor(params) -> f(step, total_steps, steps_per_epoch)``, the multiplier of the base lr;
+    ``name`` is the spec's ``schedule.type``.
+    """
+
+
+@hookspec
+def altlearn_register_losses(register):
+    """Register training losses: ``register(name, target, summary="")``.
+
+    ``target`` is a subclass of :class:`altlearn.api.Loss`: ``Params`` and
+    ``build(params) -> loss(scores (B, K), labels (B,)) -> scalar``; ``name`` is the spec's
+    ``train.loss`` (or ``train.loss.type``).
+    """

@@ -1,13 +1,32 @@
 """Losses a spec can choose (``train.loss``). Each maps (scores (B, K), labels (B,)) -> mean loss.
 
+A loss is a component: a :class:`Loss` subclass registered through ``altlearn_register_losses``
+(the built-ins by ``altlearn.builtins``), whose ``build(params)`` returns the loss function.
 Rules that need the error at the output (DFA, IFA) take the loss's derivative with autograd, so any
 loss here works with every rule.
 """
 
 from __future__ import annotations
 
+import functools
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
+from pydantic import Field
+
+from altlearn.components import Params
+from altlearn.rules.base import LossFn
+
+
+class Loss:
+    """A training loss a spec names as ``train.loss``: its options and the function they give."""
+
+    Params: ClassVar[type[Params]] = Params
+
+    @staticmethod
+    def build(params: Params) -> LossFn:
+        raise NotImplementedError  # abstract
 
 
 def cross_entropy(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -20,4 +39,23 @@ def mse(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return (scores - target).pow(2).sum(dim=-1).mean() / 2
 
 
-LOSSES = {"cross_entropy": cross_entropy, "mse": mse}
+class CrossEntropy(Loss):
+    class Params(Params):
+        label_smoothing: float = Field(
+            0.0,
+            ge=0.0,
+            lt=1.0,
+            description="mix this much of the uniform distribution into the one-hot targets",
+        )
+
+    @staticmethod
+    def build(params: Params) -> LossFn:
+        if params.label_smoothing == 0:
+            return cross_entropy
+        return functools.partial(F.cross_entropy, label_smoothing=params.label_smoothing)
+
+
+class MSE(Loss):
+    @staticmethod
+    def build(params: Params) -> LossFn:
+        return mse

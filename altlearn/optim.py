@@ -1,18 +1,58 @@
 """Optimizers and learning-rate schedules a spec can choose (``optimizer.type``, ``schedule.type``).
 
-Schedules are multiplicative factors on the base lr, evaluated per training step so that cosine and
-linear decay are smooth; they wrap any ``torch.optim.Optimizer``, including a rule's own (GO-UP).
+Both are components: :class:`Optimizer` and :class:`Schedule` subclasses registered through the
+``altlearn_register_optimizers`` / ``altlearn_register_schedules`` hooks (the built-ins below by
+``altlearn.builtins``, like any plugin's). Schedules are multiplicative factors on the base lr,
+evaluated per training step so that cosine and linear decay are smooth; they wrap any
+``torch.optim.Optimizer``, including a rule's own (GO-UP). Importing this module imports no torch.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 from altlearn.components import Params
+
+if TYPE_CHECKING:
+    import torch
+
+
+class Optimizer:
+    """An optimizer a spec names as ``optimizer.type``: its options and how to build it."""
+
+    Params: ClassVar[type[Params]] = Params
+
+    @staticmethod
+    def build(params: Params, parameters: Iterable) -> torch.optim.Optimizer:
+        """A ``torch.optim.Optimizer`` over ``parameters`` (the trained ones), configured by ``params``."""
+        raise NotImplementedError  # abstract
+
+
+class ScheduleParams(Params):
+    """Options every schedule has; a schedule's own ``Params`` subclasses this."""
+
+    warmup_epochs: float = Field(0.0, ge=0.0, description="linear warm-up from 0 over these epochs")
+
+
+#: factor(step, total_steps, steps_per_epoch) -> multiplier of the base lr
+Factor = Callable[[int, int, int], float]
+
+
+class Schedule:
+    """A learning-rate schedule a spec names as ``schedule.type``: a factor on the base lr per step.
+
+    The trainer applies the warm-up (``warmup_epochs``) on top of every schedule's factor.
+    """
+
+    Params: ClassVar[type[ScheduleParams]] = ScheduleParams
+
+    @staticmethod
+    def factor(params: ScheduleParams) -> Factor:
+        raise NotImplementedError  # abstract
 
 
 def _fused(parameters: list) -> bool | None:
@@ -25,7 +65,7 @@ class _OptimizerParams(Params):
     weight_decay: float = Field(0.0, ge=0.0, description="L2 penalty (decoupled for adamw)")
 
 
-class SGD:
+class SGD(Optimizer):
     class Params(_OptimizerParams):
         lr: PositiveFloat = Field(0.01, description="base learning rate")
         momentum: float = Field(0.0, ge=0.0, lt=1.0)
@@ -56,7 +96,7 @@ class SGD:
         )
 
 
-class Adam:
+class Adam(Optimizer):
     class Params(_OptimizerParams):
         betas: tuple[float, float] = Field((0.9, 0.999), description="moment decay rates")
         eps: PositiveFloat = 1e-8
@@ -76,7 +116,7 @@ class Adam:
         )
 
 
-class AdamW:
+class AdamW(Optimizer):
     class Params(Adam.Params):
         weight_decay: float = Field(0.01, ge=0.0, description="decoupled weight decay")
 
@@ -95,28 +135,20 @@ class AdamW:
         )
 
 
-OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW}
-
 # ---------------------------------------------------------------------------------------------
-# Schedules: factor(step, total_steps, steps_per_epoch) -> multiplier of the base lr.
-
-Factor = Callable[[int, int, int], float]
+# Schedules
 
 
-class _ScheduleParams(Params):
-    warmup_epochs: float = Field(0.0, ge=0.0, description="linear warm-up from 0 over these epochs")
-
-
-class Constant:
-    Params: ClassVar[type[Params]] = _ScheduleParams
+class Constant(Schedule):
+    Params: ClassVar[type[ScheduleParams]] = ScheduleParams
 
     @staticmethod
     def factor(p) -> Factor:
         return lambda step, total, per_epoch: 1.0
 
 
-class Cosine:
-    class Params(_ScheduleParams):
+class Cosine(Schedule):
+    class Params(ScheduleParams):
         min_factor: float = Field(0.0, ge=0.0, le=1.0, description="final lr as a fraction of lr")
 
     @staticmethod
@@ -128,8 +160,8 @@ class Cosine:
         return f
 
 
-class Step:
-    class Params(_ScheduleParams):
+class Step(Schedule):
+    class Params(ScheduleParams):
         step_size: PositiveInt = Field(10, description="epochs between decays")
         gamma: float = Field(0.1, gt=0.0, le=1.0, description="factor applied at each decay")
 
@@ -138,8 +170,8 @@ class Step:
         return lambda step, total, per_epoch: p.gamma ** ((step // max(per_epoch, 1)) // p.step_size)
 
 
-class Linear:
-    class Params(_ScheduleParams):
+class Linear(Schedule):
+    class Params(ScheduleParams):
         end_factor: float = Field(0.0, ge=0.0, le=1.0, description="final lr as a fraction of lr")
         start_fraction: float = Field(
             0.0,
@@ -161,15 +193,13 @@ class Linear:
         return f
 
 
-SCHEDULES = {"constant": Constant, "cosine": Cosine, "step": Step, "linear": Linear}
-
-
 def build_scheduler(schedule_cls, params, optimizer, total_steps: int, steps_per_epoch: int):
     """A per-step LambdaLR applying the schedule (with warm-up) to every param group."""
     import torch
 
     base = schedule_cls.factor(params)
-    warmup_steps = int(params.warmup_epochs * steps_per_epoch)
+    # A plugin's schedule whose Params does not extend ScheduleParams simply has no warm-up.
+    warmup_steps = int(getattr(params, "warmup_epochs", 0.0) * steps_per_epoch)
 
     def factor(step: int) -> float:
         value = base(step, total_steps, steps_per_epoch)

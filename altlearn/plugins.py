@@ -19,8 +19,6 @@ import importlib
 import os
 import re
 import traceback
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import metadata
@@ -39,6 +37,19 @@ KINDS = {
     "rule": "altlearn_register_rules",
     "dataset": "altlearn_register_datasets",
     "layer": "altlearn_register_layers",
+    "optimizer": "altlearn_register_optimizers",
+    "schedule": "altlearn_register_schedules",
+    "loss": "altlearn_register_losses",
+}
+
+#: component kind -> how messages name one (and, plural, how `altlearn plugins` titles them)
+KIND_NOUNS = {
+    "rule": "rule",
+    "dataset": "data set",
+    "layer": "layer",
+    "optimizer": "optimizer",
+    "schedule": "schedule",
+    "loss": "loss",
 }
 
 BUILTIN_MODULES = ("altlearn.builtins",)
@@ -50,7 +61,7 @@ class PluginError(Exception):
 
 @dataclass
 class Component:
-    """One registered rule, dataset or layer."""
+    """One registered component (a rule, data set, layer, optimizer, schedule or loss)."""
 
     kind: str
     name: str
@@ -133,10 +144,7 @@ class Registry:
         for conflict in self.conflicts:
             if conflict.kind == kind and conflict.name == name:
                 raise PluginError(conflict.message())
-        component = self.components[kind][name]
-        for found in _lookup_recorders:
-            found.append(component)
-        return component
+        return self.components[kind][name]
 
     def load(self, kind: str, name: str) -> Any:
         return self.get(kind, name).load()
@@ -154,24 +162,6 @@ class Registry:
                 f"{', '.join(self.left_out)}"
             )
         return hint
-
-
-_lookup_recorders: list[list[Component]] = []
-
-
-@contextmanager
-def record_lookups() -> Iterator[list[Component]]:
-    """Collect every component any registry hands out inside the block.
-
-    Components can look up others while their options are validated (GO-UP's ``source: signsym``);
-    the spec validator uses this so the versions of those plugins are recorded with the run too.
-    """
-    found: list[Component] = []
-    _lookup_recorders.append(found)
-    try:
-        yield found
-    finally:
-        _lookup_recorders.remove(found)
 
 
 def _selection() -> set[str] | None:
@@ -249,16 +239,25 @@ def build_registry(extra_plugins: list[tuple[object, str, str]] | None = None) -
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     registry = Registry()
+    sources = [(importlib.import_module(name), name, "altlearn", __version__) for name in BUILTIN_MODULES]
+    sources += _installed_plugins(registry)
+    sources += [(plugin, package, package, version) for plugin, package, version in extra_plugins or []]
+    for plugin, entry_name, package, version in sources:
+        if _register_isolated(registry, pm, plugin, entry_name, package, version) and package != "altlearn":
+            registry.packages[package] = version
+    return registry
 
-    sources: list[tuple[object, str, str, str]] = []  # plugin, entry name, package, version
-    for module_name in BUILTIN_MODULES:
-        sources.append((importlib.import_module(module_name), module_name, "altlearn", __version__))
+
+def _installed_plugins(registry: Registry) -> list[tuple[object, str, str, str]]:
+    """(plugin, entry-point name, package, version) of every selected entry point that imports;
+    the others are recorded in the registry as left out or broken."""
     wanted = _selection()
     entry_points = sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
     if wanted is not None:
         registry.unmatched_selection = sorted(
             name for name in wanted if not any(_matches(ep, name) for ep in entry_points)
         )
+    loaded = []
     for ep in entry_points:
         package = ep.dist.name if ep.dist is not None else ep.value
         if wanted is not None and not any(_matches(ep, name) for name in wanted):
@@ -267,46 +266,41 @@ def build_registry(extra_plugins: list[tuple[object, str, str]] | None = None) -
             continue
         version = ep.dist.version if ep.dist is not None else "?"
         try:
-            plugin = ep.load()
+            loaded.append((ep.load(), ep.name, package, version))
         except BaseException as exc:  # noqa: BLE001 - SystemExit from a plugin must not kill us
             if isinstance(exc, KeyboardInterrupt):
                 raise
-            registry.broken.append(
-                BrokenPlugin(
-                    ep.name, package, version, f"{type(exc).__name__}: {exc}", traceback.format_exc()
-                )
-            )
-            continue
-        sources.append((plugin, ep.name, package, version))
-    for plugin, package, version in extra_plugins or []:
-        sources.append((plugin, package, package, version))
+            registry.broken.append(_broken(ep.name, package, version, exc))
+    return loaded
 
-    for plugin, entry_name, package, version in sources:
-        try:
-            pm.register(plugin, name=f"{package}:{entry_name}")
-            # A misspelled hook (altlearn_register_rule) would otherwise be silently ignored.
-            _check_hook_names(pm)
-            if not pm.get_hookcallers(plugin):
-                # Hook functions without @hookimpl are plain functions to pluggy: nothing runs.
-                raise ValueError(
-                    "the entry point's object implements no altlearn hook (are the "
-                    "altlearn_register_* functions decorated with @hookimpl?)"
-                )
-            _register_from(registry, plugin, package, version, pm)
-        except BaseException as exc:  # noqa: BLE001 - isolate each plugin, SystemExit included
-            if isinstance(exc, KeyboardInterrupt):
-                raise
-            if pm.is_registered(plugin):
-                pm.unregister(plugin)
-            registry.broken.append(
-                BrokenPlugin(
-                    entry_name, package, version, f"{type(exc).__name__}: {exc}", traceback.format_exc()
-                )
+
+def _register_isolated(
+    registry: Registry, pm: pluggy.PluginManager, plugin: object, entry_name: str, package: str, version: str
+) -> bool:
+    """Register one plugin's components; False (and the plugin recorded as broken) if it fails."""
+    try:
+        pm.register(plugin, name=f"{package}:{entry_name}")
+        # A misspelled hook (altlearn_register_rule) would otherwise be silently ignored.
+        _check_hook_names(pm)
+        if not pm.get_hookcallers(plugin):
+            # Hook functions without @hookimpl are plain functions to pluggy: nothing runs.
+            raise ValueError(
+                "the entry point's object implements no altlearn hook (are the "
+                "altlearn_register_* functions decorated with @hookimpl?)"
             )
-            continue
-        if package != "altlearn":
-            registry.packages[package] = version
-    return registry
+        _register_from(registry, plugin, package, version, pm)
+    except BaseException as exc:  # noqa: BLE001 - isolate each plugin, SystemExit included
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        if pm.is_registered(plugin):
+            pm.unregister(plugin)
+        registry.broken.append(_broken(entry_name, package, version, exc))
+        return False
+    return True
+
+
+def _broken(entry_name: str, package: str, version: str, exc: BaseException) -> BrokenPlugin:
+    return BrokenPlugin(entry_name, package, version, f"{type(exc).__name__}: {exc}", traceback.format_exc())
 
 
 def _check_hook_names(pm: pluggy.PluginManager) -> None:

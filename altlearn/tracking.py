@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from altlearn.spec import Spec, flatten
+from altlearn.spec_model import Spec, flatten
 from altlearn.train import CHECKPOINT_FORMAT, Observer, Trainer
 from altlearn.version import __version__
 

@@ -17,7 +17,6 @@ import torch
 from torch import nn
 
 from altlearn.batches import DeviceData, num_batches, ordered_batches, prepare, shuffled_batches
-from altlearn.losses import LOSSES
 from altlearn.network import build_network
 from altlearn.optim import build_scheduler
 from altlearn.rules.base import RuleContext, brings_own_update
@@ -96,7 +95,7 @@ class Trainer:
         splits = spec.data.component.load(spec.data.params)
         self.data: DeviceData = prepare(splits, spec.data_options, spec.seed, self.device)
         network, _ = build_network(spec.layers, self.info.input_shape)
-        self.loss_fn = LOSSES[spec.train.loss]
+        self.loss_fn = spec.train.loss.component.build(spec.train.loss.params)
         context = RuleContext(network, self.loss_fn, self.info.num_classes, spec.seed)
         self.rule = spec.rule.component(spec.rule.params, context).to(self.device)
         self.owns_update = brings_own_update(spec.rule.component)

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from altlearn.data import MNIST
-from altlearn.losses import LOSSES
+from altlearn.losses import cross_entropy
 from altlearn.network import build_network
 from altlearn.plugins import get_registry
 from altlearn.rules.base import RuleContext
@@ -75,10 +75,9 @@ def run(args: argparse.Namespace, lr: float, schedule: str, data, out) -> None:
     options = dict(
         lr=lr,
         noise_scale=args.noise_scale,
-        source=args.source,
-        source_options=json.loads(args.source_options),
+        source={"type": args.source, **json.loads(args.source_options)},
     )
-    loss_fn = LOSSES["cross_entropy"]
+    loss_fn = cross_entropy
     rule = GoUp(GoUp.Params(**options), RuleContext(network, loss_fn, 10, args.seed))
     optimizer = rule.make_optimizer()
     steps_per_epoch = math.ceil(len(train_x) / args.batch_size)
@@ -202,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--noise-scale", type=float, default=1.0)
     parser.add_argument("--source", default="bp")
-    parser.add_argument("--source-options", default="{}", help="JSON object")
+    parser.add_argument("--source-options", default="{}", help="the source's options, a JSON object")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--log-every", type=int, default=50)
     parser.add_argument("--threads", type=int, default=1)

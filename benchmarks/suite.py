@@ -99,7 +99,7 @@ def spec_layers(net: MLP | CNN, with_output: bool = True) -> list[dict]:
 def rule_options(rule: str) -> dict:
     """The rule block; options chosen to do what the hand-written loop does."""
     if rule == "goup":
-        return {"type": "goup", "lr": GOUP_LR, "source": "bp"}
+        return {"type": "goup", "lr": GOUP_LR, "source": {"type": "bp"}}
     if rule == "ff":
         # The hand loop: two forward passes per layer, rms-normalised inputs, sum goodness with
         # threshold 1 per unit, no peer normalisation, plain ReLU, no softmax head.

@@ -6,7 +6,8 @@ import torch
 
 from altlearn.batches import num_batches, ordered_batches, prepare, shuffled_batches
 from altlearn.components import DataSplits
-from altlearn.spec import DataOptions, SpecError
+from altlearn.spec_files import SpecError
+from altlearn.spec_model import DataOptions
 
 CPU = torch.device("cpu")
 

@@ -4,9 +4,8 @@ import pytest
 import torch
 from pydantic import ValidationError
 
+from altlearn.losses import MSE, CrossEntropy
 from altlearn.optim import (
-    OPTIMIZERS,
-    SCHEDULES,
     SGD,
     Adam,
     AdamW,
@@ -16,6 +15,7 @@ from altlearn.optim import (
     Step,
     build_scheduler,
 )
+from altlearn.plugins import build_registry
 
 
 def params():
@@ -25,9 +25,15 @@ def params():
 # ------------------------------------------------------------------------------ optimizers
 
 
-def test_registered_names():
-    assert OPTIMIZERS == {"sgd": SGD, "adam": Adam, "adamw": AdamW}
-    assert SCHEDULES == {"constant": Constant, "cosine": Cosine, "step": Step, "linear": Linear}
+def test_builtins_are_registered_through_the_hooks_like_plugins():
+    registry = build_registry()
+    optimizers = {name: registry.get("optimizer", name) for name in registry.names("optimizer")}
+    assert {name: c.load() for name, c in optimizers.items()} == {"sgd": SGD, "adam": Adam, "adamw": AdamW}
+    schedules = {name: registry.load("schedule", name) for name in registry.names("schedule")}
+    assert schedules == {"constant": Constant, "cosine": Cosine, "step": Step, "linear": Linear}
+    losses = {name: registry.load("loss", name) for name in registry.names("loss")}
+    assert losses == {"cross_entropy": CrossEntropy, "mse": MSE}
+    assert {c.package for c in optimizers.values()} == {"altlearn"}
 
 
 def test_sgd_builds_with_its_options():

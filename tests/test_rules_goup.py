@@ -12,10 +12,11 @@ from torch import nn
 from altlearn.hookspecs import hookimpl
 from altlearn.losses import cross_entropy
 from altlearn.plugins import build_registry, get_registry
-from altlearn.rules import goup as goup_module
 from altlearn.rules.base import Rule, RuleContext
 from altlearn.rules.goup import GoUp, GoUpParams
 from altlearn.rules.goup_update import GoUpOptimizer
+from altlearn.spec import validate
+from altlearn.spec_files import SpecError
 
 
 @pytest.fixture(autouse=True)
@@ -263,7 +264,7 @@ def test_goup_learns_a_small_problem():
 @pytest.mark.parametrize("source", ["fa", "dfa", "ifa"])
 def test_feedback_source_fills_the_same_grads_as_the_rule_alone(source):
     net_goup, net_alone = tiny_network(), tiny_network()
-    rule = make_rule(net_goup, seed=4, lr=0.1, source=source, source_options={"feedback_scale": 2.0})
+    rule = make_rule(net_goup, seed=4, lr=0.1, source={"type": source, "feedback_scale": 2.0})
     cls = get_registry().load("rule", source)
     alone = cls(cls.Params(feedback_scale=2.0), RuleContext(net_alone, cross_entropy, num_classes=4, seed=4))
     x, y = batch()
@@ -302,12 +303,72 @@ def test_optimizer_covers_every_trainable_parameter_once():
     assert len(stepped) == len(list(rule.network.parameters())) == len({id(p) for p in stepped})
 
 
+def goup_spec(source, **rule_options) -> dict:
+    """A digits spec training GO-UP over ``source`` (a name or a {type: ...} block)."""
+    return {
+        "name": "goup-source",
+        "data": {"type": "digits"},
+        "network": {
+            "layers": [
+                {"type": "flatten"},
+                {"type": "linear", "out_features": 16},
+                {"type": "tanh"},
+                {"type": "linear", "out_features": 10},
+            ]
+        },
+        "rule": {"type": "goup", "source": source, **rule_options},
+    }
+
+
+def problems_of(raw: dict, registry=None) -> dict[str, str]:
+    with pytest.raises(SpecError) as info:
+        validate(raw, registry)
+    return {p.path: p.message for p in info.value.problems}
+
+
+def test_the_source_is_a_nested_block_validated_by_its_own_params():
+    spec = validate(goup_spec({"type": "dfa", "feedback_init": "uniform", "feedback_scale": 2.0}))
+    source = spec.rule.params.source
+    assert (source.type, source.component) == ("dfa", get_registry().load("rule", "dfa"))
+    assert (source.params.feedback_init, source.params.feedback_scale) == ("uniform", 2.0)
+    # the resolved spec writes the block out whole, so a logged spec validates to the same rule
+    dumped = spec.to_dict()["rule"]["source"]
+    assert dumped == {"type": "dfa", **source.params.model_dump(mode="json")}
+    assert validate({**goup_spec(dumped)}).rule.params.source.params == source.params
+    assert validate(goup_spec("fa")).rule.params.source.type == "fa"  # a bare name: its defaults
+    assert (
+        validate(goup_spec("bp")).rule.as_dict()
+        == validate(goup_spec(None) | {"rule": {"type": "goup"}}).rule.as_dict()
+    )
+
+
+def test_source_problems_are_reported_at_their_own_paths_all_at_once():
+    problems = problems_of(
+        goup_spec({"type": "dfa", "feedback_scale": -1.0, "feedbak_init": "uniform"}, lr=-1.0)
+    )
+    assert set(problems) == {"rule.lr", "rule.source.feedback_scale", "rule.source.feedbak_init"}
+    assert "greater than 0" in problems["rule.source.feedback_scale"]
+    assert problems["rule.source.feedbak_init"].startswith(
+        "'feedbak_init' is not an option of rule 'dfa'; did you mean 'feedback_init'? its options are: "
+    )
+    bp_options = problems_of(goup_spec({"type": "bp", "feedback_scale": 2.0}))
+    assert bp_options == {
+        "rule.source.feedback_scale": "'feedback_scale' is not an option of rule 'bp'; its options are: (none)"
+    }
+
+
 def test_unknown_source_is_a_validation_error_with_a_suggestion():
+    problems = problems_of(goup_spec({"type": "dfaa"}))
+    assert list(problems) == ["rule.source.type"]
+    assert problems["rule.source.type"].startswith("'dfaa' is not a known rule; did you mean 'dfa'? known: ")
+    # a bare name has no `type` key: the problem is at the option itself
+    assert "did you mean 'dfa'" in problems_of(goup_spec("dfaa"))["rule.source"]
+    # built in Python, the same check and message
     with pytest.raises(ValidationError) as info:
         GoUpParams(source="dfaa")
     (error,) = info.value.errors()
     assert error["loc"] == ("source",)
-    assert "unknown gradient source 'dfaa'" in error["msg"] and "did you mean 'dfa'" in error["msg"]
+    assert "'dfaa' is not a known rule" in error["msg"] and "did you mean 'dfa'" in error["msg"]
 
 
 @pytest.mark.parametrize(
@@ -315,25 +376,14 @@ def test_unknown_source_is_a_validation_error_with_a_suggestion():
     [("goup", "brings its own update"), ("ff", "has no gradient of the classification loss")],
 )
 def test_sources_without_a_plain_gradient_are_rejected(source, reason):
+    message = problems_of(goup_spec({"type": source}))["rule.source.type"]
+    assert message.startswith(f"rule {source!r} cannot be the gradient source: it {reason}")
+    usable = message.split("usable: ")[1].split(", ")
+    assert {"bp", "fa", "dfa", "ifa"} <= set(usable) and source not in usable
     with pytest.raises(ValidationError) as info:
         GoUpParams(source=source)
     (error,) = info.value.errors()
     assert error["loc"] == ("source",) and reason in error["msg"]
-
-
-def test_source_options_are_validated_by_the_source(monkeypatch):
-    with pytest.raises(ValidationError) as info:
-        GoUpParams(source="bp", source_options={"feedback_scale": 2.0})
-    (error,) = info.value.errors()
-    assert error["loc"] == ("source_options", "feedback_scale")
-    assert "not an option of gradient source 'bp'" in error["msg"]
-    # every problem at once, each at its own path, with the source's own option names
-    with pytest.raises(ValidationError) as info:
-        GoUpParams(source="dfa", lr=-1.0, source_options={"feedback_scale": -1.0, "feedbak_init": "uniform"})
-    errors = {e["loc"]: e for e in info.value.errors()}
-    assert set(errors) == {("lr",), ("source_options", "feedback_scale"), ("source_options", "feedbak_init")}
-    assert errors[("source_options", "feedback_scale")]["type"] == "greater_than"
-    assert "did you mean 'feedback_init'" in errors[("source_options", "feedbak_init")]["msg"]
 
 
 class _FakeOwnUpdate(Rule):
@@ -351,29 +401,34 @@ class _FakePicky(Rule):
         return [(1, "fake cannot train this layer")]
 
 
+class _FakePlain(Rule):
+    pass
+
+
 class _FakePlugin:
     @hookimpl
     def altlearn_register_rules(self, register):
+        register("plain", _FakePlain)
         register("own", _FakeOwnUpdate)
         register("local", _FakeLocal)
         register("picky", _FakePicky)
 
 
 @pytest.fixture
-def fake_registry(monkeypatch):
-    registry = build_registry(extra_plugins=[(_FakePlugin(), "fakepkg", "1.0")])
-    monkeypatch.setattr(goup_module, "get_registry", lambda: registry)
-    return registry
+def fake_registry():
+    return build_registry(extra_plugins=[(_FakePlugin(), "fakepkg", "1.0")])
 
 
 def test_plugin_sources_are_judged_by_what_they_declare(fake_registry):
     for name, reason in [("own", "its own update"), ("local", "local objective")]:
-        with pytest.raises(ValidationError, match=reason):
-            GoUpParams(source=name)
-    params = GoUpParams(source="picky")
-    assert GoUp.check_network(tiny_network(), params) == [(1, "fake cannot train this layer")]
-    assert "picky" in goup_module.usable_source_names()
-    assert "own" not in goup_module.usable_source_names()
+        message = problems_of(goup_spec(name), fake_registry)["rule.source"]
+        assert reason in message and "picky" in message.split("usable: ")[1]
+    # the source's check_network is GO-UP's
+    problems = problems_of(goup_spec("picky"), fake_registry)
+    assert problems == {"network.layers[1]": "rule 'goup': fake cannot train this layer"}
+    # the source's package is recorded (for the run's tags) like a top-level rule's
+    spec = validate(goup_spec({"type": "plain"}), fake_registry)
+    assert spec.rule.params.source.component is _FakePlain and spec.packages == {"fakepkg": "1.0"}
 
 
 def test_bias_growth_alone_is_not_divergence():

@@ -11,7 +11,9 @@ import altlearn
 from altlearn.components import Params
 from altlearn.plugins import PLUGIN_SELECTION_ENV, build_registry
 from altlearn.rules.base import Rule
-from altlearn.spec import SpecError, apply_overrides, flatten, load_spec, validate
+from altlearn.spec import load_spec, validate
+from altlearn.spec_files import SpecError, apply_overrides
+from altlearn.spec_model import flatten
 
 SPECS = sorted((Path(__file__).resolve().parents[1] / "specs").glob("*.yaml"))
 
@@ -93,7 +95,7 @@ rule: {type: bp}
     assert out["schedule"] == {"type": "constant", "warmup_epochs": 0.0}
     assert out["train"]["device"] == "auto"
     assert out["train"]["epochs"] == 10
-    assert out["train"]["loss"] == "cross_entropy"
+    assert out["train"]["loss"] == {"type": "cross_entropy", "label_smoothing": 0.0}  # a nested block
     assert out["tracking"]["experiment"] == "altlearn"
     assert out["rule"]["type"] == "bp"
     assert spec.packages == {}

@@ -1,0 +1,121 @@
+"""A ``{type: ...}`` block, resolved: :class:`Block`; and :func:`ComponentRef`, which declares that a
+component's option is itself such a block (GO-UP's gradient source, the training loss).
+
+A component option declared with ``ComponentRef`` is validated like any top-level block: by the
+same validator, at its own YAML path (``rule.source.feedback_init``), with the same errors, and the
+package of every plugin it names is recorded on the run. Inside the spec a bare name is short for
+``{type: name}``. The field's value is a :class:`Block` (component class plus validated params)::
+
+    class Params(altlearn.api.Params):
+        source: Block = ComponentRef("rule", default="bp", description="...")
+
+    rule = params.source.component(..., params.source.params)
+
+Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, Field, GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic_core import PydanticCustomError, core_schema
+
+#: key of the pydantic validation context under which the spec validator passes itself, so that a
+#: nested block is validated by the validator that is reading the spec (its registry, its paths)
+VALIDATOR_CONTEXT = "altlearn_validator"
+
+
+@dataclass(frozen=True)
+class Block:
+    """A validated ``type:`` block: the component class and its parsed options."""
+
+    type: str
+    component: Any
+    params: BaseModel
+    package: str = "altlearn"
+    version: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        """The block as a spec writes it, every default filled in (nested blocks included)."""
+        return {"type": self.type, **self.params.model_dump(mode="json")}
+
+
+#: accepts(component class) -> None if it may be used here, else the reason it may not
+Accepts = Callable[[Any], "str | None"]
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The marker ``ComponentRef`` puts on a field: which kind of component it names."""
+
+    kind: str
+    accepts: Accepts | None = None
+    #: what the component is for, in messages: "gradient source" reads better than "rule"
+    role: str | None = None
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler):
+        return core_schema.with_info_plain_validator_function(
+            self._validate,
+            serialization=core_schema.plain_serializer_function_ser_schema(_dump),
+        )
+
+    def __get_pydantic_json_schema__(self, schema: Any, handler: GetJsonSchemaHandler) -> dict:
+        return {"type": "object", "description": f"a {{type: ...}} block naming a {self.kind}"}
+
+    def _validate(self, value: Any, info: core_schema.ValidationInfo) -> Block:
+        if isinstance(value, Block):
+            # Already resolved (a spec validator did it, or a caller built it): check the kind only.
+            problem = None if self.accepts is None else self.accepts(value.component)
+            if problem:
+                raise PydanticCustomError(
+                    "component_not_accepted",
+                    "{type!r} {problem}",
+                    {
+                        "type": value.type,
+                        "problem": problem,
+                    },
+                )
+            return value
+        context = info.context or {}
+        validator = context.get(VALIDATOR_CONTEXT)
+        if validator is not None:
+            # Inside a spec: report at the nested path, in the spec's own words (already reported
+            # problems raise an error the validator knows to skip).
+            return validator.reference(self, value, info.field_name)
+        from altlearn.validator import resolve_reference
+
+        return resolve_reference(self, value)  # built in Python: the process-wide registry
+
+
+def _dump(block: Any) -> Any:
+    return block.as_dict() if isinstance(block, Block) else block
+
+
+def ComponentRef(  # noqa: N802 - reads as the type it declares, like pydantic's Field
+    kind: str,
+    *,
+    default: str | dict[str, Any] | None = None,
+    accepts: Accepts | None = None,
+    role: str | None = None,
+    description: str | None = None,
+) -> Any:
+    """A field whose value is a ``{type: ...}`` block of component ``kind`` (rule, loss, ...).
+
+    ``default`` is a type name (or a whole block); None makes the option required. ``accepts``
+    narrows which components of that kind fit (its message says why one does not); ``role`` names
+    the option's job in messages ("gradient source").
+    """
+    if isinstance(default, str):
+        default = {"type": default}
+    extra: dict[str, Any] = {} if default is None else {"default": default, "validate_default": True}
+    field = Field(description=description, **extra)
+    field.metadata.append(Reference(kind, accepts, role))
+    return field
+
+
+def reference_of(field_info: Any) -> Reference | None:
+    """The :class:`Reference` of a model field, or None for an ordinary option."""
+    return next((m for m in field_info.metadata if isinstance(m, Reference)), None)

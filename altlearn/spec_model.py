@@ -1,0 +1,166 @@
+"""What a validated spec is: its fixed sections' options, :class:`Spec`, and its dump.
+
+``altlearn.spec`` builds a ``Spec`` from YAML; everything else (trainer, tracking) reads it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveInt,
+    field_validator,
+)
+
+from altlearn.component_ref import Block, ComponentRef
+
+SECTIONS = (
+    "name",
+    "seed",
+    "description",
+    "data",
+    "network",
+    "rule",
+    "optimizer",
+    "schedule",
+    "train",
+    "tracking",
+)
+
+
+# ------------------------------------------------------------------------- fixed sections
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataOptions(_Section):
+    """Options every data set has; the trainer applies them the same way to each."""
+
+    batch_size: PositiveInt = Field(128, description="training minibatch size")
+    eval_batch_size: PositiveInt = Field(1000, description="batch size for evaluation")
+    val_size: NonNegativeInt = Field(
+        0, description="examples held out of the training set for validation metrics (0: none)"
+    )
+    train_subset: PositiveInt | None = Field(
+        None, description="use only the first N training examples (quick runs)"
+    )
+    test_subset: PositiveInt | None = Field(None, description="evaluate on the first N test examples")
+    normalize: bool = Field(True, description="standardise inputs with the training set's mean/std")
+
+
+class TrainOptions(_Section):
+    epochs: PositiveInt = 10
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    loss: Block = ComponentRef(
+        "loss",
+        default="cross_entropy",
+        description="the training loss: a name (cross_entropy, mse) or a {type: ...} block with its options",
+    )
+    log_every: PositiveInt = Field(
+        50, description="steps between progress updates and non-finite-loss checks (host syncs)"
+    )
+    threads: PositiveInt | None = Field(None, description="CPU threads for torch (default: torch's)")
+    precision: Literal["fp32", "tf32", "bf16"] = Field(
+        "fp32", description="fp32; tf32 matmuls (CUDA); bf16 autocast for the step and evaluation"
+    )
+    compile: Literal["off", "default", "reduce-overhead", "max-autotune"] = Field(
+        "off",
+        description="torch.compile the rule's step and evaluation with this mode "
+        "(reduce-overhead uses CUDA graphs); true means default",
+    )
+
+    @field_validator("compile", mode="before")
+    @classmethod
+    def _compile_flag(cls, value):
+        if value is True:
+            return "default"
+        if value is False or value is None:
+            return "off"
+        return value
+
+
+class TrackingOptions(_Section):
+    experiment: str = Field("altlearn", min_length=1)
+    run_name: str | None = Field(None, description="default: the spec's name")
+    log_model: bool = Field(True, description="log the trained model as an MLflow model")
+    alignment_every: NonNegativeInt = Field(
+        200, description="steps between update-vs-BP alignment measurements (0: off)"
+    )
+    checkpoint_minutes: NonNegativeFloat = Field(
+        10.0,
+        description="minutes between checkpoints of the whole training state, logged to the "
+        "run so that `altlearn resume` can continue it (0: after every epoch); the end of training "
+        "always writes one",
+    )
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class TopLevel(_Section):
+    name: str = Field(min_length=1)
+    seed: int = 0
+    description: str | None = None
+
+
+# ---------------------------------------------------------------------------- resolved spec
+
+
+@dataclass
+class Spec:
+    name: str
+    seed: int
+    description: str | None
+    data: Block
+    data_options: DataOptions
+    layers: list[Block]
+    rule: Block
+    optimizer: Block | None  # None when the rule brings its own update
+    schedule: Block
+    train: TrainOptions
+    tracking: TrackingOptions
+    source: str | None = None
+    packages: dict[str, str] = field(default_factory=dict)  # plugin packages this spec uses
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "seed": self.seed}
+        if self.description:
+            out["description"] = self.description
+        out["data"] = {**self.data.as_dict(), **self.data_options.model_dump(mode="json")}
+        out["network"] = {"layers": [layer.as_dict() for layer in self.layers]}
+        out["rule"] = self.rule.as_dict()
+        if self.optimizer is not None:
+            out["optimizer"] = self.optimizer.as_dict()
+        out["schedule"] = self.schedule.as_dict()
+        out["train"] = self.train.model_dump(mode="json")
+        out["tracking"] = self.tracking.model_dump(mode="json")
+        return out
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': [1, {'c': 2}]}} -> {'a.b.0': 1, 'a.b.1.c': 2}: MLflow params, one per leaf."""
+    items = tree.items() if isinstance(tree, dict) else enumerate(tree)
+    out: dict[str, Any] = {}
+    for key, value in items:
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if (
+            isinstance(value, dict)
+            and value
+            or isinstance(value, list)
+            and value
+            and any(isinstance(v, (dict, list)) for v in value)
+        ):
+            out.update(flatten(value, path))
+        else:
+            out[path] = value
+    return out

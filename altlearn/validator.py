@@ -1,0 +1,277 @@
+"""The machinery that validates one ``{type: ...}`` block, or one fixed section, into problems.
+
+Every block (data, each layer, rule, optimizer, schedule, and any block nested in a component's
+options with :func:`altlearn.component_ref.ComponentRef`) goes through :meth:`Validator.block`: the registry
+finds the component, its ``Params`` model parses the options, and every mistake becomes a
+:class:`Problem` with its YAML path, the bad value and what is allowed. Third-party components get
+exactly the errors built-ins get.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticCustomError
+
+from altlearn import plugins
+from altlearn.component_ref import VALIDATOR_CONTEXT, Block, Reference
+from altlearn.plugins import KIND_NOUNS, PluginError, Registry
+from altlearn.spec_files import Problem
+
+#: pydantic error type of a nested block whose problems the validator has already recorded
+_REPORTED = "altlearn_already_reported"
+
+# Keys people put in the wrong section (e.g. the rule's lr when the rule uses an optimizer):
+# where each one lives instead.
+_HOME_OF_KEY = {
+    "lr": "optimizer.lr",
+    "momentum": "optimizer.momentum",
+    "weight_decay": "optimizer.weight_decay",
+    "betas": "optimizer.betas",
+    "epochs": "train.epochs",
+    "device": "train.device",
+    "batch_size": "data.batch_size",
+}
+
+#: what a component of each kind must have besides Params (checked when a spec names it, so a
+#: plugin's mistake is reported at the spec path instead of failing mid-training)
+_REQUIRED_ATTRIBUTE = {"optimizer": "build", "schedule": "factor", "loss": "build", "layer": "build"}
+
+
+def did_you_mean(word: Any, choices: list[str]) -> str:
+    close = difflib.get_close_matches(str(word), choices, n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
+def join(path: str, key: Any) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else str(key)
+
+
+def short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _elsewhere_hint(key: Any, path: str) -> str:
+    home = _HOME_OF_KEY.get(str(key))
+    if home is None or home.split(".")[0] == path.split(".")[0].split("[")[0]:
+        return ""
+    return f" ({key!r} belongs in {home})"
+
+
+def _article(noun: str) -> str:
+    return "an" if noun[:1] in "aeiou" else "a"
+
+
+@dataclass
+class _Scope:
+    """What a nested block needs from the model being validated around it: the validator and the
+    path of that model (pydantic tells the field's name, not where the model sits in the YAML)."""
+
+    validator: Validator
+    path: str
+
+    def reference(self, reference: Reference, value: Any, field_name: str | None) -> Block:
+        return self.validator.reference(reference, value, join(self.path, field_name or "?"))
+
+
+class Validator:
+    """Collects the problems of one spec and the plugin packages its blocks come from."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.problems: list[Problem] = []
+        self.packages: dict[str, str] = {}  # plugin package -> version, for the run's tags
+
+    def add(self, path: str, message: str) -> None:
+        self.problems.append(Problem(path, message))
+
+    # -- a fixed set of options (a section, or a component's Params)
+    def model(self, model: type[BaseModel], values: Any, path: str, owner: str) -> BaseModel | None:
+        """``model`` parsed from ``values``, or None with its problems recorded under ``path``."""
+        if values is None:
+            values = {}
+        if not isinstance(values, dict):
+            self.add(path, f"expected a mapping of options, got {short(values)}")
+            return None
+        try:
+            return model.model_validate(values, context={VALIDATOR_CONTEXT: _Scope(self, path)})
+        except ValidationError as exc:
+            self._pydantic_errors(exc, path, model, owner)
+            return None
+
+    def _pydantic_errors(self, exc: ValidationError, path: str, model: type[BaseModel], owner: str) -> None:
+        for err in exc.errors():
+            where = path
+            for key in err["loc"]:
+                where = join(where, key)
+            if err["type"] == _REPORTED:
+                continue
+            if err["type"] == "extra_forbidden":
+                options = sorted(model.model_fields)
+                key = err["loc"][-1]
+                self.add(
+                    where,
+                    f"{key!r} is not an option of {owner}; {did_you_mean(key, options)}its options are: "
+                    f"{', '.join(options) or '(none)'}",
+                )
+            elif err["type"] == "missing":
+                self.add(where, f"required by {owner} but missing")
+            else:
+                msg = err["msg"].removeprefix("Value error, ")
+                self.add(where, f"{short(err.get('input'))} is invalid: {msg}")
+
+    # -- a `type:` block
+    def block(
+        self,
+        values: Any,
+        path: str,
+        kind: str,
+        common: type[BaseModel] | None = None,
+        reference: Reference | None = None,
+    ) -> tuple[Block | None, BaseModel | None]:
+        """Validate ``{type: name, **options}`` naming a component of ``kind``.
+
+        ``common`` holds options every component of the kind has (data sets' batch_size...);
+        ``reference`` is set for a block nested in another component's options.
+        """
+        # An option naming a component may give just its name (loss: mse); the path of a bad
+        # name is then the option itself, since the file has no `type` key.
+        shorthand = reference is not None and isinstance(values, str)
+        type_path = path if shorthand else join(path, "type")
+        if shorthand:
+            values = {"type": values}
+        if not isinstance(values, dict):
+            self.add(path, f"expected a mapping with a 'type' key, got {short(values)}")
+            return None, None
+        options = dict(values)
+        type_name = options.pop("type", None)
+        what = KIND_NOUNS[kind]
+        if type_name is None:
+            choices = ", ".join(self.choices(kind, reference))
+            self.add(type_path, f"missing; choose {_article(what)} {what}: {choices}")
+            return None, None
+        found = self._component(kind, str(type_name), type_path, reference)
+        if found is None:
+            return None, None
+        component, package, version = found
+        owner = f"{what} {type_name!r}"
+        common_values = {k: options.pop(k) for k in list(options) if common and k in common.model_fields}
+        self._unknown_keys(options, component.Params, common, path, owner)
+        params = self.model(component.Params, options, path, owner)
+        shared = self.model(common, common_values, path, what) if common else None
+        if params is None:
+            return None, shared
+        if package != "altlearn":
+            self.packages[package] = version
+        return Block(str(type_name), component, params, package, version), shared
+
+    def _unknown_keys(
+        self, options: dict, params: type[BaseModel], common: type[BaseModel] | None, path: str, owner: str
+    ) -> None:
+        """Report (and drop) keys neither model knows, against the union of both models' options
+        so that did-you-mean sees every option."""
+        known = sorted(set(params.model_fields) | set(common.model_fields if common else ()))
+        for key in [k for k in options if k not in params.model_fields]:
+            self.add(
+                join(path, key),
+                f"{key!r} is not an option of {owner}; {did_you_mean(key, known)}its options are: "
+                f"{', '.join(known) or '(none)'}{_elsewhere_hint(key, path)}",
+            )
+            options.pop(key)
+
+    def _component(
+        self, kind: str, name: str, type_path: str, reference: Reference | None
+    ) -> tuple[Any, str, str] | None:
+        """(class, package, version) of the named component, or None with the problem recorded."""
+        what = KIND_NOUNS[kind]
+        try:
+            component, package, version = self.load(kind, name)
+        except KeyError:
+            choices = self.choices(kind, reference)
+            self.add(
+                type_path,
+                f"{short(name)} is not a known {what}; {did_you_mean(name, choices)}"
+                f"known: {', '.join(choices)}{self.registry.broken_hint()}",
+            )
+            return None
+        except PluginError as exc:
+            self.add(type_path, str(exc))
+            return None
+        problem = reference.accepts(component) if reference and reference.accepts else None
+        if problem:
+            role = reference.role or what
+            self.add(
+                type_path,
+                f"{what} {name!r} cannot be the {role}: it {problem}; "
+                f"usable: {', '.join(self.choices(kind, reference))}",
+            )
+            return None
+        return component, package, version
+
+    def load(self, kind: str, name: str) -> tuple[Any, str, str]:
+        """The component class, package and version; KeyError or PluginError saying why not."""
+        entry = self.registry.get(kind, name)
+        component = entry.load()
+        params = getattr(component, "Params", None)
+        if not (isinstance(params, type) and issubclass(params, BaseModel)):
+            # A plugin registered something that is not a component class: its bug, reported
+            # at the spec path that uses it, not an AttributeError traceback.
+            raise PluginError(
+                f"{kind} {name!r} from package {entry.package} {entry.version} "
+                f"is {component!r}, which has no Params model: not a {kind} class"
+            )
+        needed = _REQUIRED_ATTRIBUTE.get(kind)
+        if needed and not callable(getattr(component, needed, None)):
+            raise PluginError(
+                f"{kind} {name!r} from package {entry.package} {entry.version} has no "
+                f"{needed}() method, which every {KIND_NOUNS[kind]} needs"
+            )
+        return component, entry.package, entry.version
+
+    def choices(self, kind: str, reference: Reference | None = None) -> list[str]:
+        """The names a block of ``kind`` may use here (only those the reference accepts)."""
+        names = self.registry.names(kind)
+        if reference is None or reference.accepts is None:
+            return names
+        usable = []
+        for name in names:
+            try:
+                component = self.registry.load(kind, name)
+            except (PluginError, KeyError):
+                continue  # a broken plugin: reported where a spec names it
+            if reference.accepts(component) is None:
+                usable.append(name)
+        return usable
+
+    # -- a block nested in a component's options
+    def reference(self, reference: Reference, value: Any, path: str) -> Block:
+        """The nested block at ``path``, for pydantic; its problems are recorded here."""
+        block, _ = self.block(value, path, reference.kind, reference=reference)
+        if block is None:
+            raise PydanticCustomError(_REPORTED, "reported by the spec validator")
+        return block
+
+    def raise_problems(self, source: str | None, order: tuple[str, ...]) -> None:
+        """SpecError listing every problem, in the order a reader meets the sections."""
+        from altlearn.spec_files import SpecError
+
+        if self.problems:
+            rank = {name: i for i, name in enumerate(order)}
+            self.problems.sort(key=lambda p: rank.get(p.path.split(".")[0].split("[")[0], -1))
+            raise SpecError(self.problems, source)
+
+
+def resolve_reference(reference: Reference, value: Any) -> Block:
+    """A nested block given in Python (``GoUpParams(source={"type": "dfa"})``), resolved with the
+    process-wide registry; ValueError listing its problems."""
+    validator = Validator(plugins.get_registry())
+    block, _ = validator.block(value, "", reference.kind, reference=reference)
+    if block is None:
+        raise ValueError("; ".join(str(p) for p in validator.problems))
+    return block
