@@ -1,9 +1,10 @@
-"""Real plugin packages, pip-installed into this environment: listed by `altlearn plugins`, used by
-specs (validated like built-ins, versions tagged on the MLflow run), and isolated when broken or
-clashing. The packages live in tests/plugin_packages/ (see its README) and plugins/altlearn-signsym.
+"""Real plugin packages, pip-installed into a temporary folder put on the path (never into the
+environment running the tests): listed by `altlearn plugins`, used by specs (validated like
+built-ins, versions tagged on the MLflow run), and isolated when broken or clashing. The packages
+live in tests/plugin_packages/ (see its README) and plugins/altlearn-signsym.
 
-The README's test command installs altlearn-signsym; if it is missing, the fixture installs it too
-(and removes it again). The other packages are installed for this module only.
+The README's test command installs altlearn-signsym; if it is missing, the fixture puts it in the
+temporary folder too.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 from importlib import metadata
@@ -52,28 +54,40 @@ def pip(*args: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def installed():
-    """Install the test packages (editable, no deps) for this module; uninstall them afterwards."""
+def installed(tmp_path_factory):
+    """Install the test packages (no deps) into a temporary folder and put it on the path of this
+    process and of the `altlearn` subprocesses, for this module only."""
     folders = [TEST_PACKAGES / name for name in (COMPONENTS, BROKEN, DUPE)]
     if installed_version("altlearn-signsym") is None:
         folders.append(SIGNSYM)
-    names = [folder.name for folder in folders]
+    target = tmp_path_factory.mktemp("site")
+    # Built from copies: building writes build/ and *.egg-info folders beside the sources.
+    copies = tmp_path_factory.mktemp("sources")
+    sources = [
+        shutil.copytree(f, copies / f.name, ignore=shutil.ignore_patterns("build", "*.egg-info"))
+        for f in folders
+    ]
     # Without build isolation pip needs no index, but needs setuptools here; otherwise let it fetch.
     isolation = ["--no-build-isolation"] if importlib.util.find_spec("setuptools") else []
-    editable = [arg for folder in folders for arg in ("-e", str(folder))]
-    pip("install", "--no-deps", *isolation, *editable)
-    # .pth files are read at start-up only: make the new src folders importable in this process too
-    # (subprocesses see them anyway). Entry points are found through site-packages metadata.
-    added = [str(folder / "src") for folder in folders]
-    sys.path[:0] = added
+    # --target puts each package with its metadata there: entry points are found wherever it is on the path.
+    pip("install", "--no-deps", "--no-compile", *isolation, "--target", str(target), *map(str, sources))
+    sys.path.insert(0, str(target))
+    old_pythonpath = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(target), old_pythonpath]))
     importlib.invalidate_caches()
     plugins.reset_registry()
     try:
-        yield
+        yield target
     finally:
-        pip("uninstall", "--yes", *names)
-        for path in added:
-            sys.path.remove(path)
+        sys.path.remove(str(target))
+        if old_pythonpath is None:
+            os.environ.pop("PYTHONPATH")
+        else:
+            os.environ["PYTHONPATH"] = old_pythonpath
+        for module in [
+            m for m in sys.modules if m.split(".")[0] in {f.name.replace("-", "_") for f in folders}
+        ]:
+            del sys.modules[module]  # their files are gone with the folder
         importlib.invalidate_caches()
         plugins.reset_registry()
 
@@ -115,6 +129,8 @@ def test_plugins_command_lists_packages_and_reports_broken_and_duplicate_ones(in
     assert rows["signsym_brsf"][1:3] == ["altlearn-signsym", installed_version("altlearn-signsym")]
     assert rows["blobs"][1:3] == [COMPONENTS, "0.3.1"]  # a plugin's data set
     assert rows["scale"][1:3] == [COMPONENTS, "0.3.1"]  # a plugin's layer
+    assert rows["signsgd"][1:3] == [COMPONENTS, "0.3.1"]  # a plugin's optimizer
+    assert "optimizers" in result.stdout.splitlines()
     assert rows["dupe_only"][1:3] == [DUPE, "1.0.0"]  # the clashing package's other names still work
     assert rows["bp"][1] == "altlearn"
     # The broken package is named with its version and its errors; nothing stops, even sys.exit.
@@ -272,7 +288,7 @@ def test_a_plugin_rule_used_through_another_rule_is_recorded_too(selection):
     selection(ALL_BUT_DUPE)
     goup = {
         **BLOBS_SPEC,
-        "rule": {"type": "goup", "source": "signsym"},
+        "rule": {"type": "goup", "source": {"type": "signsym"}},
         "network": {
             "layers": [
                 {"type": "flatten"},
@@ -287,6 +303,36 @@ def test_a_plugin_rule_used_through_another_rule_is_recorded_too(selection):
         COMPONENTS: "0.3.1",
         "altlearn-signsym": installed_version("altlearn-signsym"),
     }
+    # the plugin rule's own options are checked at their nested path, as a top-level rule's are
+    typo = {**goup, "rule": {"type": "goup", "source": {"type": "signsym", "feedbak_seed": 1}}}
+    assert problems_of(typo)["rule.source.feedbak_seed"].startswith(
+        "'feedbak_seed' is not an option of rule 'signsym'; did you mean 'feedback_seed'?"
+    )
+
+
+def test_a_plugin_optimizer_is_validated_and_listed_like_a_builtin(selection):
+    selection(ALL_BUT_DUPE)
+    spec = validate({**BLOBS_SPEC, "optimizer": {"type": "signsgd", "lr": 0.002}})
+    assert (spec.optimizer.type, spec.optimizer.params.lr, spec.optimizer.package) == (
+        "signsgd",
+        0.002,
+        COMPONENTS,
+    )
+    problems = problems_of({**BLOBS_SPEC, "optimizer": {"type": "signsgd", "lr": 5.0, "momentum": 0.9}})
+    assert "less than or equal to 1" in problems["optimizer.lr"]
+    assert (
+        problems["optimizer.momentum"]
+        == "'momentum' is not an option of optimizer 'signsgd'; its options are: lr"
+    )
+    assert (
+        "did you mean 'signsgd'"
+        in problems_of({**BLOBS_SPEC, "optimizer": {"type": "signsdg"}})["optimizer.type"]
+    )
+
+    result = CliRunner().invoke(main, ["options", "optimizer", "signsgd"])
+    assert result.exit_code == 0, result.output
+    assert f"optimizer signsgd (from {COMPONENTS} 0.3.1): 1 option" in result.output
+    assert "lr: float > 0.0 <= 1.0, default 0.001" in result.output
 
 
 # ------------------------------------------------------------------------------------ end to end
@@ -304,24 +350,30 @@ def run(tmp_path: Path, spec: dict):
     return found
 
 
+DIGITS_MLP = {
+    "seed": 0,
+    "data": {"type": "digits", "batch_size": 32},
+    "network": {
+        "layers": [
+            {"type": "flatten"},
+            {"type": "linear", "out_features": 64},
+            {"type": "tanh"},
+            {"type": "linear", "out_features": 10},
+        ]
+    },
+    "train": {"epochs": 2, "device": "cpu", "threads": 1},
+    "tracking": {"experiment": "plugin-packages", "log_model": False, "alignment_every": 0},
+}
+
+
 def test_signsym_spec_trains_end_to_end_and_tags_the_plugin_version(selection, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     selection(ALL_BUT_DUPE)  # with the duplicate loaded, 'signsym' is (rightly) an error
     signsym = {
+        **DIGITS_MLP,
         "name": "digits-signsym",
-        "seed": 0,
-        "data": {"type": "digits", "batch_size": 32},
-        "network": {
-            "layers": [
-                {"type": "flatten"},
-                {"type": "linear", "out_features": 64},
-                {"type": "tanh"},
-                {"type": "linear", "out_features": 10},
-            ]
-        },
         "rule": {"type": "signsym_brsf"},
         "optimizer": {"type": "adam", "lr": 0.003},
-        "train": {"epochs": 2, "device": "cpu", "threads": 1},
         "tracking": {"experiment": "plugin-packages", "log_model": False, "alignment_every": 20},
     }
     found = run(tmp_path, signsym)
@@ -337,3 +389,43 @@ def test_signsym_spec_trains_end_to_end_and_tags_the_plugin_version(selection, t
     assert components.data.tags[f"plugin.{COMPONENTS}"] == "0.3.1"
     assert components.data.params["network.layers.1.factor"] == "2.0"
     assert components.data.metrics["test_accuracy"] > 0.9
+
+
+def test_goup_over_a_plugin_rule_trains_and_tags_that_plugin_version(selection, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    selection(ALL_BUT_DUPE)
+    goup = {
+        **DIGITS_MLP,
+        "name": "digits-goup-signsym",
+        "rule": {"type": "goup", "lr": 0.02, "source": {"type": "signsym", "feedback_seed": 3}},
+    }
+    found = run(tmp_path, goup)
+    assert found.info.status == "FINISHED"
+    assert found.data.tags["altlearn.rule"] == "goup"
+    assert found.data.tags["plugin.altlearn-signsym"] == installed_version("altlearn-signsym")
+    assert not any(key.startswith(f"plugin.{COMPONENTS}") for key in found.data.tags)  # not used
+    assert found.data.params["rule.source.type"] == "signsym"
+    assert found.data.params["rule.source.feedback_seed"] == "3"
+    assert found.data.metrics["test_accuracy"] > 0.8  # it learns through the plugin's gradient
+
+
+def test_a_plugin_optimizer_trains_a_spec_and_is_tagged(selection, tmp_path, monkeypatch):
+    from altlearn.train import Trainer
+    from altlearn_testcomponents.optimizer import _SignSGD
+
+    monkeypatch.chdir(tmp_path)
+    selection(ALL_BUT_DUPE)
+    spec = {
+        **BLOBS_SPEC,
+        "name": "blobs-signsgd",
+        "optimizer": {"type": "signsgd", "lr": 0.005},
+        "schedule": {"type": "cosine"},
+        "train": {"epochs": 3, "device": "cpu", "threads": 1},
+    }
+    trainer = Trainer(validate(spec))
+    assert type(trainer.optimizer) is _SignSGD and trainer.optimizer.param_groups[0]["initial_lr"] == 0.005
+    found = run(tmp_path, spec)
+    assert found.info.status == "FINISHED"
+    assert found.data.params["optimizer.type"] == "signsgd"
+    assert found.data.tags[f"plugin.{COMPONENTS}"] == "0.3.1"
+    assert found.data.metrics["test_accuracy"] > 0.9

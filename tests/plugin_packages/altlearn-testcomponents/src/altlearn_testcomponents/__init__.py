@@ -1,1 +1,1 @@
-"""Test plugin registering a data set (``blobs``) and a layer (``scale``)."""
+"""Test plugin registering a data set (``blobs``), a layer (``scale``) and an optimizer (``signsgd``)."""
