@@ -62,15 +62,15 @@ def _fused(parameters: list) -> bool | None:
 
 class _OptimizerParams(Params):
     lr: PositiveFloat = Field(1e-3, description="base learning rate")
-    weight_decay: float = Field(0.0, ge=0.0, description="L2 penalty (decoupled for adamw)")
+    weight_decay: float = Field(0.0, ge=0.0, description="L2 penalty added to the gradient")
 
 
 class SGD(Optimizer):
     class Params(_OptimizerParams):
         lr: PositiveFloat = Field(0.01, description="base learning rate")
-        momentum: float = Field(0.0, ge=0.0, lt=1.0)
-        nesterov: bool = False
-        dampening: float = Field(0.0, ge=0.0, le=1.0)
+        momentum: float = Field(0.0, ge=0.0, lt=1.0, description="momentum factor (0: plain SGD)")
+        nesterov: bool = Field(False, description="Nesterov momentum (needs momentum > 0, dampening 0)")
+        dampening: float = Field(0.0, ge=0.0, le=1.0, description="dampening of the momentum")
 
         # Checked here rather than in build() so that `altlearn validate` reports it at
         # `optimizer`, instead of the trainer failing with a traceback after loading the data.
@@ -99,7 +99,7 @@ class SGD(Optimizer):
 class Adam(Optimizer):
     class Params(_OptimizerParams):
         betas: tuple[float, float] = Field((0.9, 0.999), description="moment decay rates")
-        eps: PositiveFloat = 1e-8
+        eps: PositiveFloat = Field(1e-8, description="added to the denominator for stability")
 
     @staticmethod
     def build(p, parameters: Iterable):
@@ -118,7 +118,9 @@ class Adam(Optimizer):
 
 class AdamW(Optimizer):
     class Params(Adam.Params):
-        weight_decay: float = Field(0.01, ge=0.0, description="decoupled weight decay")
+        weight_decay: float = Field(
+            0.01, ge=0.0, description="decoupled weight decay (not added to the gradient)"
+        )
 
     @staticmethod
     def build(p, parameters: Iterable):

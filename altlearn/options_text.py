@@ -6,11 +6,13 @@ Nothing here imports torch.
 
 from __future__ import annotations
 
-from typing import Any
+import types
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic.fields import FieldInfo
 
 from altlearn.component_ref import reference_of
+from altlearn.plugins import KIND_NOUNS
 
 _LIMITS = (
     ("gt", ">"),
@@ -23,11 +25,15 @@ _LIMITS = (
 
 
 def type_text(info: FieldInfo) -> str:
-    """``int > 0``, ``float >= 0.0 < 1.0``, ``Literal['a', 'b']``, ``a rule block``..."""
+    """``int > 0``, ``float >= 0.0 < 1.0``, ``one of a, b``, ``int or null``, a nested block..."""
     reference = reference_of(info)
     if reference is not None:
-        return f"{{type: {reference.kind}, ...}} (or a {reference.kind}'s name)"
-    return _annotation_text(info.annotation) + "".join(_limit(m) for m in info.metadata)
+        return f"a {KIND_NOUNS[reference.kind]}: its name, or {{type: name, its options...}}"
+    limits = "".join(_limit(m) for m in info.metadata)
+    text = _annotation_text(info.annotation)
+    if limits and text.endswith(" or null"):  # the limits are the number's: "int >= 0 or null"
+        return text.removesuffix(" or null") + limits + " or null"
+    return text + limits
 
 
 def default_value(info: FieldInfo) -> Any:
@@ -42,9 +48,20 @@ def default_value(info: FieldInfo) -> Any:
 
 
 def _annotation_text(annotation: Any) -> str:
-    if getattr(annotation, "__origin__", None) is None and hasattr(annotation, "__name__"):
-        return annotation.__name__
-    return str(annotation).replace("typing.", "").replace("NoneType", "null")
+    """``int``, ``int > 0 or null``, ``one of fp32, tf32, bf16``, ``tuple[float, float]``."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return _annotation_text(args[0]) + "".join(_limit(m) for m in args[1:])
+    if origin in (Union, types.UnionType):
+        named = [_annotation_text(a) for a in args if a is not type(None)]
+        return " or ".join(named + (["null"] if type(None) in args else []))
+    if origin is Literal:
+        return "one of " + ", ".join(str(value) for value in args)
+    if origin is not None:
+        return f"{getattr(origin, '__name__', origin)}[{', '.join(_annotation_text(a) for a in args)}]"
+    if annotation is type(None):
+        return "null"
+    return getattr(annotation, "__name__", str(annotation))
 
 
 def _limit(constraint: Any) -> str:

@@ -46,36 +46,42 @@ class DataOptions(_Section):
     """Options every data set has; the trainer applies them the same way to each."""
 
     batch_size: PositiveInt = Field(128, description="training minibatch size")
-    eval_batch_size: PositiveInt = Field(1000, description="batch size for evaluation")
+    eval_batch_size: PositiveInt = Field(
+        1000, description="evaluation batch size (memory only; results do not depend on it)"
+    )
     val_size: NonNegativeInt = Field(
-        0, description="examples held out of the training set for validation metrics (0: none)"
+        0, description="examples held out of the training split (seeded) for val_* metrics (0: none)"
     )
     train_subset: PositiveInt | None = Field(
         None, description="use only the first N training examples (quick runs)"
     )
     test_subset: PositiveInt | None = Field(None, description="evaluate on the first N test examples")
-    normalize: bool = Field(True, description="standardise inputs with the training set's mean/std")
+    normalize: bool = Field(
+        True, description="standardise each channel with the training split's mean and std"
+    )
 
 
 class TrainOptions(_Section):
-    epochs: PositiveInt = 10
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    epochs: PositiveInt = Field(10, description="passes over the training split")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA if present, else the CPU")
     loss: Block = ComponentRef(
         "loss",
         default="cross_entropy",
-        description="the training loss: a name (cross_entropy, mse) or a {type: ...} block with its options",
+        description="the training loss, e.g. mse or {type: cross_entropy, label_smoothing: 0.1}",
     )
     log_every: PositiveInt = Field(
-        50, description="steps between progress updates and non-finite-loss checks (host syncs)"
+        50, description="steps between progress updates and divergence checks (the only host syncs)"
     )
     threads: PositiveInt | None = Field(None, description="CPU threads for torch (default: torch's)")
     precision: Literal["fp32", "tf32", "bf16"] = Field(
-        "fp32", description="fp32; tf32 matmuls (CUDA); bf16 autocast for the step and evaluation"
+        "fp32",
+        description="fp32; tf32: TF32 matmuls and convolutions on CUDA; bf16: autocast of the step "
+        "and evaluation",
     )
     compile: Literal["off", "default", "reduce-overhead", "max-autotune"] = Field(
         "off",
         description="torch.compile the rule's step and evaluation with this mode "
-        "(reduce-overhead uses CUDA graphs); true means default",
+        "(reduce-overhead uses CUDA graphs); true means default; see docs/performance.md",
     )
 
     @field_validator("compile", mode="before")
@@ -89,11 +95,15 @@ class TrainOptions(_Section):
 
 
 class TrackingOptions(_Section):
-    experiment: str = Field("altlearn", min_length=1)
+    experiment: str = Field(
+        "altlearn", min_length=1, description="MLflow experiment; put runs you want to compare in one"
+    )
     run_name: str | None = Field(None, description="default: the spec's name")
-    log_model: bool = Field(True, description="log the trained model as an MLflow model")
+    log_model: bool = Field(True, description="log the trained model (an MLflow PyTorch model)")
     alignment_every: NonNegativeInt = Field(
-        200, description="steps between update-vs-BP alignment measurements (0: off)"
+        200,
+        description="steps between measurements of the angle between the rule's update and the "
+        "true gradient (0: off)",
     )
     checkpoint_minutes: NonNegativeFloat = Field(
         10.0,
@@ -101,7 +111,7 @@ class TrackingOptions(_Section):
         "run so that `altlearn resume` can continue it (0: after every epoch); the end of training "
         "always writes one",
     )
-    tags: dict[str, str] = Field(default_factory=dict)
+    tags: dict[str, str] = Field(default_factory=dict, description="extra MLflow tags of the run")
 
 
 class TopLevel(_Section):
