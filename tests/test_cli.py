@@ -34,3 +34,21 @@ def test_plugins_lists_builtins_and_exits_0():
     result = CliRunner().invoke(main, ["plugins"])
     assert result.exit_code == 0
     assert "bp" in result.output and "mnist" in result.output and "conv2d" in result.output
+    # optimizers, schedules and losses are components too, each under its own title
+    lines = result.output.splitlines()
+    for title, name in (("optimizers", "adam"), ("schedules", "constant"), ("losses", "cross_entropy")):
+        below = lines[lines.index(title) + 1 :]
+        assert below[0].split()[:2] == [name, "altlearn"]
+
+
+def test_options_of_optimizers_losses_and_nested_blocks():
+    adam = CliRunner().invoke(main, ["options", "optimizer", "adam"])
+    assert adam.exit_code == 0, adam.output
+    assert adam.output.startswith("optimizer adam (from altlearn ")
+    assert "lr: float > 0, default 0.001" in adam.output
+    loss = CliRunner().invoke(main, ["options", "loss", "cross_entropy"])
+    assert "label_smoothing: float >= 0.0 < 1.0, default 0.0" in loss.output
+    goup = CliRunner().invoke(main, ["options", "rule", "goup"])
+    assert "source: a rule: its name, or {type: name, its options...}, default 'bp'" in goup.output
+    unknown = CliRunner().invoke(main, ["options", "optimizer", "adma"])
+    assert unknown.exit_code == 2 and "no optimizer 'adma'; known: adam, adamw, sgd" in unknown.output
