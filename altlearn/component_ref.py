@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, Field, GetCoreSchemaHandler, GetJsonSchemaHandler
-from pydantic_core import PydanticCustomError, core_schema
+from pydantic_core import core_schema
 
 #: key of the pydantic validation context under which the spec validator passes itself, so that a
 #: nested block is validated by the validator that is reading the spec (its registry, its paths)
@@ -67,16 +67,11 @@ class Reference:
 
     def _validate(self, value: Any, info: core_schema.ValidationInfo) -> Block:
         if isinstance(value, Block):
-            # Already resolved (a spec validator did it, or a caller built it): check the kind only.
+            # Already resolved (by a spec validator, or built by the caller): it must still fit.
             problem = None if self.accepts is None else self.accepts(value.component)
             if problem:
-                raise PydanticCustomError(
-                    "component_not_accepted",
-                    "{type!r} {problem}",
-                    {
-                        "type": value.type,
-                        "problem": problem,
-                    },
+                raise ValueError(
+                    f"{self.kind} {value.type!r} cannot be the {self.role or self.kind}: it {problem}"
                 )
             return value
         context = info.context or {}

@@ -376,6 +376,26 @@ def test_invalid_values_say_what_is_wrong():
     assert "1.5" in problems["data.test_fraction"]
 
 
+def test_the_loss_is_a_nested_block_with_its_own_options():
+    import torch
+
+    spec = validate(minimal(train={"loss": {"type": "cross_entropy", "label_smoothing": 0.1}}))
+    loss = spec.train.loss.component.build(spec.train.loss.params)
+    scores, labels = torch.tensor([[2.0, 0.0, -1.0]]), torch.tensor([0])
+    expected = torch.nn.functional.cross_entropy(scores, labels, label_smoothing=0.1)
+    assert torch.equal(loss(scores, labels), expected)
+    assert not torch.equal(expected, torch.nn.functional.cross_entropy(scores, labels))
+    assert validate(minimal(train={"loss": "mse"})).train.loss.type == "mse"  # a bare name
+
+    problems = problems_of(minimal(train={"loss": {"type": "cross_entropy", "label_smothing": 0.1}}))
+    assert problems["train.loss.label_smothing"].startswith(
+        "'label_smothing' is not an option of loss 'cross_entropy'; did you mean 'label_smoothing'?"
+    )
+    problems = problems_of(minimal(train={"loss": {"type": "cross_entropy", "label_smoothing": 1.0}}))
+    assert "less than 1" in problems["train.loss.label_smoothing"]
+    assert "did you mean 'mse'" in problems_of(minimal(train={"loss": {"type": "mes"}}))["train.loss.type"]
+
+
 def test_nesterov_without_momentum_is_found_at_validation():
     problems = problems_of(minimal(optimizer={"type": "sgd", "nesterov": True}))
     assert list(problems) == ["optimizer"]
