@@ -162,7 +162,9 @@ class Validator:
         component, package, version = found
         owner = f"{what} {type_name!r}"
         common_values = {k: options.pop(k) for k in list(options) if common and k in common.model_fields}
-        self._unknown_keys(options, component.Params, common, path, owner)
+        # "lr belongs in optimizer.lr" helps at the top; inside a nested block it usually belongs
+        # to the block around it (GO-UP's lr), so no hint there.
+        self._unknown_keys(options, component.Params, common, path, owner, hint=reference is None)
         params = self.model(component.Params, options, path, owner)
         shared = self.model(common, common_values, path, what) if common else None
         if params is None:
@@ -172,7 +174,13 @@ class Validator:
         return Block(str(type_name), component, params, package, version), shared
 
     def _unknown_keys(
-        self, options: dict, params: type[BaseModel], common: type[BaseModel] | None, path: str, owner: str
+        self,
+        options: dict,
+        params: type[BaseModel],
+        common: type[BaseModel] | None,
+        path: str,
+        owner: str,
+        hint: bool = True,
     ) -> None:
         """Report (and drop) keys neither model knows, against the union of both models' options
         so that did-you-mean sees every option."""
@@ -181,7 +189,7 @@ class Validator:
             self.add(
                 join(path, key),
                 f"{key!r} is not an option of {owner}; {did_you_mean(key, known)}its options are: "
-                f"{', '.join(known) or '(none)'}{_elsewhere_hint(key, path)}",
+                f"{', '.join(known) or '(none)'}{_elsewhere_hint(key, path) if hint else ''}",
             )
             options.pop(key)
 

@@ -271,6 +271,10 @@ def test_a_key_in_the_wrong_section_names_its_home(section, values, path, home):
 def test_no_home_hint_for_a_key_that_only_exists_here():
     problems = problems_of(minimal(rule={"type": "fa", "feedback_sead": 1}))
     assert "belongs in" not in problems["rule.feedback_sead"]
+    # inside a nested block the key usually belongs to the block around it (GO-UP's own lr)
+    problems = problems_of(minimal(rule={"type": "goup", "source": {"type": "fa", "lr": 0.1}}))
+    assert problems["rule.source.lr"].startswith("'lr' is not an option of rule 'fa';")
+    assert "belongs in" not in problems["rule.source.lr"]
 
 
 def test_a_rule_whose_check_network_is_broken_is_named_not_a_traceback():
