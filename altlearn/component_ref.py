@@ -9,7 +9,7 @@ package of every plugin it names is recorded on the run. Inside the spec a bare 
     class Params(altlearn.api.Params):
         source: Block = ComponentRef("rule", default="bp", description="...")
 
-    rule = params.source.component(..., params.source.params)
+    source = params.source.component(params.source.params, context)  # a rule built from its block
 
 Nothing here imports torch.
 """
