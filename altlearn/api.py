@@ -56,3 +56,9 @@ __all__ = [
     "forward_fan_in",
     "feedback_spread",
 ]
+
+# Option types with real ranges (Count, PositiveReal, Probability, Betas, ...) for plugins' Params.
+from altlearn.values import *  # noqa: E402, F403
+from altlearn.values import __all__ as _option_types  # noqa: E402
+
+__all__ += _option_types

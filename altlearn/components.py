@@ -30,6 +30,9 @@ class DataInfo:
 
     input_shape: tuple[int, ...]  # one example, without the batch dimension, e.g. (1, 28, 28)
     num_classes: int
+    # Training examples, where known without loading: lets validation refuse a data.val_size
+    # that would leave none, before any data loads. None: unknown (e.g. a user's folder).
+    train_size: int | None = None
 
 
 @dataclass

@@ -19,9 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from altlearn.components import DataInfo, Dataset, DataSplits, DataUnavailable, Params
+from altlearn.values import Real
 
 IDX_NAMES = {
     "train_x": "train-images-idx3-ubyte",
@@ -93,7 +94,7 @@ class MNIST(Dataset):
 
     @classmethod
     def info(cls, params) -> DataInfo:
-        return DataInfo((1, 28, 28), 10)
+        return DataInfo((1, 28, 28), 10, train_size=None if params.root else 60000)
 
     @classmethod
     def load(cls, params) -> DataSplits:
@@ -190,15 +191,36 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         ) from None
 
 
+#: scikit-learn's bundled copy: 1797 images (checked when loading, so a change would be noticed)
+DIGITS_EXAMPLES = 1797
+
+
+def _digits_test_count(test_fraction: float) -> int:
+    return int(round(DIGITS_EXAMPLES * test_fraction))
+
+
 class Digits(Dataset):
     """scikit-learn's 8x8 digits: small enough for tests that train in seconds."""
 
     class Params(Params):
-        test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+        test_fraction: Real = Field(0.2, gt=0.0, lt=1.0, description="share held out as the test split")
+
+        @field_validator("test_fraction")
+        @classmethod
+        def _both_splits_have_examples(cls, fraction: float) -> float:
+            # Checked here so `altlearn validate` says it, not an empty split after loading.
+            n_test = _digits_test_count(fraction)
+            if n_test == 0 or n_test == DIGITS_EXAMPLES:
+                raise ValueError(
+                    f"of the {DIGITS_EXAMPLES} digits it leaves {DIGITS_EXAMPLES - n_test} for "
+                    f"training and {n_test} for testing; each split needs at least one "
+                    f"(use {1 / DIGITS_EXAMPLES:.4f} .. {1 - 1 / DIGITS_EXAMPLES:.4f})"
+                )
+            return fraction
 
     @classmethod
     def info(cls, params) -> DataInfo:
-        return DataInfo((1, 8, 8), 10)
+        return DataInfo((1, 8, 8), 10, train_size=DIGITS_EXAMPLES - _digits_test_count(params.test_fraction))
 
     @classmethod
     def load(cls, params) -> DataSplits:
@@ -207,8 +229,12 @@ class Digits(Dataset):
         except ImportError as exc:
             raise DataUnavailable("digits needs scikit-learn: pip install scikit-learn") from exc
         bunch = load_digits()
+        if len(bunch.images) != DIGITS_EXAMPLES:
+            raise DataUnavailable(
+                f"digits: this scikit-learn has {len(bunch.images)} images, altlearn expects {DIGITS_EXAMPLES}"
+            )
         images = (bunch.images * (255.0 / 16.0)).round().astype(np.uint8)  # 0..16 -> 0..255
         order = np.random.default_rng(1234).permutation(len(images))  # a fixed, documented split
-        n_test = int(round(len(images) * params.test_fraction))
+        n_test = _digits_test_count(params.test_fraction)
         test, train = order[:n_test], order[n_test:]
         return _splits_from_uint8(images[train], bunch.target[train], images[test], bunch.target[test])

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import Field, PositiveInt
 from torch import nn
 
 from altlearn.components import Layer, Params
+from altlearn.values import Count, Fraction, NonNegativeCount, NonNegativeReal
 
 
 def _channels(input_shape: tuple[int, ...], layer: str) -> int:
@@ -39,7 +39,7 @@ class Flatten(_Fixed):
 
 class Linear(Layer):
     class Params(Params):
-        out_features: PositiveInt
+        out_features: Count
         bias: bool = True
 
     @classmethod
@@ -54,10 +54,10 @@ class Linear(Layer):
 
 class Conv2d(Layer):
     class Params(Params):
-        out_channels: PositiveInt
-        kernel_size: PositiveInt = 3
-        stride: PositiveInt = 1
-        padding: int = Field(0, ge=0)
+        out_channels: Count
+        kernel_size: Count = 3
+        stride: Count = 1
+        padding: NonNegativeCount = 0
         bias: bool = True
 
     @classmethod
@@ -73,9 +73,9 @@ class Conv2d(Layer):
 
 
 class _PoolParams(Params):
-    kernel_size: PositiveInt = 2
-    stride: PositiveInt | None = None  # None: same as kernel_size
-    padding: int = Field(0, ge=0)
+    kernel_size: Count = 2
+    stride: Count | None = None  # None: same as kernel_size
+    padding: NonNegativeCount = 0
 
 
 class _Pool(Layer):
@@ -99,7 +99,7 @@ class Avgpool2d(_Pool):
 
 class Dropout(Layer):
     class Params(Params):
-        p: float = Field(0.5, ge=0.0, lt=1.0)
+        p: Fraction = 0.5
 
     @classmethod
     def build(cls, params, input_shape):
@@ -129,7 +129,7 @@ class Gelu(Layer):
 
 class LeakyRelu(Layer):
     class Params(Params):
-        negative_slope: float = Field(0.01, ge=0.0)
+        negative_slope: NonNegativeReal = 0.01
 
     @classmethod
     def build(cls, params, input_shape):

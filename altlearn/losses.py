@@ -17,6 +17,7 @@ from pydantic import Field
 
 from altlearn.components import Params
 from altlearn.rules.base import LossFn
+from altlearn.values import Fraction
 
 
 class Loss:
@@ -41,10 +42,8 @@ def mse(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 class CrossEntropy(Loss):
     class Params(Params):
-        label_smoothing: float = Field(
+        label_smoothing: Fraction = Field(
             0.0,
-            ge=0.0,
-            lt=1.0,
             description="mix this much of the uniform distribution into the one-hot targets",
         )
 

@@ -13,9 +13,10 @@ import math
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, ClassVar
 
-from pydantic import Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import Field, model_validator
 
 from altlearn.components import Params
+from altlearn.values import Betas, Count, Fraction, NonNegativeReal, PositiveReal, Probability, Real
 
 if TYPE_CHECKING:
     import torch
@@ -35,7 +36,7 @@ class Optimizer:
 class ScheduleParams(Params):
     """Options every schedule has; a schedule's own ``Params`` subclasses this."""
 
-    warmup_epochs: float = Field(0.0, ge=0.0, description="linear warm-up from 0 over these epochs")
+    warmup_epochs: NonNegativeReal = Field(0.0, description="linear warm-up from 0 over these epochs")
 
 
 #: factor(step, total_steps, steps_per_epoch) -> multiplier of the base lr
@@ -61,16 +62,16 @@ def _fused(parameters: list) -> bool | None:
 
 
 class _OptimizerParams(Params):
-    lr: PositiveFloat = Field(1e-3, description="base learning rate")
-    weight_decay: float = Field(0.0, ge=0.0, description="L2 penalty added to the gradient")
+    lr: PositiveReal = Field(1e-3, description="base learning rate")
+    weight_decay: NonNegativeReal = Field(0.0, description="L2 penalty added to the gradient")
 
 
 class SGD(Optimizer):
     class Params(_OptimizerParams):
-        lr: PositiveFloat = Field(0.01, description="base learning rate")
-        momentum: float = Field(0.0, ge=0.0, lt=1.0, description="momentum factor (0: plain SGD)")
+        lr: PositiveReal = Field(0.01, description="base learning rate")
+        momentum: Fraction = Field(0.0, description="momentum factor (0: plain SGD)")
         nesterov: bool = Field(False, description="Nesterov momentum (needs momentum > 0, dampening 0)")
-        dampening: float = Field(0.0, ge=0.0, le=1.0, description="dampening of the momentum")
+        dampening: Probability = Field(0.0, description="dampening of the momentum")
 
         # Checked here rather than in build() so that `altlearn validate` reports it at
         # `optimizer`, instead of the trainer failing with a traceback after loading the data.
@@ -98,8 +99,8 @@ class SGD(Optimizer):
 
 class Adam(Optimizer):
     class Params(_OptimizerParams):
-        betas: tuple[float, float] = Field((0.9, 0.999), description="moment decay rates")
-        eps: PositiveFloat = Field(1e-8, description="added to the denominator for stability")
+        betas: Betas = Field((0.9, 0.999), description="moment decay rates, each in [0, 1)")
+        eps: PositiveReal = Field(1e-8, description="added to the denominator for stability")
 
     @staticmethod
     def build(p, parameters: Iterable):
@@ -118,8 +119,8 @@ class Adam(Optimizer):
 
 class AdamW(Optimizer):
     class Params(Adam.Params):
-        weight_decay: float = Field(
-            0.01, ge=0.0, description="decoupled weight decay (not added to the gradient)"
+        weight_decay: NonNegativeReal = Field(
+            0.01, description="decoupled weight decay (not added to the gradient)"
         )
 
     @staticmethod
@@ -151,7 +152,7 @@ class Constant(Schedule):
 
 class Cosine(Schedule):
     class Params(ScheduleParams):
-        min_factor: float = Field(0.0, ge=0.0, le=1.0, description="final lr as a fraction of lr")
+        min_factor: Probability = Field(0.0, description="final lr as a fraction of lr")
 
     @staticmethod
     def factor(p) -> Factor:
@@ -164,8 +165,8 @@ class Cosine(Schedule):
 
 class Step(Schedule):
     class Params(ScheduleParams):
-        step_size: PositiveInt = Field(10, description="epochs between decays")
-        gamma: float = Field(0.1, gt=0.0, le=1.0, description="factor applied at each decay")
+        step_size: Count = Field(10, description="epochs between decays")
+        gamma: Real = Field(0.1, gt=0.0, le=1.0, description="factor applied at each decay")
 
     @staticmethod
     def factor(p) -> Factor:
@@ -174,11 +175,9 @@ class Step(Schedule):
 
 class Linear(Schedule):
     class Params(ScheduleParams):
-        end_factor: float = Field(0.0, ge=0.0, le=1.0, description="final lr as a fraction of lr")
-        start_fraction: float = Field(
+        end_factor: Probability = Field(0.0, description="final lr as a fraction of lr")
+        start_fraction: Fraction = Field(
             0.0,
-            ge=0.0,
-            lt=1.0,
             description="fraction of training at constant lr before the linear decay starts "
             "(0.5: the 'cool-down in the second half' of Forward-Forward reproductions)",
         )

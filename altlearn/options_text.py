@@ -65,6 +65,8 @@ def _annotation_text(annotation: Any) -> str:
 
 
 def _limit(constraint: Any) -> str:
+    if isinstance(constraint, FieldInfo):  # Annotated[int, Field(gt=0)], e.g. altlearn.values.Count
+        return "".join(_limit(m) for m in constraint.metadata)
     for attr, symbol in _LIMITS:
         if getattr(constraint, attr, None) is not None:
             return f" {symbol} {getattr(constraint, attr)}"

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from altlearn import plugins
+from altlearn import feasibility, plugins
 from altlearn.component_ref import Block
 from altlearn.plugins import KIND_NOUNS, Registry
 from altlearn.spec_files import Problem, SpecError, apply_overrides, load_yaml
@@ -49,7 +49,9 @@ def validate(raw: dict[str, Any], registry: Registry | None = None, source: str 
     optimizer = _optimizer(v, raw.get("optimizer"), rule)
     schedule, _ = v.block(_default_type(raw.get("schedule"), "schedule"), "schedule", "schedule")
     if data is not None and layers is not None and rule is not None:
-        check_network(v, data, layers, rule)
+        check_network(v, data, layers, rule, data_options)
+    if data is not None and data_options is not None:
+        v.problems += feasibility.data_problems(data, data_options)
     v.raise_problems(source, SECTIONS)
     return Spec(
         name=top.name,

@@ -9,17 +9,19 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    NonNegativeFloat,
-    NonNegativeInt,
-    PositiveInt,
-    field_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from altlearn.component_ref import Block, ComponentRef
+from altlearn.values import (
+    MAX_EXPERIMENT_NAME,
+    MAX_RUN_NAME,
+    Count,
+    NonNegativeCount,
+    NonNegativeReal,
+    Seed,
+    Tags,
+    ThreadCount,
+)
 
 SECTIONS = (
     "name",
@@ -45,34 +47,34 @@ class _Section(BaseModel):
 class DataOptions(_Section):
     """Options every data set has; the trainer applies them the same way to each."""
 
-    batch_size: PositiveInt = Field(128, description="training minibatch size")
-    eval_batch_size: PositiveInt = Field(
+    batch_size: Count = Field(128, description="training minibatch size")
+    eval_batch_size: Count = Field(
         1000, description="evaluation batch size (memory only; results do not depend on it)"
     )
-    val_size: NonNegativeInt = Field(
+    val_size: NonNegativeCount = Field(
         0, description="examples held out of the training split (seeded) for val_* metrics (0: none)"
     )
-    train_subset: PositiveInt | None = Field(
+    train_subset: Count | None = Field(
         None, description="use only the first N training examples (quick runs)"
     )
-    test_subset: PositiveInt | None = Field(None, description="evaluate on the first N test examples")
+    test_subset: Count | None = Field(None, description="evaluate on the first N test examples")
     normalize: bool = Field(
         True, description="standardise each channel with the training split's mean and std"
     )
 
 
 class TrainOptions(_Section):
-    epochs: PositiveInt = Field(10, description="passes over the training split")
+    epochs: Count = Field(10, description="passes over the training split")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA if present, else the CPU")
     loss: Block = ComponentRef(
         "loss",
         default="cross_entropy",
         description="the training loss, e.g. mse or {type: cross_entropy, label_smoothing: 0.1}",
     )
-    log_every: PositiveInt = Field(
+    log_every: Count = Field(
         50, description="steps between progress updates and divergence checks (the only host syncs)"
     )
-    threads: PositiveInt | None = Field(None, description="CPU threads for torch (default: torch's)")
+    threads: ThreadCount | None = Field(None, description="CPU threads for torch (default: torch's)")
     precision: Literal["fp32", "tf32", "bf16"] = Field(
         "fp32",
         description="fp32; tf32: TF32 matmuls and convolutions on CUDA; bf16: autocast of the step "
@@ -96,27 +98,34 @@ class TrainOptions(_Section):
 
 class TrackingOptions(_Section):
     experiment: str = Field(
-        "altlearn", min_length=1, description="MLflow experiment; put runs you want to compare in one"
+        "altlearn",
+        min_length=1,
+        max_length=MAX_EXPERIMENT_NAME,
+        description="MLflow experiment; put runs you want to compare in one",
     )
-    run_name: str | None = Field(None, description="default: the spec's name")
+    run_name: str | None = Field(None, max_length=MAX_RUN_NAME, description="default: the spec's name")
     log_model: bool = Field(True, description="log the trained model (an MLflow PyTorch model)")
-    alignment_every: NonNegativeInt = Field(
+    alignment_every: NonNegativeCount = Field(
         200,
         description="steps between measurements of the angle between the rule's update and the "
         "true gradient (0: off)",
     )
-    checkpoint_minutes: NonNegativeFloat = Field(
+    checkpoint_minutes: NonNegativeReal = Field(
         10.0,
         description="minutes between checkpoints of the whole training state, logged to the "
         "run so that `altlearn resume` can continue it (0: after every epoch); the end of training "
         "always writes one",
     )
-    tags: dict[str, str] = Field(default_factory=dict, description="extra MLflow tags of the run")
+    tags: Tags = Field(
+        default_factory=dict,
+        description="extra MLflow tags of the run; keys of letters, digits, _ - . : and spaces (not "
+        "paths), values up to 8000 characters",
+    )
 
 
 class TopLevel(_Section):
-    name: str = Field(min_length=1)
-    seed: int = 0
+    name: str = Field(min_length=1, max_length=MAX_RUN_NAME)  # the run name by default
+    seed: Seed = 0
     description: str | None = None
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from altlearn import feasibility
 from altlearn.component_ref import Block
 from altlearn.validator import Validator, did_you_mean, join, short
 
@@ -34,7 +35,7 @@ def network_layers(v: Validator, network: Any) -> list[Block] | None:
     return blocks if all(b is not None for b in blocks) else None
 
 
-def check_network(v: Validator, data: Block, layers: list[Block], rule: Block) -> None:
+def check_network(v: Validator, data: Block, layers: list[Block], rule: Block, data_options=None) -> None:
     """Build the network on the meta device: catches shape errors and rule restrictions for free."""
     from altlearn.network import NetworkError, build_network
 
@@ -54,6 +55,8 @@ def check_network(v: Validator, data: Block, layers: list[Block], rule: Block) -
             f"the last layer must output {info.num_classes} class scores for "
             f"{data.type}, but the network outputs shape {out_shape}",
         )
+    if data_options is not None:  # memory bounds: a width of 10**12 is a valid count, not a network
+        v.problems += feasibility.network_problems(network, info.input_shape, data_options)
     _rule_restrictions(v, network, rule)
 
 

@@ -31,6 +31,7 @@ from altlearn.component_ref import Block, ComponentRef
 from altlearn.components import Params
 from altlearn.rules.base import Rule, RuleContext, brings_own_update
 from altlearn.rules.goup_update import NOISE_SEED_OFFSET, GoUpOptimizer, divergence_advice, parameter_problem
+from altlearn.values import Real, Seed
 
 # --------------------------------------------------------------------------- the gradient source
 
@@ -55,18 +56,18 @@ def gradient_source_problem(cls: Any) -> str | None:
 
 
 class GoUpParams(Params):
-    lr: float = Field(
+    lr: Real = Field(
         0.01,
         gt=0,
         description="step size of both the gradient step and the noise; the spec's schedule "
         "drives it. Large values make the noise accumulate: see docs/rules/goup.md",
     )
-    noise_scale: float = Field(
+    noise_scale: Real = Field(
         1.0,
         ge=0,
         description="multiplies the noise term; 1.0 is GO-UP as defined, 0 is plain SGD",
     )
-    seed: int | None = Field(
+    seed: Seed | None = Field(
         None,
         description="seed of the noise generator (eps); null: the spec seed. The generator is "
         f"seeded with seed + {NOISE_SEED_OFFSET} so noise is not the weight-init stream",
@@ -79,12 +80,12 @@ class GoUpParams(Params):
         description="the rule whose gradient g GO-UP steps on, with its own options: "
         "{type: dfa, feedback_init: uniform}; bp, fa, dfa, ifa or a plugin's rule that fills .grad",
     )
-    max_abs_param: float = Field(
+    max_abs_param: Real = Field(
         1e3,
         gt=0,
         description="divergence guard: stop when any parameter's |value| exceeds this",
     )
-    max_norm_growth: float = Field(
+    max_norm_growth: Real = Field(
         50.0,
         gt=1,
         description="divergence guard: stop when a weight matrix's (or conv kernel's) norm "

@@ -23,6 +23,7 @@ from altlearn.network import LayerBlock, split_blocks
 from altlearn.rules.base import Rule, RuleContext
 from altlearn.rules.feedback.checks import DROPOUT, ELEMENTWISE, RESHAPE, layer_problems
 from altlearn.rules.randomness import layer_seed
+from altlearn.values import Real, Seed
 
 
 class FeedbackParams(Params):
@@ -41,8 +42,8 @@ class FeedbackParams(Params):
             "i.e. PyTorch's default kaiming-uniform U(+-1/sqrt(fan_in of W_l))"
         ),
     )
-    feedback_scale: float = Field(1.0, gt=0.0, le=1e6, description="multiplies the drawn feedback matrices")
-    feedback_seed: int | None = Field(
+    feedback_scale: Real = Field(1.0, gt=0.0, le=1e6, description="multiplies the drawn feedback matrices")
+    feedback_seed: Seed | None = Field(
         None,
         ge=0,
         description="seed of the feedback matrices; null: the spec's seed",

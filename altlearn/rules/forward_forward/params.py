@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, model_validator
 
 from altlearn.components import Params
 from altlearn.rules.forward_forward.model import Goodness, Inference, InputNorm
+from altlearn.values import Count, Real
 
 
 class ForwardForwardParams(Params):
@@ -16,7 +17,7 @@ class ForwardForwardParams(Params):
         description="simultaneous: every layer learns on every batch; greedy: one layer after "
         "another, each for greedy_steps_per_layer batches (the last one until the end)",
     )
-    greedy_steps_per_layer: PositiveInt | None = Field(
+    greedy_steps_per_layer: Count | None = Field(
         None,
         description="batches each layer trains for under schedule: greedy (e.g. epochs * "
         "batches per epoch / layers); required by greedy, not allowed otherwise",
@@ -32,7 +33,7 @@ class ForwardForwardParams(Params):
         description="sum or mean of a layer's squared activities; the logit is "
         "goodness - threshold (x width for sum), so sum makes it sharper by the layer width",
     )
-    threshold: float = Field(
+    threshold: Real = Field(
         1.0,
         ge=0.0,
         le=1e4,
@@ -45,7 +46,7 @@ class ForwardForwardParams(Params):
         "negatives below (Hinton); symba: softplus(-alpha (logit_pos - logit_neg)) per image and "
         "its wrong-label copy (Lee & Song 2023), the threshold then has no effect",
     )
-    symba_alpha: float = Field(
+    symba_alpha: Real = Field(
         4.0,
         gt=0.0,
         le=1e3,
@@ -56,7 +57,7 @@ class ForwardForwardParams(Params):
         description="how each layer's input is normalised: divided by its L2 norm or by its "
         "root mean square (rms keeps activities O(1) at any width)",
     )
-    label_value: float = Field(
+    label_value: Real = Field(
         1.0,
         gt=0.0,
         le=100.0,
@@ -64,7 +65,7 @@ class ForwardForwardParams(Params):
         "the other label pixels get 0. The input is already normalised (MNIST's range is about "
         "-0.42..2.8)",
     )
-    neutral_label_value: float | None = Field(
+    neutral_label_value: Real | None = Field(
         None,
         ge=0.0,
         le=100.0,
@@ -87,21 +88,21 @@ class ForwardForwardParams(Params):
         True,
         description="inference (goodness sum or head input) leaves out the first layer, as in the paper",
     )
-    peer_norm_weight: float = Field(
+    peer_norm_weight: Real = Field(
         0.03,
         ge=0.0,
         le=100.0,
         description="weight of the peer-normalisation loss that keeps "
         "each unit's running mean activity near the target; 0 turns it off",
     )
-    peer_norm_target: float | None = Field(
+    peer_norm_target: Real | None = Field(
         None,
         ge=0.0,
         le=1e3,
         description="target mean activity of every unit; default: the "
         "layer's average over its units (only the spread between units is penalised)",
     )
-    peer_norm_momentum: float = Field(
+    peer_norm_momentum: Real = Field(
         0.9,
         ge=0.0,
         lt=1.0,
@@ -112,7 +113,7 @@ class ForwardForwardParams(Params):
         description="during training a ReLU passes the gradient for negative inputs too, so "
         "peer normalisation can revive silent units (the goodness gradient is 0 there anyway)",
     )
-    head_grad_scale: float = Field(
+    head_grad_scale: Real = Field(
         1.0,
         gt=0.0,
         le=1e3,
