@@ -2,16 +2,30 @@
 
 Mistakes found here, like every mistake in a spec, are ``Problem``s collected in a ``SpecError``;
 ``altlearn.spec`` validates what this module reads.
+
+What is read is bounded, so that no spec file or override can hang or exhaust altlearn: only
+regular files (a FIFO or /dev/zero would block or never end), at most ``MAX_SPEC_BYTES``, and YAML
+whose aliases expand to at most ``MAX_YAML_VALUES`` values nested at most ``MAX_YAML_DEPTH`` deep
+(a "billion laughs" alias bomb is a few lines that expand to billions). Each refusal names its bound.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+#: Specs are a few kilobytes; even generated ones with hundreds of layers stay far below this.
+MAX_SPEC_BYTES = 1_000_000
+#: Mappings, lists and scalars once every alias is expanded (a spec has a few hundred).
+MAX_YAML_VALUES = 100_000
+#: Nesting, aliases expanded; specs nest about 6 deep. Also keeps the readers' recursion safe.
+MAX_YAML_DEPTH = 50
 
 
 @dataclass
@@ -38,9 +52,43 @@ class SpecError(Exception):
         return "\n".join([head] + [f"  - {p}" for p in self.problems])
 
 
+class YamlTooLarge(yaml.YAMLError):
+    """Well-formed YAML past one of this module's bounds; the message names the bound."""
+
+
 class _StrictLoader(yaml.SafeLoader):
     """safe_load, but a key given twice in one mapping is an error: YAML keeps the last one
-    silently, so `lr: 0.1` ... `lr: 0.001` would run with a value the user may not mean."""
+    silently, so `lr: 0.1` ... `lr: 0.001` would run with a value the user may not mean. And
+    bounded: nesting, alias expansion and number length (see the module's docstring)."""
+
+    _depth = 0
+
+    def compose_node(self, parent, index):
+        # The composer recurses once per nesting level: stop before Python's recursion limit does.
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                mark = self.peek_event().start_mark
+                raise YamlTooLarge(
+                    f"line {mark.line + 1}: nested more than {MAX_YAML_DEPTH} levels deep "
+                    "(bound: nesting depth)"
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_document(self):
+        node = super().compose_document()
+        _check_expansion(node)
+        return node
+
+    def construct_yaml_int(self, node):
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:  # Python refuses to parse integers of more than 4300 digits
+            raise yaml.constructor.ConstructorError(
+                None, None, f"an integer of {len(node.value)} digits is not a usable number", node.start_mark
+            ) from None
 
     def construct_mapping(self, node, deep=False):
         seen: dict[Any, Any] = {}
@@ -62,20 +110,104 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
+_StrictLoader.add_constructor("tag:yaml.org,2002:int", _StrictLoader.construct_yaml_int)
+
+
+def _check_expansion(root: yaml.Node | None) -> None:
+    """Refuse a node graph whose aliases expand past the bounds, without expanding it: each node's
+    expanded size and depth are computed once, iteratively (alias chains can be long)."""
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)] if root is not None else []
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in size and not children_done:
+            continue
+        children = _children(node)
+        if not children_done:
+            if id(node) in depth:  # met again below itself: an alias inside its own anchor
+                raise YamlTooLarge(
+                    f"line {node.start_mark.line + 1}: a value contains itself through an alias"
+                )
+            depth[id(node)] = 0  # in progress
+            stack.append((node, True))
+            stack.extend((child, False) for child in children if id(child) not in size)
+            continue
+        size[id(node)] = 1 + sum(size[id(child)] for child in children)
+        depth[id(node)] = 1 + max((depth[id(child)] for child in children), default=0)
+        if size[id(node)] > MAX_YAML_VALUES:
+            raise YamlTooLarge(
+                f"it holds more than {MAX_YAML_VALUES:,} values once its aliases are expanded (bound: "
+                "alias expansion; an alias bomb?)"
+            )
+        if depth[id(node)] > MAX_YAML_DEPTH:
+            raise YamlTooLarge(
+                f"its aliases nest values more than {MAX_YAML_DEPTH} levels deep (bound: nesting depth)"
+            )
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _read_spec_file(path: Path) -> str:
+    """The file's text, if it is a regular file of at most MAX_SPEC_BYTES."""
     try:
-        text = path.read_text()
+        # Non-blocking, so that opening a FIFO returns at once (and is then refused) instead of
+        # waiting for a writer; it changes nothing for regular files.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         raise SpecError([Problem("", f"no such file: {path}")]) from None
     except OSError as exc:
         raise SpecError([Problem("", f"cannot read {path}: {exc.strerror}")]) from None
+    kind = _not_regular(os.fstat(fd).st_mode)
+    if kind:
+        os.close(fd)
+        raise SpecError([Problem("", f"{path} is {kind}, not a regular file; a spec is a YAML file")])
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(MAX_SPEC_BYTES + 1)
+    if len(data) > MAX_SPEC_BYTES:
+        raise SpecError(
+            [Problem("", f"{path} is larger than {MAX_SPEC_BYTES:,} bytes (bound: spec file size)")]
+        )
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise SpecError(
             [Problem("", f"{path} is not UTF-8 text (byte {exc.start}): is it a YAML spec?")]
         ) from None
+
+
+def _not_regular(mode: int) -> str | None:
+    for test, kind in (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return kind
+    return None if stat.S_ISREG(mode) else "not a file"
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML text -> Python values, with duplicate keys refused and the bounds applied (raises
+    YamlTooLarge, or another yaml.YAMLError for text that is not YAML)."""
+    return yaml.load(text, Loader=_StrictLoader)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    text = _read_spec_file(path)
     try:
-        data = yaml.load(text, Loader=_StrictLoader)
+        data = parse_yaml(text)
+    except YamlTooLarge as exc:
+        raise SpecError([Problem("", f"refused: {exc}")], str(path)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -103,7 +235,10 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             problems.append(Problem(f"--set {item}", "expected path=value, e.g. optimizer.lr=0.01"))
             continue
         try:
-            value = yaml.safe_load(text) if text.strip() else None
+            value = parse_yaml(text) if text.strip() else None
+        except YamlTooLarge as exc:
+            problems.append(Problem(f"--set {_short_item(item)}", f"refused: {exc}"))
+            continue
         except yaml.YAMLError:
             value = text
         parts = [p for p in key.strip().replace("[", ".").replace("]", "").split(".") if p]
@@ -117,6 +252,10 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     if problems:
         raise SpecError(problems)
     return raw
+
+
+def _short_item(item: str) -> str:
+    return item if len(item) <= 80 else item[:77] + "..."
 
 
 def _child(node: Any, part: str) -> Any:
