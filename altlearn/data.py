@@ -13,15 +13,16 @@ normalisation, the validation split and the move to the device (see :mod:`altlea
 from __future__ import annotations
 
 import gzip
-import pickle
 import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from pydantic import Field, field_validator
 
 from altlearn.components import DataInfo, Dataset, DataSplits, DataUnavailable, Params
+from altlearn.safe_pickle import RefusedPickle, load_data_pickle
 from altlearn.values import Real
 
 IDX_NAMES = {
@@ -178,17 +179,42 @@ class CIFAR10(Dataset):
 
 
 def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """One CIFAR python batch -> (uint8 images (N, 3, 32, 32), labels (N,))."""
+    """One CIFAR python batch -> (uint8 images (N, 3, 32, 32), labels (N,)).
+
+    Read with :mod:`altlearn.safe_pickle`: a data folder must never be able to run code."""
     try:
-        with open(path, "rb") as f:
-            batch = pickle.load(f, encoding="bytes")
-        data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-        return data, np.asarray(batch[b"labels"], dtype=np.int64)
-    except Exception as exc:  # noqa: BLE001 - unpickling garbage can raise almost anything
+        batch = load_data_pickle(path)
+    except RefusedPickle as exc:
         raise DataUnavailable(
-            f"{path} is damaged or not a CIFAR-10 python batch "
-            f"({type(exc).__name__}: {exc}); download it again"
+            f"{path} is not a CIFAR-10 batch and was not read: {exc}, which a data file has no reason "
+            "to contain (it could run code). Replace it with the file from cifar-10-python.tar.gz"
         ) from None
+    except Exception as exc:  # noqa: BLE001 - unpickling garbage can raise almost anything
+        raise _damaged(path, f"{type(exc).__name__}: {exc}") from None
+    data, labels = _batch_entry(batch, "data"), _batch_entry(batch, "labels")
+    if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.size % 3072 == 0):
+        raise _damaged(path, "its data is not rows of 3072 bytes")
+    try:
+        labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    except (TypeError, ValueError, OverflowError):
+        raise _damaged(path, "its labels are not whole numbers") from None
+    images = data.reshape(-1, 3, 32, 32)
+    if len(labels) != len(images) or not ((labels >= 0) & (labels < 10)).all():
+        raise _damaged(path, f"it has {len(images)} images but {len(labels)} labels, or labels outside 0..9")
+    return images, labels
+
+
+def _batch_entry(batch: Any, key: str) -> Any:
+    """batch[b'data'] (the real files' bytes keys) or batch['data'] (a copy re-pickled in Python 3)."""
+    if isinstance(batch, dict):
+        for candidate in (key.encode(), key):
+            if candidate in batch:
+                return batch[candidate]
+    return None
+
+
+def _damaged(path: Path, why: str) -> DataUnavailable:
+    return DataUnavailable(f"{path} is damaged or not a CIFAR-10 python batch ({why}); download it again")
 
 
 #: scikit-learn's bundled copy: 1797 images (checked when loading, so a change would be noticed)
