@@ -27,6 +27,7 @@ from typing import Any
 import pluggy
 
 from altlearn import hookspecs
+from altlearn.exit_guard import guard_process_exit
 from altlearn.version import __version__
 
 ENTRY_POINT_GROUP = "altlearn"
@@ -75,7 +76,8 @@ class Component:
         if isinstance(self.target, str):
             module_name, _, attr = self.target.partition(":")
             try:
-                obj = importlib.import_module(module_name)
+                with guard_process_exit():
+                    obj = importlib.import_module(module_name)
                 for part in attr.split("."):
                     obj = getattr(obj, part)
             except BaseException as exc:  # a plugin's code: report, never crash (nor exit)
@@ -266,7 +268,9 @@ def _installed_plugins(registry: Registry) -> list[tuple[object, str, str, str]]
             continue
         version = ep.dist.version if ep.dist is not None else "?"
         try:
-            loaded.append((ep.load(), ep.name, package, version))
+            with guard_process_exit():
+                plugin = ep.load()
+            loaded.append((plugin, ep.name, package, version))
         except BaseException as exc:  # noqa: BLE001 - SystemExit from a plugin must not kill us
             if isinstance(exc, KeyboardInterrupt):
                 raise
@@ -288,7 +292,8 @@ def _register_isolated(
                 "the entry point's object implements no altlearn hook (are the "
                 "altlearn_register_* functions decorated with @hookimpl?)"
             )
-        _register_from(registry, plugin, package, version, pm)
+        with guard_process_exit():
+            _register_from(registry, plugin, package, version, pm)
     except BaseException as exc:  # noqa: BLE001 - isolate each plugin, SystemExit included
         if isinstance(exc, KeyboardInterrupt):
             raise

@@ -139,9 +139,10 @@ def test_plugins_command_lists_packages_and_reports_broken_and_duplicate_ones(in
         for line in result.stdout.splitlines()
         if line.startswith(f"  {BROKEN} 0.0.7 (entry point ")
     }
-    assert set(broken) == {"broken", "broken_exit"}
+    assert set(broken) == {"broken", "broken_exit", "broken_hard_exit"}
     assert "ImportError" in broken["broken"] and "not-installed-anywhere" in broken["broken"]
     assert "SystemExit: 3" in broken["broken_exit"]
+    assert "ProcessExitCalled: the plugin called os._exit(4)" in broken["broken_hard_exit"]
     assert "exit_layer" not in rows  # registered just before the exit: not kept
     # The duplicate is a conflict naming both packages, in the listing and below it.
     assert rows["signsym"][1] == "(conflict)"

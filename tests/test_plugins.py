@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 
 import altlearn
-from altlearn import plugins
+from altlearn import exit_guard, plugins
 from altlearn.plugins import PLUGIN_SELECTION_ENV, PluginError, build_registry
 
 BUILTIN_RULES = {"bp", "fa", "dfa", "ifa", "ff", "goup"}
@@ -508,3 +508,90 @@ def test_plugins_command_in_process_leaves_torch_unimported():
     assert result.returncode == 0, result.stderr[-2000:]
     assert "HEAVY: []" in result.stdout
     assert "goup" in result.stdout
+
+
+# ------------------------------------------------------------------------ os._exit in plugin code
+
+
+def test_plugin_calling_os_exit_on_import_or_while_registering_is_broken_not_fatal(install):
+    install("hardexit", "altlearn-hardexit", "import os\nos._exit(4)")
+    install(
+        "hookexit",
+        "altlearn-hookexit",
+        """
+        import os
+        from altlearn import hookimpl
+
+        @hookimpl
+        def altlearn_register_rules(register):
+            register("never_kept", "nowhere:Rule")
+            os._exit(5)
+    """,
+    )
+    install("good", "altlearn-good", GOOD_PLUGIN.format(name="goodrule"))
+    registry = build_registry()  # this process is still here to look at it
+    broken = {b.package: b.error for b in registry.broken}
+    assert broken["altlearn-hardexit"] == (
+        "ProcessExitCalled: the plugin called os._exit(4), which would have ended altlearn"
+    )
+    assert "os._exit(5)" in broken["altlearn-hookexit"]
+    assert "never_kept" not in registry.names("rule") and "goodrule" in registry.names("rule")
+    assert os._exit is exit_guard._real_exit  # the guard is lifted again
+
+
+def test_a_component_module_calling_os_exit_when_a_spec_uses_it_is_a_spec_problem(install):
+    from altlearn.spec import SpecError, validate
+
+    target = install.write_module("import os\nos._exit(6)\n", prefix="exitingtarget")
+    install(
+        "lazyexit",
+        "altlearn-lazyexit",
+        f"""
+        from altlearn import hookimpl
+
+        @hookimpl
+        def altlearn_register_rules(register):
+            register("exitrule", "{target}:Rule")
+    """,
+    )
+    raw = {
+        "name": "x",
+        "data": {"type": "digits"},
+        "rule": {"type": "exitrule"},
+        "network": {"layers": [{"type": "flatten"}, {"type": "linear", "out_features": 10}]},
+    }
+    with pytest.raises(SpecError) as info:
+        validate(raw, build_registry())
+    (problem,) = info.value.problems
+    assert problem.path == "rule.type"
+    assert "altlearn-lazyexit" in problem.message and "os._exit(6)" in problem.message
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_child_forked_while_the_guard_is_up_still_exits_for_real():
+    with exit_guard.guard_process_exit():
+        pid = os.fork()
+        if pid == 0:  # the child: must end here, not raise and run the parent's code on
+            os._exit(7)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 7
+
+
+def test_altlearn_plugins_survives_a_plugin_calling_os_exit(tmp_path):
+    """The real command, in its own process: a plugin found through an installed entry point."""
+    (tmp_path / "exiting_plugin.py").write_text("import os\nos._exit(4)\n")
+    dist = tmp_path / "altlearn_exiting-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: altlearn-exiting\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[altlearn]\nexiting = exiting_plugin\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), PLUGIN_SELECTION_ENV: "altlearn-exiting"}
+    result = subprocess.run(
+        [sys.executable, "-m", "altlearn.cli", "plugins"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "altlearn-exiting 1.0 (entry point 'exiting'): ProcessExitCalled" in result.stdout
+    assert "os._exit(4)" in result.stdout and "bp" in result.stdout
