@@ -139,20 +139,26 @@ def test_plugin_whose_import_raises_is_recorded_and_the_rest_still_works(install
     assert "altlearn-crashes" in hint and "altlearn-exits" in hint
 
 
-def test_unknown_rule_error_names_broken_plugin_packages(install):
+def the_problem_of_rule(rule_type: str, registry):
+    """The one problem of a small valid spec whose rule is ``rule_type``."""
     from altlearn.spec import SpecError, validate
 
-    install("crashes", "altlearn-signsym", "raise ImportError('needs scipy')")
-    registry = build_registry()
     raw = {
         "name": "x",
         "data": {"type": "digits"},
-        "rule": {"type": "signsym"},
+        "rule": {"type": rule_type},
         "network": {"layers": [{"type": "flatten"}, {"type": "linear", "out_features": 10}]},
     }
     with pytest.raises(SpecError) as info:
         validate(raw, registry)
     (problem,) = info.value.problems
+    return problem
+
+
+def test_unknown_rule_error_names_broken_plugin_packages(install):
+    install("crashes", "altlearn-signsym", "raise ImportError('needs scipy')")
+    registry = build_registry()
+    problem = the_problem_of_rule("signsym", registry)
     assert problem.path == "rule.type"
     assert "altlearn-signsym" in problem.message and "needs scipy" in problem.message
 
@@ -193,18 +199,8 @@ def test_duplicate_name_is_a_conflict_naming_both_packages(install):
 
 
 def test_conflict_is_reported_by_spec_validation(install):
-    from altlearn.spec import SpecError, validate
-
     install("shadow", "altlearn-shadow", GOOD_PLUGIN.format(name="bp"))
-    raw = {
-        "name": "x",
-        "data": {"type": "digits"},
-        "rule": {"type": "bp"},
-        "network": {"layers": [{"type": "flatten"}, {"type": "linear", "out_features": 10}]},
-    }
-    with pytest.raises(SpecError) as info:
-        validate(raw, build_registry())
-    (problem,) = info.value.problems
+    problem = the_problem_of_rule("bp", build_registry())
     assert problem.path == "rule.type"
     assert "(altlearn and altlearn-shadow)" in problem.message
 
@@ -540,8 +536,6 @@ def test_plugin_calling_os_exit_on_import_or_while_registering_is_broken_not_fat
 
 
 def test_a_component_module_calling_os_exit_when_a_spec_uses_it_is_a_spec_problem(install):
-    from altlearn.spec import SpecError, validate
-
     target = install.write_module("import os\nos._exit(6)\n", prefix="exitingtarget")
     install(
         "lazyexit",
@@ -554,15 +548,7 @@ def test_a_component_module_calling_os_exit_when_a_spec_uses_it_is_a_spec_proble
             register("exitrule", "{target}:Rule")
     """,
     )
-    raw = {
-        "name": "x",
-        "data": {"type": "digits"},
-        "rule": {"type": "exitrule"},
-        "network": {"layers": [{"type": "flatten"}, {"type": "linear", "out_features": 10}]},
-    }
-    with pytest.raises(SpecError) as info:
-        validate(raw, build_registry())
-    (problem,) = info.value.problems
+    problem = the_problem_of_rule("exitrule", build_registry())
     assert problem.path == "rule.type"
     assert "altlearn-lazyexit" in problem.message and "os._exit(6)" in problem.message
 
