@@ -12,6 +12,9 @@ from typing import Any
 
 from altlearn.spec_files import Problem
 
+#: Layers a network may have: deeper than any sequential net these rules train, and it bounds
+#: validation, which builds and probes every layer on the meta device (about 1 ms each).
+MAX_LAYERS = 1000
 #: Parameters a network may have: 4 GB as float32, about 16 GB with gradients and Adam's two
 #: moments, already more than the rules here are ever trained with on one device.
 MAX_PARAMETERS = 1_000_000_000

@@ -20,10 +20,12 @@ from typing import Any
 
 import yaml
 
-#: Specs are a few kilobytes; even generated ones with hundreds of layers stay far below this.
-MAX_SPEC_BYTES = 1_000_000
-#: Mappings, lists and scalars once every alias is expanded (a spec has a few hundred).
-MAX_YAML_VALUES = 100_000
+#: Specs are a few kilobytes; one with altlearn's most layers (feasibility.MAX_LAYERS) is about
+#: 40 kB. The bound also keeps the pure-Python YAML reader to a few seconds.
+MAX_SPEC_BYTES = 250_000
+#: Mappings, lists and scalars once every alias is expanded (a spec has a few hundred, one with
+#: the most layers about 5,000).
+MAX_YAML_VALUES = 20_000
 #: Nesting, aliases expanded; specs nest about 6 deep. Also keeps the readers' recursion safe.
 MAX_YAML_DEPTH = 50
 

@@ -31,6 +31,9 @@ def network_layers(v: Validator, network: Any) -> list[Block] | None:
     if not isinstance(items, list) or not items:
         v.add("network.layers", f"expected a non-empty list of layers, got {short(items)}")
         return None
+    if len(items) > feasibility.MAX_LAYERS:
+        v.add("network.layers", f"{len(items)} layers; altlearn takes at most {feasibility.MAX_LAYERS}")
+        return None
     blocks = [v.block(item, f"network.layers[{index}]", "layer")[0] for index, item in enumerate(items)]
     return blocks if all(b is not None for b in blocks) else None
 

@@ -76,7 +76,7 @@ def test_a_spec_file_over_the_size_bound_is_refused_before_it_is_read(tmp_path):
     with open(path, "w") as f:
         f.write(VALID + "description: x\n")
         f.truncate(50_000_000)  # a sparse 50 MB file: nothing of it is written to disk
-    refused(altlearn("validate", str(path)), "is larger than 1,000,000 bytes (bound: spec file size)")
+    refused(altlearn("validate", str(path)), "is larger than 250,000 bytes (bound: spec file size)")
 
 
 def test_a_long_layers_list_just_over_the_size_bound_is_refused(tmp_path):

@@ -153,3 +153,12 @@ def test_validate_and_run_report_them_with_exit_2_before_any_data_loads(tmp_path
         for where in ("network.layers[1].out_features", "optimizer.lr", "optimizer.betas", "train.epochs"):
             assert where in result.output
     assert not (tmp_path / "mlflow.db").exists()  # run stopped before opening the store
+
+
+def test_more_layers_than_the_bound_are_refused_before_any_is_built(monkeypatch):
+    from altlearn import feasibility
+
+    monkeypatch.setattr(feasibility, "MAX_LAYERS", 5)
+    validate(spec("network.layers={}".format([{"type": "flatten"}, *[{"type": "relu"}] * 3, MLP[-1]])))
+    found = problems("network.layers={}".format([{"type": "flatten"}, *[{"type": "relu"}] * 4, MLP[-1]]))
+    assert found == {"network.layers": "6 layers; altlearn takes at most 5"}
