@@ -17,7 +17,7 @@ import yaml
 from altlearn import feasibility, plugins
 from altlearn.component_ref import Block
 from altlearn.plugins import KIND_NOUNS, Registry
-from altlearn.spec_files import Problem, SpecError, apply_overrides, load_yaml
+from altlearn.spec_files import Problem, SpecError, apply_overrides, load_yaml, parse_yaml
 from altlearn.spec_model import SECTIONS, DataOptions, Spec, TopLevel, TrackingOptions, TrainOptions
 from altlearn.spec_network import check_network, network_layers
 from altlearn.validator import Validator, did_you_mean
@@ -107,7 +107,7 @@ def _default_type(section: Any, kind: str) -> Any:
 def load_spec_text(text: str, source: str, registry: Registry | None = None) -> Spec:
     """Validate a spec held as YAML text (e.g. the resolved spec logged in an MLflow run)."""
     try:
-        raw = yaml.safe_load(text)
+        raw = parse_yaml(text)  # bounded: a logged spec is data from a shared store
     except yaml.YAMLError as exc:
         raise SpecError([Problem("", f"not valid YAML: {exc}")], source) from None
     return validate(raw, registry, source=source)

@@ -135,3 +135,10 @@ def test_anchors_and_merge_keys_of_ordinary_specs_still_work(tmp_path):
     )
     spec = load_spec(path)
     assert [b.params.out_features for b in spec.layers[1:]] == [16, 10]
+
+
+def test_a_logged_spec_text_is_read_within_the_same_bounds():
+    from altlearn.spec import load_spec_text
+
+    with pytest.raises(SpecError, match="bound: alias expansion"):
+        load_spec_text(VALID + alias_bomb(), source="the spec logged in run abc")
