@@ -1,0 +1,208 @@
+"""Which runs a comparison reads, straight from the tracking store.
+
+Three ways to choose: a sweep's trials (the children of its parent run), an experiment's runs
+(optionally narrowed by an MLflow search filter), or run ids. Each run comes with its params, its tags
+and the metric curves the statistics and figures need, so nothing later talks to MLflow again.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from altlearn.compare.errors import CompareError
+
+# The per-epoch metrics the table and figures read (names as altlearn's tracking logs them).
+CURVE_METRICS = ("test_accuracy", "val_accuracy", "epoch_seconds", "samples_per_second")
+# Alignment angles: today's `alignment/angle_layer1`, and the `alignment/<layer>/angle` form.
+ALIGNMENT_ANGLE = (
+    re.compile(r"^alignment/angle_(?P<layer>.+)$"),
+    re.compile(r"^alignment/(?P<layer>.+)/angle$"),
+)
+SWEEP_KIND_TAG = "altlearn.kind"
+PARENT_TAG = "mlflow.parentRunId"
+RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+MAX_RESULTS = 1000  # one page of MLflow's search; more pages are fetched as needed
+
+Curve = list[tuple[int, float]]  # (step, value), sorted by step
+
+
+@dataclass
+class RunData:
+    run_id: str
+    name: str
+    status: str  # FINISHED, RUNNING, FAILED, KILLED, SCHEDULED
+    params: dict[str, str]
+    tags: dict[str, str]
+    curves: dict[str, Curve] = field(default_factory=dict)
+
+    @property
+    def seed(self) -> str:
+        return self.params.get("seed", "?")
+
+    @property
+    def rule(self) -> str:
+        return self.params.get("rule.type") or self.tags.get("altlearn.rule") or "?"
+
+    def final(self, key: str) -> float | None:
+        """The metric's value at its last step (the last epoch for per-epoch metrics)."""
+        curve = self.curves.get(key)
+        return curve[-1][1] if curve else None
+
+    def alignment_curves(self) -> dict[str, Curve]:
+        """Layer name -> angle curve (degrees over training steps)."""
+        found = {}
+        for key, curve in self.curves.items():
+            for pattern in ALIGNMENT_ANGLE:
+                match = pattern.match(key)
+                if match:
+                    found[match["layer"]] = curve
+                    break
+        return found
+
+
+@dataclass
+class Selection:
+    description: str  # e.g. "sweep 'mnist-rules' (run 3f2a...): 18 trials"
+    runs: list[RunData]
+    sweep_run_id: str | None = None
+    notes: list[str] = field(default_factory=list)  # runs left out of the selection itself, and why
+
+
+def open_store(uri: str):
+    """An MlflowClient for ``uri``; a missing SQLite file is an error, not a new empty store."""
+    from altlearn.tracking import TrackingUnavailable, connect
+
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).exists():
+        raise CompareError(
+            f"there is no MLflow database {uri[len('sqlite:///') :]}: run compare in the folder "
+            "the runs were made in, or give their --tracking-uri"
+        )
+    try:
+        client, _ = connect(uri)
+    except TrackingUnavailable as exc:
+        raise CompareError(str(exc)) from None
+    return client
+
+
+def select_sweep(client, sweep_run_id: str, filter_string: str | None = None) -> Selection:
+    """The trials of a sweep: every run whose MLflow parent is ``sweep_run_id``."""
+    parent = _get_run(client, sweep_run_id, "--sweep")
+    query = f"tags.`{PARENT_TAG}` = '{sweep_run_id}'"
+    if filter_string:
+        query += f" and {filter_string}"
+    experiment_ids = [parent.info.experiment_id]
+    children = _search(client, experiment_ids, query, filter_string)
+    if not children:  # trials logged to other experiments than their parent
+        experiment_ids = [e.experiment_id for e in client.search_experiments()]
+        children = _search(client, experiment_ids, query, filter_string)
+    name = parent.data.tags.get("altlearn.sweep_name") or parent.info.run_name or sweep_run_id
+    if not children:
+        if filter_string:
+            raise CompareError(
+                f"no trial of sweep {name!r} ({sweep_run_id}) matches --filter {filter_string!r}"
+            )
+        what = "a sweep" if parent.data.tags.get(SWEEP_KIND_TAG) == "sweep" else "not a sweep's parent run"
+        raise CompareError(
+            f"run {sweep_run_id} has no child runs ({what}); give the parent run of an `altlearn sweep`, "
+            "or compare single runs by id or with --experiment"
+        )
+    runs = [_load(client, run) for run in children]
+    return Selection(f"sweep {name!r} (run {sweep_run_id}): {len(runs)} trials", runs, sweep_run_id)
+
+
+def select_experiment(client, name: str, filter_string: str | None = None) -> Selection:
+    """The experiment's active runs (narrowed by ``filter_string``); sweep parents are left out."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        known = ", ".join(repr(e.name) for e in client.search_experiments()) or "none"
+        raise CompareError(f"no experiment {name!r} in this tracking store; its experiments: {known}")
+    found = _search(client, [experiment.experiment_id], filter_string or "", filter_string)
+    notes, runs = [], []
+    for run in found:
+        if run.data.tags.get(SWEEP_KIND_TAG) == "sweep":
+            # A sweep's parent holds no training of its own; its trials are in the experiment.
+            notes.append(
+                f"left out run {run.info.run_id} ({run.info.run_name}): the parent of a sweep, not a "
+                f"training run (compare its trials alone with --sweep {run.info.run_id})"
+            )
+        else:
+            runs.append(_load(client, run))
+    if not runs:
+        narrowed = f" matching --filter {filter_string!r}" if filter_string else ""
+        raise CompareError(f"no runs in experiment {name!r}{narrowed}")
+    description = f"experiment {name!r}" + (f" where {filter_string}" if filter_string else "")
+    return Selection(f"{description}: {len(runs)} runs", runs, notes=notes)
+
+
+def select_run_ids(client, run_ids: list[str]) -> Selection:
+    unique = list(dict.fromkeys(run_ids))  # a run named twice counts once
+    runs = []
+    for run_id in unique:
+        run = _get_run(client, run_id, "RUN_ID")
+        if run.data.tags.get(SWEEP_KIND_TAG) == "sweep":
+            raise CompareError(
+                f"run {run_id} is the parent of a sweep, not a training run: compare its trials "
+                f"with --sweep {run_id}"
+            )
+        runs.append(_load(client, run))
+    return Selection(f"{len(runs)} runs given by id", runs)
+
+
+def _get_run(client, run_id: str, option: str):
+    from mlflow.exceptions import MlflowException
+
+    if not RUN_ID.fullmatch(run_id):
+        raise CompareError(f"{option} {run_id!r} is not a run id (32 hex digits, as `mlflow ui` shows)")
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        raise CompareError(
+            f"no run {run_id!r} in this tracking store (check the id and --tracking-uri)"
+        ) from None
+    if run.info.lifecycle_stage != "active":
+        raise CompareError(f"run {run_id} is deleted; restore it in the MLflow UI first")
+    return run
+
+
+def _search(client, experiment_ids: list[str], query: str, user_filter: str | None) -> list:
+    from mlflow.exceptions import MlflowException
+
+    runs, token = [], None
+    while True:
+        try:
+            page = client.search_runs(experiment_ids, query, max_results=MAX_RESULTS, page_token=token)
+        except MlflowException as exc:
+            message = str(exc).strip().splitlines()[0][:300]
+            raise CompareError(
+                f"--filter {user_filter!r} is not a valid MLflow search ({message}); for example: "
+                "--filter \"params.`rule.type` = 'dfa' and metrics.test_accuracy > 0.9\""
+            ) from None
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _load(client, run) -> RunData:
+    data = RunData(
+        run_id=run.info.run_id,
+        name=run.info.run_name or run.info.run_id,
+        status=run.info.status,
+        params=dict(run.data.params),
+        tags=dict(run.data.tags),
+    )
+    for key in run.data.metrics:
+        if key in CURVE_METRICS or any(p.match(key) for p in ALIGNMENT_ANGLE):
+            data.curves[key] = _history(client, run.info.run_id, key)
+    return data
+
+
+def _history(client, run_id: str, key: str) -> Curve:
+    # One value per step: a step logged twice (e.g. around a resume) keeps its latest value.
+    by_step: dict[int, tuple[int, float]] = {}
+    for metric in client.get_metric_history(run_id, key):
+        if metric.step not in by_step or metric.timestamp >= by_step[metric.step][0]:
+            by_step[metric.step] = (metric.timestamp, metric.value)
+    return [(step, value) for step, (_, value) in sorted(by_step.items())]

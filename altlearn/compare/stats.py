@@ -1,0 +1,131 @@
+"""Per-group numbers over seeds: mean, sample std, a t-distribution 95% interval, and Welch's t-test
+against the best group, so a reader sees at once whether a difference is larger than seed noise."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+
+from altlearn.compare.grouping import Group
+
+CONFIDENCE = 0.95
+
+
+@dataclass
+class Estimate:
+    """A quantity measured once per seed. std and the interval need two seeds or more."""
+
+    values: list[float]
+    mean: float
+    std: float | None = None  # sample standard deviation (ddof=1)
+    ci_low: float | None = None
+    ci_high: float | None = None
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+
+@dataclass
+class GroupStats:
+    group: Group
+    seeds: list[str]
+    test_accuracy: Estimate
+    test_error: Estimate
+    best_val_accuracy: Estimate | None  # None when the runs held out no validation set
+    epochs: list[int]  # per run
+    seconds_per_epoch: float | None
+    samples_per_second: float | None
+    p_value: float | None = None  # Welch's t-test against the best group; None for the best itself
+    p_note: str = ""  # why there is no p-value, when there is none
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return self.group.label
+
+    @property
+    def n(self) -> int:
+        return self.test_accuracy.n
+
+
+def estimate(values: list[float]) -> Estimate:
+    from scipy import stats
+
+    n = len(values)
+    mean = math.fsum(values) / n
+    if n < 2:
+        return Estimate(values, mean)
+    std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
+    half = stats.t.ppf(0.5 + CONFIDENCE / 2, df=n - 1) * std / math.sqrt(n)
+    return Estimate(values, mean, std, mean - half, mean + half)
+
+
+def summarize(group: Group) -> GroupStats:
+    """The table's numbers for one group of FINISHED runs that all logged test_accuracy."""
+    runs = group.runs
+    accuracies = [run.final("test_accuracy") for run in runs]
+    best_vals = [
+        max(v for _, v in run.curves["val_accuracy"]) for run in runs if run.curves.get("val_accuracy")
+    ]
+    stats = GroupStats(
+        group=group,
+        seeds=[run.seed for run in runs],
+        test_accuracy=estimate(accuracies),
+        test_error=estimate([1.0 - a for a in accuracies]),
+        best_val_accuracy=estimate(best_vals) if len(best_vals) == len(runs) else None,
+        epochs=[run.curves["test_accuracy"][-1][0] for run in runs],
+        seconds_per_epoch=_mean_of_run_means(runs, "epoch_seconds"),
+        samples_per_second=_mean_of_run_means(runs, "samples_per_second"),
+    )
+    repeated = sorted({s for s in stats.seeds if stats.seeds.count(s) > 1})
+    if repeated:
+        stats.notes.append(
+            f"group {group.label!r} has several runs with seed {', '.join(repeated)}: they are "
+            "counted as separate samples, though they may be repeats of one run"
+        )
+    return stats
+
+
+def _mean_of_run_means(runs, key: str) -> float | None:
+    # Each run weighs the same, however many epochs it has.
+    means = [
+        math.fsum(v for _, v in run.curves[key]) / len(run.curves[key]) for run in runs if run.curves.get(key)
+    ]
+    return math.fsum(means) / len(means) if means else None
+
+
+def rank(groups: list[GroupStats]) -> list[GroupStats]:
+    """Best first (highest mean final test accuracy); each other group is tested against the best.
+
+    A best group with one seed cannot be tested against: the best group with several seeds is the
+    reference then (its row says "reference"), so the other groups still get their p-values."""
+    ranked = sorted(groups, key=lambda g: -g.test_accuracy.mean)
+    reference = next((g for g in ranked if g.n >= 2), ranked[0])
+    for stats in ranked:
+        if stats is reference:
+            stats.p_note = "best" if stats is ranked[0] else "reference"
+        else:
+            stats.p_value, stats.p_note = welch_p_value(
+                reference.test_accuracy.values, stats.test_accuracy.values
+            )
+    return ranked
+
+
+def welch_p_value(a: list[float], b: list[float]) -> tuple[float | None, str]:
+    """Two-sided Welch's t-test p-value, or None with the reason it cannot be computed."""
+    from scipy import stats
+
+    if len(a) < 2 or len(b) < 2:
+        return None, "one seed: no test"
+    if _spread(a) == 0.0 and _spread(b) == 0.0:
+        # Every seed gave the same number (a deterministic setup): there is no noise to test against.
+        return None, "no seed variance"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(stats.ttest_ind(a, b, equal_var=False).pvalue), ""
+
+
+def _spread(values: list[float]) -> float:
+    return max(values) - min(values)
