@@ -74,6 +74,7 @@ def main() -> None:
     altlearn render SPEC                            print the spec with all defaults
     altlearn plugins                                every component and the package providing it
     altlearn options rule dfa                       one component's options
+    altlearn compare --experiment digits --out cmp  rules side by side: table, figures, report
     mlflow ui                                       compare runs (in the folder you ran from)
     """
 
@@ -210,6 +211,71 @@ def _uri_option(uri: str) -> str:
     from altlearn.tracking import DEFAULT_TRACKING_URI
 
     return "" if uri == DEFAULT_TRACKING_URI else f" --tracking-uri {uri}"
+
+
+@main.command()
+@click.argument("run_ids", nargs=-1, metavar="[RUN_ID]...")
+@click.option("--sweep", metavar="RUN_ID", help="the trials of this sweep (the id of its parent run)")
+@click.option("--experiment", metavar="NAME", help="the runs of this MLflow experiment")
+@click.option(
+    "--filter",
+    "filter_string",
+    metavar="QUERY",
+    help="narrow --experiment or --sweep in MLflow's search syntax, e.g. \"params.`rule.type` = 'dfa'\"",
+)
+@click.option(
+    "--by",
+    metavar="PARAM,...",
+    help="group by these params, e.g. rule.type,optimizer.lr [default: every param except the seed]",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["rich", "md", "csv", "json"]),
+    default="rich",
+    show_default=True,
+    help="the table on stdout",
+)
+@click.option(
+    "--out", "out_dir", metavar="DIR", help="write the table (md, csv, json), figures and report.html here"
+)
+@click.option(
+    "--tracking-uri",
+    envvar="MLFLOW_TRACKING_URI",
+    default=None,
+    help="MLflow tracking URI of the runs [default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db]",
+)
+def compare(run_ids, sweep, experiment, filter_string, by, fmt, out_dir, tracking_uri) -> None:
+    """Compare runs grouped over seeds: final accuracy mean ± std, 95% CI, Welch's t-test, figures.
+
+    \b
+    altlearn compare --sweep SWEEP_RUN_ID --out report/
+    altlearn compare --experiment digits --filter "params.`rule.type` != 'ff'" --by rule.type
+    altlearn compare RUN_ID RUN_ID RUN_ID --format md
+
+    Only FINISHED runs count; the others are listed with their status.
+    """
+    from pathlib import Path
+
+    from altlearn.compare import CompareError
+    from altlearn.compare import compare as compare_runs
+    from altlearn.compare.console import show
+    from altlearn.tracking import tracking_uri as resolve_uri
+
+    groups = [name.strip() for name in (by or "").split(",") if name.strip()] or None
+    try:
+        report = compare_runs(
+            resolve_uri(tracking_uri),
+            sweep=sweep,
+            experiment=experiment,
+            run_ids=run_ids,
+            filter_string=filter_string,
+            by=groups,
+            out_dir=Path(out_dir) if out_dir else None,
+        )
+    except CompareError as exc:
+        _fail(str(exc))
+    show(report, fmt)
 
 
 @main.command()
