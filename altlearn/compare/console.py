@@ -11,7 +11,7 @@ from altlearn.compare.comparison import Report
 from altlearn.compare.outputs import ARTIFACT_PATH
 from altlearn.compare.table import FORMATS, to_rich
 
-WIDTH_OFF_TERMINAL = 200  # rich folds at 80 columns when it cannot ask a terminal; the table is wider
+WIDTH_OFF_TERMINAL = 250  # rich folds at 80 columns when it cannot ask a terminal; the table is wider
 
 
 def show(report: Report, fmt: str) -> None:

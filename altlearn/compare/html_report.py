@@ -12,7 +12,7 @@ from html import escape
 
 from altlearn.compare.comparison import Report
 from altlearn.compare.figures import FigureFile
-from altlearn.compare.table import HEADERS, NUMERIC_FROM, cells
+from altlearn.compare.table import EXPLANATION, HEADERS, NUMERIC_FROM, cells
 from altlearn.version import __version__
 
 STYLE = """
@@ -21,7 +21,7 @@ body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2r
 h1 { font-size: 1.5rem; } h2 { font-size: 1.15rem; margin-top: 2rem; }
 table { border-collapse: collapse; font-size: 0.9rem; }
 th, td { border-bottom: 1px solid #ddd; padding: 0.35rem 0.6rem; }
-th { background: #f3f3f3; text-align: left; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+th { background: #f3f3f3; text-align: left; } td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 tr.best td { font-weight: 600; }
 figure { margin: 1.5rem 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 .note { color: #6b4e00; } .meta { color: #666; font-size: 0.85rem; } code { font-size: 0.85rem; }
@@ -39,8 +39,7 @@ def render_html(report: Report, figures: list[FigureFile]) -> str:
         f"{escape(_grouping(report))}; generated {_now()} by altlearn {escape(__version__)}</p>",
         "<h2>Final test accuracy per group (best first)</h2>",
         _table(report),
-        '<p class="meta">mean ± sample std over seeds; 95% CI from the t distribution; p: Welch\'s '
-        "two-sided t-test of final test accuracy against the best group.</p>",
+        f'<p class="meta">{escape(EXPLANATION)}.</p>',
         _notes(report),
         _not_counted(report),
     ]

@@ -51,6 +51,8 @@ class GroupStats:
 
 
 def estimate(values: list[float]) -> Estimate:
+    """Mean, std and the t interval of a fraction (accuracy, error): the interval is clipped to
+    [0, 1], as with two or three seeds it can reach past what a fraction can be."""
     from scipy import stats
 
     n = len(values)
@@ -59,7 +61,7 @@ def estimate(values: list[float]) -> Estimate:
         return Estimate(values, mean)
     std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
     half = stats.t.ppf(0.5 + CONFIDENCE / 2, df=n - 1) * std / math.sqrt(n)
-    return Estimate(values, mean, std, mean - half, mean + half)
+    return Estimate(values, mean, std, max(0.0, mean - half), min(1.0, mean + half))
 
 
 def summarize(group: Group) -> GroupStats:

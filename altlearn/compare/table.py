@@ -16,15 +16,20 @@ from altlearn.compare.stats import Estimate, GroupStats
 HEADERS = (
     "group",
     "seeds",
-    "test acc % (mean ± std)",
+    "test acc % ± std",
     "95% CI",
-    "test error % (mean ± std)",
+    "test error % ± std",
     "95% CI",
     "best val acc %",
     "epochs",
     "s/epoch",
     "samples/s",
-    "p vs best (Welch)",
+    "p vs best",
+)
+EXPLANATION = (
+    "final values; mean ± sample std over seeds; 95% CI from the t distribution (clipped to 0-100); "
+    "best val acc: each seed's best epoch; s/epoch and samples/s: training only; p vs best: Welch's "
+    "two-sided t-test of final test accuracy against the best group"
 )
 NUMERIC_FROM = 1  # columns from here on are right-aligned
 
@@ -68,7 +73,7 @@ def _epochs(epochs: list[int]) -> str:
 def to_rich(report: Report):
     from rich.table import Table
 
-    table = Table(title=report.selection.description, title_justify="left")
+    table = Table(title=report.selection.description, title_justify="left", caption=EXPLANATION)
     for index, header in enumerate(HEADERS):
         table.add_column(header, justify="right" if index >= NUMERIC_FROM else "left", overflow="fold")
     for stats in report.groups:

@@ -1,0 +1,246 @@
+"""`altlearn compare` on real digits runs: the table's numbers against MLflow's own metrics, the
+files it writes, the artifacts on a sweep's parent, and grouping."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import math
+import re
+import shutil
+import statistics
+import subprocess
+
+import matplotlib.image
+import mlflow
+import pytest
+from compare_runs import compare, compare_json, final_value, tag_as_sweep, train, write_spec
+from scipy import stats
+
+from altlearn.compare import compare_sweep
+
+EXPERIMENT = "compare"
+GROUPS = {  # label (as the default grouping writes it) -> (overrides, seeds)
+    "rule.type=bp, optimizer.lr=0.003": (("rule.type=bp", "optimizer.lr=0.003"), (0, 1, 2)),
+    "rule.type=dfa, optimizer.lr=0.003": (("rule.type=dfa", "optimizer.lr=0.003"), (0, 1, 2)),
+    "rule.type=dfa, optimizer.lr=0.01": (("rule.type=dfa", "optimizer.lr=0.01"), (0, 1)),
+}
+SWEEP_GROUPS = ("rule.type=bp, optimizer.lr=0.003", "rule.type=dfa, optimizer.lr=0.003")
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """Eight real runs in two rules and two learning rates, a sweep over six of them, and a run that
+    is still RUNNING (made with the client, as a run another process is training would look)."""
+    folder = tmp_path_factory.mktemp("compare")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    spec_path = write_spec(folder)
+    runs = {
+        label: [train(uri, spec_path, EXPERIMENT, seed, *overrides) for seed in seeds]
+        for label, (overrides, seeds) in GROUPS.items()
+    }
+    client = mlflow.tracking.MlflowClient(tracking_uri=uri)
+    experiment_id = client.get_experiment_by_name(EXPERIMENT).experiment_id
+    parent = tag_as_sweep(client, experiment_id, {label: runs[label] for label in SWEEP_GROUPS})
+    running = client.create_run(experiment_id, run_name="still-training")
+    for key, value in client.get_run(runs[SWEEP_GROUPS[0]][0]).data.params.items():
+        client.log_param(running.info.run_id, key, "3" if key == "seed" else value)
+    client.log_metric(running.info.run_id, "test_accuracy", 0.5, step=1)
+    return {
+        "uri": uri,
+        "client": client,
+        "runs": runs,
+        "parent": parent,
+        "running": running.info.run_id,
+        "folder": folder,
+    }
+
+
+def expected_row(client, run_ids: list[str]) -> dict:
+    """The table's numbers for a group, computed here straight from the MLflow metric histories."""
+    accuracies = [final_value(client, r, "test_accuracy") for r in run_ids]
+    best_vals = [max(m.value for m in client.get_metric_history(r, "val_accuracy")) for r in run_ids]
+    n, mean, std = len(accuracies), statistics.fmean(accuracies), statistics.stdev(accuracies)
+    low, high = stats.t.interval(0.95, n - 1, loc=mean, scale=std / math.sqrt(n))
+    low, high = max(low, 0.0), min(high, 1.0)  # fractions: the interval is clipped to [0, 1]
+    seconds = [
+        statistics.fmean(m.value for m in client.get_metric_history(r, "epoch_seconds")) for r in run_ids
+    ]
+    return {
+        "accuracies": accuracies,
+        "mean": mean,
+        "std": std,
+        "ci": (low, high),
+        "best_val": statistics.fmean(best_vals),
+        "seconds_per_epoch": statistics.fmean(seconds),
+    }
+
+
+def test_table_numbers_are_those_of_the_mlflow_metrics(store):
+    document = compare_json(store["uri"], "--experiment", EXPERIMENT)
+    groups = {g["group"]: g for g in document["groups"]}
+    assert set(groups) == set(GROUPS)
+    for label, run_ids in store["runs"].items():
+        row, expected = groups[label], expected_row(store["client"], run_ids)
+        assert sorted(row["run_ids"]) == sorted(run_ids)
+        assert row["n"] == len(run_ids) and row["epochs"] == [2] * len(run_ids)
+        assert sorted(row["test_accuracy"]["values"]) == pytest.approx(sorted(expected["accuracies"]))
+        assert row["test_accuracy"]["mean"] == pytest.approx(expected["mean"])
+        assert row["test_accuracy"]["std"] == pytest.approx(expected["std"])
+        assert row["test_accuracy"]["ci95"] == pytest.approx(list(expected["ci"]))
+        assert row["test_error"]["mean"] == pytest.approx(1 - expected["mean"])
+        error_low, error_high = stats.t.interval(
+            0.95, row["n"] - 1, loc=1 - expected["mean"], scale=expected["std"] / math.sqrt(row["n"])
+        )
+        assert row["test_error"]["ci95"] == pytest.approx([max(error_low, 0.0), min(error_high, 1.0)])
+        assert row["best_val_accuracy"]["mean"] == pytest.approx(expected["best_val"])
+        assert row["seconds_per_epoch"] == pytest.approx(expected["seconds_per_epoch"])
+    means = [g["test_accuracy"]["mean"] for g in document["groups"]]
+    assert means == sorted(means, reverse=True)  # best first
+    best, others = document["groups"][0], document["groups"][1:]
+    assert best["p_value_vs_best"] is None and best["p_value_note"] == "best"
+    for other in others:
+        welch = stats.ttest_ind(
+            best["test_accuracy"]["values"], other["test_accuracy"]["values"], equal_var=False
+        )
+        assert other["p_value_vs_best"] == pytest.approx(welch.pvalue)
+
+
+def test_running_runs_and_the_sweep_parent_are_listed_not_counted(store):
+    document = compare_json(store["uri"], "--experiment", EXPERIMENT)
+    (running,) = document["not_counted"]
+    assert running["run_id"] == store["running"] and running["status"] == "RUNNING"
+    assert "still RUNNING (1 of 2 epochs logged)" in running["reason"]
+    assert any(store["parent"] in note and "--sweep" in note for note in document["notes"])
+    result = compare(store["uri"], "--experiment", EXPERIMENT)  # the rich table
+    assert result.exit_code == 0, result.output
+    assert "rule.type=dfa, optimizer.lr=0.01" in result.stdout
+    assert f"not counted: run {store['running']} (still-training) is still RUNNING" in result.stderr
+
+
+def test_markdown_and_csv_carry_the_same_numbers(store):
+    document = compare_json(store["uri"], "--experiment", EXPERIMENT)
+    markdown = compare(store["uri"], "--experiment", EXPERIMENT, "--format", "md").stdout
+    rows = list(
+        csv.DictReader(
+            io.StringIO(compare(store["uri"], "--experiment", EXPERIMENT, "--format", "csv").stdout)
+        )
+    )
+    assert [r["group"] for r in rows] == [g["group"] for g in document["groups"]]
+    for row, group in zip(rows, document["groups"]):
+        accuracy = group["test_accuracy"]
+        assert float(row["test_accuracy_mean"]) == pytest.approx(accuracy["mean"])
+        assert float(row["test_accuracy_ci95_low"]) == pytest.approx(accuracy["ci95"][0])
+        cell = f"| {group['group']} | {group['n']} | {100 * accuracy['mean']:.2f} ± {100 * accuracy['std']:.2f} |"
+        assert cell in markdown
+    assert markdown.splitlines()[1].startswith("| --- | ---: |")
+
+
+def test_out_writes_the_table_figures_and_a_self_contained_report(store):
+    out = store["folder"] / "report"
+    result = compare(store["uri"], "--experiment", EXPERIMENT, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    figures = ["learning_curves.png", "alignment.png", "accuracy_vs_lr.png", "test_error.png"]
+    for name in figures:
+        assert (out / name).read_bytes().startswith(b"\x89PNG\r\n\x1a\n"), name
+    assert (out / "table.md").read_text().startswith("| group |")
+    assert (
+        compare_json(store["uri"], "--experiment", EXPERIMENT)["groups"][0]["group"]
+        in (out / "table.json").read_text()
+    )
+    html = (out / "report.html").read_text()
+    images = re.findall(r'<img alt="[^"]*" src="data:image/png;base64,([^"]+)"', html)
+    assert [base64.b64decode(i) for i in images] == [(out / name).read_bytes() for name in figures]
+    assert not re.search(r"(src|href)=\"(https?:|//)", html)  # nothing fetched from the network
+    assert "still RUNNING" in html and 'id="groups"' in html
+
+
+def test_compare_sweep_logs_its_report_to_the_parent(store, tmp_path):
+    report = compare_sweep(store["uri"], store["parent"], out_dir=tmp_path)
+    # labels from the trials' altlearn.group tags, three seeds each, best first
+    assert {g.label: g.n for g in report.groups} == dict.fromkeys(SWEEP_GROUPS, 3)
+    assert report.groups[0].test_accuracy.mean >= report.groups[1].test_accuracy.mean
+    logged = {a.path for a in store["client"].list_artifacts(store["parent"], "compare")}
+    expected = {
+        "report.html",
+        "table.md",
+        "table.csv",
+        "table.json",
+        "learning_curves.png",
+        "alignment.png",
+        "test_error.png",
+    }
+    assert logged == {f"compare/{name}" for name in expected}  # one lr only: no accuracy-vs-lr figure
+    assert not (tmp_path / "accuracy_vs_lr.png").exists()
+    downloaded = mlflow.artifacts.download_artifacts(
+        run_id=store["parent"],
+        artifact_path="compare/table.md",
+        dst_path=str(tmp_path / "dl"),
+        tracking_uri=store["uri"],
+    )
+    assert open(downloaded).read() == (tmp_path / "table.md").read_text()
+
+
+def test_compare_sweep_on_the_command_line_without_out(store):
+    result = compare(store["uri"], "--sweep", store["parent"], "--format", "md")
+    assert result.exit_code == 0, result.output
+    assert f"logged: the report to run {store['parent']}" in result.stderr
+    assert "rule.type=dfa, optimizer.lr=0.01" not in result.stdout  # not a trial of the sweep
+    narrowed = compare_json(
+        store["uri"], "--sweep", store["parent"], "--filter", "params.`rule.type` = 'dfa'"
+    )
+    assert [g["group"] for g in narrowed["groups"]] == [SWEEP_GROUPS[1]]
+
+
+def test_by_groups_on_the_named_params_only(store):
+    document = compare_json(store["uri"], "--experiment", EXPERIMENT, "--by", "rule.type")
+    assert {g["group"]: g["n"] for g in document["groups"]} == {"rule.type=bp": 3, "rule.type=dfa": 5}
+    assert document["grouped_by"] == ["rule.type"]
+
+
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+# Once the page has loaded, write what the browser decoded of each image into the DOM, so
+# --dump-dom shows whether any image is broken (a broken one decodes to 0x0).
+PROBE = (
+    "<script>window.addEventListener('load', () => { for (const img of document.images) "
+    "img.setAttribute('data-decoded', img.naturalWidth + 'x' + img.naturalHeight); "
+    "document.body.setAttribute('data-probed', 'yes'); });</script>"
+)
+
+
+def chromium(tmp_path, *args: str) -> str:
+    browser = shutil.which("chromium")
+    if browser is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium): report not opened")
+    profile = tmp_path / f"profile-{len(list(tmp_path.iterdir()))}"  # a fresh profile per start
+    command = [browser, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+def test_report_renders_in_headless_chromium(store, tmp_path):
+    out = tmp_path / "report"
+    assert compare(store["uri"], "--experiment", EXPERIMENT, "--out", str(out)).exit_code == 0
+    page = out / "report.html"
+    probed = tmp_path / "probed.html"
+    probed.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
+    dom = chromium(tmp_path, "--dump-dom", probed.as_uri())
+    assert 'data-probed="yes"' in dom  # the probe ran: the sizes below are the browser's
+    decoded = re.findall(r'<img[^>]*data-decoded="(\d+)x(\d+)"', dom)
+    assert len(decoded) == 4 and all(int(w) > 100 and int(h) > 100 for w, h in decoded)
+    rows = re.findall(r"<tr[^>]*>\s*<td>(.*?)</td>", dom)
+    assert sorted(rows) == sorted(GROUPS)  # every group's row rendered in the table
+    shot = tmp_path / "report.png"
+    chromium(tmp_path, "--hide-scrollbars", "--window-size=1400,3000", f"--screenshot={shot}", page.as_uri())
+    pixels = matplotlib.image.imread(shot)
+    assert pixels.shape[:2] == (3000, 1400) and pixels.std() > 0.05  # not a blank page
