@@ -1,0 +1,195 @@
+"""`altlearn compare`'s edge cases: each a message and exit code 2, or a note, never a traceback."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+import textwrap
+
+import mlflow
+import pytest
+from compare_runs import compare, compare_json, train, write_spec
+
+from altlearn.compare import CompareError
+from altlearn.compare.comparison import build_report
+from altlearn.compare.selection import open_store, select_run_ids
+
+EXPERIMENT = "edges"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """Real runs: bp with two seeds, bp on a narrower network, dfa with one seed; and, made with the
+    client as other processes would leave them, a FAILED, a KILLED and a RUNNING run, and a sweep
+    parent without trials."""
+    folder = tmp_path_factory.mktemp("edges")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    spec_path = write_spec(folder)
+    ids = {
+        "bp0": train(uri, spec_path, EXPERIMENT, 0),
+        "bp1": train(uri, spec_path, EXPERIMENT, 1),
+        "narrow": train(uri, spec_path, EXPERIMENT, 0, "network.layers.1.out_features=16"),
+        "dfa0": train(uri, spec_path, EXPERIMENT, 0, "rule.type=dfa"),
+    }
+    client = mlflow.tracking.MlflowClient(tracking_uri=uri)
+    other = client.create_experiment("elsewhere")
+    params = client.get_run(ids["bp0"]).data.params
+    for status in ("FAILED", "KILLED", "RUNNING"):
+        run_id = client.create_run(other, run_name=status.lower()).info.run_id
+        for key, value in params.items():
+            client.log_param(run_id, key, value)
+        client.log_metric(run_id, "test_accuracy", 0.4, step=1)
+        if status == "FAILED":
+            client.set_tag(run_id, "altlearn.error", "RuntimeError: out of memory")
+        if status != "RUNNING":
+            client.set_terminated(run_id, status)
+        ids[status] = run_id
+    parent = client.create_run(other, run_name="empty-sweep", tags={"altlearn.kind": "sweep"})
+    ids["parent"] = parent.info.run_id
+    return {"uri": uri, "ids": ids, "folder": folder}
+
+
+def user_error(result, *fragments: str) -> str:
+    """Exit 2 with a message containing every fragment, and no traceback."""
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)  # _fail's exit, not an exception escaping
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr
+    return result.stderr
+
+
+def test_no_runs_match(store):
+    user_error(
+        compare(store["uri"], "--experiment", EXPERIMENT, "--filter", "params.`rule.type` = 'ff'"),
+        "no runs in experiment 'edges' matching --filter \"params.`rule.type` = 'ff'\"",
+    )
+    user_error(
+        compare(store["uri"], "--experiment", "nope"), "no experiment 'nope'", "'edges'", "'elsewhere'"
+    )
+    user_error(
+        compare(store["uri"], "--experiment", EXPERIMENT, "--filter", "rule = bp"),
+        "is not a valid MLflow search",
+    )
+
+
+def test_wrong_run_ids_and_sources(store):
+    user_error(compare(store["uri"], "0" * 32), f"no run '{'0' * 32}' in this tracking store")
+    user_error(compare(store["uri"], "not a run"), "is not a run id")
+    user_error(compare(store["uri"]), "exactly one of --sweep RUN_ID, --experiment NAME or run ids")
+    user_error(
+        compare(store["uri"], "--experiment", EXPERIMENT, "--sweep", store["ids"]["bp0"]),
+        "given: --sweep and --experiment",
+    )
+    user_error(
+        compare(store["uri"], store["ids"]["bp0"], "--filter", "metrics.test_accuracy > 0"),
+        "--filter narrows",
+    )
+    user_error(
+        compare(store["uri"], "--sweep", store["ids"]["bp0"]), "has no child runs (not a sweep's parent run)"
+    )
+    user_error(compare(store["uri"], "--sweep", store["ids"]["parent"]), "has no child runs (a sweep)")
+    user_error(
+        compare(store["uri"], store["ids"]["parent"]),
+        "is the parent of a sweep",
+        f"--sweep {store['ids']['parent']}",
+    )
+    user_error(
+        compare(store["uri"], "--experiment", EXPERIMENT, "--by", "rule.typ"), "did you mean rule.type"
+    )
+
+
+def test_a_missing_database_is_named_not_created(tmp_path):
+    missing = tmp_path / "elsewhere.db"
+    user_error(
+        compare(f"sqlite:///{missing}", "--experiment", EXPERIMENT), f"there is no MLflow database {missing}"
+    )
+    assert not missing.exists()
+
+
+def test_different_networks_are_compared_only_with_by(store):
+    user_error(
+        compare(store["uri"], "--experiment", EXPERIMENT),
+        "different data sets or networks",
+        "network.layers.1.out_features: 32 (3 runs), 16 (1 run)",
+        "--by",
+    )
+    document = compare_json(store["uri"], "--experiment", EXPERIMENT, "--by", "rule.type")
+    assert {g["group"]: g["n"] for g in document["groups"]} == {"rule.type=bp": 3, "rule.type=dfa": 1}
+    assert any(
+        note.startswith("group 'rule.type=bp' mixes network.layers.1.out_features")
+        for note in document["notes"]
+    )
+
+
+def test_different_data_sets_are_compared_only_with_by(store):
+    selection = select_run_ids(open_store(store["uri"]), [store["ids"]["bp0"], store["ids"]["bp1"]])
+    # The same run's record with another data set: what a run on MNIST in the selection looks like.
+    run = selection.runs[1]
+    selection.runs[1] = dataclasses.replace(run, params={**run.params, "data.type": "mnist"})
+    with pytest.raises(CompareError, match=r"data.type: digits \(1 run\), mnist \(1 run\)"):
+        build_report(selection)
+    report = build_report(selection, by=["rule.type"])
+    assert "group 'rule.type=bp' mixes data.type: digits (1 run), mnist (1 run)" in " ".join(report.notes)
+
+
+def test_a_group_with_one_seed_has_no_std_and_no_test(store):
+    ids = store["ids"]
+    document = compare_json(store["uri"], ids["bp0"], ids["bp1"], ids["dfa0"])
+    dfa = next(g for g in document["groups"] if g["group"] == "rule.type=dfa")
+    assert (
+        dfa["n"] == 1 and dfa["test_accuracy"]["std"] is None and dfa["test_accuracy"]["ci95"] == [None, None]
+    )
+    assert dfa["p_value_vs_best"] is None and dfa["p_value_note"] in ("one seed: no test", "best")
+    assert any(note.startswith("1 group has one seed ('rule.type=dfa')") for note in document["notes"])
+    markdown = compare(store["uri"], ids["bp0"], ids["dfa0"], "--format", "md").stdout
+    assert markdown.count("one seed: no test") == 1  # the other row is the best: nothing to test
+
+
+def test_runs_without_alignment_metrics_get_no_alignment_figure(store, tmp_path):
+    ids = store["ids"]
+    result = compare(store["uri"], ids["bp0"], ids["bp1"], "--out", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert "note: no run logged alignment metrics" in result.stderr
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["learning_curves.png", "test_error.png"]
+    assert (tmp_path / "report.html").read_text().count("<img ") == 2
+    mixed = compare(store["uri"], ids["bp0"], ids["dfa0"], "--out", str(tmp_path))
+    assert "no alignment metrics for rule bp, so no alignment panel for it" in mixed.stderr
+    assert (tmp_path / "alignment.png").exists()
+
+
+def test_unfinished_runs_are_listed_with_their_status(store):
+    ids = store["ids"]
+    document = compare_json(
+        store["uri"], ids["bp0"], ids["bp1"], ids["FAILED"], ids["KILLED"], ids["RUNNING"]
+    )
+    reasons = {e["status"]: e["reason"] for e in document["not_counted"]}
+    assert reasons == {
+        "FAILED": "FAILED after 1 of 2 epochs (RuntimeError: out of memory)",
+        "KILLED": f"KILLED after 1 of 2 epochs (continue it with: altlearn resume {ids['KILLED']})",
+        "RUNNING": "is still RUNNING (1 of 2 epochs logged): left out until it finishes",
+    }
+    assert [g["n"] for g in document["groups"]] == [2]
+    user_error(
+        compare(store["uri"], ids["RUNNING"]),
+        "none of the 1 runs given by id can be compared yet",
+        "still RUNNING",
+    )
+
+
+def test_help_imports_neither_torch_mlflow_nor_matplotlib():
+    code = textwrap.dedent("""
+        import sys
+        from altlearn.cli import main
+        for args in (["--help"], ["compare", "--help"]):
+            try:
+                main(args)
+            except SystemExit:
+                pass
+        heavy = ("torch", "mlflow", "matplotlib", "scipy")
+        print("HEAVY:", sorted(m for m in sys.modules if m.split(".")[0] in heavy))
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "HEAVY: []" in result.stdout and "--experiment NAME" in result.stdout
