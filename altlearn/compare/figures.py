@@ -138,8 +138,12 @@ def alignment(report: Report):
         for layer in sorted(layers, key=_layer_order):
             steps, means, stds = mean_curve(layers[layer])
             _band(ax, steps, means, stds, layer)
-        ax.axhline(90, color="grey", linestyle="--", linewidth=0.8)  # 90°: unrelated to the gradient
-        ax.set(xlabel="training step", ylabel="angle to BP gradient (°)", ylim=(0, max(95, ax.get_ylim()[1])))
+        # 90°: unrelated to the gradient. The axis starts below 0 so a layer at 0° (DFA's output layer)
+        # stays visible instead of hiding in the frame.
+        ax.axhline(90, color="grey", linestyle="--", linewidth=0.8)
+        ax.set(
+            xlabel="training step", ylabel="angle to BP gradient (°)", ylim=(-3, max(95, ax.get_ylim()[1]))
+        )
         ax.set_title(f"{rule}\n{_label(stats)}", fontsize="medium")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
