@@ -193,3 +193,17 @@ def test_help_imports_neither_torch_mlflow_nor_matplotlib():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "HEAVY: []" in result.stdout and "--experiment NAME" in result.stdout
+
+
+def test_alignment_angles_are_read_under_both_metric_name_forms():
+    from altlearn.compare.selection import RunData
+
+    curve = [(0, 80.0), (10, 60.0)]
+    run = RunData(
+        "r", "r", "FINISHED", {}, {}, {"alignment/angle_layer1": curve, "alignment/norm_ratio_layer1": curve}
+    )
+    assert run.alignment_curves() == {"layer1": curve}
+    nested = RunData(
+        "r", "r", "FINISHED", {}, {}, {"alignment/layer3/angle": curve, "alignment/layer3/norm_ratio": curve}
+    )
+    assert nested.alignment_curves() == {"layer3": curve}
