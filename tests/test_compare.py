@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import base64
 import csv
+import importlib.util
 import io
 import math
 import re
 import shutil
 import statistics
-import subprocess
+from pathlib import Path
 
 import matplotlib.image
 import mlflow
@@ -199,48 +200,38 @@ def test_by_groups_on_the_named_params_only(store):
     assert document["grouped_by"] == ["rule.type"]
 
 
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-)
-# Once the page has loaded, write what the browser decoded of each image into the DOM, so
-# --dump-dom shows whether any image is broken (a broken one decodes to 0x0).
-PROBE = (
-    "<script>window.addEventListener('load', () => { for (const img of document.images) "
-    "img.setAttribute('data-decoded', img.naturalWidth + 'x' + img.naturalHeight); "
-    "document.body.setAttribute('data-probed', 'yes'); });</script>"
-)
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+# What the page shows once loaded, as the browser decoded it: a broken image has naturalWidth 0.
+IMAGES = "[...document.images].map(i => [i.complete, i.naturalWidth, i.naturalHeight, i.src.slice(0, 22)])"
+GROUP_CELLS = "[...document.querySelectorAll('#groups tbody tr')].map(r => r.cells[0].innerText)"
 
 
-def chromium(tmp_path, *args: str) -> str:
-    browser = shutil.which("chromium")
-    if browser is None:
+def headless_chromium(profile: Path):
+    """The DevTools-driven Chromium of docs/screenshots/cdp.py (the MLflow UI script uses it too)."""
+    executable = shutil.which("chromium")
+    if executable is None:
         pytest.skip("Debian's chromium is not installed (apt-get install -y chromium): report not opened")
-    profile = tmp_path / f"profile-{len(list(tmp_path.iterdir()))}"  # a fresh profile per start
-    command = [browser, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result.stdout
+    spec = importlib.util.spec_from_file_location("screenshots_cdp", SCREENSHOTS / "cdp.py")
+    cdp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cdp)
+    return cdp.Browser(executable, str(profile), 1400, 1000)
 
 
 def test_report_renders_in_headless_chromium(store, tmp_path):
     out = tmp_path / "report"
     assert compare(store["uri"], "--experiment", EXPERIMENT, "--out", str(out)).exit_code == 0
-    page = out / "report.html"
-    probed = tmp_path / "probed.html"
-    probed.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
-    dom = chromium(tmp_path, "--dump-dom", probed.as_uri())
-    assert 'data-probed="yes"' in dom  # the probe ran: the sizes below are the browser's
-    decoded = re.findall(r'<img[^>]*data-decoded="(\d+)x(\d+)"', dom)
-    assert len(decoded) == 4 and all(int(w) > 100 and int(h) > 100 for w, h in decoded)
-    rows = re.findall(r"<tr[^>]*>\s*<td>(.*?)</td>", dom)
-    assert sorted(rows) == sorted(GROUPS)  # every group's row rendered in the table
-    shot = tmp_path / "report.png"
-    chromium(tmp_path, "--hide-scrollbars", "--window-size=1400,3000", f"--screenshot={shot}", page.as_uri())
-    pixels = matplotlib.image.imread(shot)
-    assert pixels.shape[:2] == (3000, 1400) and pixels.std() > 0.05  # not a blank page
+    browser = headless_chromium(tmp_path / "profile")  # a fresh profile
+    try:
+        browser.call("Page.navigate", session=True, url=(out / "report.html").as_uri())
+        assert browser.wait_for("document.readyState === 'complete'", seconds=60)
+        images = browser.evaluate(IMAGES)
+        cells = browser.evaluate(GROUP_CELLS)
+        shot = browser.call("Page.captureScreenshot", session=True, format="png", captureBeyondViewport=True)
+    finally:
+        browser.close()
+    assert len(images) == 4  # every figure, each decoded by the browser (not broken)
+    assert all(done and w > 100 and h > 100 and src == "data:image/png;base64," for done, w, h, src in images)
+    assert sorted(cells) == sorted(GROUPS)  # every group's row rendered in the table
+    pixels = matplotlib.image.imread(io.BytesIO(base64.b64decode(shot["data"])), format="png")
+    assert pixels.shape[0] > 2000 and pixels.shape[1] == 1400  # the whole page, figures below the table
+    assert pixels.std() > 0.05  # not a blank page
