@@ -87,9 +87,13 @@ def test_wrong_run_ids_and_sources(store):
         "--filter narrows",
     )
     user_error(
-        compare(store["uri"], "--sweep", store["ids"]["bp0"]), "has no child runs (not a sweep's parent run)"
+        compare(store["uri"], "--sweep", store["ids"]["bp0"]),
+        "has no child runs, so it is not a sweep's parent",
     )
-    user_error(compare(store["uri"], "--sweep", store["ids"]["parent"]), "has no child runs (a sweep)")
+    user_error(
+        compare(store["uri"], "--sweep", store["ids"]["parent"]),
+        "(run " + store["ids"]["parent"] + ") has no trials yet",
+    )
     user_error(
         compare(store["uri"], store["ids"]["parent"]),
         "is the parent of a sweep",
@@ -173,7 +177,7 @@ def test_unfinished_runs_are_listed_with_their_status(store):
     assert [g["n"] for g in document["groups"]] == [2]
     user_error(
         compare(store["uri"], ids["RUNNING"]),
-        "none of the 1 runs given by id can be compared yet",
+        "none of the 1 run given by id can be compared yet",
         "still RUNNING",
     )
 

@@ -31,10 +31,6 @@ class Report:
     files: dict[str, Path] = field(default_factory=dict)  # output name -> file written (write_outputs)
     logged_to_run: str | None = None  # the run the outputs were logged to as artifacts, if any
 
-    @property
-    def counted_runs(self) -> list[RunData]:
-        return [run for group in self.groups for run in group.group.runs]
-
 
 def build_report(selection: Selection, by: list[str] | None = None, strict: bool = True) -> Report:
     """``strict``: runs of different data sets or networks are an error unless ``by`` is given."""
@@ -47,7 +43,7 @@ def build_report(selection: Selection, by: list[str] | None = None, strict: bool
             counted.append(run)
     if not counted:
         statuses = "; ".join(f"{e.run.run_id[:8]} {e.reason}" for e in excluded)
-        raise CompareError(f"none of the {selection.description} can be compared yet: {statuses}")
+        raise CompareError(f"none of {selection.description} can be compared yet: {statuses}")
     groups = group_runs(counted, by)
     notes = list(selection.notes) + check_setups(counted, groups, strict and not by)
     ranked = rank([summarize(group) for group in groups])

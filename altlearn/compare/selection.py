@@ -64,7 +64,7 @@ class RunData:
 
 @dataclass
 class Selection:
-    description: str  # e.g. "sweep 'mnist-rules' (run 3f2a...): 18 trials"
+    description: str  # what was chosen, e.g. "the 18 trials of sweep 'mnist-rules' (run 3f2a...)"
     runs: list[RunData]
     sweep_run_id: str | None = None
     notes: list[str] = field(default_factory=list)  # runs left out of the selection itself, and why
@@ -103,13 +103,18 @@ def select_sweep(client, sweep_run_id: str, filter_string: str | None = None) ->
             raise CompareError(
                 f"no trial of sweep {name!r} ({sweep_run_id}) matches --filter {filter_string!r}"
             )
-        what = "a sweep" if parent.data.tags.get(SWEEP_KIND_TAG) == "sweep" else "not a sweep's parent run"
+        if parent.data.tags.get(SWEEP_KIND_TAG) == "sweep":
+            raise CompareError(
+                f"sweep {name!r} (run {sweep_run_id}) has no trials yet: they appear as child runs "
+                "once `altlearn sweep` starts them"
+            )
         raise CompareError(
-            f"run {sweep_run_id} has no child runs ({what}); give the parent run of an `altlearn sweep`, "
-            "or compare single runs by id or with --experiment"
+            f"run {sweep_run_id} has no child runs, so it is not a sweep's parent: give the run id "
+            "`altlearn sweep` printed, or compare runs by id or with --experiment"
         )
     runs = [_load(client, run) for run in children]
-    return Selection(f"sweep {name!r} (run {sweep_run_id}): {len(runs)} trials", runs, sweep_run_id)
+    description = f"the {_count(runs, 'trial')} of sweep {name!r} (run {sweep_run_id})"
+    return Selection(description, runs, sweep_run_id)
 
 
 def select_experiment(client, name: str, filter_string: str | None = None) -> Selection:
@@ -132,8 +137,8 @@ def select_experiment(client, name: str, filter_string: str | None = None) -> Se
     if not runs:
         narrowed = f" matching --filter {filter_string!r}" if filter_string else ""
         raise CompareError(f"no runs in experiment {name!r}{narrowed}")
-    description = f"experiment {name!r}" + (f" where {filter_string}" if filter_string else "")
-    return Selection(f"{description}: {len(runs)} runs", runs, notes=notes)
+    description = f"the {_count(runs, 'run')} of experiment {name!r}"
+    return Selection(description + (f" where {filter_string}" if filter_string else ""), runs, notes=notes)
 
 
 def select_run_ids(client, run_ids: list[str]) -> Selection:
@@ -147,7 +152,11 @@ def select_run_ids(client, run_ids: list[str]) -> Selection:
                 f"with --sweep {run_id}"
             )
         runs.append(_load(client, run))
-    return Selection(f"{len(runs)} runs given by id", runs)
+    return Selection(f"the {_count(runs, 'run')} given by id", runs)
+
+
+def _count(runs: list, noun: str) -> str:
+    return f"{len(runs)} {noun}{'s' if len(runs) != 1 else ''}"
 
 
 def _get_run(client, run_id: str, option: str):
