@@ -10,6 +10,7 @@ import base64
 import json
 import os
 import subprocess
+import sys
 import time
 
 CHROMIUM_FLAGS = (
@@ -23,6 +24,14 @@ CHROMIUM_FLAGS = (
     "--hide-scrollbars",
 )
 
+# argv: read end, write end, then Chromium's command line. Copies first (an end may itself be 3 or
+# 4); a copy can land on 3 or 4 itself, where dup2 changes nothing, hence set_inheritable.
+LAUNCHER = (
+    "import os, sys; r, w = os.dup(int(sys.argv[1])), os.dup(int(sys.argv[2])); "
+    "os.dup2(r, 3); os.dup2(w, 4); os.set_inheritable(3, True); os.set_inheritable(4, True); "
+    "os.execv(sys.argv[3], sys.argv[3:])"
+)
+
 
 class Browser:
     """One headless Chromium with one page; close() ends it (by its process id)."""
@@ -30,18 +39,13 @@ class Browser:
     def __init__(self, executable: str, profile: str, width: int, height: int) -> None:
         to_browser_read, self._to_browser = os.pipe()
         self._from_browser, from_browser_write = os.pipe()
-
-        def wire_fds() -> None:  # in the child: the protocol's fixed descriptors 3 and 4
-            # Copies first: one pipe end may itself be descriptor 3 or 4.
-            read_copy, write_copy = os.dup(to_browser_read), os.dup(from_browser_write)
-            os.dup2(read_copy, 3)
-            os.dup2(write_copy, 4)
-
         command = [executable, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-pipe"]
+        # A small Python launcher puts the pipe ends on descriptors 3 and 4 and then becomes Chromium
+        # (exec: same process id). Not preexec_fn, which may deadlock in a process with threads.
         self.process = subprocess.Popen(
-            [*command, f"--window-size={width},{height}", "about:blank"],
-            preexec_fn=wire_fds,
-            pass_fds=(3, 4),  # kept open in the child after preexec_fn wired them
+            [sys.executable, "-c", LAUNCHER, str(to_browser_read), str(from_browser_write), *command]
+            + [f"--window-size={width},{height}", "about:blank"],
+            pass_fds=(to_browser_read, from_browser_write),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
