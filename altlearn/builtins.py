@@ -54,6 +54,7 @@ _OPTIMIZERS = {
     "sgd": ("SGD", "stochastic gradient descent (momentum, nesterov)"),
     "adam": ("Adam", "Adam (Kingma and Ba 2015)"),
     "adamw": ("AdamW", "Adam with decoupled weight decay (Loshchilov and Hutter 2019)"),
+    "rmsprop": ("RMSprop", "RMSprop (Tieleman and Hinton 2012; Nokland 2016's optimizer)"),
 }
 _SCHEDULES = {
     "constant": ("Constant", "the base lr throughout (after any warm-up)"),

@@ -138,6 +138,31 @@ class AdamW(Optimizer):
         )
 
 
+class RMSprop(Optimizer):
+    """Nøkland 2016 trained every MNIST network with RMSprop; torch's update is Lua Torch's
+    optim.rmsprop there: g / (sqrt(running mean of g^2) + eps), the mean square starting at 0."""
+
+    class Params(_OptimizerParams):
+        alpha: Fraction = Field(0.99, gt=0.0, description="decay of the running mean of g^2")
+        eps: PositiveReal = Field(1e-8, description="added to the root of the mean square")
+        momentum: Fraction = Field(0.0, description="momentum factor (0: none)")
+        centered: bool = Field(False, description="divide by the running variance instead of the mean square")
+
+    @staticmethod
+    def build(p, parameters: Iterable):
+        import torch
+
+        return torch.optim.RMSprop(
+            list(parameters),
+            lr=p.lr,
+            alpha=p.alpha,
+            eps=p.eps,
+            momentum=p.momentum,
+            centered=p.centered,
+            weight_decay=p.weight_decay,
+        )
+
+
 # ---------------------------------------------------------------------------------------------
 # Schedules
 

@@ -51,4 +51,6 @@ def test_options_of_optimizers_losses_and_nested_blocks():
     goup = CliRunner().invoke(main, ["options", "rule", "goup"])
     assert "source: a rule: its name, or {type: name, its options...}, default 'bp'" in goup.output
     unknown = CliRunner().invoke(main, ["options", "optimizer", "adma"])
-    assert unknown.exit_code == 2 and "no optimizer 'adma'; known: adam, adamw, sgd" in unknown.output
+    assert (
+        unknown.exit_code == 2 and "no optimizer 'adma'; known: adam, adamw, rmsprop, sgd" in unknown.output
+    )

@@ -12,6 +12,7 @@ from altlearn.optim import (
     Constant,
     Cosine,
     Linear,
+    RMSprop,
     Step,
     build_scheduler,
 )
@@ -28,7 +29,12 @@ def params():
 def test_builtins_are_registered_through_the_hooks_like_plugins():
     registry = build_registry()
     optimizers = {name: registry.get("optimizer", name) for name in registry.names("optimizer")}
-    assert {name: c.load() for name, c in optimizers.items()} == {"sgd": SGD, "adam": Adam, "adamw": AdamW}
+    assert {name: c.load() for name, c in optimizers.items()} == {
+        "sgd": SGD,
+        "adam": Adam,
+        "adamw": AdamW,
+        "rmsprop": RMSprop,
+    }
     schedules = {name: registry.load("schedule", name) for name in registry.names("schedule")}
     assert schedules == {"constant": Constant, "cosine": Cosine, "step": Step, "linear": Linear}
     losses = {name: registry.load("loss", name) for name in registry.names("loss")}
@@ -65,6 +71,29 @@ def test_adam_and_adamw_build_with_their_options():
     assert adamw.param_groups[0]["lr"] == 1e-3
 
 
+def test_rmsprop_divides_by_the_root_of_the_running_mean_square():
+    p = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    opt = RMSprop.build(RMSprop.Params(lr=0.1, alpha=0.9, eps=1e-8), [p])
+    assert type(opt) is torch.optim.RMSprop
+    p.grad = torch.tensor([0.5, -4.0])
+    opt.step()
+    # mean square after one step: (1 - alpha) g^2, so the step is lr * g / (sqrt(0.1) |g|)
+    expected = torch.tensor([1.0, -2.0]) - 0.1 * torch.tensor([1.0, -1.0]) / 0.1**0.5
+    assert torch.allclose(p.detach(), expected, atol=1e-6)
+
+
+def test_rmsprop_options_reach_torch():
+    opt = RMSprop.build(RMSprop.Params(momentum=0.5, centered=True, weight_decay=1e-4), params())
+    group = opt.param_groups[0]
+    assert (group["lr"], group["alpha"], group["momentum"], group["centered"], group["weight_decay"]) == (
+        1e-3,
+        0.99,
+        0.5,
+        True,
+        1e-4,
+    )
+
+
 def test_defaults():
     assert SGD.Params().lr == 0.01 and SGD.Params().momentum == 0.0
     assert Adam.Params().lr == 1e-3 and Adam.Params().betas == (0.9, 0.999)
@@ -95,6 +124,8 @@ def test_nesterov_needs_momentum_without_dampening(options):
         (Adam.Params, {"eps": 0}),
         (Adam.Params, {"betas": [0.9]}),
         (Adam.Params, {"amsgrad": True}),
+        (RMSprop.Params, {"alpha": 1.0}),
+        (RMSprop.Params, {"eps": 0}),
     ],
 )
 def test_invalid_options_are_rejected(model, options):
