@@ -166,6 +166,26 @@ def test_step_decays_every_step_size_epochs():
     assert f(99) == pytest.approx(0.5**4)
 
 
+def test_step_decays_at_milestones():
+    f = factor(Step, per_epoch=10, milestones=[5, 8], gamma=0.1)
+    assert f(0) == f(49) == 1.0  # epochs 0-4
+    assert f(50) == f(79) == pytest.approx(0.1)
+    assert f(80) == f(99) == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"milestones": [5, 8], "step_size": 3}, "not both"),
+        ({"milestones": [8, 5]}, "increasing"),
+        ({"milestones": [5, 5]}, "increasing"),
+    ],
+)
+def test_step_milestones_are_checked(options, message):
+    with pytest.raises(ValidationError, match=message):
+        Step.Params(**options)
+
+
 def test_linear_decays_to_end_factor():
     f = factor(Linear, end_factor=0.1)
     assert f(0) == 1.0
