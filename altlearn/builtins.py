@@ -65,6 +65,7 @@ _SCHEDULES = {
 _LOSSES = {
     "cross_entropy": ("CrossEntropy", "softmax cross-entropy (label_smoothing)"),
     "mse": ("MSE", "squared error against one-hot targets"),
+    "bce": ("BCE", "a sigmoid per class, binary cross-entropy against one-hot (Nokland 2016)"),
 }
 
 

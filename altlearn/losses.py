@@ -40,6 +40,13 @@ def mse(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return (scores - target).pow(2).sum(dim=-1).mean() / 2
 
 
+def bce(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of each class's sigmoid against one-hot targets (Nøkland 2016's loss),
+    summed over classes and averaged over the batch: the output error is sigmoid(scores) - onehot."""
+    target = F.one_hot(labels, scores.shape[-1]).to(scores.dtype)
+    return F.binary_cross_entropy_with_logits(scores, target, reduction="sum") / scores.shape[0]
+
+
 class CrossEntropy(Loss):
     class Params(Params):
         label_smoothing: Fraction = Field(
@@ -58,3 +65,9 @@ class MSE(Loss):
     @staticmethod
     def build(params: Params) -> LossFn:
         return mse
+
+
+class BCE(Loss):
+    @staticmethod
+    def build(params: Params) -> LossFn:
+        return bce

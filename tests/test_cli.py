@@ -36,7 +36,7 @@ def test_plugins_lists_builtins_and_exits_0():
     assert "bp" in result.output and "mnist" in result.output and "conv2d" in result.output
     # optimizers, schedules and losses are components too, each under its own title
     lines = result.output.splitlines()
-    for title, name in (("optimizers", "adam"), ("schedules", "constant"), ("losses", "cross_entropy")):
+    for title, name in (("optimizers", "adam"), ("schedules", "constant"), ("losses", "bce")):
         below = lines[lines.index(title) + 1 :]
         assert below[0].split()[:2] == [name, "altlearn"]
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from altlearn.losses import MSE, CrossEntropy
+from altlearn.losses import BCE, MSE, CrossEntropy
 from altlearn.optim import (
     SGD,
     Adam,
@@ -38,7 +38,7 @@ def test_builtins_are_registered_through_the_hooks_like_plugins():
     schedules = {name: registry.load("schedule", name) for name in registry.names("schedule")}
     assert schedules == {"constant": Constant, "cosine": Cosine, "step": Step, "linear": Linear}
     losses = {name: registry.load("loss", name) for name in registry.names("loss")}
-    assert losses == {"cross_entropy": CrossEntropy, "mse": MSE}
+    assert losses == {"cross_entropy": CrossEntropy, "mse": MSE, "bce": BCE}
     assert {c.package for c in optimizers.values()} == {"altlearn"}
 
 
