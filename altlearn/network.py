@@ -6,6 +6,14 @@
   it, up to the next one (activation, pooling, dropout, flatten); the last block holds the output
   layer;
 - the *prefix* is the modules before the first block's layer (usually a flatten).
+
+Networks may nest: a :class:`~altlearn.blocks.Residual` holds a ``body`` (an ``nn.Sequential``) and
+a ``shortcut``. A layer anywhere in the network is named by its *module path*, the name
+``network.named_modules()`` gives it: ``"3"`` for the fourth top-level layer, ``"3.body.0"`` for the
+first layer of the body of the residual block at position 3, ``"3.shortcut"`` or ``"3.shortcut.0"``
+for its projection. :func:`yaml_path` turns a module path into the spec's YAML path, and
+:func:`layer_key` into the key rules use for a layer (an int for a top-level layer, as before
+networks nested, else the module path).
 """
 
 from __future__ import annotations
@@ -31,6 +39,58 @@ def is_trainable(module: nn.Module) -> bool:
 def trainable_indices(network: nn.Sequential) -> list[int]:
     """Positions of the trainable layers in the network, i.e. in the spec's ``network.layers``."""
     return [i for i, module in enumerate(network) if is_trainable(module)]
+
+
+LayerKey = int | str
+
+
+def layer_key(module_path: str) -> LayerKey:
+    """A top-level layer keeps its integer index (buffer names, seeds, metrics of chains stay as
+    they were); a nested layer is keyed by its module path."""
+    return int(module_path) if module_path.isdigit() else module_path
+
+
+def trainable_layers(network: nn.Module) -> list[tuple[LayerKey, nn.Module]]:
+    """Every trainable layer anywhere in ``network`` (inside residual bodies and shortcuts too),
+    as (layer key, module) in the order ``named_modules`` visits them (body before shortcut)."""
+    return [(layer_key(path), module) for path, module in network.named_modules() if is_trainable(module)]
+
+
+def yaml_path(module_path: LayerKey) -> str:
+    """The spec's YAML path of the module at ``module_path`` (the one place that mapping lives).
+
+    ``"3"`` -> ``network.layers[3]``; ``"3.body.1"`` -> ``network.layers[3].layers[1]`` (a
+    residual block's body is its ``layers`` list); ``"3.shortcut"`` -> ``network.layers[3].shortcut``
+    and ``"3.shortcut.1"`` -> ``network.layers[3].shortcut.layers[1]`` (a projection with a norm);
+    ``"3.post"`` -> ``network.layers[3].activation``.
+    """
+    parts = str(module_path).split(".")
+    out = f"network.layers[{parts[0]}]"
+    names = {"body": "layers", "shortcut": "shortcut", "post": "activation"}
+    for part in parts[1:]:
+        if not part.isdigit():
+            out += "." + names.get(part, part)
+        elif out.endswith(".layers"):
+            out += f"[{part}]"
+        else:  # a position inside a container that is not a body (a projection with a norm)
+            out += f".layers[{part}]"
+    return out
+
+
+def metric_path(module_path: LayerKey) -> str:
+    """A layer's name in metric keys: its YAML path without ``network.layers``, brackets as dots.
+
+    ``3`` -> ``"3"`` (so a chain's ``angle_layer3`` keeps its name), ``"3.body.1"`` -> ``"3.layers.1"``.
+    """
+    tail = yaml_path(module_path)[len("network.layers") :]
+    return tail.replace("].", ".").replace("[", ".").replace("]", "").strip(".")
+
+
+def has_residual(network: nn.Module) -> bool:
+    """Whether a residual block occurs anywhere in ``network``."""
+    from altlearn.blocks import Residual
+
+    return any(isinstance(m, Residual) for m in network.modules())
 
 
 @dataclass

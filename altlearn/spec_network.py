@@ -64,16 +64,18 @@ def check_network(v: Validator, data: Block, layers: list[Block], rule: Block, d
 
 
 def _rule_restrictions(v: Validator, network: Any, rule: Block) -> None:
+    from altlearn.network import yaml_path
+
     try:
         found = [(index, message) for index, message in rule.component.check_network(network, rule.params)]
     except Exception as exc:  # noqa: BLE001 - a plugin's bug: name it, do not crash validation
         v.add(
             "rule.type",
             f"rule {rule.type!r} (package {rule.package}) failed to check the network: "
-            f"{type(exc).__name__}: {exc} (check_network must return [(layer index or None, "
+            f"{type(exc).__name__}: {exc} (check_network must return [(layer key or None, "
             "message), ...] and must not compute on the meta-device network)",
         )
         return
-    for index, message in found:
-        path = "network" if index is None else f"network.layers[{index}]"
+    for index, message in found:  # index: a layer key (an int, or a nested layer's module path)
+        path = "network" if index is None else yaml_path(index)
         v.add(path, f"rule {rule.type!r}: {message}")

@@ -67,11 +67,13 @@ class Rule(nn.Module):
         self.loss, self.num_classes, self.seed = context.loss, context.num_classes, context.seed
 
     @classmethod
-    def check_network(cls, network: nn.Sequential, params: Params) -> list[tuple[int | None, str]]:
-        """What makes this network untrainable by this rule: ``(layer index or None, message)``.
+    def check_network(cls, network: nn.Sequential, params: Params) -> list[tuple[int | str | None, str]]:
+        """What makes this network untrainable by this rule: ``(layer key or None, message)``.
 
-        Also called at validation time, with the network on the meta device: inspect modules and
-        shapes, do not compute. Each pair becomes a spec error at ``network.layers[i]``.
+        The key is a top-level layer's index, or a nested layer's module path (``"3.body.1"``, as
+        ``network.named_modules()`` names it). Also called at validation time, with the network on
+        the meta device: inspect modules and shapes, do not compute. Each pair becomes a spec error
+        at the layer's YAML path (``network.layers[3].layers[1]``, :func:`altlearn.network.yaml_path`).
         """
         return []
 
