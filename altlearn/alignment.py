@@ -1,6 +1,9 @@
 """How closely a rule's weight update follows the true gradient: the field's standard diagnostic.
 
-For every trainable layer (``nn.Linear``/``nn.Conv2d``) at position ``i`` of the network:
+For every trainable layer (``nn.Linear``/``nn.Conv2d``) anywhere in the network, named ``{i}`` by
+:func:`altlearn.network.metric_path`: its position ``i`` for a top-level layer, its YAML path without
+``network.layers`` for a nested one (``3.layers.1`` for ``network.layers[3].layers[1]``, the second
+layer of the body of the residual block at position 3; ``3.shortcut`` for its projection):
 
 - ``angle_layer{i}``: the angle in degrees between the rule's weight update (the ``.grad`` its
   gradient rule's ``train_step`` fills for ``W_i``) and the BP gradient of the same loss on the same
@@ -21,7 +24,7 @@ import math
 import torch
 from torch import nn
 
-from altlearn.network import TRAINABLE
+from altlearn.network import metric_path, trainable_layers
 from altlearn.rules.base import Rule
 
 
@@ -30,7 +33,7 @@ def alignment(rule: Rule, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
     source = rule.gradient_rule()
     if source is None:
         return {}
-    layers = [(i, m) for i, m in enumerate(source.network) if isinstance(m, TRAINABLE)]
+    layers = trainable_layers(source.network)
     params = list(rule.parameters())
     saved_grads = [p.grad for p in params]
     saved_extra = _extra_states(rule)  # a rule's own generators and counters, advanced by a step
@@ -54,8 +57,9 @@ def alignment(rule: Rule, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         if gradient is None:
             gradient = torch.zeros_like(module.weight)
         angle, ratio = _angle_and_ratio(update, gradient)
-        result[f"angle_layer{index}"] = angle
-        result[f"norm_ratio_layer{index}"] = ratio
+        name = metric_path(index)
+        result[f"angle_layer{name}"] = angle
+        result[f"norm_ratio_layer{name}"] = ratio
     return result
 
 
