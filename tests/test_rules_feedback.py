@@ -437,10 +437,10 @@ def test_params_are_validated(options):
 @pytest.mark.parametrize("name", list(RULES))
 def test_check_network_rejects_unsupported_layers(name):
     cls = RULES[name]
-    with_norm = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.Linear(3, 3), nn.Tanh(), nn.Linear(3, 2))
-    problems = cls.check_network(with_norm, cls.Params())
+    with_weight = nn.Sequential(nn.Linear(4, 3), nn.PReLU(), nn.Linear(3, 3), nn.Tanh(), nn.Linear(3, 2))
+    problems = cls.check_network(with_weight, cls.Params())
     assert [index for index, _ in problems] == [1]
-    assert "BatchNorm1d" in problems[0][1] and "linear and conv2d" in problems[0][1]
+    assert "network.layers[1] (PReLU)" in problems[0][1] and "linear and conv2d" in problems[0][1]
     unknown = nn.Sequential(nn.Linear(4, 3), nn.Softmax(dim=1), nn.Linear(3, 3), nn.Tanh(), nn.Linear(3, 2))
     (problem,) = cls.check_network(unknown, cls.Params())
     assert problem[0] == 1 and "Softmax" in problem[1] and "tanh" in problem[1]
@@ -465,6 +465,17 @@ def test_check_network_needs_trainable_and_hidden_layers():
         assert index is None and "hidden" in message
     ((index, message),) = FeedbackAlignment.check_network(nn.Sequential(nn.Flatten()), FeedbackParams())
     assert index is None and "at least one trainable layer" in message
+
+
+def test_normalisation_layers_are_trained_by_fa_and_dfa_but_refused_by_ifa():
+    with_norm = nn.Sequential(
+        nn.Linear(4, 3), nn.BatchNorm1d(3), nn.Linear(3, 3), nn.LayerNorm(3), nn.Linear(3, 2)
+    )
+    assert FeedbackAlignment.check_network(with_norm, FeedbackParams()) == []
+    assert DirectFeedbackAlignment.check_network(with_norm, DirectFeedbackAlignment.Params()) == []
+    problems = IndirectFeedbackAlignment.check_network(with_norm, FeedbackParams())
+    assert [index for index, _ in problems] == [1, 3]
+    assert "BatchNorm1d" in problems[0][1] and "normalisation" in problems[0][1]
 
 
 def test_ifa_rejects_pooling_between_layers_but_dfa_and_fa_accept_it():

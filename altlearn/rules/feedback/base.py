@@ -1,8 +1,11 @@
 """What the feedback-alignment rules (fa, dfa, ifa) share: options, feedback draws, feedback buffers.
 
-Vocabulary (trainable layer, block, prefix) as in :mod:`altlearn.network`. A layer's *index* is
-its position in the ``nn.Sequential``, i.e. in the spec's ``network.layers``; feedback buffers are
-named ``feedback_<index>``. Which networks the rules accept is :mod:`~altlearn.rules.feedback.checks`.
+Vocabulary (trainable layer, block, prefix, module path) as in :mod:`altlearn.network`. A layer's
+*key* (:func:`altlearn.network.layer_key`) is its position in the top-level ``nn.Sequential`` (an
+int, i.e. its index in the spec's ``network.layers``) or, for a layer nested in a residual block,
+its module path (``"3.body.0"``); feedback buffers are named ``feedback_<key>`` with the dots as
+underscores (``feedback_4``, ``feedback_3_body_0``). Which networks the rules accept is
+:mod:`~altlearn.rules.feedback.checks`.
 
 Feedback matrices are drawn on the CPU from a ``torch.Generator`` seeded from (seed, layer index),
 so they are identical on every device, independent of the other layers' shapes, and never share the
@@ -19,11 +22,14 @@ from pydantic import Field
 from torch import nn
 
 from altlearn.components import Params
-from altlearn.network import LayerBlock, split_blocks
+from altlearn.network import LayerKey, layer_key, trainable_layers
 from altlearn.rules.base import Rule, RuleContext
-from altlearn.rules.feedback.checks import DROPOUT, ELEMENTWISE, RESHAPE, layer_problems
+from altlearn.rules.feedback.checks import DROPOUT, ELEMENTWISE, NORMALISATION, RESHAPE, layer_problems
 from altlearn.rules.randomness import layer_seed
 from altlearn.values import Real, Seed
+
+#: Modules after a linear layer that keep its width (flatten of (B, n) is (B, n)).
+SHAPE_KEEPING = ELEMENTWISE + DROPOUT + RESHAPE + NORMALISATION
 
 
 class FeedbackParams(Params):
@@ -84,7 +90,7 @@ def draw_feedback(
     feedback_fan_in: int,
     forward_fan_in: int,
     seed: int,
-    index: int,
+    index: LayerKey,
 ) -> torch.Tensor:
     """A fixed random matrix on the CPU (float32), the same for the same (seed, index, shape)."""
     spread = feedback_spread(init, feedback_fan_in, forward_fan_in)
@@ -97,8 +103,13 @@ def draw_feedback(
     return out.mul_(scale)
 
 
+def buffer_name(key: LayerKey) -> str:
+    """The name of the feedback buffer of the layer (or feedback point) ``key``: ``feedback_3_body_0``."""
+    return f"feedback_{str(key).replace('.', '_')}"
+
+
 class FeedbackRule(Rule):
-    """Base of fa, dfa and ifa: options, the feedback seed and the ``feedback_<index>`` buffers."""
+    """Base of fa, dfa and ifa: options, the feedback seed and the ``feedback_<key>`` buffers."""
 
     Params = FeedbackParams
     #: name used in messages (the spec's rule.type)
@@ -107,76 +118,75 @@ class FeedbackRule(Rule):
     def __init__(self, params: FeedbackParams, context: RuleContext) -> None:
         super().__init__(params, context)
         self.feedback_seed = self.seed if params.feedback_seed is None else params.feedback_seed
-        self._feedback_owner_indices: list[int] = []
+        self._feedback_keys: list[LayerKey] = []
 
     @classmethod
     def check_network(cls, network, params):
         return layer_problems(network, cls.rule_name)
 
+    def receiving_layer(self, key: LayerKey) -> nn.Module:
+        """The trainable layer whose feedback ``key`` names: the layer itself, or for a feedback
+        point at a residual block's output the last trainable layer of its body."""
+        module = self.network.get_submodule(str(key))
+        layers = trainable_layers(getattr(module, "body", module))
+        return layers[-1][1] if layers else next(layer for _, layer in trainable_layers(module))
+
     def _add_feedback(
-        self, index: int, shape: tuple[int, ...], feedback_fan_in: int, device=None, dtype=None
+        self, key: LayerKey, shape: tuple[int, ...], feedback_fan_in: int, device=None, dtype=None
     ) -> torch.Tensor:
+        reference = self.receiving_layer(key).weight
         matrix = draw_feedback(
             shape,
             init=self.params.feedback_init,
             scale=self.params.feedback_scale,
             feedback_fan_in=feedback_fan_in,
-            forward_fan_in=forward_fan_in(self.network[index].weight),
+            forward_fan_in=forward_fan_in(reference),
             seed=self.feedback_seed,
-            index=index,
+            index=key,
         )
         # Follow the network's device and dtype; later .to() calls move buffers with the rule.
-        reference = self.network[index].weight
         matrix = matrix.to(device or reference.device, dtype or reference.dtype)
-        self.register_buffer(f"feedback_{index}", matrix)
-        self._feedback_owner_indices.append(index)
+        self.register_buffer(buffer_name(key), matrix)
+        self._feedback_keys.append(key)
         return matrix
 
-    def fixed_feedback(self, index: int) -> torch.Tensor:
-        """The fixed random feedback matrix drawn for the trainable layer at ``index``."""
-        return getattr(self, f"feedback_{index}")
+    def fixed_feedback(self, key: LayerKey) -> torch.Tensor:
+        """The fixed random feedback matrix drawn for the trainable layer (or point) ``key``."""
+        return getattr(self, buffer_name(key))
 
-    def feedback_indices(self) -> list[int]:
-        """Indices of the layers that have a feedback buffer, in network order."""
-        return sorted(self._feedback_owner_indices)
+    def has_feedback(self, key: LayerKey) -> bool:
+        return getattr(self, buffer_name(key), None) is not None
+
+    def feedback_indices(self) -> list[LayerKey]:
+        """Keys of the layers (or points) that have a feedback buffer, in network order."""
+        order = {layer_key(path): n for n, (path, _) in enumerate(self.network.named_modules())}
+        return sorted(self._feedback_keys, key=order.__getitem__)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing, unexpected, errors):
+        # Matrices drawn lazily (after a conv) may be in a checkpoint but not yet in this rule.
+        keys = {buffer_name(layer_key(path)): layer_key(path) for path, _ in self.network.named_modules()}
+        for name, value in state_dict.items():
+            local = name[len(prefix) :]
+            if name.startswith(prefix) and local in keys and not self.has_feedback(keys[local]):
+                device = self.receiving_layer(keys[local]).weight.device
+                self.register_buffer(local, torch.empty_like(value, device=device))
+                self._feedback_keys.append(keys[local])
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing, unexpected, errors)
 
 
 class OutputFeedbackRule(FeedbackRule):
-    """Base of dfa and ifa: feedback matrices (K, n_l) from the K output scores to a block output.
+    """Base of dfa and ifa: feedback matrices (K, n) from the K output scores to a block output.
 
-    n_l is the number of values in one example's block output (C*H*W for conv blocks). For blocks
+    n is the number of values in one example's block output (C*H*W for conv blocks). For blocks
     made of linear layers it is known at construction; after a conv it depends on the image size,
     which a rule does not receive, so those matrices are drawn at the first training step (from
     the same seeded CPU generator: the result does not depend on when or where it is drawn).
     Loading a state_dict creates any missing ones with the saved shapes.
 
-    Both rules run every block on a detached input (:meth:`_forward_blocks`), so that no error
-    travels through a forward weight unless the rule sends it there, and take the output error e
-    from autograd on the loss alone (:meth:`_output_error`), so any loss works.
+    Both rules run every block on a detached input, so that no error travels through a forward
+    weight unless the rule sends it there, and take the output error e from autograd on the loss
+    alone (:meth:`_output_error`), so any loss works.
     """
-
-    def __init__(self, params: FeedbackParams, context: RuleContext) -> None:
-        super().__init__(params, context)
-        self._prefix, blocks = split_blocks(self.network)
-        self._hidden, self._output = blocks[:-1], blocks[-1]
-
-    def _forward_blocks(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
-        """(each hidden layer's output a_l, each hidden block's output h_l, scores (B, K)).
-
-        Every a_l and h_l has a graph local to its block: to W_l, not to the blocks below.
-        """
-        with torch.no_grad():
-            for module in self._prefix:  # e.g. flatten: nothing to train before the first layer
-                x = module(x)
-        h = x
-        pre, outputs = [], []
-        for block in self._hidden:
-            a = block.layer(h.detach())
-            h = block.run_post(a)
-            pre.append(a)
-            outputs.append(h)
-        scores = self._output.run_post(self._output.layer(h.detach()))  # (B, K)
-        return pre, outputs, scores
 
     def _output_error(self, scores: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss, e = dLoss/dscores (B, K)), without a graph through the network."""
@@ -186,35 +196,26 @@ class OutputFeedbackRule(FeedbackRule):
         (error,) = torch.autograd.grad(loss, scores_leaf)
         return loss.detach(), error
 
-    def _known_width(self, block: LayerBlock) -> int | None:
-        if not isinstance(block.layer, nn.Linear):
-            return None
-        if any(not isinstance(m, ELEMENTWISE + DROPOUT + RESHAPE) for m in block.post):
-            return None
-        return block.layer.out_features
-
-    def _output_feedback(self, block: LayerBlock, output: torch.Tensor) -> torch.Tensor:
-        """The (K, n) matrix of ``block``, drawn on first use for a block output (B, ...)."""
-        name = f"feedback_{block.index}"
-        if hasattr(self, name) and getattr(self, name) is not None:
-            return getattr(self, name)
-        width = output[0].numel()
+    def _output_feedback(self, key: LayerKey, output: torch.Tensor) -> torch.Tensor:
+        """The (K, n) matrix of the block ``key``, drawn on first use for its output (B, ...)."""
+        if self.has_feedback(key):
+            return self.fixed_feedback(key)
         return self._add_feedback(
-            block.index, (self.num_classes, width), self.num_classes, output.device, output.dtype
+            key, (self.num_classes, output[0].numel()), self.num_classes, output.device, output.dtype
         )
 
-    def _draw_known_feedback(self, blocks: list[LayerBlock]) -> None:
-        for block in blocks:
-            width = self._known_width(block)
+    def _draw_known_feedback(self, blocks: list[tuple[LayerKey, nn.Module, list[nn.Module]]]) -> None:
+        """Draw now the matrices of blocks (key, first module, the modules after it) of known width."""
+        for key, first, post in blocks:
+            width = _known_width(first, post)
             if width is not None:
-                self._add_feedback(block.index, (self.num_classes, width), self.num_classes)
+                self._add_feedback(key, (self.num_classes, width), self.num_classes)
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing, unexpected, errors):
-        # Matrices drawn lazily (after a conv) may be in a checkpoint but not yet in this rule.
-        for key, value in state_dict.items():
-            name = key[len(prefix) :]
-            if key.startswith(prefix + "feedback_") and "." not in name and not hasattr(self, name):
-                index = int(name.split("_")[1])
-                self.register_buffer(name, torch.empty_like(value, device=self.network[index].weight.device))
-                self._feedback_owner_indices.append(index)
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing, unexpected, errors)
+
+def _known_width(first: nn.Module, post: list[nn.Module]) -> int | None:
+    """out_features of a linear block whose later modules keep the shape; None when unknown."""
+    if not isinstance(first, nn.Linear):
+        return None
+    if any(not isinstance(m, SHAPE_KEEPING) for m in post):
+        return None
+    return first.out_features

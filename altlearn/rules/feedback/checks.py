@@ -1,15 +1,19 @@
 """Which networks the feedback-alignment rules can train, as messages for the spec's validator.
 
-The rules train ``nn.Linear`` and ``nn.Conv2d`` layers (:data:`altlearn.network.TRAINABLE`) and
-let autograd apply the local derivative of the parameter-free modules between them; a module they
-do not know could hide a weight or a non-local derivative, so it is refused rather than guessed at.
+The rules train ``nn.Linear`` and ``nn.Conv2d`` layers (:data:`altlearn.network.TRAINABLE`) wherever
+they sit (inside residual bodies and projection shortcuts too), train normalisation layers with
+their ordinary local gradient, and let autograd apply the local derivative of the parameter-free
+modules between them; a module they do not know could hide a weight or a non-local derivative, so
+it is refused rather than guessed at. Problems are keyed like layers (:func:`altlearn.network.layer_key`):
+an int for a top-level layer, a module path such as ``"3.body.1"`` for a nested one.
 """
 
 from __future__ import annotations
 
 from torch import nn
 
-from altlearn.network import is_trainable, trainable_indices
+from altlearn.blocks import Residual
+from altlearn.network import LayerKey, is_trainable, layer_key, trainable_layers, yaml_path
 
 # Parameter-free modules that act on each element independently: their derivative is local.
 ELEMENTWISE = (
@@ -17,17 +21,22 @@ ELEMENTWISE = (
     nn.Hardtanh, nn.Identity,
 )  # fmt: skip
 DROPOUT = (nn.Dropout,)
-POOLING = (nn.MaxPool2d, nn.AvgPool2d)
+POOLING = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d)
 RESHAPE = (nn.Flatten,)
 PASS_THROUGH = ELEMENTWISE + DROPOUT + POOLING + RESHAPE
+#: Normalisation layers: trained by their ordinary local gradient (their own scale and shift).
+NORMALISATION = (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm)
+#: Modules that only arrange others: the walk looks inside them.
+CONTAINERS = (nn.Sequential, Residual)
 
 SUPPORTED = "linear and conv2d (with or without bias)"
 PASSING = (
-    "flatten, dropout, maxpool2d, avgpool2d and the activations relu, tanh, sigmoid, gelu, "
+    "flatten, dropout, maxpool2d, avgpool2d, adaptive_avgpool2d, batchnorm1d, batchnorm2d, "
+    "layernorm, groupnorm, residual blocks and the activations relu, tanh, sigmoid, gelu, "
     "leaky_relu, elu, silu, softplus, hardtanh"
 )
 
-Problems = list[tuple[int | None, str]]
+Problems = list[tuple[LayerKey | None, str]]
 
 
 def layer_problems(
@@ -35,34 +44,49 @@ def layer_problems(
     rule_name: str,
     *,
     min_trainable: int = 1,
-    allowed_post: tuple[type, ...] = PASS_THROUGH,
+    allowed_post: tuple[type, ...] = PASS_THROUGH + NORMALISATION,
     hidden_post_reason: str = "",
 ) -> Problems:
-    """Layers a feedback rule cannot train; ``allowed_post`` limits what may follow a hidden layer.
+    """Layers a feedback rule cannot train; ``allowed_post`` limits what may follow a hidden layer
+    of a chain (a rule that passes ``allowed_post`` supports chains only: it also refuses residual
+    blocks, with ``hidden_post_reason``).
 
     Parameter-free modules after the output layer and before the first trainable layer only need
-    to be in :data:`PASS_THROUGH` (the output layer gets its ordinary local gradient; the prefix runs
-    without gradient).
+    to be known (the output layer gets its ordinary local gradient; the prefix runs without gradient).
     """
-    problems = [
-        (index, message)
-        for index, module in enumerate(network)
-        if (message := _module_problem(module, index, rule_name)) is not None
-    ]
+    problems = module_problems(network, rule_name)
     problems += _count_problems(network, rule_name, min_trainable)
-    if allowed_post is not PASS_THROUGH:
-        problems += _hidden_post_problems(network, rule_name, allowed_post, hidden_post_reason)
+    if allowed_post != PASS_THROUGH + NORMALISATION:
+        problems += _chain_only_problems(network, rule_name, allowed_post, hidden_post_reason)
     return problems
 
 
-def _module_problem(module: nn.Module, index: int, rule_name: str) -> str | None:
-    kind = type(module).__name__
+def module_problems(network: nn.Module, rule_name: str, prefix: str = "") -> Problems:
+    """Every module anywhere in ``network`` that a feedback rule does not know how to train or pass."""
+    problems: Problems = []
+    for name, module in network.named_children():
+        path = f"{prefix}{name}"
+        if isinstance(module, CONTAINERS):
+            problems += module_problems(module, rule_name, f"{path}.")
+        elif (message := _module_problem(module, path, rule_name)) is not None:
+            problems.append((layer_key(path), message))
+    return problems
+
+
+def describe(path: LayerKey, module: nn.Module) -> str:
+    """How messages name a layer: its YAML path and its class, e.g. ``network.layers[3] (Conv2d)``."""
+    return f"{yaml_path(path)} ({type(module).__name__})"
+
+
+def _module_problem(module: nn.Module, path: str, rule_name: str) -> str | None:
     if is_trainable(module):
         return _conv_padding_problem(module, rule_name) if isinstance(module, nn.Conv2d) else None
+    if isinstance(module, NORMALISATION):
+        return None
     if any(True for _ in module.parameters(recurse=True)):
-        return f"{rule_name} cannot train layer {index} ({kind}): its trainable layers are {SUPPORTED}"
+        return f"{rule_name} cannot train {describe(path, module)}: its trainable layers are {SUPPORTED}"
     if not isinstance(module, PASS_THROUGH):
-        return f"{rule_name} does not know layer {index} ({kind}); between trainable layers it supports {PASSING}"
+        return f"{rule_name} does not know {describe(path, module)}; besides trainable layers it supports {PASSING}"
     return None
 
 
@@ -76,7 +100,7 @@ def _conv_padding_problem(conv: nn.Conv2d, rule_name: str) -> str | None:
 
 
 def _count_problems(network: nn.Sequential, rule_name: str, min_trainable: int) -> Problems:
-    found = len(trainable_indices(network))
+    found = len(trainable_layers(network))
     if found >= min_trainable:
         return []
     if min_trainable == 1:
@@ -90,23 +114,17 @@ def _count_problems(network: nn.Sequential, rule_name: str, min_trainable: int) 
     ]
 
 
-def _hidden_post_problems(
+def _chain_only_problems(
     network: nn.Sequential, rule_name: str, allowed_post: tuple[type, ...], reason: str
 ) -> Problems:
-    """Known parameter-free modules between two trainable layers that the rule cannot pass."""
-    indices = trainable_indices(network)
-    if len(indices) < 2:
-        return []
+    """Residual blocks and normalisation layers anywhere, and known modules between two trainable
+    layers that the rule cannot pass."""
+    indices = [index for index, module in enumerate(network) if is_trainable(module)]
+    between = range(indices[0] + 1, indices[-1]) if indices else range(0)
     problems: Problems = []
-    for index in range(indices[0] + 1, indices[-1]):  # from the first to the output layer
-        module = network[index]
-        if is_trainable(module) or not isinstance(module, PASS_THROUGH):
-            continue  # a trainable layer, or already reported as unknown
-        if not isinstance(module, allowed_post):
-            problems.append(
-                (
-                    index,
-                    f"{rule_name} cannot have {type(module).__name__} (layer {index}) between trainable layers: {reason}",
-                )
-            )
+    for index, module in enumerate(network):
+        if isinstance(module, (Residual, *NORMALISATION)) or (
+            index in between and isinstance(module, PASS_THROUGH) and not isinstance(module, allowed_post)
+        ):
+            problems.append((index, f"{rule_name} cannot have {describe(index, module)}: {reason}"))
     return problems

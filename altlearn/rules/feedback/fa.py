@@ -6,8 +6,11 @@ a fixed random B_l shaped like W_l instead of W_l itself:
     delta_{l-1} = f'(a_{l-1}) * (B_l^T delta_l)     instead of   f'(a_{l-1}) * (W_l^T delta_l)
 
 Each weight gradient is still local and exact given its delta: dW_l = delta_l h_{l-1}^T (and
-db_l = sum over the batch of delta_l). Pooling, dropout and activation derivatives between layers
-are applied by autograd as in BP. For conv layers B_l is a fixed random kernel shaped like the
+db_l = sum over the batch of delta_l). Pooling, dropout, normalisation and activation derivatives
+between layers are applied by autograd as in BP, and so is a residual block's sum: the error reaching
+a block's output goes down both its body and its shortcut, and every linear or conv layer on either
+path (a projection shortcut too) sends it on through its own B_l. The route is a property of each
+layer (:func:`feedback_forwards`), not of a walk along a chain, so any graph of these modules works. For conv layers B_l is a fixed random kernel shaped like the
 forward kernel, used in the transposed convolution that carries the error to the layer's input.
 
 Plugin authors: subclass :class:`FeedbackAlignment` and override :meth:`~FeedbackAlignment.feedback_weight`
@@ -16,14 +19,16 @@ to change how the matrix used for the backward pass is obtained at each step (si
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn import grad as nn_grad
 
-from altlearn.network import trainable_indices
+from altlearn.network import LayerKey, trainable_layers
 from altlearn.rules.base import RuleContext, accuracy
 from altlearn.rules.feedback.base import FeedbackParams, FeedbackRule, feedback_fan_in
 
@@ -79,19 +84,39 @@ class _FeedbackConv2d(torch.autograd.Function):
         return grad_x, grad_w, grad_b, None, None
 
 
-def feedback_layer(layer: nn.Module, x: torch.Tensor, feedback: FeedbackSource) -> torch.Tensor:
+def feedback_layer(layer: nn.Module, x: torch.Tensor, *, feedback: FeedbackSource) -> torch.Tensor:
     """Run ``layer`` (Linear or Conv2d) on ``x`` with the feedback route for its input gradient."""
     if isinstance(layer, nn.Linear):
         return _FeedbackLinear.apply(x, layer.weight, layer.bias, feedback)
     return _FeedbackConv2d.apply(x, layer.weight, layer.bias, feedback, layer)
 
 
+@contextmanager
+def feedback_forwards(layers: list[tuple[nn.Module, FeedbackSource]]) -> Iterator[None]:
+    """Within the context, each listed layer runs with its feedback route for the input gradient.
+
+    The layer's own ``forward`` is shadowed (an instance attribute) and restored on exit, so the
+    route belongs to the layer wherever it sits in the graph (residual bodies, shortcuts) and the
+    network outside a training step, e.g. the logged model, is plain torch.
+    """
+    try:
+        for layer, source in layers:
+            layer.forward = partial(feedback_layer, layer, feedback=source)
+        yield
+    finally:
+        for layer, _ in layers:
+            layer.__dict__.pop("forward", None)
+
+
 class FeedbackAlignment(FeedbackRule):
     """Feedback alignment for networks of linear and conv2d layers (public base for variants).
 
-    One fixed random buffer ``feedback_<index>``, shaped like the layer's weight, is drawn for every
-    trainable layer except the first (nothing is sent below the first layer). The output layer's
-    own weight gradient is exact; every error sent downwards goes through :meth:`feedback_weight`.
+    One fixed random buffer ``feedback_<key>``, shaped like the layer's weight, is drawn for every
+    trainable layer anywhere in the network except the first one met (nothing is sent below the
+    network's input). The output layer's own weight gradient is exact; every error sent downwards
+    through a linear or conv layer goes through :meth:`feedback_weight`. Everything else
+    (activations, pooling, normalisation layers, the sum of a residual block) has its ordinary
+    local derivative, and normalisation layers their ordinary gradient.
     """
 
     Params = FeedbackParams
@@ -99,19 +124,22 @@ class FeedbackAlignment(FeedbackRule):
 
     def __init__(self, params: FeedbackParams, context: RuleContext) -> None:
         super().__init__(params, context)
-        for index in trainable_indices(self.network)[1:]:
-            weight = self.network[index].weight  # (out, in) or (C_out, C_in/groups, kh, kw)
-            self._add_feedback(index, tuple(weight.shape), feedback_fan_in(weight))
+        for key, layer in trainable_layers(self.network)[1:]:
+            weight = layer.weight  # (out, in) or (C_out, C_in/groups, kh, kw)
+            self._add_feedback(key, tuple(weight.shape), feedback_fan_in(weight))
+        self._routes = [(key, self.network.get_submodule(str(key))) for key in self.feedback_indices()]
 
-    def feedback_weight(self, index: int, layer: nn.Module) -> torch.Tensor:
+    def feedback_weight(self, index: LayerKey, layer: nn.Module) -> torch.Tensor:
         """The matrix that carries the error from the output of ``layer`` to its input, this step.
 
-        THE extension point for variants of feedback alignment. ``index`` is the layer's position in
-        the network, ``layer`` the ``nn.Linear``/``nn.Conv2d`` itself. Return a tensor shaped like
-        ``layer.weight`` (on its device); the backward pass uses it where BP would use
-        ``layer.weight``. It is called once per layer and step, during the backward pass and under
-        ``torch.no_grad()``, for every trainable layer but the first. Never trained, never given a
-        gradient. The default returns the fixed random matrix :meth:`fixed_feedback` ``(index)``.
+        THE extension point for variants of feedback alignment. ``index`` is the layer's key: its
+        position in the network (an int) for a top-level layer, its module path (``"3.body.0"``)
+        for a layer inside a residual block; ``layer`` is the ``nn.Linear``/``nn.Conv2d`` itself.
+        Return a tensor shaped like ``layer.weight`` (on its device); the backward pass uses it
+        where BP would use ``layer.weight``. It is called once per layer and step, during the
+        backward pass and under ``torch.no_grad()``, for every trainable layer but the first. Never
+        trained, never given a gradient. The default returns the fixed random matrix
+        :meth:`fixed_feedback` ``(index)``.
 
         Example (sign-symmetry): ``return layer.weight.sign() * self.fixed_feedback(index).abs()``.
         If it draws random numbers, use generators of your own (``altlearn.api.DeviceGenerators``,
@@ -121,21 +149,15 @@ class FeedbackAlignment(FeedbackRule):
         return self.fixed_feedback(index)
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        feedback_layers = set(self.feedback_indices())
-        h = x
-        for index, module in enumerate(self.network):
-            if index in feedback_layers:
-                h = feedback_layer(module, h, self._feedback_source(index, module))
-            else:  # parameter-free modules, and the first trainable layer (exact local gradient)
-                h = module(h)
-        scores = h  # (B, K)
+        with feedback_forwards([(layer, self._feedback_source(key, layer)) for key, layer in self._routes]):
+            scores = self.network(x)  # (B, K)
         loss = self.loss(scores, y)
         loss.backward()
         return {"loss": loss.detach(), "accuracy": accuracy(scores.detach(), y)}
 
-    def _feedback_source(self, index: int, layer: nn.Module) -> FeedbackSource:
+    def _feedback_source(self, key: LayerKey, layer: nn.Module) -> FeedbackSource:
         def source() -> torch.Tensor:
             with torch.no_grad():
-                return self.feedback_weight(index, layer).detach()
+                return self.feedback_weight(key, layer).detach()
 
         return source
