@@ -26,6 +26,7 @@ Inference = Literal["goodness", "softmax_head"]
 
 # Parameter-free modules that do not make a block non-linear.
 _NOT_ACTIVATIONS = (nn.Dropout, nn.Flatten, nn.Identity)
+_NORMALISATION = (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm)
 # Keeps 0/0 out of the normalisation when a ReLU layer is silent for an example.
 NORM_EPS = 1e-8
 
@@ -36,6 +37,9 @@ def is_linear(module: nn.Module) -> bool:
 
 def network_problems(network: nn.Sequential, skip_first_layer: bool) -> list[tuple[int | None, str]]:
     """Why Forward-Forward cannot train this network, as (layer index or None, message) pairs."""
+    shape_problems = _unsupported_structure(network)
+    if shape_problems:
+        return shape_problems
     problems: list[tuple[int | None, str]] = [
         (
             index,
@@ -59,6 +63,31 @@ def network_problems(network: nn.Sequential, skip_first_layer: bool) -> list[tup
                 "skip_first_layer: false",
             )
         )
+    return problems
+
+
+def _unsupported_structure(network: nn.Sequential) -> list[tuple[int | None, str]]:
+    """Residual blocks and normalisation layers: FF defines neither (each layer is judged alone by
+    its goodness; a skip connection or a norm layer has no goodness of its own)."""
+    from altlearn.blocks import Residual
+
+    problems: list[tuple[int | None, str]] = []
+    for index, module in enumerate(network):
+        kind = type(module).__name__
+        if isinstance(module, Residual):
+            problems.append(
+                (
+                    index,
+                    f"ff has no defined form for residual blocks ({kind}): it trains a chain of linear layers, each by its own goodness; use a chain, or rule bp, fa or dfa",
+                )
+            )
+        elif isinstance(module, _NORMALISATION):
+            problems.append(
+                (
+                    index,
+                    f"ff does not support normalisation layers ({kind}): its own input normalisation between layers (rule.input_norm) takes that role; remove the layer",
+                )
+            )
     return problems
 
 
