@@ -11,10 +11,20 @@ from altlearn.component_ref import Block, ComponentRef
 from altlearn.components import DataInfo, Dataset, DataSplits, DataUnavailable, Layer, Params
 from altlearn.hookspecs import hookimpl
 from altlearn.losses import Loss
-from altlearn.network import TRAINABLE, LayerBlock, split_blocks, trainable_indices
+from altlearn.network import (
+    TRAINABLE,
+    LayerBlock,
+    LayerKey,
+    layer_key,
+    split_blocks,
+    trainable_indices,
+    trainable_layers,
+    yaml_path,
+)
 from altlearn.optim import Optimizer, Schedule, ScheduleParams
 from altlearn.rules.base import LossFn, NoParams, Rule, RuleContext, accuracy
 from altlearn.rules.feedback.base import FeedbackParams, feedback_fan_in, feedback_spread, forward_fan_in
+from altlearn.rules.feedback.direct import DirectFeedbackParams, DirectFeedbackRule
 from altlearn.rules.feedback.fa import FeedbackAlignment
 from altlearn.rules.randomness import DeviceGenerators, layer_seed
 
@@ -41,8 +51,12 @@ __all__ = [
     # an option that names another component: a nested {type: ...} block, validated like any
     "ComponentRef",
     "Block",
-    # walking a network: trainable layers and the blocks they start
+    # walking a network: trainable layers (anywhere, by key) and the blocks they start
     "TRAINABLE",
+    "LayerKey",
+    "layer_key",
+    "trainable_layers",
+    "yaml_path",
     "trainable_indices",
     "LayerBlock",
     "split_blocks",
@@ -55,6 +69,10 @@ __all__ = [
     "feedback_fan_in",
     "forward_fan_in",
     "feedback_spread",
+    # a fixed random projection of one (B, K) signal sent to every feedback point (dfa, DRTP):
+    # subclass DirectFeedbackRule and override direct_signal()
+    "DirectFeedbackRule",
+    "DirectFeedbackParams",
 ]
 
 # Option types with real ranges (Count, PositiveReal, Probability, Betas, ...) for plugins' Params.
