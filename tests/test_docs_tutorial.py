@@ -57,3 +57,44 @@ def test_the_tutorials_spec_validates_and_trains_with_its_plugin(tutorial):
     metrics = trainer.fit()
     assert 0.0 <= metrics["test_accuracy"] <= 1.0
     assert trainer.rule.network[1].weight.equal(first_layer)  # frozen, as the tutorial says
+
+
+# The DRTP example of the page: a direct-feedback rule that only chooses its signal.
+DRTP = re.compile(r"^<!-- drtp -->\n```python\n(.*?)^```", re.M | re.S)
+
+
+def drtp_rule_class():
+    namespace: dict = {}
+    exec(compile(DRTP.search(PAGE.read_text()).group(1), f"{PAGE}#drtp", "exec"), namespace)  # noqa: S102
+    return namespace["DirectRandomTargetProjection"]
+
+
+@pytest.mark.usefixtures("one_thread")  # tiny tensors: see conftest.py
+def test_the_drtp_example_sends_the_target_to_hidden_layers_and_learns_digits():
+    import torch
+    from torch import nn
+
+    from altlearn.data import Digits
+    from altlearn.losses import cross_entropy
+    from altlearn.rules.base import RuleContext
+
+    cls = drtp_rule_class()
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 10))
+    rule = cls(cls.Params(), RuleContext(net, cross_entropy, num_classes=10, seed=0))
+    splits = Digits.load(Digits.Params())
+    x, y = (splits.train_x - 0.3) / 0.4, splits.train_y
+    # one step by hand: the hidden layer's gradient is ((y* B) * tanh'(a))^T x, whatever the error
+    rule.train_step(x[:32], y[:32])
+    h = torch.tanh(net[1](x[:32].flatten(1)))
+    delta = (nn.functional.one_hot(y[:32], 10).float() @ rule.fixed_feedback(1)) * (1 - h * h)
+    torch.testing.assert_close(net[1].weight.grad, delta.T @ x[:32].flatten(1), rtol=1e-4, atol=1e-5)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.05)
+    for _ in range(2):  # epochs
+        for start in range(0, len(x), 32):
+            optimizer.zero_grad()
+            rule.train_step(x[start : start + 32], y[start : start + 32])
+            optimizer.step()
+    with torch.no_grad():
+        accuracy = (net((splits.test_x - 0.3) / 0.4).argmax(1) == splits.test_y).float().mean()
+    assert accuracy > 0.8, accuracy  # chance is 0.1
