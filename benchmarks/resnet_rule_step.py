@@ -8,7 +8,7 @@ stages 2 and 3, global average pooling and a linear layer. Targets (issue 14): F
 crosses a block boundary backwards). All rules run in the same process on the same batch,
 interleaved, so machine load affects them alike; the median over repeats is reported.
 
-    python benchmarks/resnet_rule_step.py [--threads 2] [--batch 64] [--repeats 10] [--input 3x32x32]
+    python benchmarks/resnet_rule_step.py [--threads 1] [--batch 64] [--repeats 10] [--input 3x32x32]
 """
 
 from __future__ import annotations
@@ -54,28 +54,35 @@ def resnet_cifar(blocks_per_stage: int = 3, in_channels: int = 3, num_classes: i
     return nn.Sequential(*layers)
 
 
-def time_steps(rules: dict, x: torch.Tensor, y: torch.Tensor, repeats: int) -> dict[str, float]:
-    """Median seconds of one train_step per rule, interleaved after two warm-up steps each."""
+def time_steps(rules: dict, x: torch.Tensor, y: torch.Tensor, repeats: int) -> dict[str, tuple[float, float]]:
+    """Median (wall, CPU) seconds of one train_step per rule, interleaved after two warm-up steps.
 
-    def step(rule) -> float:
+    The CPU time of this process is reported beside the wall time because on a machine shared
+    with other jobs the wall time also counts the time other processes held the cores.
+    """
+
+    def step(rule) -> tuple[float, float]:
         for p in rule.parameters():
             p.grad = None
-        start = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         rule.train_step(x, y)
-        return time.perf_counter() - start
+        return time.perf_counter() - wall, time.process_time() - cpu
 
     for rule in rules.values():
         step(rule), step(rule)
-    times: dict[str, list[float]] = {name: [] for name in rules}
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in rules}
     for _ in range(repeats):
         for name, rule in rules.items():
             times[name].append(step(rule))
-    return {name: statistics.median(t) for name, t in times.items()}
+    return {
+        name: (statistics.median(w for w, _ in t), statistics.median(c for _, c in t))
+        for name, t in times.items()
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--input", default="3x32x32", help="C x H x W of one example, e.g. 1x28x28")
@@ -94,9 +101,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     print(
         f"ResNet-{depth} (batch norm), input {args.input}, batch {args.batch}, {args.threads} thread(s), cpu"
     )
-    for name, seconds in median.items():
-        ratio = f"   {seconds / median['bp']:.2f}x bp" if name != "bp" else ""
-        print(f"  {name:4s} step: {seconds * 1000:8.1f} ms (median of {args.repeats}){ratio}")
+    print(f"  median of {args.repeats} steps    wall ms   CPU ms   wall/bp   CPU/bp")
+    bp_wall, bp_cpu = median["bp"]
+    for name, (wall, cpu) in median.items():
+        print(f"  {name:4s} {wall * 1000:22.1f} {cpu * 1000:8.1f} {wall / bp_wall:9.2f} {cpu / bp_cpu:8.2f}")
     return median
 
 
