@@ -104,6 +104,14 @@ class BadCheckRule(Backprop):
         return ["the network is too small"]
 
 
+class NestedCheckRule(Backprop):
+    """check_network keys a problem by a nested layer's module path, as fa does inside a residual block."""
+
+    @classmethod
+    def check_network(cls, network, params):
+        return [("1.body.0", "a nested layer it cannot train"), (None, "and one about the whole network")]
+
+
 @hookimpl
 def altlearn_register_rules(register):
     register("crash", CrashingRule)
@@ -112,4 +120,5 @@ def altlearn_register_rules(register):
     register("nan", NanRule)
     register("bad_step", BadStepRule)
     register("bad_check", BadCheckRule)
+    register("nested_check", NestedCheckRule)
     register("own_update", OwnUpdateRule)

@@ -277,6 +277,15 @@ def test_no_home_hint_for_a_key_that_only_exists_here():
     assert "belongs in" not in problems["rule.source.lr"]
 
 
+def test_a_problem_keyed_by_a_module_path_is_reported_at_its_yaml_path():
+    import fake_rules
+
+    registry = build_registry(extra_plugins=[(fake_rules, "altlearn-test-fakes", "9.9")])
+    problems = problems_of(minimal(rule={"type": "nested_check"}), registry=registry)
+    assert set(problems) == {"network.layers[1].layers[0]", "network"}
+    assert "a nested layer it cannot train" in problems["network.layers[1].layers[0]"]
+
+
 def test_a_rule_whose_check_network_is_broken_is_named_not_a_traceback():
     import fake_rules
 
