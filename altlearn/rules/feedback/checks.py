@@ -86,7 +86,8 @@ def _module_problem(module: nn.Module, path: str, rule_name: str) -> str | None:
     if any(True for _ in module.parameters(recurse=True)):
         return f"{rule_name} cannot train {describe(path, module)}: its trainable layers are {SUPPORTED}"
     if not isinstance(module, PASS_THROUGH):
-        return f"{rule_name} does not know {describe(path, module)}; besides trainable layers it supports {PASSING}"
+        known = f"besides trainable layers it supports {PASSING}"
+        return f"{rule_name} does not know {describe(path, module)}; {known}"
     return None
 
 

@@ -92,14 +92,13 @@ class DirectFeedbackRule(OutputFeedbackRule):
     def check_network(cls, network, params) -> Problems:
         problems = layer_problems(network, cls.rule_name, min_trainable=2)
         units = split_units(_children(network, ""))
-        if units and not is_trainable(units[-1].first):
+        if units and not is_trainable(units[-1].first):  # the output layer gets the true error
             last = units[-1]
-            problems.append(
-                (
-                    last.key,
-                    f"{cls.rule_name} needs the output layer to be a linear or conv2d layer outside residual blocks, not {describe(last.key, last.first)}",
-                )
+            message = (
+                f"{cls.rule_name} needs the output layer to be a linear or conv2d layer outside "
+                f"residual blocks, not {describe(last.key, last.first)}"
             )
+            problems.append((last.key, message))
         return problems
 
     def direct_signal(self, error: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -10,8 +10,9 @@ db_l = sum over the batch of delta_l). Pooling, dropout, normalisation and activ
 between layers are applied by autograd as in BP, and so is a residual block's sum: the error reaching
 a block's output goes down both its body and its shortcut, and every linear or conv layer on either
 path (a projection shortcut too) sends it on through its own B_l. The route is a property of each
-layer (:func:`feedback_forwards`), not of a walk along a chain, so any graph of these modules works. For conv layers B_l is a fixed random kernel shaped like the
-forward kernel, used in the transposed convolution that carries the error to the layer's input.
+layer (:func:`feedback_forwards`), not of a walk along a chain, so any graph of these modules
+works. For conv layers B_l is a fixed random kernel shaped like the forward kernel, used in the
+transposed convolution that carries the error to the layer's input.
 
 Plugin authors: subclass :class:`FeedbackAlignment` and override :meth:`~FeedbackAlignment.feedback_weight`
 to change how the matrix used for the backward pass is obtained at each step (sign-symmetry, ...).

@@ -75,19 +75,18 @@ def _unsupported_structure(network: nn.Sequential) -> list[tuple[int | None, str
     for index, module in enumerate(network):
         kind = type(module).__name__
         if isinstance(module, Residual):
-            problems.append(
-                (
-                    index,
-                    f"ff has no defined form for residual blocks ({kind}): it trains a chain of linear layers, each by its own goodness; use a chain, or rule bp, fa or dfa",
-                )
+            message = (
+                f"ff has no defined form for residual blocks ({kind}): it trains a chain of linear "
+                "layers, each by its own goodness; use a chain, or rule bp, fa or dfa"
             )
         elif isinstance(module, _NORMALISATION):
-            problems.append(
-                (
-                    index,
-                    f"ff does not support normalisation layers ({kind}): its own input normalisation between layers (rule.input_norm) takes that role; remove the layer",
-                )
+            message = (
+                f"ff does not support normalisation layers ({kind}): its own input normalisation "
+                "between layers (rule.input_norm) takes that role; remove the layer"
             )
+        else:
+            continue
+        problems.append((index, message))
     return problems
 
 
