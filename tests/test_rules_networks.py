@@ -116,3 +116,49 @@ def test_fa_leaves_the_network_a_plain_torch_module_after_a_step():
     assert all("forward" not in layer.__dict__ for _, layer in trainable_layers(rule.network))
     scores = rule.network(batch()[0])
     scores.sum().backward()  # ordinary BP outside train_step: no feedback route left behind
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from altlearn.data import Digits
+
+    splits = Digits.load(Digits.Params())
+    normalise = lambda images: (images.flatten(1) - 0.3) / 0.4  # noqa: E731 - digits' mean and std
+    return normalise(splits.train_x), splits.train_y, normalise(splits.test_x), splits.test_y
+
+
+def residual_mlp(seed: int = 0) -> nn.Sequential:
+    """64 -> 32 with batch norm, two residual blocks (one with a linear + norm projection), 10."""
+    torch.manual_seed(seed)
+    first = Residual(
+        nn.Sequential(nn.Linear(32, 48), nn.BatchNorm1d(48), nn.ReLU(), nn.Linear(48, 48)),
+        nn.Sequential(nn.Linear(32, 48), nn.BatchNorm1d(48)),
+        nn.ReLU(),
+    )
+    second = Residual(
+        nn.Sequential(nn.Linear(48, 48), nn.LayerNorm(48), nn.ReLU(), nn.Linear(48, 48)), None, nn.ReLU()
+    )
+    return nn.Sequential(nn.Linear(64, 32), nn.BatchNorm1d(32), nn.ReLU(), first, second, nn.Linear(48, 10))
+
+
+@pytest.mark.parametrize(
+    "name, options",
+    [("fa", {}), ("dfa", {}), ("dfa", {"feedback_points": "layers"}), ("signsym", {}), ("signsym_brsf", {})],
+)
+def test_rules_learn_real_digits_on_a_residual_mlp_with_normalisation(digits, name, options):
+    from altlearn.plugins import build_registry
+
+    cls = build_registry().get("rule", name).load()
+    train_x, train_y, test_x, test_y = digits
+    network = residual_mlp()
+    rule = cls(cls.Params(**options), RuleContext(network, cross_entropy, num_classes=10, seed=0))
+    optimizer = torch.optim.Adam(network.parameters(), lr=3e-3)
+    for _ in range(3):  # epochs
+        for start in range(0, len(train_x), 64):
+            optimizer.zero_grad()
+            rule.train_step(train_x[start : start + 64], train_y[start : start + 64])
+            optimizer.step()
+    network.eval()
+    with torch.no_grad():
+        accuracy = (network(test_x).argmax(1) == test_y).float().mean().item()
+    assert accuracy > 0.85, accuracy  # chance 0.1; seeds 0-2 gave bp 0.97-0.98, these 0.89-0.98
