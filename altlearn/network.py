@@ -86,13 +86,6 @@ def metric_path(module_path: LayerKey) -> str:
     return tail.replace("].", ".").replace("[", ".").replace("]", "").strip(".")
 
 
-def has_residual(network: nn.Module) -> bool:
-    """Whether a residual block occurs anywhere in ``network``."""
-    from altlearn.blocks import Residual
-
-    return any(isinstance(m, Residual) for m in network.modules())
-
-
 @dataclass
 class LayerBlock:
     """The layer at ``index`` of a network and the modules ``post`` that follow it up to the next."""
