@@ -152,3 +152,16 @@ def test_forward_forward_baseline_matches_altleans_ff_network_shape():
     layers = suite.spec_layers(TINY_MLP, with_output=False)
     assert layers[-1] == {"type": "relu"}
     assert [layer.out_features for layer in hand_loops.ForwardForward(TINY_MLP, "cpu").layers] == [32, 32]
+
+
+@pytest.mark.usefixtures("one_thread")  # the script sets torch's thread count; the fixture restores it
+def test_resnet_rule_step_benchmark_runs_every_rule_on_a_resnet(capsys):
+    import resnet_rule_step
+
+    network = resnet_rule_step.resnet_cifar(blocks_per_stage=1, in_channels=1)
+    assert sum(isinstance(m, resnet_rule_step.Residual) for m in network) == 3  # one block per stage
+    median = resnet_rule_step.main(
+        ["--batch", "4", "--repeats", "1", "--blocks-per-stage", "1", "--input", "1x8x8"]
+    )
+    assert set(median) == {"bp", "fa", "dfa"} and all(wall > 0 and cpu >= 0 for wall, cpu in median.values())
+    assert "ResNet-8" in capsys.readouterr().out
