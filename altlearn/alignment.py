@@ -25,7 +25,21 @@ import torch
 from torch import nn
 
 from altlearn.network import metric_path, trainable_layers
+from altlearn.observers import Observer
 from altlearn.rules.base import Rule
+
+
+class AlignmentObserver(Observer):
+    """Measures ``alignment`` before every ``every``-th training step, on that step's batch, and
+    sends the values to the other observers as ``on_alignment`` (MLflow logs them)."""
+
+    def __init__(self, every: int) -> None:
+        self.every = every
+
+    def on_batch_start(self, trainer, step: int, x: torch.Tensor, y: torch.Tensor) -> None:
+        if step % self.every or trainer.rule.gradient_rule() is None:
+            return
+        trainer.notify("on_alignment", step, alignment(trainer.rule, x, y))
 
 
 def alignment(rule: Rule, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:

@@ -6,7 +6,6 @@ Exit codes: 0 success; 1 training failed (diverged, or a bug: then a traceback);
 
 from __future__ import annotations
 
-import signal
 import sys
 
 import click
@@ -25,31 +24,41 @@ SET_HELP = (
 
 
 def _fail(message: str, code: int = EXIT_USAGE) -> None:
-    click.echo(click.style("error: ", fg="red", bold=True) + message, err=True)
+    from altlearn.printable import printable_message
+
+    # Messages quote spec values: escape control characters (ESC sequences) on the way out.
+    click.echo(click.style("error: ", fg="red", bold=True) + printable_message(message), err=True)
     sys.exit(code)
-
-
-def _raise_terminated(signum, frame) -> None:
-    from altlearn.tracking import Terminated
-
-    raise Terminated
 
 
 def _interruptible(command):
     """Ctrl-C or SIGTERM before training starts (imports, spec, data): exit 130 with a message,
-    not click's 'Aborted!' (exit 1) or a silent kill. _train handles them from then on."""
+    not click's 'Aborted!' (exit 1) or a silent kill. From then on train_spec handles them."""
     import functools
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        from altlearn.tracking.signals import install_sigterm
+
         # A scheduler's SIGTERM should end a run KILLED with its metrics, like Ctrl-C does.
-        signal.signal(signal.SIGTERM, _raise_terminated)
+        install_sigterm()
         try:
             return command(*args, **kwargs)
         except KeyboardInterrupt:
             _fail("interrupted before training started", EXIT_INTERRUPTED)
 
     return wrapper
+
+
+def _exit_with(outcome) -> None:
+    """Print a run's outcome and exit with its code; a bug's traceback is shown, not hidden."""
+    if outcome.exit_code == 0:
+        click.echo(outcome.message)
+        return
+    if outcome.error is not None:
+        click.echo(click.style("error: ", fg="red", bold=True) + outcome.message, err=True)
+        raise outcome.error
+    _fail(outcome.message, outcome.exit_code)
 
 
 def _load(spec_path: str, overrides: tuple[str, ...]):
@@ -92,10 +101,11 @@ def main() -> None:
 @_interruptible
 def run(spec_path: str, overrides: tuple[str, ...], tracking_uri: str | None, quiet: bool) -> None:
     """Train the spec's network with its rule and log the run to MLflow."""
-    from altlearn.tracking import tracking_uri as resolve_uri
+    from altlearn.runs import train_spec
+    from altlearn.tracking.store import tracking_uri as resolve_uri
 
     spec = _load(spec_path, overrides)
-    _train(spec, spec_path, resolve_uri(tracking_uri), quiet)
+    _exit_with(train_spec(spec, uri=resolve_uri(tracking_uri), quiet=quiet))
 
 
 @main.command()
@@ -114,103 +124,22 @@ def resume(run_id: str, tracking_uri: str | None, quiet: bool) -> None:
     The run's logged spec is used as it is; training goes on from the last checkpointed epoch with
     the same data order and random streams, so the result equals an uninterrupted run's.
     """
+    from altlearn.runs import train_spec
     from altlearn.spec import SpecError, load_spec_text
-    from altlearn.tracking import ResumeError, TrackingUnavailable, resumable_run
-    from altlearn.tracking import tracking_uri as resolve_uri
+    from altlearn.tracking.resume import ResumeError, logged_spec
+    from altlearn.tracking.store import TrackingUnavailable
+    from altlearn.tracking.store import tracking_uri as resolve_uri
 
     uri = resolve_uri(tracking_uri)
     try:
-        spec_text, state = resumable_run(uri, run_id)
+        spec_text = logged_spec(uri, run_id)
     except (ResumeError, TrackingUnavailable) as exc:
         _fail(str(exc))
-    label = f"the spec logged in run {run_id}"
     try:
-        spec = load_spec_text(spec_text, source=label)
+        spec = load_spec_text(spec_text, source=f"the spec logged in run {run_id}")
     except SpecError as exc:  # e.g. a plugin rule that is no longer installed
         _fail(exc.report())
-    if not quiet:
-        click.echo(f"resuming run {run_id} after epoch {state.get('epoch')} of {spec.train.epochs}")
-    _train(spec, label, uri, quiet, resume_run_id=run_id, state=state)
-
-
-def _train(
-    spec, spec_label: str, uri: str, quiet: bool, resume_run_id: str | None = None, state: dict | None = None
-) -> None:
-    from altlearn.components import DataUnavailable
-    from altlearn.progress import make_progress
-    from altlearn.spec import SpecError
-    from altlearn.tracking import TrackingUnavailable, connect, mlflow_run
-    from altlearn.train import DeviceUnavailable, RuleContractError, Trainer, TrainingDiverged
-
-    try:  # the tracking store first: a wrong URI should cost seconds, not a loaded data set
-        connect(uri)
-    except TrackingUnavailable as exc:
-        _fail(str(exc))
-    try:
-        # Set-up first (data, network, rule): a mistake found here opens no MLflow run.
-        trainer = Trainer(spec)
-    except (DataUnavailable, DeviceUnavailable) as exc:
-        _fail(str(exc))
-    except SpecError as exc:  # found only once the data is loaded (e.g. val_size too large)
-        exc.source = spec_label
-        _fail(exc.report())
-    if state is not None:
-        try:
-            notes = trainer.restore(state)
-        except Exception as exc:  # noqa: BLE001 - e.g. a checkpoint of an edited plugin rule
-            _fail(f"the checkpoint of run {resume_run_id} does not fit its spec: {type(exc).__name__}: {exc}")
-        for note in notes:
-            click.echo(click.style("note: ", fg="yellow", bold=True) + note, err=True)
-    progress = make_progress(quiet)
-    run_handle = None
-    try:
-        with mlflow_run(spec, uri, resume_run_id) as run_handle:
-            trainer.observers = run_handle.observers(spec) + ([progress] if progress else [])
-            try:
-                final = trainer.fit()
-            finally:
-                if hasattr(progress, "close"):
-                    progress.close()
-            run_handle.log_outcome(trainer, spec.tracking.log_model)
-    except TrainingDiverged as exc:
-        _fail(
-            f"training stopped: {exc}\nthe MLflow run is marked FAILED; its metrics so far are kept",
-            EXIT_FAILED,
-        )
-    except RuleContractError as exc:
-        _fail(f"{exc}\nthe MLflow run is marked FAILED", EXIT_FAILED)
-    except TrackingUnavailable as exc:
-        _fail(str(exc))
-    except KeyboardInterrupt:
-        if run_handle is None:
-            _fail(
-                "interrupted while opening the MLflow run (if it opened, it is marked KILLED)",
-                EXIT_INTERRUPTED,
-            )
-        message = "interrupted; the MLflow run is marked KILLED and keeps what was logged; "
-        if run_handle.checkpoint_epoch is None:
-            message += (
-                f"it has no checkpoint to resume from yet (one is written every "
-                f"tracking.checkpoint_minutes={spec.tracking.checkpoint_minutes:g} and at "
-                "the end; 0 writes one after every epoch)"
-            )
-        else:
-            message += (
-                f"continue it after epoch {run_handle.checkpoint_epoch} with: altlearn "
-                f"resume {run_handle.run_id}{_uri_option(uri)}"
-            )
-        _fail(message, EXIT_INTERRUPTED)
-    summary = f"test accuracy {final['test_accuracy']:.2%}" if "test_accuracy" in final else "done"
-    click.echo(
-        f"{summary}; MLflow run {run_handle.run_id} in {uri} (experiment "
-        f"{spec.tracking.experiment!r}); view with: mlflow ui --backend-store-uri {uri}"
-    )
-
-
-def _uri_option(uri: str) -> str:
-    from altlearn.tracking import DEFAULT_TRACKING_URI
-
-    return "" if uri == DEFAULT_TRACKING_URI else f" --tracking-uri {uri}"
+    _exit_with(train_spec(spec, uri=uri, quiet=quiet, resume_run_id=run_id))
 
 
 @main.command()
@@ -283,10 +212,12 @@ def compare(run_ids, sweep, experiment, filter_string, by, fmt, out_dir, trackin
 @click.option("-s", "--set", "overrides", multiple=True, metavar="PATH=VALUE", help=SET_HELP)
 def validate(spec_path: str, overrides: tuple[str, ...]) -> None:
     """Check a spec and report every problem at once (exit code 2 if any)."""
+    from altlearn.printable import printable
+
     spec = _load(spec_path, overrides)
     layers = ", ".join(b.type for b in spec.layers)
     click.echo(
-        f"{spec_path}: ok: {spec.data.type}, rule {spec.rule.type}, {len(spec.layers)} layers "
+        f"{printable(spec_path)}: ok: {spec.data.type}, rule {spec.rule.type}, {len(spec.layers)} layers "
         f"({layers}), {spec.train.epochs} epochs"
     )
 

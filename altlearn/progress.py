@@ -1,10 +1,21 @@
-"""Progress display: a live bar on a terminal, one plain line per epoch otherwise."""
+"""Progress display: a live bar on a terminal, one plain line per epoch otherwise. Both are
+observers; the bar stops itself in ``on_end``, however training ended."""
 
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
-from altlearn.train import Observer, Trainer
+from altlearn.observers import Observer, Outcome
+from altlearn.printable import printable
+
+if TYPE_CHECKING:
+    from altlearn.train import Trainer
+
+
+def _headline(trainer: Trainer) -> tuple[str, str]:
+    """The spec's name and rule, control characters escaped (a spec is data, not terminal codes)."""
+    return printable(trainer.spec.name), printable(trainer.spec.rule.type)
 
 
 def _summary(metrics: dict[str, float]) -> str:
@@ -33,14 +44,15 @@ class PlainProgress(Observer):
 
     def on_start(self, trainer: Trainer) -> None:
         self.epochs = trainer.spec.train.epochs
+        name, rule = _headline(trainer)
         print(
-            f"training {trainer.spec.name}: rule {trainer.spec.rule.type}, {trainer.device}, "
+            f"training {name}: rule {rule}, {trainer.device}, "
             f"{len(trainer.data.train_x)} examples, {trainer.steps_per_epoch} steps/epoch",
             file=self.stream,
             flush=True,
         )
 
-    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
         print(f"epoch {epoch}/{self.epochs}  {_summary(metrics)}", file=self.stream, flush=True)
 
 
@@ -73,9 +85,12 @@ class RichProgress(Observer):
         self.epochs = 0
 
     def on_start(self, trainer: Trainer) -> None:
+        from rich.markup import escape
+
         self.epochs = trainer.spec.train.epochs
+        name, rule = (escape(text) for text in _headline(trainer))  # "[red]" in a name is no markup
         self.console.print(
-            f"training [bold]{trainer.spec.name}[/]: rule [cyan]{trainer.spec.rule.type}[/], "
+            f"training [bold]{name}[/]: rule [cyan]{rule}[/], "
             f"{trainer.device}, {len(trainer.data.train_x)} examples"
         )
         self.progress.start()
@@ -84,20 +99,20 @@ class RichProgress(Observer):
             f"epoch {first}/{self.epochs}", total=trainer.steps_per_epoch, live=""
         )
 
-    def on_progress(self, epoch: int, step: int, metrics: dict[str, float]) -> None:
+    def on_progress(self, trainer: Trainer, epoch: int, step: int, metrics: dict[str, float]) -> None:
         live = f"loss {metrics.get('loss', float('nan')):.4f}"
         if "accuracy" in metrics:
             live += f" acc {metrics['accuracy']:.2%}"
         self.progress.update(self.task, completed=step, description=f"epoch {epoch}/{self.epochs}", live=live)
 
-    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
         self.console.print(f"epoch {epoch}/{self.epochs}  {_summary(metrics)}")
         if epoch < self.epochs:
             self.progress.reset(self.task, description=f"epoch {epoch + 1}/{self.epochs}", live="")
         else:
             self.progress.update(self.task, visible=False)
 
-    def close(self) -> None:
+    def on_end(self, trainer: Trainer, outcome: Outcome) -> None:
         self.progress.stop()
 
 

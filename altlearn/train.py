@@ -1,13 +1,12 @@
-"""The training loop: epochs, evaluation, divergence checks, device placement.
+"""The training loop: epochs, evaluation, divergence checks.
 
-The loop knows nothing about MLflow or the terminal: it reports to observers (see ``Observer``).
-Metrics stay on the device during an epoch and are read at most once per ``train.log_every`` steps,
-so a GPU step never waits for the host.
+The loop knows nothing about MLflow or the terminal: it reports to observers (``altlearn.observers``:
+every event gets the trainer, and ``on_end`` always runs). Metrics stay on the device during an
+epoch and are read at most once per ``train.log_every`` steps, so a GPU step never waits for the host.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -17,10 +16,14 @@ import torch
 from torch import nn
 
 from altlearn.batches import DeviceData, num_batches, ordered_batches, prepare, shuffled_batches
+from altlearn.devices import DeviceUnavailable, MetricSums, precision_context, resolve_device, synchronize
 from altlearn.network import build_network
+from altlearn.observers import Observer, Outcome, notify, notify_all
 from altlearn.optim import build_scheduler
 from altlearn.rules.base import RuleContext, brings_own_update
 from altlearn.spec import Spec
+
+__all__ = ["CHECKPOINT_FORMAT", "DeviceUnavailable", "Observer", "Outcome", "Trainer"]
 
 #: Version of the layout of ``Trainer.state()``; a checkpoint of another layout is refused.
 CHECKPOINT_FORMAT = 2  # 2: every rule has extra state; generators saved by "layer@device"
@@ -32,40 +35,6 @@ class TrainingDiverged(Exception):
 
 class RuleContractError(Exception):
     """The rule's train_step broke the contract in docs/plugin-hooks.md; the message says how."""
-
-
-class DeviceUnavailable(Exception):
-    """The spec asks for a device this machine does not have."""
-
-
-class Observer:
-    """Receives the trainer's events. Every method is optional."""
-
-    def on_start(self, trainer: Trainer) -> None: ...
-    def on_progress(self, epoch: int, step: int, metrics: dict[str, float]) -> None: ...
-    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None: ...
-    def on_alignment(self, step: int, values: dict[str, float]) -> None: ...
-
-
-def resolve_device(choice: str) -> torch.device:
-    if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise DeviceUnavailable(
-            "train.device is cuda but torch sees no CUDA device "
-            f"(torch {torch.__version__}); use train.device=auto or cpu"
-        )
-    return torch.device(choice)
-
-
-def _precision(choice: str, device: torch.device):
-    """Set matmul precision; return a factory of the autocast context for steps and evaluation."""
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = choice == "tf32"
-        torch.backends.cudnn.allow_tf32 = choice == "tf32"
-    if choice == "bf16":
-        return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext
 
 
 class Normalize(nn.Module):
@@ -82,23 +51,51 @@ class Normalize(nn.Module):
 
 @dataclass
 class Trainer:
+    """Builds everything a spec describes (in named steps, in this order), then ``fit()`` trains."""
+
     spec: Spec
     observers: list[Observer] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self._configure_torch()
+        self._load_data()
+        self._build_rule()
+        self._build_optimizer()
+        self._build_schedule()
+        self._compile_steps()
+        self._attach_diagnostics()
+        self.global_step = 0  # optimizer steps taken, over all epochs
+        self.epoch = 0  # epochs completed
+        self.history: list[dict[str, float]] = []
+        self.end_errors: list[str] = []  # observers that failed in on_exception / on_end
+        self._contract_checked = False
+
+    # ------------------------------------------------------------------------------ set-up
+    def _configure_torch(self) -> None:
+        if self.spec.train.threads:
+            torch.set_num_threads(self.spec.train.threads)
+        self.device = resolve_device(self.spec.train.device)
+        torch.manual_seed(self.spec.seed)  # network init is drawn on the CPU: identical on any device
+        self.autocast = precision_context(self.spec.train.precision, self.device)
+
+    def _load_data(self) -> None:
         spec = self.spec
-        if spec.train.threads:
-            torch.set_num_threads(spec.train.threads)
-        self.device = resolve_device(spec.train.device)
-        torch.manual_seed(spec.seed)  # network init is drawn on the CPU: identical on any device
         self.info = spec.data.component.info(spec.data.params)
         splits = spec.data.component.load(spec.data.params)
         self.data: DeviceData = prepare(splits, spec.data_options, spec.seed, self.device)
+        self.steps_per_epoch = num_batches(len(self.data.train_x), spec.data_options.batch_size)
+        self.shuffle = torch.Generator().manual_seed(spec.seed)
+
+    def _build_rule(self) -> None:
+        spec = self.spec
         network, _ = build_network(spec.layers, self.info.input_shape)
         self.loss_fn = spec.train.loss.component.build(spec.train.loss.params)
         context = RuleContext(network, self.loss_fn, self.info.num_classes, spec.seed)
         self.rule = spec.rule.component(spec.rule.params, context).to(self.device)
         self.owns_update = brings_own_update(spec.rule.component)
+
+    def _build_optimizer(self) -> None:
+        spec = self.spec
         if self.owns_update:
             self.optimizer = self.rule.make_optimizer()
             if not isinstance(self.optimizer, torch.optim.Optimizer):
@@ -108,8 +105,10 @@ class Trainer:
                 )
         else:
             trainable = [p for p in self.rule.parameters() if p.requires_grad]
-            self.optimizer = spec.optimizer.component.build(spec.optimizer.params, trainable)
-        self.steps_per_epoch = num_batches(len(self.data.train_x), spec.data_options.batch_size)
+            self.optimizer = self.spec.optimizer.component.build(self.spec.optimizer.params, trainable)
+
+    def _build_schedule(self) -> None:
+        spec = self.spec
         self.total_steps = self.steps_per_epoch * spec.train.epochs
         self.scheduler = build_scheduler(
             spec.schedule.component,
@@ -118,48 +117,63 @@ class Trainer:
             self.total_steps,
             self.steps_per_epoch,
         )
-        self.shuffle = torch.Generator().manual_seed(spec.seed)
-        self.autocast = _precision(spec.train.precision, self.device)
+
+    def _compile_steps(self) -> None:
         self.step_fn, self.eval_fn = self.rule.train_step, self.rule.eval_step
-        if spec.train.compile != "off":
+        mode = self.spec.train.compile
+        if mode != "off":
             # The rule's whole step (forward, its backward, metrics) becomes one compiled region;
             # the optimizer step stays eager (fused kernels on CUDA, see altlearn.optim).
-            self.step_fn = torch.compile(self.rule.train_step, mode=spec.train.compile)
-            self.eval_fn = torch.compile(self.rule.eval_step, mode=spec.train.compile)
-        self.global_step = 0
-        self._contract_checked = False
-        self.epoch = 0  # epochs completed
-        self.history: list[dict[str, float]] = []
+            self.step_fn = torch.compile(self.rule.train_step, mode=mode)
+            self.eval_fn = torch.compile(self.rule.eval_step, mode=mode)
+
+    def _attach_diagnostics(self) -> None:
+        """The spec's diagnostics are part of training (they share its random streams), so they
+        are attached here rather than by whoever runs the trainer."""
+        from altlearn.alignment import AlignmentObserver
+
+        if self.spec.tracking.alignment_every:
+            self.observers.insert(0, AlignmentObserver(self.spec.tracking.alignment_every))
 
     # ------------------------------------------------------------------------------ loop
+    def notify(self, event: str, *args: Any) -> None:
+        """Send ``event`` to every observer (an observer may raise one for the others)."""
+        notify(self.observers, event, self, *args)
+
     def fit(self) -> dict[str, float]:
-        """Train the remaining epochs (all of them, unless ``restore`` was called)."""
-        for obs in self.observers:
-            obs.on_start(self)
-        metrics: dict[str, float] = self.history[-1] if self.history else {}
-        for epoch in range(self.epoch + 1, self.spec.train.epochs + 1):
-            metrics = self.train_epoch(epoch)
-            metrics.update(self.evaluate_all())
-            self.history.append(metrics)
-            self.epoch = epoch
-            for obs in self.observers:
-                obs.on_epoch_end(epoch, metrics)
-        return metrics
+        """Train the remaining epochs (all of them, unless ``restore`` was called). However it
+        ends, every observer gets ``on_end`` with the outcome; an exception is raised on after."""
+        error: BaseException | None = None
+        try:
+            self.notify("on_start")
+            metrics: dict[str, float] = self.history[-1] if self.history else {}
+            for epoch in range(self.epoch + 1, self.spec.train.epochs + 1):
+                metrics = self.train_epoch(epoch)
+                metrics.update(self.evaluate_all())
+                self.history.append(metrics)
+                self.epoch = epoch
+                self.notify("on_epoch_end", epoch, metrics)
+            self.notify("on_train_end", metrics)
+            return metrics
+        except BaseException as exc:
+            error = exc
+            self.end_errors += notify_all(self.observers, "on_exception", self, exc)
+            raise
+        finally:
+            self.end_errors += notify_all(self.observers, "on_end", self, Outcome.of(self, error))
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         spec, rule, opt = self.spec, self.rule, self.optimizer
         rule.train()
-        sums: dict[str, torch.Tensor] = {}
-        seen = 0
+        sums = MetricSums()
         lr = opt.param_groups[0]["lr"]
-        self._sync()
+        synchronize(self.device)
         start = time.perf_counter()
         batches = shuffled_batches(
             self.data.train_x, self.data.train_y, spec.data_options.batch_size, self.shuffle
         )
         for step, (x, y) in enumerate(batches, start=1):
-            if self._alignment_due():
-                self._measure_alignment(x, y)
+            self.notify("on_batch_start", self.global_step, x, y)
             opt.zero_grad(set_to_none=True)
             with self.autocast():
                 step_metrics = self.step_fn(x, y)
@@ -168,22 +182,15 @@ class Trainer:
             opt.step()
             self.scheduler.step()
             self.global_step += 1
-            batch = len(y)
-            seen += batch
-            for key, value in step_metrics.items():  # device-side sums: no sync, no new tensors
-                if key in sums:
-                    sums[key].add_(value.detach().float(), alpha=batch)
-                else:
-                    sums[key] = value.detach().float() * batch
+            sums.add(step_metrics, len(y))  # device-side sums: no sync
             if step % spec.train.log_every == 0 or step == self.steps_per_epoch:
-                running = {k: v.item() / seen for k, v in sums.items()}  # the one host sync
+                running = sums.means()  # the one host sync
                 self._check_health(running, epoch, step)
-                for obs in self.observers:
-                    obs.on_progress(epoch, step, running)
-        self._sync()
+                self.notify("on_progress", epoch, step, running)
+        synchronize(self.device)
         seconds = time.perf_counter() - start
-        result = {self._train_name(k): v.item() / seen for k, v in sums.items()}
-        result.update(epoch_seconds=seconds, samples_per_second=seen / seconds, lr=lr)
+        result = {self._train_name(k): v for k, v in sums.means().items()}
+        result.update(epoch_seconds=seconds, samples_per_second=sums.count / seconds, lr=lr)
         return result
 
     def _check_step_contract(self, step_metrics: Any) -> None:
@@ -244,17 +251,12 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         self.rule.eval()
-        sums: dict[str, torch.Tensor] = {}
+        sums = MetricSums()
         for bx, by in ordered_batches(x, y, self.spec.data_options.eval_batch_size):
             with self.autocast():
-                metrics = self.eval_fn(bx, by)
-            for key, value in metrics.items():
-                if key in sums:
-                    sums[key].add_(value.detach().float(), alpha=len(by))
-                else:
-                    sums[key] = value.detach().float() * len(by)
+                sums.add(self.eval_fn(bx, by), len(by))
         self.rule.train()
-        return {k: v.item() / len(y) for k, v in sums.items()}
+        return sums.means()
 
     def evaluate_all(self) -> dict[str, float]:
         out = {}
@@ -262,18 +264,6 @@ class Trainer:
             out.update({f"val_{k}": v for k, v in self.evaluate(self.data.val_x, self.data.val_y).items()})
         out.update({f"test_{k}": v for k, v in self.evaluate(self.data.test_x, self.data.test_y).items()})
         return out
-
-    # --------------------------------------------------------------------------- alignment
-    def _alignment_due(self) -> bool:
-        every = self.spec.tracking.alignment_every
-        return bool(every) and self.global_step % every == 0 and self.rule.gradient_rule() is not None
-
-    def _measure_alignment(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        from altlearn.alignment import alignment
-
-        values = alignment(self.rule, x, y)
-        for obs in self.observers:
-            obs.on_alignment(self.global_step, values)
 
     # ------------------------------------------------------------------------- checkpoints
     def state(self) -> dict[str, Any]:
@@ -338,7 +328,3 @@ class Trainer:
             1, -1, 1, 1
         )
         return x.numpy()
-
-    def _sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)

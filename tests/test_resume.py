@@ -57,16 +57,12 @@ class SnapshotAt(Observer):
 
     def __init__(self, epoch: int) -> None:
         self.epoch = epoch
-        self.trainer = None
         self.snapshot: bytes | None = None
 
-    def on_start(self, trainer) -> None:
-        self.trainer = trainer
-
-    def on_epoch_end(self, epoch, metrics) -> None:
+    def on_epoch_end(self, trainer, epoch, metrics) -> None:
         if epoch == self.epoch:
             buffer = io.BytesIO()
-            torch.save(self.trainer.state(), buffer)
+            torch.save(trainer.state(), buffer)
             self.snapshot = buffer.getvalue()
 
 
@@ -166,15 +162,15 @@ def interrupted_spec(at_step: int, checkpoint_minutes: float = 0) -> dict:
 def test_ctrl_c_then_resume_finishes_the_same_run_as_if_never_interrupted(
     tmp_path, with_fake_rules, monkeypatch
 ):
-    from altlearn.tracking import CheckpointObserver
+    from altlearn.tracking.checkpoints import CheckpointObserver
 
     # 10 steps per epoch: checkpoint after epoch 1 only, Ctrl-C in epoch 3, so the resumed run
     # repeats epoch 2, which the stopped process had logged already
     save = CheckpointObserver.on_epoch_end
 
-    def save_after_epoch_1_only(self, epoch, metrics):
+    def save_after_epoch_1_only(self, trainer, epoch, metrics):
         if epoch == 1 or fake_rules.InterruptOnceRule.fired:
-            save(self, epoch, metrics)
+            save(self, trainer, epoch, metrics)
 
     monkeypatch.setattr(CheckpointObserver, "on_epoch_end", save_after_epoch_1_only)
     spec_path = write(tmp_path, interrupted_spec(at_step=25))
@@ -202,7 +198,10 @@ def test_ctrl_c_then_resume_finishes_the_same_run_as_if_never_interrupted(
         dst_path=str(tmp_path / "dl"),
         tracking_uri=client.tracking_uri,
     )
-    assert sorted(os.listdir(checkpoint)) == ["state_dict.pt", "trainer_state.pt"]
+    assert sorted(os.listdir(checkpoint)) == [
+        "state_dict.pt",
+        "trainer_state-epoch0003.pt",
+    ]  # epoch 1's is gone
 
     # the same spec, never interrupted (the rule only fires once per process)
     other = tmp_path / "uninterrupted"
@@ -262,11 +261,11 @@ def test_resume_refuses_a_finished_run_an_unknown_run_and_a_run_without_checkpoi
 def test_ctrl_c_during_a_checkpoint_write_waits_until_the_file_is_complete():
     import signal
 
-    from altlearn.tracking import _signals_deferred
+    from altlearn.tracking.signals import signals_deferred
 
     finished = []
     with pytest.raises(KeyboardInterrupt):
-        with _signals_deferred():
+        with signals_deferred():
             os.kill(os.getpid(), signal.SIGINT)
             os.kill(os.getpid(), signal.SIGTERM)
             finished.append(True)  # reached: the signals did not cut the block short

@@ -222,14 +222,14 @@ def test_sigterm_ends_killed_and_says_it_was_sigterm(tmp_path, with_fake_rules, 
 def test_a_signal_while_the_run_opens_ends_it_killed_not_finished(tmp_path, monkeypatch):
     import signal
 
-    real_start_run = mlflow.start_run
+    real_create_run = mlflow.tracking.MlflowClient.create_run
 
-    def start_run_then_ctrl_c(*args, **kwargs):
-        run = real_start_run(*args, **kwargs)
+    def create_run_then_ctrl_c(*args, **kwargs):
+        run = real_create_run(*args, **kwargs)
         os.kill(os.getpid(), signal.SIGINT)  # arrives while the run is being set up
         return run
 
-    monkeypatch.setattr(mlflow, "start_run", start_run_then_ctrl_c)
+    monkeypatch.setattr(mlflow.tracking.MlflowClient, "create_run", create_run_then_ctrl_c)
     result, client = run_cli(tmp_path, write_spec(tmp_path, DIGITS_SPEC), "--quiet")
     assert result.exit_code == 130
     run = only_run(client)
@@ -287,7 +287,7 @@ def test_an_unusable_tracking_store_is_reported_before_the_data_loads(tmp_path, 
 def test_two_runs_creating_one_new_experiment_both_get_it(tmp_path):
     from mlflow.exceptions import MlflowException
 
-    from altlearn.tracking import _experiment_id
+    from altlearn.tracking.store import experiment_id
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = mlflow.tracking.MlflowClient(tracking_uri=uri)
@@ -307,7 +307,7 @@ def test_two_runs_creating_one_new_experiment_both_get_it(tmp_path):
             raise MlflowException(f"Experiment(name={name}) already exists")
 
     late = LateClient()
-    assert _experiment_id(late, "sweep", uri) == client.get_experiment_by_name("sweep").experiment_id
+    assert experiment_id(late, "sweep", None) == client.get_experiment_by_name("sweep").experiment_id
 
 
 def test_nan_loss_stops_with_a_message_and_failed(tmp_path, with_fake_rules):

@@ -1,0 +1,194 @@
+"""One training run, from a validated spec to a recorded outcome.
+
+``train_spec`` is what `altlearn run` and `altlearn resume` call, and what a sweep calls per trial.
+It never exits the process: it returns a ``RunOutcome`` with the exit code the CLI would use.
+Set-up (store check, data, network, rule, checkpoint) happens before the MLflow run opens, so a
+mistake found there opens no run; from ``fit()`` on, observers record everything and
+``RunRecorder`` ends the run exactly once (see docs/architecture.md, "A run's lifecycle").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import click
+
+from altlearn.printable import printable
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+@dataclass
+class RunOutcome:
+    run_id: str | None
+    status: Literal["FINISHED", "FAILED", "KILLED"]
+    message: str | None
+    exit_code: int  # as `altlearn run` would return it
+    #: An unexpected exception (a bug, in altlearn or a plugin): the CLI shows its traceback.
+    error: BaseException | None = None
+
+
+class _SetUpFailed(Exception):
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.outcome = RunOutcome(None, "FAILED", message, code)
+
+
+def train_spec(
+    spec,
+    *,
+    uri: str,
+    quiet: bool = False,
+    resume_run_id: str | None = None,
+    extra_tags: dict[str, str] | None = None,
+    parent_run_id: str | None = None,
+    progress=None,
+) -> RunOutcome:
+    """Train ``spec`` (or continue run ``resume_run_id``) and record it in the store at ``uri``.
+    ``extra_tags`` and ``parent_run_id`` become tags when the run opens; ``progress`` replaces
+    the default display (none if ``quiet``)."""
+    from altlearn.tracking.run import RunRecorder
+
+    try:
+        trainer, client = _set_up(spec, uri, resume_run_id, quiet)
+    except _SetUpFailed as failed:
+        return failed.outcome
+    except KeyboardInterrupt:
+        return RunOutcome(None, "KILLED", "interrupted before training started", EXIT_INTERRUPTED)
+    recorder = RunRecorder(
+        client, uri, spec, resume_run_id=resume_run_id, extra_tags=extra_tags, parent_run_id=parent_run_id
+    )
+    _attach_observers(trainer, recorder, progress, quiet)
+    try:
+        final = trainer.fit()
+    except BaseException as exc:  # noqa: BLE001 - every ending becomes an outcome
+        return _stopped(exc, recorder, trainer, uri)
+    return _finished(final, recorder, trainer, uri)
+
+
+def _set_up(spec, uri: str, resume_run_id: str | None, quiet: bool):
+    import mlflow
+
+    from altlearn.components import DataUnavailable
+    from altlearn.spec_files import SpecError
+    from altlearn.tracking.resume import ResumeError, load_checkpoint
+    from altlearn.tracking.store import TrackingUnavailable, connect
+    from altlearn.train import DeviceUnavailable, Trainer
+
+    try:  # the tracking store first: a wrong URI should cost seconds, not a loaded data set
+        client, _ = connect(uri)
+        state = load_checkpoint(uri, resume_run_id) if resume_run_id else None
+    except (TrackingUnavailable, ResumeError) as exc:
+        raise _SetUpFailed(str(exc)) from None
+    mlflow.set_tracking_uri(uri)  # the model flavour and artifact stores resolve the store through it
+    try:
+        trainer = Trainer(spec)
+    except (DataUnavailable, DeviceUnavailable) as exc:
+        raise _SetUpFailed(str(exc)) from None
+    except SpecError as exc:  # found only once the data is loaded (e.g. val_size too large)
+        exc.source = spec.source
+        raise _SetUpFailed(exc.report()) from None
+    if state is not None:
+        _restore(trainer, state, resume_run_id, quiet)
+    return trainer, client
+
+
+def _restore(trainer, state: dict, run_id: str, quiet: bool) -> None:
+    try:
+        notes = trainer.restore(state)
+    except Exception as exc:  # noqa: BLE001 - e.g. a checkpoint of an edited plugin rule
+        raise _SetUpFailed(
+            f"the checkpoint of run {run_id} does not fit its spec: {type(exc).__name__}: {printable(exc)}"
+        ) from None
+    for note in notes:
+        click.echo(click.style("note: ", fg="yellow", bold=True) + note, err=True)
+    if not quiet:
+        click.echo(f"resuming run {run_id} after epoch {trainer.epoch} of {trainer.spec.train.epochs}")
+
+
+def _attach_observers(trainer, recorder, progress, quiet: bool) -> None:
+    from altlearn.progress import make_progress
+    from altlearn.tracking.checkpoints import CheckpointObserver, FinalArtifacts
+    from altlearn.tracking.metrics import MetricsObserver
+
+    tracking = trainer.spec.tracking
+    trainer.observers.insert(0, recorder)  # first: opens the run before, ends it before, the others
+    trainer.observers += [
+        MetricsObserver(recorder),
+        CheckpointObserver(recorder, tracking.checkpoint_minutes),
+        FinalArtifacts(recorder, tracking.log_model),
+    ]
+    progress = progress if progress is not None else make_progress(quiet)
+    if progress is not None:
+        trainer.observers.append(progress)
+
+
+def _finished(final: dict, recorder, trainer, uri: str) -> RunOutcome:
+    spec = trainer.spec
+    if recorder.recorded != "FINISHED":
+        message = f"trained all {spec.train.epochs} epochs, but {recorder.unrecorded}; " + _resume_hint(
+            recorder, uri
+        )
+        return RunOutcome(recorder.run_id, "FAILED", _with_end_errors(message, trainer), EXIT_FAILED)
+    summary = f"test accuracy {final['test_accuracy']:.2%}" if "test_accuracy" in final else "done"
+    message = (
+        f"{summary}; MLflow run {recorder.run_id} in {printable(uri)} (experiment "
+        f"{printable(repr(spec.tracking.experiment))}); view with: mlflow ui --backend-store-uri {printable(uri)}"
+    )
+    return RunOutcome(recorder.run_id, "FINISHED", _with_end_errors(message, trainer), EXIT_OK)
+
+
+def _stopped(error: BaseException, recorder, trainer, uri: str) -> RunOutcome:
+    from altlearn.tracking.store import TrackingFault
+    from altlearn.train import RuleContractError, TrainingDiverged
+
+    status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
+    code, bug = EXIT_FAILED, None
+    if isinstance(error, KeyboardInterrupt):
+        head, code = "interrupted", EXIT_INTERRUPTED
+    elif isinstance(error, TrainingDiverged):
+        head = f"training stopped: {error}"
+    elif isinstance(error, RuleContractError):
+        head = str(error)
+    elif isinstance(error, TrackingFault):
+        head = f"training stopped after epoch {trainer.epoch}: {error}"
+    else:
+        head, bug = f"training failed: {type(error).__name__}: {error}", error
+    message = f"{head}\n{_what_is_recorded(recorder, status)}"
+    if not isinstance(error, (TrainingDiverged, RuleContractError)) and recorder.run_id:
+        message += "; " + _resume_hint(recorder, uri)
+    return RunOutcome(recorder.run_id, status, _with_end_errors(message, trainer), code, bug)
+
+
+def _what_is_recorded(recorder, status: str) -> str:
+    if recorder.run_id is None:
+        return "no MLflow run was opened"
+    if recorder.recorded:
+        return (
+            f"the MLflow run {recorder.run_id} is marked {recorder.recorded} and keeps what was logged"
+            if status == "KILLED"
+            else f"the MLflow run {recorder.run_id} is marked {recorder.recorded}; its metrics so far are kept"
+        )
+    return (
+        f"MLflow run {recorder.run_id}: {recorder.unrecorded}; the metrics written before the fault are kept"
+    )
+
+
+def _resume_hint(recorder, uri: str) -> str:
+    from altlearn.tracking.store import DEFAULT_TRACKING_URI
+
+    if recorder.checkpoint_epoch is None:
+        minutes = recorder.spec.tracking.checkpoint_minutes
+        return (
+            f"it has no checkpoint to resume from yet (one is written every "
+            f"tracking.checkpoint_minutes={minutes:g} and at the end; 0 writes one after every epoch)"
+        )
+    option = "" if uri == DEFAULT_TRACKING_URI else f" --tracking-uri {printable(uri)}"
+    return (
+        f"continue it after epoch {recorder.checkpoint_epoch} with: altlearn resume {recorder.run_id}{option}"
+    )
+
+
+def _with_end_errors(message: str, trainer) -> str:
+    return message + "".join(f"\nalso failed while ending: {printable(e)}" for e in trainer.end_errors)

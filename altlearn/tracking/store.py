@@ -1,0 +1,184 @@
+"""The MLflow tracking store: which one, is it usable, and a client for it.
+
+Checked before any data loads, so a wrong URI costs seconds, not a training run. A SQLite store is
+created or repaired by one process at a time (``sqlite_store``); a server is asked to answer within
+a bounded time instead of MLflow's retries of many minutes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from altlearn.printable import printable
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+ARTIFACT_FOLDER = "mlartifacts"
+
+#: MLflow's HTTP retries, bounded: a dead server is reported in about a minute, not after twelve.
+#: A user's own settings of these variables win.
+SERVER_PATIENCE = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+}
+
+
+class TrackingUnavailable(Exception):
+    """The MLflow tracking store cannot be used; the message names the URI and the cause."""
+
+
+def tracking_uri(cli_uri: str | None) -> str:
+    """--tracking-uri, else MLFLOW_TRACKING_URI, else a SQLite file in the working directory."""
+    return cli_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (relative to the working directory), else None."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri[len("sqlite:///") :].split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def connect(uri: str, experiment: str | None = None):
+    """An MlflowClient for ``uri`` and the id of ``experiment`` (created if new; None if not
+    asked for: then the store is only touched), or TrackingUnavailable with a one-line reason."""
+    from mlflow.tracking import MlflowClient
+
+    from altlearn.tracking.sqlite_store import prepared_store
+
+    # MLflow configures its logger on import; keep its database set-up chatter off the console.
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    _check_server_reachable(uri)
+    db_path = sqlite_path(uri)
+    if db_path is not None:
+        _check_sqlite_folder(uri, db_path)
+    try:
+        with prepared_store(db_path):  # one process creates or repairs a SQLite store at a time
+            client = MlflowClient(tracking_uri=uri)
+            if experiment:
+                return client, experiment_id(client, experiment, db_path)
+            client.search_experiments(max_results=1)  # touch the store: fail now if it is unusable
+            return client, None
+    except TrackingUnavailable:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any store failure becomes one clear message
+        raise TrackingUnavailable(
+            f"cannot use the MLflow tracking store {printable(uri)}: {describe(exc)}{_HINT}"
+        ) from None
+
+
+_HINT = f" (set --tracking-uri or MLFLOW_TRACKING_URI; the default is {DEFAULT_TRACKING_URI})"
+
+
+def describe(exc: BaseException) -> str:
+    """'Type: first line of the message', short enough for one line of a report."""
+    text = str(exc).strip()
+    first = text.splitlines()[0][:300] if text else "(no message)"
+    return printable(f"{type(exc).__name__}: {first}")
+
+
+def _check_sqlite_folder(uri: str, db_path: Path) -> None:
+    """MLflow would create a missing folder anywhere the URI points (a typo becomes a new tree)."""
+    folder = db_path.absolute().parent
+    if not folder.exists():
+        raise TrackingUnavailable(
+            f"cannot use the MLflow tracking store {printable(uri)}: the folder {printable(folder)} does "
+            "not exist (create it first, or fix the path: sqlite:///relative.db, sqlite:////abs/path.db)"
+        )
+    if not folder.is_dir():
+        raise TrackingUnavailable(
+            f"cannot use the MLflow tracking store {printable(uri)}: {printable(folder)} is not a folder"
+        )
+
+
+def experiment_id(client, name: str, db_path: Path | None) -> str:
+    from mlflow.exceptions import MlflowException
+
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    artifact_location = None
+    if db_path is not None:
+        # Keep artifacts beside the database, where `mlflow ui` started in this folder finds them.
+        artifact_location = (db_path.resolve().parent / ARTIFACT_FOLDER).as_uri()
+    try:
+        return client.create_experiment(name, artifact_location=artifact_location)
+    except MlflowException:
+        # Another run of a sweep created it between our look-up and now: use theirs.
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+def _check_server_reachable(uri: str) -> None:
+    """Fail in seconds on an unreachable server, and bound MLflow's retries on a server that
+    stops answering later."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https"):
+        return
+    for name, value in SERVER_PATIENCE.items():
+        os.environ.setdefault(name, value)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=5):
+            pass
+    except OSError as exc:
+        raise TrackingUnavailable(
+            f"cannot reach the MLflow tracking server {printable(uri)}: {exc.strerror or exc} (is "
+            "`mlflow server` running there?)"
+        ) from None
+
+
+class TrackingFault(Exception):
+    """Writing to the store failed during a run (locked, read-only, full, server gone).
+
+    The one place store and file-system failures become an outcome: training stops, the run's
+    end is recorded if the store takes it, and the message says what was and was not kept."""
+
+    def __init__(self, what: str, cause: BaseException) -> None:
+        self.what = what
+        self.cause = cause
+        super().__init__(f"{what} failed: {describe(cause)}")
+
+
+@contextmanager
+def store_errors(what: str) -> Iterator[None]:
+    """Turn any failure of a store or artifact write inside the block into TrackingFault."""
+    try:
+        yield
+    except TrackingFault:
+        raise
+    except Exception as exc:  # noqa: BLE001 - sqlite, HTTP, OS and MLflow errors alike
+        raise TrackingFault(what, exc) from exc
+
+
+#: How long the end of a run keeps trying a store that refuses writes (each SQLite attempt itself
+#: waits up to 20 s for a lock). ALTLEARN_STORE_PATIENCE_SECONDS changes it.
+def store_patience() -> float:
+    try:
+        return max(0.0, float(os.environ.get("ALTLEARN_STORE_PATIENCE_SECONDS", "60")))
+    except ValueError:
+        return 60.0
+
+
+def patiently(write, what: str):
+    """``write()``, retried every 2 s until it succeeds or the store's patience runs out."""
+    deadline = time.monotonic() + store_patience()
+    while True:
+        try:
+            return write()
+        except Exception as exc:  # noqa: BLE001 - retried, then reported as TrackingFault
+            if time.monotonic() + 2 > deadline:
+                raise TrackingFault(what, exc) from exc
+            time.sleep(2)

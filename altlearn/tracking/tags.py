@@ -1,0 +1,79 @@
+"""What a run is, as MLflow tags and params: rule, data, network, versions, and who trains it."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+from pathlib import Path
+
+from altlearn.spec_model import Spec, flatten
+from altlearn.version import __version__
+
+MAX_PARAM_LENGTH = 6000  # MLflow's limit on one param value is 6000 characters
+
+#: Which process trains a RUNNING run: `altlearn resume` refuses a run whose process still lives.
+OWNER_HOST, OWNER_PID, OWNER_STARTED = "altlearn.host", "altlearn.pid", "altlearn.pid_started"
+
+
+def _tags(spec: Spec) -> dict[str, str]:
+    import torch
+
+    tags = {
+        "altlearn.rule": spec.rule.type,
+        "altlearn.dataset": spec.data.type,
+        "altlearn.network": " ".join(_layer_label(b) for b in spec.layers),
+        "altlearn.version": __version__,
+        "torch.version": torch.__version__,
+        "python.version": platform.python_version(),
+        "mlflow.source.name": spec.source or "",
+        "mlflow.source.type": "LOCAL",
+    }
+    for package, version in sorted(spec.packages.items()):
+        tags[f"plugin.{package}"] = version
+    tags.update(spec.tracking.tags)
+    return tags
+
+
+def _layer_label(block) -> str:
+    params = block.params.model_dump()
+    size = params.get("out_features") or params.get("out_channels")
+    return f"{block.type}{size}" if size else block.type
+
+
+def owner_tags() -> dict[str, str]:
+    """This process, as `altlearn resume` checks it later (the start time tells a reused PID)."""
+    return {
+        OWNER_HOST: socket.gethostname(),
+        OWNER_PID: str(os.getpid()),
+        OWNER_STARTED: process_started(os.getpid()) or "",
+    }
+
+
+def process_started(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (Linux /proc), else None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]  # field 22; the name before ")" may hold spaces
+
+
+def owner_alive(tags: dict[str, str]) -> bool | None:
+    """Whether the process recorded in ``tags`` still runs: None if it ran on another machine."""
+    if tags.get(OWNER_HOST) != socket.gethostname() or not tags.get(OWNER_PID, "").isdigit():
+        return None
+    pid = int(tags[OWNER_PID])
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, another user's
+    started = tags.get(OWNER_STARTED)
+    return not started or process_started(pid) in (None, started)
+
+
+def spec_params(spec: Spec) -> list[tuple[str, str]]:
+    """The flattened resolved spec, each value cut to what MLflow stores."""
+    return [(key, str(value)[:MAX_PARAM_LENGTH]) for key, value in flatten(spec.to_dict()).items()]
