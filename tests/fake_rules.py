@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import time
+from pathlib import Path
+
 import torch
 from pydantic import Field
 
@@ -55,6 +59,49 @@ class InterruptOnceRule(_Counting):
 class NanRule(_Counting):
     def misbehave(self, metrics) -> None:
         metrics["loss"] = torch.tensor(float("nan"))
+
+
+class _Pause(_FailAt):
+    folder: str = Field(description="handshake folder: 'ready' is written there, then 'go' awaited")
+
+
+class PausingRule(_Counting):
+    """At ``at_step`` (once per process) writes ``folder/ready`` and waits for ``folder/go``: a test
+    in another process injects a fault at a known point of the run meanwhile."""
+
+    Params = _Pause
+
+    def misbehave(self, metrics) -> None:
+        if self.steps != self.params.at_step:
+            return
+        folder = Path(self.params.folder)
+        (folder / "ready").write_text(str(os.getpid()))
+        deadline = time.monotonic() + 300
+        while not (folder / "go").exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError("the test never wrote 'go'")
+            time.sleep(0.05)
+
+
+class _Fill(_FailAt):
+    path: str = Field(description="a file to grow until the file system has `leave` bytes left")
+    leave: int = Field(100_000, ge=0)
+
+
+class DiskFillingRule(_Counting):
+    """At ``at_step`` fills the file system of ``path`` (a small one the test mounted)."""
+
+    Params = _Fill
+
+    def misbehave(self, metrics) -> None:
+        path = Path(self.params.path)
+        once = path.with_name(path.name + ".filled")  # a resumed run must not fill it again
+        if self.steps != self.params.at_step or once.exists():
+            return
+        once.touch()
+        free = os.statvfs(path.parent).f_bavail * os.statvfs(path.parent).f_frsize
+        with open(path, "wb") as f:
+            f.write(b"\0" * max(0, free - self.params.leave))
 
 
 class OwnUpdateRule(Rule):
@@ -122,3 +169,5 @@ def altlearn_register_rules(register):
     register("bad_check", BadCheckRule)
     register("nested_check", NestedCheckRule)
     register("own_update", OwnUpdateRule)
+    register("pause", PausingRule)
+    register("fill_disk", DiskFillingRule)

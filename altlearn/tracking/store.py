@@ -55,6 +55,8 @@ def connect(uri: str, experiment: str | None = None):
 
     # MLflow configures its logger on import; keep its database set-up chatter off the console.
     logging.getLogger("mlflow").setLevel(logging.WARNING)
+    # It also logs every database error with a traceback; altlearn reports them as one message.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     _check_server_reachable(uri)
     db_path = sqlite_path(uri)
     if db_path is not None:
@@ -78,7 +80,12 @@ _HINT = f" (set --tracking-uri or MLFLOW_TRACKING_URI; the default is {DEFAULT_T
 
 
 def describe(exc: BaseException) -> str:
-    """'Type: first line of the message', short enough for one line of a report."""
+    """'Type: first line of the message' of the root cause (MLflow wraps SQLAlchemy, which wraps
+    sqlite3: the innermost error says what happened), short enough for one line of a report."""
+    seen = {id(exc)}
+    while (inner := exc.__cause__ or exc.__context__) is not None and id(inner) not in seen:
+        seen.add(id(inner))
+        exc = inner
     text = str(exc).strip()
     first = text.splitlines()[0][:300] if text else "(no message)"
     return printable(f"{type(exc).__name__}: {first}")
