@@ -371,3 +371,80 @@ def test_no_mlflow_active_run_exists_while_training(tmp_path):
         mlflow.tracking.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_run(outcome.run_id).data.tags
     )
     assert tags["altlearn.kind"] == "trial" and tags["mlflow.parentRunId"] == "0" * 32
+
+
+# ------------------------------------------------------------------------ tracking server
+
+
+def start_server(folder: Path, port: int) -> subprocess.Popen:
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{folder / 'server.db'}",
+            "--artifacts-destination",
+            str(folder / "art"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
+    )
+    import urllib.request
+
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+            return server
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                stop_server(server)
+                pytest.fail("mlflow server did not start")
+            time.sleep(0.5)
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    """By its PID: the server's session (uvicorn and its worker) is signalled as a group."""
+    if server.poll() is None:
+        os.killpg(server.pid, 9)
+    server.wait(timeout=30)
+
+
+def test_a_tracking_server_killed_mid_run_stops_it_within_bounds_and_resume_continues(
+    tmp_path, with_fake_rules
+):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    uri = f"http://127.0.0.1:{port}"
+    server = start_server(tmp_path, port)
+    try:
+        child = start_child(
+            ["run", str(write_spec(tmp_path, pause_spec(tmp_path))), "--tracking-uri", uri, "-q"],
+            env={"ALTLEARN_STORE_PATIENCE_SECONDS": "3"},
+        )
+        wait_for(tmp_path / "ready", child)
+        stop_server(server)
+        (tmp_path / "go").write_text("")
+        code, output = finish(child, seconds=180)  # MLflow alone retried for over 12 minutes
+        assert code == 1, output
+        assert "Traceback" not in output and "logging epoch 2's metrics failed" in output, output
+        assert "stays RUNNING" in output and "altlearn resume" in output, output
+        server = start_server(tmp_path, port)
+        client, run = only_run(uri)
+        assert run.info.status == "RUNNING" and steps(client, run.info.run_id) == [1]
+        assert_resumes_to_the_end(uri, run.info.run_id)
+    finally:
+        stop_server(server)
