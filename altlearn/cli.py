@@ -23,11 +23,15 @@ SET_HELP = (
 )
 
 
-def _fail(message: str, code: int = EXIT_USAGE) -> None:
+def _error(message: str) -> None:
     from altlearn.printable import printable_message
 
     # Messages quote spec values: escape control characters (ESC sequences) on the way out.
     click.echo(click.style("error: ", fg="red", bold=True) + printable_message(message), err=True)
+
+
+def _fail(message: str, code: int = EXIT_USAGE) -> None:
+    _error(message)
     sys.exit(code)
 
 
@@ -56,7 +60,7 @@ def _exit_with(outcome) -> None:
         click.echo(outcome.message)
         return
     if outcome.error is not None:
-        click.echo(click.style("error: ", fg="red", bold=True) + outcome.message, err=True)
+        _error(outcome.message)
         raise outcome.error
     _fail(outcome.message, outcome.exit_code)
 

@@ -344,6 +344,19 @@ def test_resume_of_a_run_whose_spec_artifact_is_empty_or_a_list_says_so(tmp_path
         assert "Traceback" not in result.output
 
 
+def test_resume_of_a_truncated_checkpoint_says_it_is_incomplete(tmp_path, with_fake_rules):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    spec = fault_spec({"type": "interrupt", "at_step": 50})
+    result = CliRunner().invoke(main, ["run", str(write_spec(tmp_path, spec)), "--tracking-uri", uri, "-q"])
+    assert result.exit_code == 130 and "continue it after epoch 1" in result.output, result.output
+    client, run = only_run(uri)
+    (stored,) = (tmp_path / "mlartifacts").rglob("trainer_state-epoch0001.pt")
+    stored.write_bytes(stored.read_bytes()[:1000])  # cut as a full disk or a lost connection would
+    result = resume(uri, run.info.run_id)
+    assert result.exit_code == 2, result.output
+    assert "is incomplete or changed (1000 of" in result.output and "Traceback" not in result.output
+
+
 def test_no_mlflow_active_run_exists_while_training(tmp_path):
     """MLflow's exit hook ends the "active run" FINISHED: altlearn never makes one."""
     from altlearn.observers import Observer
@@ -448,3 +461,15 @@ def test_a_tracking_server_killed_mid_run_stops_it_within_bounds_and_resume_cont
         assert_resumes_to_the_end(uri, run.info.run_id)
     finally:
         stop_server(server)
+
+
+def test_resume_of_a_run_running_on_another_machine_says_how_to_release_it(tmp_path):
+    from altlearn.tracking.store import connect
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client, experiment = connect(uri, "faults")
+    run = client.create_run(experiment, tags={"altlearn.host": "gpu-node-7", "altlearn.pid": "4242"})
+    result = resume(uri, run.info.run_id)
+    assert result.exit_code == 2, result.output
+    assert "process 4242 on gpu-node-7, which this machine cannot check" in result.output
+    assert f"set_terminated('{run.info.run_id}', 'KILLED')" in result.output

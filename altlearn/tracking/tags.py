@@ -51,12 +51,14 @@ def owner_tags() -> dict[str, str]:
 
 
 def process_started(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (Linux /proc), else None."""
+    """The process's start time in clock ticks since boot (Linux /proc), else None; "exited" for
+    a process that has ended but not yet been collected by its parent (a zombie)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]  # field 22; the name before ")" may hold spaces
+    fields = stat.rsplit(")", 1)[1].split()  # the name before ")" may hold spaces
+    return "exited" if fields[0] == "Z" else fields[19]  # state is field 3, start time field 22
 
 
 def owner_alive(tags: dict[str, str]) -> bool | None:
