@@ -21,6 +21,11 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 @dataclass
 class RunOutcome:
+    """How a run ended. ``run_id`` is None when set-up failed or was interrupted before the run
+    opened (then nothing is in the store). ``status`` is what the store holds; when the store could
+    not take the run's end, the run stays RUNNING there and ``status`` is FAILED or KILLED, never
+    FINISHED, with a message that says so."""
+
     run_id: str | None
     status: Literal["FINISHED", "FAILED", "KILLED"]
     message: str | None

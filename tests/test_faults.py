@@ -337,7 +337,11 @@ def test_resume_of_a_run_whose_spec_artifact_is_empty_or_a_list_says_so(tmp_path
     result = CliRunner().invoke(main, ["run", str(write_spec(tmp_path, spec)), "--tracking-uri", uri, "-q"])
     assert result.exit_code == 130, result.output
     client, run = only_run(uri)
-    for text, words in (("", "is empty"), ("- a\n- b\n", "not a mapping (list)")):
+    bomb = "a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 10)}]\n" for i in range(6)
+    )  # a million values once expanded
+    cases = (("", "is empty"), ("- a\n- b\n", "not a mapping (list)"), (bomb, "not a readable spec"))
+    for text, words in cases:
         client.log_text(run.info.run_id, text, "spec.yaml")
         result = resume(uri, run.info.run_id)
         assert result.exit_code == 2 and words in result.output, result.output

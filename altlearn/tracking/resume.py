@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from altlearn.printable import printable
+from altlearn.spec_files import MAX_SPEC_BYTES, parse_yaml
 from altlearn.tracking.checkpoints import LEGACY_STATE_PATH, file_sha256
 from altlearn.tracking.run import CHECKPOINT_TAG
 from altlearn.tracking.store import connect, sqlite_path
@@ -77,16 +78,22 @@ def logged_spec(uri: str, run_id: str) -> str:
     resumable_run(uri, run_id)
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            path = mlflow.artifacts.download_artifacts(
-                run_id=run_id, artifact_path="spec.yaml", dst_path=tmp, tracking_uri=uri
+            path = Path(
+                mlflow.artifacts.download_artifacts(
+                    run_id=run_id, artifact_path="spec.yaml", dst_path=tmp, tracking_uri=uri
+                )
             )
-            text = Path(path).read_text()
+            if path.stat().st_size > MAX_SPEC_BYTES:  # a logged spec is data from a shared store
+                raise OSError(f"{path.stat().st_size} bytes, more than any spec ({MAX_SPEC_BYTES})")
+            text = path.read_text()
         except (MlflowException, OSError, UnicodeDecodeError) as exc:
             raise ResumeError(f"run {run_id}'s spec artifact spec.yaml cannot be read ({exc})") from None
     try:
-        parsed = yaml.safe_load(text)
-    except yaml.YAMLError:
-        parsed = None
+        parsed = parse_yaml(text)  # bounded, as spec files are
+    except yaml.YAMLError as exc:
+        raise ResumeError(
+            f"run {run_id}'s spec artifact spec.yaml is not a readable spec ({printable((str(exc).splitlines() or ['?'])[0])})"
+        ) from None
     if not isinstance(parsed, dict):
         what = "empty" if not text.strip() else f"not a mapping ({type(parsed).__name__})"
         raise ResumeError(
