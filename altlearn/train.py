@@ -132,8 +132,8 @@ class Trainer:
         are attached here rather than by whoever runs the trainer."""
         from altlearn.alignment import AlignmentObserver
 
-        if self.spec.tracking.alignment_every:
-            self.observers.insert(0, AlignmentObserver(self.spec.tracking.alignment_every))
+        if self.spec.tracking.alignment_every:  # a new list: the caller's stays as it gave it
+            self.observers = [AlignmentObserver(self.spec.tracking.alignment_every), *self.observers]
 
     # ------------------------------------------------------------------------------ loop
     def notify(self, event: str, *args: Any) -> None:
