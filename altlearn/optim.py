@@ -66,7 +66,28 @@ class _OptimizerParams(Params):
     weight_decay: NonNegativeReal = Field(0.0, description="L2 penalty added to the gradient")
 
 
-class SGD(Optimizer):
+class _TorchOptimizer(Optimizer):
+    """A ``torch.optim`` class whose keyword arguments are exactly the ``Params`` fields.
+
+    Keeping the spec's option names equal to torch's makes each built-in a few lines of options,
+    and the docs' option tables say what torch's documentation says.
+    """
+
+    torch_name: ClassVar[str]
+    fusable: ClassVar[bool] = True  # torch offers a fused CUDA kernel for this optimizer
+
+    @classmethod
+    def build(cls, p, parameters: Iterable):
+        import torch
+
+        parameters = list(parameters)
+        extra = {"fused": _fused(parameters)} if cls.fusable else {}
+        return getattr(torch.optim, cls.torch_name)(parameters, **p.model_dump(), **extra)
+
+
+class SGD(_TorchOptimizer):
+    torch_name = "SGD"
+
     class Params(_OptimizerParams):
         lr: PositiveReal = Field(0.01, description="base learning rate")
         momentum: Fraction = Field(0.0, description="momentum factor (0: plain SGD)")
@@ -81,86 +102,36 @@ class SGD(Optimizer):
                 raise ValueError("nesterov needs momentum > 0 and dampening 0")
             return self
 
-    @staticmethod
-    def build(p, parameters: Iterable):
-        import torch
 
-        parameters = list(parameters)
-        return torch.optim.SGD(
-            parameters,
-            lr=p.lr,
-            momentum=p.momentum,
-            nesterov=p.nesterov,
-            dampening=p.dampening,
-            weight_decay=p.weight_decay,
-            fused=_fused(parameters),
-        )
+class Adam(_TorchOptimizer):
+    torch_name = "Adam"
 
-
-class Adam(Optimizer):
     class Params(_OptimizerParams):
         betas: Betas = Field((0.9, 0.999), description="moment decay rates, each in [0, 1)")
         eps: PositiveReal = Field(1e-8, description="added to the denominator for stability")
 
-    @staticmethod
-    def build(p, parameters: Iterable):
-        import torch
 
-        parameters = list(parameters)
-        return torch.optim.Adam(
-            parameters,
-            lr=p.lr,
-            betas=p.betas,
-            eps=p.eps,
-            weight_decay=p.weight_decay,
-            fused=_fused(parameters),
-        )
+class AdamW(_TorchOptimizer):
+    torch_name = "AdamW"
 
-
-class AdamW(Optimizer):
     class Params(Adam.Params):
         weight_decay: NonNegativeReal = Field(
             0.01, description="decoupled weight decay (not added to the gradient)"
         )
 
-    @staticmethod
-    def build(p, parameters: Iterable):
-        import torch
 
-        parameters = list(parameters)
-        return torch.optim.AdamW(
-            parameters,
-            lr=p.lr,
-            betas=p.betas,
-            eps=p.eps,
-            weight_decay=p.weight_decay,
-            fused=_fused(parameters),
-        )
-
-
-class RMSprop(Optimizer):
+class RMSprop(_TorchOptimizer):
     """Nøkland 2016 trained every MNIST network with RMSprop; torch's update is Lua Torch's
     optim.rmsprop there: g / (sqrt(running mean of g^2) + eps), the mean square starting at 0."""
+
+    torch_name = "RMSprop"
+    fusable = False  # torch has no fused RMSprop kernel
 
     class Params(_OptimizerParams):
         alpha: Fraction = Field(0.99, gt=0.0, description="decay of the running mean of g^2")
         eps: PositiveReal = Field(1e-8, description="added to the root of the mean square")
         momentum: Fraction = Field(0.0, description="momentum factor (0: none)")
         centered: bool = Field(False, description="divide by the running variance instead of the mean square")
-
-    @staticmethod
-    def build(p, parameters: Iterable):
-        import torch
-
-        return torch.optim.RMSprop(
-            list(parameters),
-            lr=p.lr,
-            alpha=p.alpha,
-            eps=p.eps,
-            momentum=p.momentum,
-            centered=p.centered,
-            weight_decay=p.weight_decay,
-        )
 
 
 # ---------------------------------------------------------------------------------------------
