@@ -8,7 +8,15 @@ classes: :mod:`altlearn.rules.base` for rules (the whole rule contract, on one s
 """
 
 from altlearn.component_ref import Block, ComponentRef
-from altlearn.components import DataInfo, Dataset, DataSplits, DataUnavailable, Layer, Params
+from altlearn.components import (
+    Architecture,
+    DataInfo,
+    Dataset,
+    DataSplits,
+    DataUnavailable,
+    Layer,
+    Params,
+)
 from altlearn.hookspecs import hookimpl
 from altlearn.losses import Loss
 from altlearn.network import (
@@ -43,6 +51,7 @@ __all__ = [
     "DataSplits",
     "DataUnavailable",
     "Layer",
+    "Architecture",
     # optimizers, learning-rate schedules and training losses
     "Optimizer",
     "Schedule",

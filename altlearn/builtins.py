@@ -43,10 +43,21 @@ def altlearn_register_layers(register):
         "sigmoid": "logistic sigmoid activation",
         "gelu": "Gaussian error linear unit activation",
         "leaky_relu": "leaky ReLU activation (negative_slope)",
+        "identity": "passes its input through unchanged",
+        "adaptive_avgpool2d": "average pooling to a fixed output size (output_size; 1: global)",
+        "batchnorm1d": "batch normalisation of flat features (eps, momentum, affine)",
+        "batchnorm2d": "batch normalisation per image channel (eps, momentum, affine)",
+        "layernorm": "layer normalisation over each whole example (eps, affine)",
+        "groupnorm": "group normalisation of channels (groups, eps, affine)",
     }
     for name, summary in layers.items():
         class_name = "".join(part.capitalize() for part in name.split("_"))
         register(name, f"altlearn.layers:{class_name}", summary=summary)
+    register(
+        "residual",
+        "altlearn.residual:Residual",
+        summary="activation(body(x) + shortcut(x)) over a list of layers (shortcut, shortcut_norm)",
+    )
 
 
 # name -> (attribute of the module, summary); one table per kind, registered by the hooks below

@@ -11,6 +11,11 @@ package of every plugin it names is recorded on the run. Inside the spec a bare 
 
     source = params.source.component(params.source.params, context)  # a rule built from its block
 
+``ComponentRef(kind, many=True)`` declares a non-empty list of such blocks (a residual block's
+``layers``), each validated at its own path (``network.layers[3].layers[1]``); any item may carry
+``repeat: N``, which stands for N copies of it (:class:`BlockList` remembers where each copy came
+from). ``optional=True`` lets the option be left out or null (a residual's ``activation``).
+
 Nothing here imports torch.
 """
 
@@ -43,6 +48,21 @@ class Block:
         return {"type": self.type, **self.params.model_dump(mode="json")}
 
 
+class BlockList(list):
+    """Blocks of a list option with every ``repeat: N`` expanded into N copies, in order.
+
+    ``origins[i]`` is (index in the list as written, copy number from 0, number of copies) of the
+    i-th block, so an error found in the expanded list can name the line the user wrote.
+    """
+
+    def __init__(self, blocks=(), origins: list[tuple[int, int, int]] | None = None) -> None:
+        super().__init__(blocks)
+        self.origins = origins if origins is not None else [(i, 0, 1) for i in range(len(self))]
+
+    def as_dicts(self) -> list[dict[str, Any]]:
+        return [block.as_dict() for block in self]
+
+
 #: accepts(component class) -> None if it may be used here, else the reason it may not
 Accepts = Callable[[Any], "str | None"]
 
@@ -55,6 +75,8 @@ class Reference:
     accepts: Accepts | None = None
     #: what the component is for, in messages: "gradient source" reads better than "rule"
     role: str | None = None
+    many: bool = False  # a list of blocks, not one
+    optional: bool = False  # null (or absent) means none
 
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler):
         return core_schema.with_info_plain_validator_function(
@@ -63,9 +85,14 @@ class Reference:
         )
 
     def __get_pydantic_json_schema__(self, schema: Any, handler: GetJsonSchemaHandler) -> dict:
-        return {"type": "object", "description": f"a {{type: ...}} block naming a {self.kind}"}
+        block = {"type": "object", "description": f"a {{type: ...}} block naming a {self.kind}"}
+        return {"type": "array", "items": block} if self.many else block
 
-    def _validate(self, value: Any, info: core_schema.ValidationInfo) -> Block:
+    def _validate(self, value: Any, info: core_schema.ValidationInfo) -> Any:
+        if value is None and self.optional:
+            return None
+        if self.many:
+            return self._validate_list(value, info)
         if isinstance(value, Block):
             # Already resolved (by a spec validator, or built by the caller): it must still fit.
             problem = None if self.accepts is None else self.accepts(value.component)
@@ -84,9 +111,28 @@ class Reference:
 
         return resolve_reference(self, value)  # built in Python: the process-wide registry
 
+    def _validate_list(self, value: Any, info: core_schema.ValidationInfo) -> BlockList:
+        if isinstance(value, list) and value and all(isinstance(item, Block) for item in value):
+            single = Reference(self.kind, self.accepts, self.role)
+            return (
+                value
+                if isinstance(value, BlockList)
+                else BlockList([single._validate(b, info) for b in value])
+            )
+        validator = (info.context or {}).get(VALIDATOR_CONTEXT)
+        if validator is not None:
+            return validator.reference_list(self, value, info.field_name)
+        from altlearn.validator import resolve_reference_list
 
-def _dump(block: Any) -> Any:
-    return block.as_dict() if isinstance(block, Block) else block
+        return resolve_reference_list(self, value)
+
+
+def _dump(value: Any) -> Any:
+    if isinstance(value, Block):
+        return value.as_dict()
+    if isinstance(value, list):
+        return [_dump(item) for item in value]
+    return value
 
 
 def ComponentRef(  # noqa: N802 - reads as the type it declares, like pydantic's Field
@@ -96,18 +142,23 @@ def ComponentRef(  # noqa: N802 - reads as the type it declares, like pydantic's
     accepts: Accepts | None = None,
     role: str | None = None,
     description: str | None = None,
+    many: bool = False,
+    optional: bool = False,
 ) -> Any:
     """A field whose value is a ``{type: ...}`` block of component ``kind`` (rule, loss, ...).
 
     ``default`` is a type name (or a whole block); None makes the option required. ``accepts``
     narrows which components of that kind fit (its message says why one does not); ``role`` names
-    the option's job in messages ("gradient source").
+    the option's job in messages ("gradient source"). ``many``: a non-empty list of blocks;
+    ``optional``: the option defaults to null, meaning none.
     """
     if isinstance(default, str):
         default = {"type": default}
     extra: dict[str, Any] = {} if default is None else {"default": default, "validate_default": True}
+    if optional and default is None:
+        extra = {"default": None}
     field = Field(description=description, **extra)
-    field.metadata.append(Reference(kind, accepts, role))
+    field.metadata.append(Reference(kind, accepts, role, many, optional))
     return field
 
 

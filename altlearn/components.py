@@ -28,7 +28,7 @@ class Params(BaseModel):
 class DataInfo:
     """What the network builder needs to know about a data set before loading it."""
 
-    input_shape: tuple[int, ...]  # one example, without the batch dimension, e.g. (1, 28, 28)
+    input_shape: tuple[int, ...]  # one example without the batch dimension: (C, H, W) or (D,)
     num_classes: int
     # Training examples, where known without loading: lets validation refuse a data.val_size
     # that would leave none, before any data loads. None: unknown (e.g. a user's folder).
@@ -37,7 +37,8 @@ class DataInfo:
 
 @dataclass
 class DataSplits:
-    """A data set in memory: float images in [0, 1] shaped (N, C, H, W) and int64 labels (N,)."""
+    """A data set in memory: float examples shaped (N, C, H, W) (images, values in [0, 1]) or
+    (N, D) (flat features), and int64 labels (N,) in 0..num_classes-1."""
 
     train_x: torch.Tensor
     train_y: torch.Tensor
@@ -46,9 +47,12 @@ class DataSplits:
 
 
 class Dataset:
-    """A labelled image-classification data set.
+    """A labelled classification data set of images (C, H, W) or flat feature vectors (D,).
 
     Subclasses set ``Params`` and implement :meth:`info` (cheap: no loading) and :meth:`load`.
+    ``load`` may take a keyword ``seed`` (the spec's seed, for a loader's own random split or
+    synthetic draw); one without it is called as ``load(params)``. What ``load`` returns is checked
+    against ``info`` (shapes, finite values, labels in range) before training.
     Normalisation, the validation split, subsets, shuffling and the move to the training device are
     the trainer's work, the same for every data set.
     """
@@ -60,12 +64,27 @@ class Dataset:
         raise NotImplementedError  # abstract
 
     @classmethod
-    def load(cls, params: Params) -> DataSplits:
+    def load(cls, params: Params, seed: int = 0) -> DataSplits:
         raise NotImplementedError  # abstract
 
 
 class DataUnavailable(Exception):
     """The data set's files are not where the spec says; the message tells the user what to do."""
+
+
+class Architecture:
+    """A named network (``network: {type: resnet20}``) that expands to ordinary layer blocks.
+
+    ``layers`` returns the blocks as a spec would write them (mappings with ``type``; ``repeat``
+    allowed), for the data set's ``info`` (its input shape and number of classes). Everything
+    after validation (rules, alignment names, MLflow params) sees only those plain layers.
+    """
+
+    Params: ClassVar[type[Params]] = Params
+
+    @classmethod
+    def layers(cls, params: Params, data: DataInfo) -> list[dict]:
+        raise NotImplementedError  # abstract
 
 
 class Layer:

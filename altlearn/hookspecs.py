@@ -75,3 +75,13 @@ def altlearn_register_losses(register):
     ``build(params) -> loss(scores (B, K), labels (B,)) -> scalar``; ``name`` is the spec's
     ``train.loss`` (or ``train.loss.type``).
     """
+
+
+@hookspec
+def altlearn_register_networks(register):
+    """Register named network architectures: ``register(name, target, summary="")``.
+
+    ``target`` is a subclass of :class:`altlearn.api.Architecture`: ``Params`` and
+    ``layers(params, data_info) -> [{type: ..., ...}, ...]``, the ordinary layer blocks it stands
+    for; ``name`` is what a spec writes as ``network.type``.
+    """

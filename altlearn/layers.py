@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
+from pydantic import Field
 from torch import nn
 
 from altlearn.components import Layer, Params
-from altlearn.values import Count, Fraction, NonNegativeCount, NonNegativeReal
+from altlearn.values import Count, Fraction, NonNegativeCount, NonNegativeReal, PositiveReal
 
 
 def _channels(input_shape: tuple[int, ...], layer: str) -> int:
@@ -134,3 +135,79 @@ class LeakyRelu(Layer):
     @classmethod
     def build(cls, params, input_shape):
         return nn.LeakyReLU(params.negative_slope)
+
+
+class Identity(_Fixed):
+    module = nn.Identity
+
+
+class AdaptiveAvgpool2d(Layer):
+    class Params(Params):
+        output_size: Count = Field(1, description="height and width of the output (1: global pooling)")
+
+    @classmethod
+    def build(cls, params, input_shape):
+        _channels(input_shape, "adaptive_avgpool2d")
+        return nn.AdaptiveAvgPool2d(params.output_size)
+
+
+class _NormParams(Params):
+    eps: PositiveReal = Field(1e-5, description="added to the variance for numerical stability")
+    affine: bool = Field(True, description="learn a per-feature scale and shift")
+
+
+class _BatchNormParams(_NormParams):
+    momentum: PositiveReal = Field(0.1, le=1.0, description="weight of each batch in the running statistics")
+
+
+class Batchnorm1d(Layer):
+    """Batch normalisation of a flat input (D,): one mean and variance per feature."""
+
+    Params = _BatchNormParams
+
+    @classmethod
+    def build(cls, params, input_shape):
+        if len(input_shape) != 1:
+            raise ValueError(
+                f"batchnorm1d needs a flat input (features,), but its input has shape {input_shape}; "
+                "use batchnorm2d on images"
+            )
+        return nn.BatchNorm1d(input_shape[0], params.eps, params.momentum, affine=params.affine)
+
+
+class Batchnorm2d(Layer):
+    """Batch normalisation of images (C, H, W): one mean and variance per channel."""
+
+    Params = _BatchNormParams
+
+    @classmethod
+    def build(cls, params, input_shape):
+        channels = _channels(input_shape, "batchnorm2d")
+        return nn.BatchNorm2d(channels, params.eps, params.momentum, affine=params.affine)
+
+
+class Layernorm(Layer):
+    """Layer normalisation over the whole example (all its features, or all channels and pixels)."""
+
+    Params = _NormParams
+
+    @classmethod
+    def build(cls, params, input_shape):
+        return nn.LayerNorm(input_shape, params.eps, elementwise_affine=params.affine)
+
+
+class Groupnorm(Layer):
+    """Group normalisation: channels (or features of a flat input) in ``groups`` groups."""
+
+    class Params(_NormParams):
+        groups: Count = Field(description="number of groups; must divide the channels")
+
+    @classmethod
+    def build(cls, params, input_shape):
+        channels = input_shape[0]
+        if channels % params.groups:
+            raise ValueError(
+                f"groupnorm's groups={params.groups} does not divide the {channels} channels of its "
+                f"input {input_shape}; choose a divisor of {channels}"
+            )
+        return nn.GroupNorm(params.groups, channels, params.eps, affine=params.affine)

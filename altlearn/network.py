@@ -117,11 +117,25 @@ def split_blocks(
 
 
 class NetworkError(Exception):
-    """A layer cannot be built on the shape it receives; ``index`` is its position in the spec."""
+    """A layer cannot be built on the shape it receives.
 
-    def __init__(self, index: int, message: str) -> None:
+    ``index`` is its position in the list of layers being built (repeats expanded); ``nested``
+    the YAML keys below it when the problem is inside a composite layer (``("layers", 1)`` for
+    the second layer of a residual block's body).
+    """
+
+    def __init__(self, index: int, message: str, nested: tuple[str | int, ...] = ()) -> None:
         super().__init__(message)
         self.index = index
+        self.nested = nested
+
+
+class NestedLayerError(ValueError):
+    """A composite layer's refusal that names where inside it the problem is (``nested``)."""
+
+    def __init__(self, nested: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.nested = nested
 
 
 def build_network(
@@ -133,24 +147,30 @@ def build_network(
 
     On ``device="meta"`` nothing is allocated: the validator uses that to check shapes for free.
     """
-    modules: list[nn.Module] = []
-    shape = tuple(input_shape)
     with torch.device(device):
-        for index, spec in enumerate(layers):
-            try:
-                module = spec.component.build(spec.params, shape)
-            except ValueError as exc:  # the documented way for a layer to refuse an input shape
-                raise NetworkError(index, str(exc)) from exc
-            except Exception as exc:  # noqa: BLE001 - a plugin layer's bug: report it with its path
-                raise NetworkError(
-                    index, f"layer type {spec.type!r} failed to build: {type(exc).__name__}: {exc}"
-                ) from exc
-            if not isinstance(module, nn.Module):
-                raise NetworkError(
-                    index, f"layer type {spec.type!r} built {type(module).__name__}, not a torch module"
-                )
-            shape = _output_shape(module, shape, index, spec.type)
-            modules.append(module)
+        return build_chain(layers, tuple(input_shape))
+
+
+def build_chain(layers: list[Block], shape: tuple[int, ...]) -> tuple[nn.Sequential, tuple[int, ...]]:
+    """``build_network`` on the current device: also how a composite layer builds its body."""
+    modules: list[nn.Module] = []
+    for index, spec in enumerate(layers):
+        try:
+            module = spec.component.build(spec.params, shape)
+        except NetworkError as exc:  # a composite layer let its body's error through
+            raise NetworkError(index, str(exc), ("layers", exc.index, *exc.nested)) from exc
+        except ValueError as exc:  # the documented way for a layer to refuse an input shape
+            raise NetworkError(index, str(exc), getattr(exc, "nested", ())) from exc
+        except Exception as exc:  # noqa: BLE001 - a plugin layer's bug: report it with its path
+            raise NetworkError(
+                index, f"layer type {spec.type!r} failed to build: {type(exc).__name__}: {exc}"
+            ) from exc
+        if not isinstance(module, nn.Module):
+            raise NetworkError(
+                index, f"layer type {spec.type!r} built {type(module).__name__}, not a torch module"
+            )
+        shape = _output_shape(module, shape, index, spec.type)
+        modules.append(module)
     return nn.Sequential(*modules), shape
 
 

@@ -28,7 +28,11 @@ def type_text(info: FieldInfo) -> str:
     """``int > 0``, ``float >= 0.0 < 1.0``, ``one of a, b``, ``int or null``, a nested block..."""
     reference = reference_of(info)
     if reference is not None:
-        return f"a {KIND_NOUNS[reference.kind]}: its name, or {{type: name, its options...}}"
+        noun = KIND_NOUNS[reference.kind]
+        if reference.many:
+            return f"a list of {noun}s: each its name, or {{type: name, its options..., repeat: N}}"
+        text = f"a {noun}: its name, or {{type: name, its options...}}"
+        return text + " or null" if reference.optional else text
     limits = "".join(_limit(m) for m in info.metadata)
     text = _annotation_text(info.annotation)
     if limits and text.endswith(" or null"):  # the limits are the number's: "int >= 0 or null"

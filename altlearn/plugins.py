@@ -41,6 +41,7 @@ KINDS = {
     "optimizer": "altlearn_register_optimizers",
     "schedule": "altlearn_register_schedules",
     "loss": "altlearn_register_losses",
+    "network": "altlearn_register_networks",
 }
 
 #: component kind -> how messages name one (and, plural, how `altlearn plugins` titles them)
@@ -51,6 +52,7 @@ KIND_NOUNS = {
     "optimizer": "optimizer",
     "schedule": "schedule",
     "loss": "loss",
+    "network": "network architecture",
 }
 
 BUILTIN_MODULES = ("altlearn.builtins",)

@@ -19,7 +19,7 @@ from altlearn.component_ref import Block
 from altlearn.plugins import KIND_NOUNS, Registry
 from altlearn.spec_files import Problem, SpecError, apply_overrides, load_yaml, parse_yaml
 from altlearn.spec_model import SECTIONS, DataOptions, Spec, TopLevel, TrackingOptions, TrainOptions
-from altlearn.spec_network import check_network, network_layers
+from altlearn.spec_network import check_network, data_info, network_layers
 from altlearn.validator import Validator, did_you_mean
 
 #: the type a section has when the spec leaves it out
@@ -44,12 +44,13 @@ def validate(raw: dict[str, Any], registry: Registry | None = None, source: str 
     train = v.model(TrainOptions, raw.get("train"), "train", "train")
     tracking = v.model(TrackingOptions, raw.get("tracking"), "tracking", "tracking")
     data, data_options = _required_block(v, raw, "data", "dataset", common=DataOptions)
-    layers = network_layers(v, raw.get("network"))
+    info = None if data is None else data_info(v, data)
+    layers = network_layers(v, raw.get("network"), info)
     rule, _ = _required_block(v, raw, "rule", "rule")
     optimizer = _optimizer(v, raw.get("optimizer"), rule)
     schedule, _ = v.block(_default_type(raw.get("schedule"), "schedule"), "schedule", "schedule")
-    if data is not None and layers is not None and rule is not None:
-        check_network(v, data, layers, rule, data_options)
+    if info is not None and layers is not None and rule is not None:
+        check_network(v, info, data, layers, rule, data_options)
     if data is not None and data_options is not None:
         v.problems += feasibility.data_problems(data, data_options)
     v.raise_problems(source, SECTIONS)

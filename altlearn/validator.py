@@ -13,11 +13,11 @@ import difflib
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 from pydantic_core import PydanticCustomError
 
 from altlearn import plugins
-from altlearn.component_ref import VALIDATOR_CONTEXT, Block, Reference
+from altlearn.component_ref import VALIDATOR_CONTEXT, Block, BlockList, Reference
 from altlearn.plugins import KIND_NOUNS, PluginError, Registry
 from altlearn.spec_files import Problem
 
@@ -38,7 +38,20 @@ _HOME_OF_KEY = {
 
 #: what a component of each kind must have besides Params (checked when a spec names it, so a
 #: plugin's mistake is reported at the spec path instead of failing mid-training)
-_REQUIRED_ATTRIBUTE = {"optimizer": "build", "schedule": "factor", "loss": "build", "layer": "build"}
+_REQUIRED_ATTRIBUTE = {
+    "optimizer": "build",
+    "schedule": "factor",
+    "loss": "build",
+    "layer": "build",
+    "network": "layers",
+}
+
+
+class ListItemOptions(BaseModel):
+    """Options any block in a list of blocks has, besides its component's own."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    repeat: PositiveInt = Field(1, description="stands for this many copies of the block, in a row")
 
 
 def did_you_mean(word: Any, choices: list[str]) -> str:
@@ -78,6 +91,9 @@ class _Scope:
 
     def reference(self, reference: Reference, value: Any, field_name: str | None) -> Block:
         return self.validator.reference(reference, value, join(self.path, field_name or "?"))
+
+    def reference_list(self, reference: Reference, value: Any, field_name: str | None) -> BlockList:
+        return self.validator.reference_list(reference, value, join(self.path, field_name or "?"))
 
 
 class Validator:
@@ -265,6 +281,31 @@ class Validator:
             raise PydanticCustomError(_REPORTED, "reported by the spec validator")
         return block
 
+    def block_list(
+        self, items: Any, path: str, kind: str, reference: Reference | None = None
+    ) -> BlockList | None:
+        """A non-empty list of ``kind`` blocks at ``path``, each item's ``repeat: N`` expanded into
+        N copies; None (problems recorded) if any item is wrong."""
+        if not isinstance(items, list) or not items:
+            self.add(path, f"expected a non-empty list of {KIND_NOUNS[kind]} blocks, got {short(items)}")
+            return None
+        blocks, origins, complete = [], [], True
+        for index, item in enumerate(items):
+            block, shared = self.block(item, join(path, index), kind, ListItemOptions, reference)
+            if block is None or shared is None:
+                complete = False
+                continue
+            blocks += [block] * shared.repeat  # blocks are immutable: each copy builds its own module
+            origins += [(index, copy, shared.repeat) for copy in range(shared.repeat)]
+        return BlockList(blocks, origins) if complete else None
+
+    def reference_list(self, reference: Reference, value: Any, path: str) -> BlockList:
+        """The nested list of blocks at ``path``, for pydantic; its problems are recorded here."""
+        blocks = self.block_list(value, path, reference.kind, reference)
+        if blocks is None:
+            raise PydanticCustomError(_REPORTED, "reported by the spec validator")
+        return blocks
+
     def raise_problems(self, source: str | None, order: tuple[str, ...]) -> None:
         """SpecError listing every problem, in the order a reader meets the sections."""
         from altlearn.spec_files import SpecError
@@ -283,3 +324,12 @@ def resolve_reference(reference: Reference, value: Any) -> Block:
     if block is None:
         raise ValueError("; ".join(str(p) for p in validator.problems))
     return block
+
+
+def resolve_reference_list(reference: Reference, value: Any) -> BlockList:
+    """A nested list of blocks given in Python, resolved like :func:`resolve_reference`."""
+    validator = Validator(plugins.get_registry())
+    blocks = validator.block_list(value, "", reference.kind, reference)
+    if blocks is None:
+        raise ValueError("; ".join(str(p) for p in validator.problems))
+    return blocks

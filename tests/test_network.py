@@ -23,6 +23,12 @@ LAYER_CLASSES = {
     "sigmoid": layers.Sigmoid,
     "gelu": layers.Gelu,
     "leaky_relu": layers.LeakyRelu,
+    "identity": layers.Identity,
+    "adaptive_avgpool2d": layers.AdaptiveAvgpool2d,
+    "batchnorm1d": layers.Batchnorm1d,
+    "batchnorm2d": layers.Batchnorm2d,
+    "layernorm": layers.Layernorm,
+    "groupnorm": layers.Groupnorm,
 }
 
 
@@ -44,13 +50,20 @@ BUILDS = [
     ("sigmoid", {}, (4,), nn.Sigmoid, (4,)),
     ("gelu", {"approximate": "tanh"}, (4,), nn.GELU, (4,)),
     ("leaky_relu", {"negative_slope": 0.2}, (4,), nn.LeakyReLU, (4,)),
+    ("identity", {}, (2, 3, 3), nn.Identity, (2, 3, 3)),
+    ("adaptive_avgpool2d", {}, (5, 7, 7), nn.AdaptiveAvgPool2d, (5, 1, 1)),
+    ("batchnorm1d", {"momentum": 0.2}, (6,), nn.BatchNorm1d, (6,)),
+    ("batchnorm2d", {"eps": 1e-3}, (3, 4, 4), nn.BatchNorm2d, (3, 4, 4)),
+    ("layernorm", {}, (3, 4, 4), nn.LayerNorm, (3, 4, 4)),
+    ("groupnorm", {"groups": 2}, (4, 3, 3), nn.GroupNorm, (4, 3, 3)),
 ]
 
 
 def test_every_registered_builtin_layer_is_covered(monkeypatch):
     monkeypatch.setenv(PLUGIN_SELECTION_ENV, "none")
     registry = build_registry()
-    assert set(registry.names("layer")) == set(LAYER_CLASSES) == {b[0] for b in BUILDS}
+    # residual, a composite layer, has its own tests (test_residual.py)
+    assert set(registry.names("layer")) - {"residual"} == set(LAYER_CLASSES) == {b[0] for b in BUILDS}
     for name, cls in LAYER_CLASSES.items():
         assert registry.load("layer", name) is cls
 
@@ -87,6 +100,26 @@ def test_layer_options_reach_the_torch_modules():
     assert dropout.p == 0.25
     assert leaky.negative_slope == 0.3
     assert gelu.approximate == "tanh"
+
+
+def test_normalisation_options_reach_the_torch_modules():
+    network, _ = build_network(
+        [
+            spec("batchnorm2d", eps=1e-3, momentum=0.3, affine=False),
+            spec("groupnorm", groups=3, eps=1e-4),
+            spec("layernorm", affine=False),
+            spec("adaptive_avgpool2d", output_size=2),
+            spec("flatten"),
+            spec("batchnorm1d"),
+        ],
+        (6, 5, 5),
+    )
+    batch2d, group, layer, pool, _, batch1d = network
+    assert (batch2d.num_features, batch2d.eps, batch2d.momentum, batch2d.affine) == (6, 1e-3, 0.3, False)
+    assert (group.num_groups, group.num_channels, group.eps) == (3, 6, 1e-4)
+    assert layer.normalized_shape == (6, 5, 5) and not layer.elementwise_affine
+    assert pool.output_size == 2
+    assert batch1d.num_features == 24 and batch1d.affine  # 6 channels x 2 x 2 after pooling
 
 
 def test_input_sizes_are_inferred():
@@ -173,6 +206,10 @@ def test_cpu_build_gives_real_parameters():
         ([spec("flatten"), spec("maxpool2d")], (1, 8, 8), 1, "image input"),
         ([spec("relu"), spec("conv2d", out_channels=2, kernel_size=9)], (1, 8, 8), 1, "(1, 8, 8)"),
         ([spec("maxpool2d")] * 4, (1, 8, 8), 3, "maxpool2d"),  # 8 -> 4 -> 2 -> 1 -> nothing
+        ([spec("flatten"), spec("batchnorm2d")], (1, 8, 8), 1, "image input"),
+        ([spec("batchnorm1d")], (1, 8, 8), 0, "use batchnorm2d on images"),
+        ([spec("groupnorm", groups=4)], (6, 2, 2), 0, "does not divide the 6 channels"),
+        ([spec("flatten"), spec("adaptive_avgpool2d")], (1, 8, 8), 1, "image input"),
     ],
 )
 @pytest.mark.parametrize("device", ["cpu", "meta"])

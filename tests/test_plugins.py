@@ -30,6 +30,13 @@ BUILTIN_LAYERS = {
     "sigmoid",
     "gelu",
     "leaky_relu",
+    "identity",
+    "adaptive_avgpool2d",
+    "batchnorm1d",
+    "batchnorm2d",
+    "layernorm",
+    "groupnorm",
+    "residual",
 }
 
 

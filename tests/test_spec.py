@@ -362,7 +362,7 @@ def test_missing_name_without_a_file():
         ({"train": 5}, "train", ["expected a mapping of options"]),
         ({"network": [{"type": "flatten"}]}, "network", ["expected a mapping with 'layers'"]),
         ({"network": {"layers": []}}, "network.layers", ["non-empty list"]),
-        ({"network": {"layers": MLP, "width": 3}}, "network.width", ["only 'layers'"]),
+        ({"network": {"layers": MLP, "width": 3}}, "network.width", ["has 'layers' (written out) or 'type'"]),
         ({"rule": ["bp"]}, "rule", ["expected a mapping"]),
         ({"optimizer": "adam"}, "optimizer", ["expected a mapping"]),
     ],
