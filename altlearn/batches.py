@@ -16,13 +16,13 @@ from altlearn.components import DataSplits
 
 @dataclass
 class DeviceData:
-    train_x: torch.Tensor  # (N, C, H, W), normalised
+    train_x: torch.Tensor  # (N, C, H, W) or (N, D), normalised
     train_y: torch.Tensor  # (N,)
     test_x: torch.Tensor
     test_y: torch.Tensor
     val_x: torch.Tensor | None
     val_y: torch.Tensor | None
-    mean: torch.Tensor  # (C,) per-channel statistics of the training split (for the exported model)
+    mean: torch.Tensor  # (C,) per channel, or (D,) per feature, of the training split (exported model)
     std: torch.Tensor
 
 
@@ -54,17 +54,19 @@ def prepare(splits: DataSplits, options, seed: int, device: torch.device) -> Dev
         val_x, val_y = train_x[val_idx], train_y[val_idx]
         train_x, train_y = train_x[train_idx], train_y[train_idx]
 
-    channels = train_x.shape[1]
+    # Images: one statistic per channel (over examples and pixels); flat inputs: per feature.
+    over = tuple(d for d in range(train_x.ndim) if d != 1)
     if options.normalize:
-        mean = train_x.mean(dim=(0, 2, 3))  # (C,)
-        std = train_x.std(dim=(0, 2, 3)).clamp_min(1e-6)
+        mean = train_x.mean(dim=over)  # (C,) or (D,)
+        std = train_x.std(dim=over).clamp_min(1e-6)
     else:
-        mean, std = torch.zeros(channels), torch.ones(channels)
+        mean, std = torch.zeros(train_x.shape[1]), torch.ones(train_x.shape[1])
+    example_ndim = train_x.ndim - 1
 
     def ready(x: torch.Tensor | None) -> torch.Tensor | None:
         if x is None:
             return None
-        return ((x - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)).to(device)
+        return ((x - per_example(mean, example_ndim)) / per_example(std, example_ndim)).to(device)
 
     return DeviceData(
         train_x=ready(train_x),
@@ -76,6 +78,11 @@ def prepare(splits: DataSplits, options, seed: int, device: torch.device) -> Dev
         mean=mean,
         std=std,
     )
+
+
+def per_example(stat: torch.Tensor, example_ndim: int) -> torch.Tensor:
+    """A (C,) or (D,) statistic shaped to broadcast over a batch: (1, C, 1, 1) or (1, D)."""
+    return stat.view(1, -1, *([1] * (example_ndim - 1)))
 
 
 def shuffled_batches(

@@ -15,7 +15,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from altlearn.batches import DeviceData, num_batches, ordered_batches, prepare, shuffled_batches
+from altlearn.batches import (
+    DeviceData,
+    num_batches,
+    ordered_batches,
+    per_example,
+    prepare,
+    shuffled_batches,
+)
+from altlearn.datacheck import load_splits
 from altlearn.devices import DeviceUnavailable, MetricSums, precision_context, resolve_device, synchronize
 from altlearn.network import build_network
 from altlearn.observers import Observer, Outcome, notify, notify_all
@@ -40,10 +48,10 @@ class RuleContractError(Exception):
 class Normalize(nn.Module):
     """Applies the training set's normalisation, so the exported model takes raw [0, 1] images."""
 
-    def __init__(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor, example_ndim: int = 3) -> None:
         super().__init__()
-        self.register_buffer("mean", mean.view(1, -1, 1, 1).clone())
-        self.register_buffer("std", std.view(1, -1, 1, 1).clone())
+        self.register_buffer("mean", per_example(mean, example_ndim).clone())
+        self.register_buffer("std", per_example(std, example_ndim).clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
@@ -81,7 +89,7 @@ class Trainer:
     def _load_data(self) -> None:
         spec = self.spec
         self.info = spec.data.component.info(spec.data.params)
-        splits = spec.data.component.load(spec.data.params)
+        splits = load_splits(spec.data, self.info, spec.seed)
         self.data: DeviceData = prepare(splits, spec.data_options, spec.seed, self.device)
         self.steps_per_epoch = num_batches(len(self.data.train_x), spec.data_options.batch_size)
         self.shuffle = torch.Generator().manual_seed(spec.seed)
@@ -320,11 +328,16 @@ class Trainer:
     # ------------------------------------------------------------------------------ export
     def inference_model(self) -> nn.Module:
         """Normalisation + the rule's inference module, on the CPU, in eval mode."""
-        model = nn.Sequential(Normalize(self.data.mean, self.data.std), self.rule.inference_module())
+        model = nn.Sequential(
+            Normalize(self.data.mean, self.data.std, len(self.info.input_shape)), self.rule.inference_module()
+        )
         return model.to("cpu").eval()
 
     def example_input(self) -> Any:
-        x = self.data.test_x[:2].to("cpu") * self.data.std.view(1, -1, 1, 1) + self.data.mean.view(
-            1, -1, 1, 1
-        )
-        return x.numpy()
+        ndim = len(self.info.input_shape)
+        raw = self.data.test_x[:2].to("cpu") * per_example(self.data.std, ndim)
+        return (raw + per_example(self.data.mean, ndim)).numpy()
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
