@@ -150,15 +150,17 @@ class Validator:
         kind: str,
         common: type[BaseModel] | None = None,
         reference: Reference | None = None,
+        bare_name: bool = False,
     ) -> tuple[Block | None, BaseModel | None]:
         """Validate ``{type: name, **options}`` naming a component of ``kind``.
 
         ``common`` holds options every component of the kind has (data sets' batch_size...);
-        ``reference`` is set for a block nested in another component's options.
+        ``reference`` is set for a block nested in another component's options; ``bare_name``
+        allows a name alone for a block with its defaults (as a nested option and a list item may).
         """
         # An option naming a component may give just its name (loss: mse); the path of a bad
         # name is then the option itself, since the file has no `type` key.
-        shorthand = reference is not None and isinstance(values, str)
+        shorthand = (reference is not None or bare_name) and isinstance(values, str)
         type_path = path if shorthand else join(path, "type")
         if shorthand:
             values = {"type": values}
@@ -291,7 +293,7 @@ class Validator:
             return None
         blocks, origins, complete = [], [], True
         for index, item in enumerate(items):
-            block, shared = self.block(item, join(path, index), kind, ListItemOptions, reference)
+            block, shared = self.block(item, join(path, index), kind, ListItemOptions, reference, True)
             if block is None or shared is None:
                 complete = False
                 continue

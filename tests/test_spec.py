@@ -374,10 +374,18 @@ def test_non_mapping_and_malformed_sections(changes, path, words):
         assert word in problems[path]
 
 
-def test_a_layer_that_is_not_a_mapping():
+def test_a_layer_that_is_not_a_mapping_nor_a_name():
+    raw = minimal()
+    raw["network"]["layers"][2] = ["relu"]
+    assert list(problems_of(raw)) == ["network.layers[2]"]
+
+
+def test_a_bare_layer_name_is_the_layer_with_its_defaults_and_a_wrong_one_is_named_where_written():
     raw = minimal()
     raw["network"]["layers"][2] = "relu"
-    assert list(problems_of(raw)) == ["network.layers[2]"]
+    assert validate(raw).layers[2].as_dict() == {"type": "relu"}
+    raw["network"]["layers"][2] = "rellu"
+    assert "did you mean 'relu'" in problems_of(raw)["network.layers[2]"]
 
 
 def test_invalid_values_say_what_is_wrong():
