@@ -1,5 +1,5 @@
-"""altlearn's own components (rules, data sets, layers, optimizers, schedules, losses), registered
-through the same hooks a third-party plugin uses.
+"""altlearn's own components (rules, data sets, layers, network architectures, optimizers,
+schedules, losses), registered through the same hooks a third-party plugin uses.
 
 Targets are "module:attr" strings so that listing them (``altlearn plugins``) imports no torch.
 """
@@ -98,3 +98,18 @@ def altlearn_register_schedules(register):
 @hookimpl
 def altlearn_register_losses(register):
     _register_all(register, "altlearn.losses", _LOSSES)
+
+
+_NETWORKS = {
+    "lenet5": ("LeNet5", "LeNet-5: two 5x5 convs with pooling, 120-84-classes (width, activation)"),
+    "resnet20": ("ResNet20", "CIFAR ResNet-20 (He et al. 2016), 3 stages x 3 basic blocks (width)"),
+    "resnet32": ("ResNet32", "CIFAR ResNet-32, 3 stages x 5 basic blocks (width)"),
+    "resnet56": ("ResNet56", "CIFAR ResNet-56, 3 stages x 9 basic blocks (width)"),
+    "vgg": ("VGG", "a small VGG: stages of 3x3 convs and max pooling (stages, width, batch_norm)"),
+    "mlp": ("MLP", "fully connected network (width, depth, activation, dropout, norm)"),
+}
+
+
+@hookimpl
+def altlearn_register_networks(register):
+    _register_all(register, "altlearn.architectures", _NETWORKS)

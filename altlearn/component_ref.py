@@ -58,6 +58,7 @@ class BlockList(list):
     def __init__(self, blocks=(), origins: list[tuple[int, int, int]] | None = None) -> None:
         super().__init__(blocks)
         self.origins = origins if origins is not None else [(i, 0, 1) for i in range(len(self))]
+        self.architecture: Block | None = None  # the named architecture these layers expand, if any
 
     def as_dicts(self) -> list[dict[str, Any]]:
         return [block.as_dict() for block in self]

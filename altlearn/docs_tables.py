@@ -47,6 +47,7 @@ def tables(registry: Registry | None = None) -> dict[str, str]:
         ("optimizers", "optimizer"),
         ("schedules", "schedule"),
         ("losses", "loss"),
+        ("networks", "network"),
     ):
         out[key] = component_table(registry, kind)
     return out

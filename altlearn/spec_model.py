@@ -163,7 +163,14 @@ class Spec:
         return out
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+        architecture = getattr(self.layers, "architecture", None)
+        if architecture is None:
+            return text
+        # The layers below are what the network is; say where they came from (a comment, so the
+        # resolved spec still validates to the same layers).
+        written = yaml.safe_dump(architecture.as_dict(), default_flow_style=True, width=1000).strip()
+        return text.replace("\nnetwork:\n", f"\n# network: {written}, expanded:\nnetwork:\n", 1)
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
