@@ -24,6 +24,12 @@ def _channels(input_shape: tuple[int, ...], layer: str) -> int:
     return input_shape[0]
 
 
+def _features(input_shape: tuple[int, ...], layer: str, hint: str) -> int:
+    if len(input_shape) != 1:
+        raise ValueError(f"{layer} needs a flat input, but its input has shape {input_shape}; {hint}")
+    return input_shape[0]
+
+
 class _Fixed(Layer):
     """A layer without options whose module needs nothing from the input shape."""
 
@@ -45,12 +51,8 @@ class Linear(Layer):
 
     @classmethod
     def build(cls, params, input_shape):
-        if len(input_shape) != 1:
-            raise ValueError(
-                f"linear needs a flat input, but its input has shape {input_shape}; "
-                "add {type: flatten} before it"
-            )
-        return nn.Linear(input_shape[0], params.out_features, bias=params.bias)
+        features = _features(input_shape, "linear", "add {type: flatten} before it")
+        return nn.Linear(features, params.out_features, bias=params.bias)
 
 
 class Conv2d(Layer):
@@ -167,12 +169,8 @@ class Batchnorm1d(Layer):
 
     @classmethod
     def build(cls, params, input_shape):
-        if len(input_shape) != 1:
-            raise ValueError(
-                f"batchnorm1d needs a flat input (features,), but its input has shape {input_shape}; "
-                "use batchnorm2d on images"
-            )
-        return nn.BatchNorm1d(input_shape[0], params.eps, params.momentum, affine=params.affine)
+        features = _features(input_shape, "batchnorm1d", "use batchnorm2d on images")
+        return nn.BatchNorm1d(features, params.eps, params.momentum, affine=params.affine)
 
 
 class Batchnorm2d(Layer):
