@@ -171,3 +171,22 @@ def test_shape_errors_inside_residual_blocks_name_the_nested_path(block, path, w
     assert list(problems) == [path], problems
     for word in words:
         assert word in problems[path]
+
+
+def test_a_residual_block_built_in_python_resolves_its_layers_with_the_installed_plugins():
+    from altlearn.residual import Residual as ResidualLayer
+
+    params = ResidualLayer.Params(layers=["relu", {"type": "linear", "out_features": 3, "repeat": 2}])
+    assert [b.type for b in params.layers] == ["relu", "linear", "linear"]
+    assert params.shortcut_norm is None and params.activation is None
+    with pytest.raises(ValueError, match="did you mean 'relu'"):
+        ResidualLayer.Params(layers=["rellu"])
+
+
+def test_nested_layers_become_mlflow_params_by_their_expanded_position():
+    from altlearn.spec_model import flatten
+
+    params = flatten(validate(image_spec(basic_block(8) | {"repeat": 2})).to_dict())
+    assert params["network.layers.2.type"] == "residual"
+    assert params["network.layers.2.layers.0.out_channels"] == 8
+    assert params["network.layers.2.shortcut_norm.type"] == "batchnorm2d"
