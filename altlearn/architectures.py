@@ -20,9 +20,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, PositiveFloat, PositiveInt
+from pydantic import Field
 
 from altlearn.components import Architecture, DataInfo, Params
+from altlearn.values import Count, Fraction, PositiveReal
 
 Activation = Literal["relu", "tanh", "sigmoid", "gelu", "leaky_relu"]
 
@@ -59,7 +60,7 @@ def _classifier(classes: int, dropout: float = 0.0) -> list[dict]:
 
 class LeNet5(Architecture):
     class Params(Params):
-        width: PositiveFloat = Field(1.0, description="multiplies every layer's channels and units")
+        width: PositiveReal = Field(1.0, description="multiplies every layer's channels and units")
         activation: Activation = Field("relu", description="after every conv and hidden linear layer")
         pooling: Literal["max", "avg"] = Field("max", description="the 2x2 pooling after each conv")
 
@@ -91,7 +92,7 @@ class _CifarResNet(Architecture):
     blocks_per_stage: int
 
     class Params(Params):
-        width: PositiveFloat = Field(1.0, description="multiplies the 16/32/64 channels of the stages")
+        width: PositiveReal = Field(1.0, description="multiplies the 16/32/64 channels of the stages")
 
     @classmethod
     def layers(cls, params, data: DataInfo) -> list[dict]:
@@ -137,14 +138,14 @@ class ResNet56(_CifarResNet):
 
 class VGG(Architecture):
     class Params(Params):
-        stages: list[list[PositiveInt]] = Field(
+        stages: list[list[Count]] = Field(
             [[32, 32], [64, 64], [128, 128]],
             min_length=1,
             description="channels of the 3x3 convs of each stage; every stage ends in 2x2 max pooling",
         )
-        width: PositiveFloat = Field(1.0, description="multiplies every conv's channels")
+        width: PositiveReal = Field(1.0, description="multiplies every conv's channels")
         batch_norm: bool = Field(True, description="batch norm after every conv")
-        dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout before the classifier")
+        dropout: Fraction = Field(0.0, description="dropout before the classifier")
 
     @classmethod
     def layers(cls, params, data: DataInfo) -> list[dict]:
@@ -161,10 +162,10 @@ class VGG(Architecture):
 
 class MLP(Architecture):
     class Params(Params):
-        width: PositiveInt = Field(256, description="units of every hidden layer")
-        depth: PositiveInt = Field(2, description="number of hidden layers")
+        width: Count = Field(256, description="units of every hidden layer")
+        depth: Count = Field(2, description="number of hidden layers")
         activation: Activation = Field("relu", description="after every hidden layer")
-        dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout after every hidden activation")
+        dropout: Fraction = Field(0.0, description="dropout after every hidden activation")
         norm: Literal["none", "batchnorm1d", "layernorm"] = Field(
             "none", description="a normalisation between each hidden layer and its activation"
         )

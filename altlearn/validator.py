@@ -13,13 +13,14 @@ import difflib
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import PydanticCustomError
 
-from altlearn import plugins
+from altlearn import feasibility, plugins
 from altlearn.component_ref import VALIDATOR_CONTEXT, Block, BlockList, Reference
 from altlearn.plugins import KIND_NOUNS, PluginError, Registry
 from altlearn.spec_files import Problem
+from altlearn.values import Count
 
 #: pydantic error type of a nested block whose problems the validator has already recorded
 _REPORTED = "altlearn_already_reported"
@@ -51,7 +52,13 @@ class ListItemOptions(BaseModel):
     """Options any block in a list of blocks has, besides its component's own."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    repeat: PositiveInt = Field(1, description="stands for this many copies of the block, in a row")
+    repeat: Count = Field(1, description="stands for this many copies of the block, in a row")
+
+
+def _size(block: Block) -> int:
+    """Layers a block stands for: itself and every layer in its nested lists (a residual's body)."""
+    nested = [value for value in vars(block.params).values() if isinstance(value, BlockList)]
+    return 1 + sum(sum(_size(b) for b in blocks) for blocks in nested)
 
 
 def did_you_mean(word: Any, choices: list[str]) -> str:
@@ -291,12 +298,24 @@ class Validator:
         if not isinstance(items, list) or not items:
             self.add(path, f"expected a non-empty list of {KIND_NOUNS[kind]} blocks, got {short(items)}")
             return None
-        blocks, origins, complete = [], [], True
+        if len(items) > feasibility.MAX_LAYERS:  # before validating any: each costs a probe later
+            self.add(path, f"{len(items)} layers; altlearn takes at most {feasibility.MAX_LAYERS}")
+            return None
+        blocks, origins, complete, size = [], [], True, 0
         for index, item in enumerate(items):
             block, shared = self.block(item, join(path, index), kind, ListItemOptions, reference, True)
             if block is None or shared is None:
                 complete = False
                 continue
+            # Bound the expansion before doing it: repeat: 10**9 must be an error, not a full memory.
+            size += shared.repeat * _size(block)
+            if size > feasibility.MAX_LAYERS:
+                self.add(
+                    join(path, index),
+                    f"makes the list stand for more than {feasibility.MAX_LAYERS} "
+                    "layers (repeats and nested blocks counted), the most altlearn takes",
+                )
+                return None
             blocks += [block] * shared.repeat  # blocks are immutable: each copy builds its own module
             origins += [(index, copy, shared.repeat) for copy in range(shared.repeat)]
         return BlockList(blocks, origins) if complete else None

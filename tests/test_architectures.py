@@ -167,3 +167,12 @@ def test_a_plugin_registers_an_architecture():
     spec = validate(minimal(network={"type": "tiny", "hidden": 5}), registry)
     assert [b.type for b in spec.layers] == ["flatten", "linear", "relu", "linear"]
     assert spec.packages == {"altlearn-tiny": "0.3"}
+
+
+def test_repeats_are_bounded_before_they_are_expanded():
+    huge = {"type": "residual", "layers": [{"type": "relu", "repeat": 10**6}], "repeat": 10**6}
+    problems = problems_of(minimal(network={"layers": ["flatten", huge]}))
+    assert "more than 1000 layers" in problems["network.layers[1].layers[0]"]
+    nested = {"type": "residual", "layers": [{"type": "relu", "repeat": 600}], "repeat": 2}
+    problems = problems_of(minimal(network={"layers": ["flatten", nested]}))
+    assert "more than 1000 layers" in problems["network.layers[1]"]
