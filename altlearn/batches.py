@@ -34,25 +34,7 @@ def prepare(splits: DataSplits, options, seed: int, device: torch.device) -> Dev
         train_x, train_y = train_x[: options.train_subset], train_y[: options.train_subset]
     if options.test_subset:
         test_x, test_y = test_x[: options.test_subset], test_y[: options.test_subset]
-    val_x = val_y = None
-    if options.val_size:
-        if options.val_size >= len(train_x):
-            from altlearn.spec import Problem, SpecError
-
-            raise SpecError(
-                [
-                    Problem(
-                        "data.val_size",
-                        f"{options.val_size} leaves no training "
-                        f"examples (the training split has {len(train_x)})",
-                    )
-                ]
-            )
-        # A seeded permutation, so the held-out examples do not depend on the file's class order.
-        order = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(seed))
-        val_idx, train_idx = order[: options.val_size], order[options.val_size :]
-        val_x, val_y = train_x[val_idx], train_y[val_idx]
-        train_x, train_y = train_x[train_idx], train_y[train_idx]
+    train_x, train_y, val_x, val_y = _hold_out(train_x, train_y, options.val_size, seed)
 
     # Images: one statistic per channel (over examples and pixels); flat inputs: per feature.
     over = tuple(d for d in range(train_x.ndim) if d != 1)
@@ -78,6 +60,21 @@ def prepare(splits: DataSplits, options, seed: int, device: torch.device) -> Dev
         mean=mean,
         std=std,
     )
+
+
+def _hold_out(x: torch.Tensor, y: torch.Tensor, val_size: int, seed: int):
+    """(train_x, train_y, val_x, val_y): ``val_size`` seeded examples held out of the training split."""
+    if not val_size:
+        return x, y, None, None
+    if val_size >= len(x):
+        from altlearn.spec import Problem, SpecError
+
+        message = f"{val_size} leaves no training examples (the training split has {len(x)})"
+        raise SpecError([Problem("data.val_size", message)])
+    # A seeded permutation, so the held-out examples do not depend on the file's class order.
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    val_idx, train_idx = order[:val_size], order[val_size:]
+    return x[train_idx], y[train_idx], x[val_idx], y[val_idx]
 
 
 def per_example(stat: torch.Tensor, example_ndim: int) -> torch.Tensor:
