@@ -40,6 +40,16 @@ class _Fixed(Layer):
         return cls.module()
 
 
+class _Configured(Layer):
+    """A layer whose options are exactly its torch module's keyword arguments."""
+
+    module: ClassVar[type[nn.Module]]
+
+    @classmethod
+    def build(cls, params, input_shape):
+        return cls.module(**params.model_dump())
+
+
 class Flatten(_Fixed):
     module = nn.Flatten
 
@@ -100,13 +110,11 @@ class Avgpool2d(_Pool):
     module, type_name = nn.AvgPool2d, "avgpool2d"
 
 
-class Dropout(Layer):
+class Dropout(_Configured):
+    module = nn.Dropout
+
     class Params(Params):
         p: Fraction = 0.5
-
-    @classmethod
-    def build(cls, params, input_shape):
-        return nn.Dropout(params.p)
 
 
 class Relu(_Fixed):
@@ -121,22 +129,18 @@ class Sigmoid(_Fixed):
     module = nn.Sigmoid
 
 
-class Gelu(Layer):
+class Gelu(_Configured):
+    module = nn.GELU
+
     class Params(Params):
         approximate: Literal["none", "tanh"] = "none"
 
-    @classmethod
-    def build(cls, params, input_shape):
-        return nn.GELU(approximate=params.approximate)
 
+class LeakyRelu(_Configured):
+    module = nn.LeakyReLU
 
-class LeakyRelu(Layer):
     class Params(Params):
         negative_slope: NonNegativeReal = 0.01
-
-    @classmethod
-    def build(cls, params, input_shape):
-        return nn.LeakyReLU(params.negative_slope)
 
 
 class Identity(_Fixed):
