@@ -17,10 +17,11 @@ import yaml
 from altlearn import feasibility, plugins
 from altlearn.component_ref import Block
 from altlearn.plugins import KIND_NOUNS, Registry
+from altlearn.problem_text import did_you_mean
 from altlearn.spec_files import Problem, SpecError, apply_overrides, load_yaml, parse_yaml
 from altlearn.spec_model import SECTIONS, DataOptions, Spec, TopLevel, TrackingOptions, TrainOptions
 from altlearn.spec_network import check_network, data_info, network_layers
-from altlearn.validator import Validator, did_you_mean
+from altlearn.validator import Validator
 
 #: the type a section has when the spec leaves it out
 _DEFAULT_TYPE = {"optimizer": "adam", "schedule": "constant"}

@@ -18,7 +18,8 @@ from typing import Any
 from altlearn import feasibility
 from altlearn.component_ref import Block, BlockList
 from altlearn.components import DataInfo
-from altlearn.validator import Validator, did_you_mean, join, short
+from altlearn.problem_text import did_you_mean, join, short
+from altlearn.validator import Validator
 
 
 def network_layers(v: Validator, network: Any, info: DataInfo | None) -> BlockList | None:

@@ -9,7 +9,6 @@ exactly the errors built-ins get.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,23 +18,12 @@ from pydantic_core import PydanticCustomError
 from altlearn import feasibility, plugins
 from altlearn.component_ref import VALIDATOR_CONTEXT, Block, BlockList, Reference
 from altlearn.plugins import KIND_NOUNS, PluginError, Registry
+from altlearn.problem_text import article, did_you_mean, elsewhere_hint, join, short
 from altlearn.spec_files import Problem
 from altlearn.values import Count
 
 #: pydantic error type of a nested block whose problems the validator has already recorded
 _REPORTED = "altlearn_already_reported"
-
-# Keys people put in the wrong section (e.g. the rule's lr when the rule uses an optimizer):
-# where each one lives instead.
-_HOME_OF_KEY = {
-    "lr": "optimizer.lr",
-    "momentum": "optimizer.momentum",
-    "weight_decay": "optimizer.weight_decay",
-    "betas": "optimizer.betas",
-    "epochs": "train.epochs",
-    "device": "train.device",
-    "batch_size": "data.batch_size",
-}
 
 #: what a component of each kind must have besides Params (checked when a spec names it, so a
 #: plugin's mistake is reported at the spec path instead of failing mid-training)
@@ -59,33 +47,6 @@ def _size(block: Block) -> int:
     """Layers a block stands for: itself and every layer in its nested lists (a residual's body)."""
     nested = [value for value in vars(block.params).values() if isinstance(value, BlockList)]
     return 1 + sum(sum(_size(b) for b in blocks) for blocks in nested)
-
-
-def did_you_mean(word: Any, choices: list[str]) -> str:
-    close = difflib.get_close_matches(str(word), choices, n=1, cutoff=0.6)
-    return f"did you mean {close[0]!r}? " if close else ""
-
-
-def join(path: str, key: Any) -> str:
-    if isinstance(key, int):
-        return f"{path}[{key}]"
-    return f"{path}.{key}" if path else str(key)
-
-
-def short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _elsewhere_hint(key: Any, path: str) -> str:
-    home = _HOME_OF_KEY.get(str(key))
-    if home is None or home.split(".")[0] == path.split(".")[0].split("[")[0]:
-        return ""
-    return f" ({key!r} belongs in {home})"
-
-
-def _article(noun: str) -> str:
-    return "an" if noun[:1] in "aeiou" else "a"
 
 
 @dataclass
@@ -179,7 +140,7 @@ class Validator:
         what = KIND_NOUNS[kind]
         if type_name is None:
             choices = ", ".join(self.choices(kind, reference))
-            self.add(type_path, f"missing; choose {_article(what)} {what}: {choices}")
+            self.add(type_path, f"missing; choose {article(what)} {what}: {choices}")
             return None, None
         found = self._component(kind, str(type_name), type_path, reference)
         if found is None:
@@ -214,7 +175,7 @@ class Validator:
             self.add(
                 join(path, key),
                 f"{key!r} is not an option of {owner}; {did_you_mean(key, known)}its options are: "
-                f"{', '.join(known) or '(none)'}{_elsewhere_hint(key, path) if hint else ''}",
+                f"{', '.join(known) or '(none)'}{elsewhere_hint(key, path) if hint else ''}",
             )
             options.pop(key)
 
