@@ -83,6 +83,7 @@ def main() -> None:
     altlearn run specs/mnist_mlp_bp.yaml            train and log to MLflow
     altlearn run SPEC -s rule.type=fa -s optimizer.lr=0.001
     altlearn resume RUN_ID                          continue an interrupted run
+    altlearn sweep specs/sweeps/mnist_rules.yaml    many runs: rules x settings x seeds
     altlearn validate SPEC                          report every mistake at once
     altlearn render SPEC                            print the spec with all defaults
     altlearn plugins                                every component and the package providing it
@@ -320,6 +321,77 @@ def plugins(verbose: bool) -> None:
 
 def _plural(noun: str) -> str:
     return noun + ("es" if noun.endswith("s") else "s")
+
+
+@main.command()
+@click.argument("sweep_path", metavar="SWEEP")
+@click.option(
+    "-s",
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="PATH=VALUE",
+    help="override a spec value in every trial, after the sweep file's own overrides; repeatable",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: worker processes here; ray: one Ray task per trial (pip install 'altlearn[ray]')",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="local engine: trials at once [default: CPU cores // a trial's threads, or one per GPU]",
+)
+@click.option(
+    "--address",
+    default=None,
+    metavar="ADDRESS",
+    help="ray engine: the cluster to use (auto, ray://HOST:10001) [default: a Ray instance started here]",
+)
+@click.option(
+    "--tracking-uri",
+    envvar="MLFLOW_TRACKING_URI",
+    default=None,
+    help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db]",
+)
+@click.option(
+    "--fresh", is_flag=True, help="a new sweep run, even if this sweep ran before [default: continue it]"
+)
+@click.option("--dry-run", is_flag=True, help="list the trials (configuration, seed, keys); run nothing")
+@click.option("-q", "--quiet", is_flag=True, help="no progress table, only the summary")
+@_interruptible
+def sweep(
+    sweep_path: str,
+    overrides: tuple[str, ...],
+    engine: str,
+    workers: int | None,
+    address: str | None,
+    tracking_uri: str | None,
+    fresh: bool,
+    dry_run: bool,
+    quiet: bool,
+) -> None:
+    """Run the trials of a sweep file (cases, grid, random draws, seeds) as runs of one MLflow
+    sweep run; running it again continues it. See docs/sweeps.md."""
+    from altlearn.sweep.record import SweepUsageError
+    from altlearn.sweep.runner import SweepOptions, run_sweep
+    from altlearn.sweep.sweep_file import SweepError
+    from altlearn.tracking import TrackingUnavailable
+
+    options = SweepOptions(
+        sweep_path, overrides, engine, workers, address, tracking_uri, fresh, dry_run, quiet
+    )
+    try:
+        code = run_sweep(options)
+    except SweepError as exc:
+        _fail(exc.report())
+    except (SweepUsageError, TrackingUnavailable) as exc:
+        _fail(str(exc))
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -287,3 +287,13 @@ def _index(node: list, part: str) -> int:
     if not -len(node) <= index < len(node):
         raise IndexError(f"index {index} is out of range (the list has {len(node)} items)")
     return index
+
+
+def set_path(raw: dict[str, Any], key: str, value: Any) -> None:
+    """Set one already-typed value at a dotted path (what a sweep's overrides do); the path
+    grammar and the KeyError/IndexError/TypeError are those of ``apply_overrides``."""
+    parts = [p for p in key.strip().replace("[", ".").replace("]", "").split(".") if p]
+    node: Any = raw
+    for part in parts[:-1]:
+        node = _child(node, part)
+    _set(node, parts[-1], value)

@@ -1,0 +1,201 @@
+"""The local engine: a pool of spawned worker processes on this machine, one trial at a time each.
+
+Spawned, not forked: a fork would copy the sweep's MLflow connections, threads and torch state
+into every worker. Workers live for the whole sweep (python, torch and MLflow are imported once
+per worker, not once per trial), each in its own process group, so the terminal's Ctrl-C reaches
+only the sweep, which then stops every running trial with exactly one signal. A worker that dies
+(a segfault, the OOM killer) costs only its own trial: it is reported as lost and replaced.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from altlearn.sweep.adapter import EXIT_FAILED, RunOutcome
+from altlearn.sweep.jobs import Event, Job
+
+POLL_SECONDS = 0.2
+STOP_SECONDS = 120  # a stopped trial ends its run (and may finish a checkpoint) within this
+
+
+@dataclass
+class _Worker:
+    process: object  # multiprocessing.Process
+    conn: object  # the sweep's end of the job pipe
+    env: dict[str, str]
+    job: Job | None = None
+
+
+class LocalEngine:
+    def __init__(self, slots: list[dict[str, str]]) -> None:
+        self.slots = slots  # one environment per worker
+        self.workers: list[_Worker] = []
+        self.events = None
+        self.context = None
+
+    @property
+    def description(self) -> str:
+        return f"local, {len(self.slots)} worker process{'es' if len(self.slots) != 1 else ''}"
+
+    def start(self, n_jobs: int) -> None:
+        import multiprocessing
+
+        self.context = multiprocessing.get_context("spawn")
+        self.events = self.context.Queue()
+        # Started now, so their imports overlap with the sweep opening its MLflow run.
+        for env in self.slots[: max(1, min(len(self.slots), n_jobs))]:
+            self.workers.append(self._spawn(env))
+
+    def _spawn(self, env: dict[str, str]) -> _Worker:
+        ours, theirs = self.context.Pipe()
+        process = self.context.Process(target=_worker_main, args=(env, theirs, self.events), daemon=True)
+        process.start()
+        theirs.close()
+        return _Worker(process, ours, env)
+
+    def run(self, jobs: list[Job], on_event) -> None:
+        pending = deque(jobs)
+        try:
+            while pending or self._busy():
+                self._dispatch(pending)
+                self._pump(on_event, POLL_SECONDS)
+        except KeyboardInterrupt as exc:
+            from altlearn.tracking import Terminated
+
+            pending.clear()  # pending trials are not started
+            self._stop(on_event, signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+            raise
+
+    def _busy(self) -> list[_Worker]:
+        return [w for w in self.workers if w.job is not None]
+
+    def _dispatch(self, pending: deque) -> None:
+        for worker in self.workers:
+            if worker.job is None and pending and worker.process.is_alive():
+                worker.job = pending.popleft()
+                worker.conn.send(worker.job)
+
+    def _pump(self, on_event, timeout: float) -> None:
+        """Pass on the workers' events; report the trial of a worker that died, and replace it."""
+        self._drain(on_event, timeout)
+        for worker in list(self.workers):
+            if worker.process.is_alive():
+                continue
+            self._drain(on_event, 0)  # its last events may still be in the queue
+            self.workers.remove(worker)
+            if worker.job is not None:
+                how = _exit_description(worker.process.exitcode)
+                outcome = RunOutcome(None, "FAILED", f"its worker process died ({how})", EXIT_FAILED)
+                on_event(Event(worker.job.index, "lost", outcome=outcome))
+                self.workers.append(self._spawn(worker.env))
+
+    def _drain(self, on_event, timeout: float) -> None:
+        wait = timeout  # for the first event; then only what is already there
+        while True:
+            try:
+                event = self.events.get(timeout=wait) if wait > 0 else self.events.get_nowait()
+            except queue.Empty:
+                return
+            wait = 0.0
+            if event.kind == "done":
+                for worker in self.workers:
+                    if worker.job is not None and worker.job.index == event.index:
+                        worker.job = None
+            on_event(event)
+
+    def _stop(self, on_event, signum: int) -> None:
+        """One signal to each running trial, then wait for their runs to end KILLED; a second
+        Ctrl-C (or STOP_SECONDS) kills the workers, and the sweep marks their runs KILLED."""
+        for worker in self._busy():
+            _signal(worker.process, signum)
+        deadline = time.monotonic() + STOP_SECONDS
+        try:
+            while self._busy() and time.monotonic() < deadline:
+                self._pump(on_event, POLL_SECONDS)
+        except KeyboardInterrupt:
+            pass
+        for worker in self._busy():
+            worker.process.kill()
+            worker.process.join(5)
+            outcome = RunOutcome(None, "KILLED", "interrupted (its worker process was killed)", 130)
+            on_event(Event(worker.job.index, "lost", outcome=outcome))
+            worker.job = None
+
+    def close(self) -> None:
+        for worker in self.workers:
+            try:
+                worker.conn.send(None)  # "no more jobs": the worker exits
+            except OSError:
+                pass
+        for worker in self.workers:
+            worker.process.join(10)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join(5)
+        self.workers.clear()
+        if self.events is not None:
+            self.events.close()
+            self.events.join_thread()
+
+
+def _signal(process, signum: int) -> None:
+    try:
+        os.kill(process.pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _exit_description(code: int | None) -> str:
+    if code is not None and code < 0:
+        name = signal.Signals(-code).name
+        hint = " (the out-of-memory killer?)" if name == "SIGKILL" else ""
+        return f"killed by {name}{hint}"
+    return f"exit code {code}"
+
+
+# ------------------------------------------------------------------------ in the worker process
+
+
+def _worker_main(env: dict[str, str], conn, events) -> None:
+    os.setpgrp()  # the terminal's Ctrl-C goes to the sweep alone; it forwards one signal
+    os.environ.update(env)  # before torch is imported: CUDA_VISIBLE_DEVICES
+    _ignore_signals()
+    from altlearn.sweep.worker import run_job  # torch and MLflow, once per worker
+
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):
+            return  # the sweep is gone
+        if job is None:
+            return
+        _handle_signals()
+        try:
+            outcome = run_job(job, events.put)
+        except KeyboardInterrupt:  # arrived after the trial's run had ended
+            outcome = RunOutcome(None, "KILLED", "interrupted", 130)
+        finally:
+            _ignore_signals()
+        events.put(Event(job.index, "done", outcome=outcome))
+
+
+def _ignore_signals() -> None:
+    """Between trials there is nothing to stop: a late signal must not kill the worker while it
+    reports a trial's outcome."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _handle_signals() -> None:
+    from altlearn.tracking import Terminated
+
+    def terminate(signum, frame):
+        raise Terminated
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, terminate)

@@ -1,0 +1,146 @@
+"""The Ray engine: each trial one Ray task with declared resources (num_cpus, num_gpus; a
+fraction of a GPU lets several small trials share one), on a cluster given by ``--address``
+(``auto``, ``ray://host:port``) or on a Ray instance this sweep starts and stops.
+
+Ray must not retry a trial (``max_retries=0``): a retried task would open a second run of the
+trial; a crashed trial is reported as lost instead, and running the sweep again resumes it.
+"""
+
+from __future__ import annotations
+
+import time
+
+from altlearn.sweep.adapter import EXIT_FAILED, RunOutcome
+from altlearn.sweep.jobs import Event, Job
+from altlearn.sweep.record import SweepUsageError
+
+POLL_SECONDS = 0.2
+STOP_SECONDS = 120
+LOCAL_STORES = ("sqlite:", "file:")
+
+
+def _trial_task(job: Job, events) -> RunOutcome:
+    """Runs on a Ray worker."""
+    from altlearn.sweep.worker import run_job
+
+    return run_job(job, events.put)
+
+
+class RayEngine:
+    def __init__(self, resources, address: str | None, uri: str) -> None:
+        self.resources = resources
+        self.address = address
+        self.uri = uri
+        self.ray = None
+        self.connected_here = False
+        self.events = None
+
+    @property
+    def description(self) -> str:
+        where = f"cluster {self.address}" if self.address else "a Ray instance on this machine"
+        return f"ray, {where}, {self.resources.cpus:g} CPU and {self.resources.gpus:g} GPU per trial"
+
+    def start(self, n_jobs: int) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise SweepUsageError(
+                "--engine ray needs Ray: pip install 'altlearn[ray]' (on every node of the cluster)"
+            ) from None
+        self.ray = ray
+        self.connected_here = not ray.is_initialized()  # else the caller's Ray session is used
+        try:
+            if self.connected_here:
+                ray.init(
+                    address=self.address,
+                    include_dashboard=False,
+                    log_to_driver=False,  # trials report through events; their output would garble the table
+                    logging_level="warning",
+                )
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise SweepUsageError(
+                f"cannot connect to Ray at {self.address or 'a new local instance'}: {exc}"
+            ) from None
+        self._check_store()
+
+    def _check_store(self) -> None:
+        """A SQLite file lives on one machine: trials on other nodes would each write their own."""
+        nodes = [n for n in self.ray.nodes() if n.get("Alive")]
+        remote = (self.address or "").startswith("ray://")
+        if (len(nodes) > 1 or remote) and self.uri.startswith(LOCAL_STORES):
+            self.close()
+            raise SweepUsageError(
+                f"the tracking store {self.uri} is a file on this machine, but the Ray cluster "
+                f"({len(nodes)} node{'s' if len(nodes) != 1 else ''}{', over ray://' if remote else ''}) runs trials elsewhere: start "
+                "an MLflow tracking server that every node can reach (mlflow server --host 0.0.0.0 "
+                "--port 5000) and pass --tracking-uri http://HOST:5000 (see docs/sweeps.md)"
+            )
+
+    def run(self, jobs: list[Job], on_event) -> None:
+        from ray.util.queue import Queue
+
+        self.events = Queue()
+        task = self.ray.remote(_trial_task).options(
+            num_cpus=self.resources.cpus, num_gpus=self.resources.gpus, max_retries=0
+        )
+        running = {task.remote(job, self.events): job for job in jobs}
+        started: set[int] = set()
+        try:
+            while running:
+                self._step(running, started, on_event, POLL_SECONDS)
+        except KeyboardInterrupt:
+            self._stop(running, started, on_event)
+            raise
+
+    def _step(self, running: dict, started: set[int], on_event, timeout: float) -> None:
+        done, _ = self.ray.wait(list(running), num_returns=1, timeout=timeout)
+        self._drain(started, on_event)
+        for ref in done:
+            job = running.pop(ref)
+            event = self._ending(ref, job, job.index in started)
+            if event is not None:
+                on_event(event)
+
+    def _drain(self, started: set[int], on_event) -> None:
+        while not self.events.empty():
+            event = self.events.get_nowait()
+            if event.kind == "started":
+                started.add(event.index)
+            on_event(event)
+
+    def _ending(self, ref, job: Job, started: bool) -> Event | None:
+        from ray import exceptions
+
+        try:
+            return Event(job.index, "done", outcome=self.ray.get(ref))
+        except exceptions.TaskCancelledError:
+            if not started:
+                return None  # cancelled before it began: not started
+            outcome = RunOutcome(None, "KILLED", "interrupted (the Ray task was cancelled)", 130)
+        except exceptions.RayError as exc:  # the worker or its node died
+            outcome = RunOutcome(
+                None, "FAILED", f"its Ray task died ({type(exc).__name__}: {exc})"[:2000], EXIT_FAILED
+            )
+        return Event(job.index, "lost", outcome=outcome)
+
+    def _stop(self, running: dict, started: set[int], on_event) -> None:
+        """Cancel every task: waiting ones never start, running ones get a KeyboardInterrupt and
+        end their runs KILLED; a second Ctrl-C or STOP_SECONDS force-kills them."""
+        for ref in running:
+            self.ray.cancel(ref, force=False)
+        deadline = time.monotonic() + STOP_SECONDS
+        try:
+            while running and time.monotonic() < deadline:
+                self._step(running, started, on_event, POLL_SECONDS)
+        except KeyboardInterrupt:
+            pass
+        for ref, job in list(running.items()):
+            self.ray.cancel(ref, force=True)
+            if job.index in started:
+                outcome = RunOutcome(None, "KILLED", "interrupted (its Ray task was force-cancelled)", 130)
+                on_event(Event(job.index, "lost", outcome=outcome))
+        running.clear()
+
+    def close(self) -> None:
+        if self.ray is not None and self.connected_here and self.ray.is_initialized():
+            self.ray.shutdown()  # a Ray instance started here stops; a cluster only loses this driver

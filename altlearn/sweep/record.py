@@ -1,0 +1,204 @@
+"""The sweep's MLflow record: its parent run, what an earlier run of the same sweep left behind
+(so that running it again continues it), and the summary the parent logs at the end.
+
+Tags (shared with altlearn.compare): the parent has altlearn.kind=sweep and altlearn.sweep_name;
+every trial has mlflow.parentRunId, altlearn.kind=trial, altlearn.sweep (the parent's run id),
+altlearn.trial_key, altlearn.group_key and altlearn.group (the configuration's label).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+from dataclasses import dataclass
+
+import yaml
+
+from altlearn.sweep.sweep_file import SweepFile
+from altlearn.sweep.trials import Trial
+
+
+class SweepUsageError(Exception):
+    """The sweep cannot run as asked; the message says why and what to do (exit code 2)."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    trial: Trial
+    action: str  # "skip" (finished before), "resume" (from its checkpoint) or "start"
+    run_id: str | None = None  # the run skipped or resumed
+
+
+@dataclass
+class SweepRecord:
+    client: object  # MlflowClient
+    uri: str
+    experiment_id: str
+    run_id: str
+    continued: bool
+
+
+def trial_tags(record: SweepRecord, trial: Trial) -> dict[str, str]:
+    return {
+        "altlearn.kind": "trial",
+        "altlearn.sweep": record.run_id,
+        "altlearn.trial_key": trial.key,
+        "altlearn.group_key": trial.group_key,
+        "altlearn.group": trial.label[:5000],
+    }
+
+
+def open_sweep(uri: str, sweep: SweepFile, trials: list[Trial], fresh: bool) -> SweepRecord:
+    """The parent run: the newest one of this sweep in its experiment (reopened), or a new one.
+
+    The store and the experiment are created here, once, before any worker starts: trials that
+    open their runs at the same moment then only ever write rows, never create a schema."""
+    from altlearn.tracking import connect
+
+    experiment = trials[0].spec.tracking.experiment
+    client, experiment_id = connect(uri, experiment)
+    trial_set = hashlib.sha256(" ".join(sorted(t.key for t in trials)).encode()).hexdigest()[:12]
+    previous = None if fresh else _previous_parent(client, experiment_id, sweep.name)
+    if previous is not None:
+        _check_continuable(previous, sweep, experiment, trial_set)
+        client.update_run(previous.info.run_id, status="RUNNING")
+        client.set_tag(previous.info.run_id, "altlearn.sweep_driver", _driver())
+        return SweepRecord(client, uri, experiment_id, previous.info.run_id, continued=True)
+    tags = {
+        "altlearn.kind": "sweep",
+        "altlearn.sweep_name": sweep.name,
+        "altlearn.sweep_trials": trial_set,
+        "altlearn.sweep_driver": _driver(),
+        "mlflow.source.name": str(sweep.path),
+        "mlflow.source.type": "LOCAL",
+    }
+    if sweep.description:
+        tags["mlflow.note.content"] = sweep.description
+    run = client.create_run(experiment_id, run_name=sweep.name, tags=tags)
+    record = SweepRecord(client, uri, experiment_id, run.info.run_id, continued=False)
+    _log_description(record, sweep, trials)
+    return record
+
+
+def _previous_parent(client, experiment_id: str, name: str):
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`altlearn.kind` = 'sweep' and tags.`altlearn.sweep_name` = '{_quoted(name)}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return runs[0] if runs else None
+
+
+def _quoted(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def _check_continuable(previous, sweep: SweepFile, experiment: str, trial_set: str) -> None:
+    run_id, tags = previous.info.run_id, previous.data.tags
+    if tags.get("altlearn.sweep_trials") != trial_set:
+        raise SweepUsageError(
+            f"sweep {sweep.name!r} in experiment {experiment!r} is run {run_id}, with other trials "
+            "than the file now makes (the file or a spec it uses changed); to keep that sweep, "
+            "give this one another name; to run this one as a new sweep run, add --fresh"
+        )
+    host, _, pid = tags.get("altlearn.sweep_driver", "").rpartition(":")
+    if previous.info.status == "RUNNING" and host == socket.gethostname() and _alive(pid):
+        raise SweepUsageError(
+            f"sweep {sweep.name!r} (run {run_id}) is running now in process {pid} on this machine; "
+            "wait for it, or stop it (Ctrl-C) and run this again to continue it"
+        )
+
+
+def _alive(pid: str) -> bool:
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _driver() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _log_description(record: SweepRecord, sweep: SweepFile, trials: list[Trial]) -> None:
+    import mlflow.entities
+
+    seeds = len({t.seed for t in trials})
+    params = {
+        "n_trials": len(trials),
+        "n_configurations": len({t.group_key for t in trials}),
+        "n_seeds": seeds,
+        "sweep_file": str(sweep.path),
+    }
+    record.client.log_batch(
+        record.run_id, params=[mlflow.entities.Param(k, str(v)) for k, v in params.items()], synchronous=True
+    )
+    record.client.log_text(record.run_id, sweep.text, "sweep.yaml")
+    listing = [
+        {
+            "index": t.index,
+            "trial_key": t.key,
+            "group_key": t.group_key,
+            "configuration": t.label,
+            "seed": t.seed,
+        }
+        for t in trials
+    ]
+    record.client.log_text(record.run_id, yaml.safe_dump(listing, sort_keys=False), "trials.yaml")
+
+
+def children(record: SweepRecord) -> dict[str, list]:
+    """The sweep's child runs by trial key, newest first."""
+    runs, token = [], None
+    while True:
+        page = record.client.search_runs(
+            [record.experiment_id],
+            filter_string=f"tags.`altlearn.sweep` = '{record.run_id}'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1000,
+            page_token=token,
+        )
+        runs.extend(page)
+        token = page.token
+        if not token:
+            break
+    by_key: dict[str, list] = {}
+    for run in runs:
+        by_key.setdefault(run.data.tags.get("altlearn.trial_key", ""), []).append(run)
+    return by_key
+
+
+def plan_trials(record: SweepRecord, trials: list[Trial]) -> list[Plan]:
+    """Continue where an earlier run of the sweep stopped: a trial FINISHED before is skipped, an
+    unfinished one with a checkpoint is resumed in its own run, the others start (a run that
+    never reached a checkpoint gets the tag altlearn.superseded: a new run replaces it)."""
+    existing = children(record) if record.continued else {}
+    plans = []
+    for trial in trials:
+        runs = existing.get(trial.key, [])
+        finished = [r for r in runs if r.info.status == "FINISHED"]
+        if finished:
+            plans.append(Plan(trial, "skip", finished[0].info.run_id))
+        elif runs and "altlearn.checkpoint_epoch" in runs[0].data.tags:
+            plans.append(Plan(trial, "resume", runs[0].info.run_id))
+        else:
+            for run in runs:
+                record.client.set_tag(run.info.run_id, "altlearn.superseded", "true")
+            plans.append(Plan(trial, "start"))
+    return plans
+
+
+def mark_lost(record: SweepRecord, trial: Trial, message: str, status: str = "FAILED") -> str | None:
+    """A trial whose process died cannot end its own run: end it here, with the reason."""
+    runs = [r for r in children(record).get(trial.key, []) if r.info.status == "RUNNING"]
+    for run in runs:
+        record.client.set_tag(run.info.run_id, "altlearn.error", message[:5000])
+        record.client.set_terminated(run.info.run_id, status)
+    return runs[0].info.run_id if runs else None

@@ -1,0 +1,181 @@
+"""The end of a sweep: every trial's outcome read back from MLflow (so that a continued sweep's
+summary includes the trials finished earlier), per configuration the mean and std of the final
+test accuracy, logged to the parent run as metrics and as table artifacts."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import statistics
+import time
+from dataclasses import dataclass
+
+from altlearn.sweep.adapter import RunOutcome
+from altlearn.sweep.record import Plan, SweepRecord, children
+from altlearn.sweep.trials import Trial
+
+NOT_STARTED = "NOT STARTED"
+MAX_METRIC_NAME = 250
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    trial: Trial
+    status: str  # FINISHED, FAILED, KILLED, RUNNING (its process vanished) or NOT STARTED
+    run_id: str | None
+    test_accuracy: float | None
+    message: str | None
+    earlier: bool  # finished by an earlier run of the sweep
+
+
+@dataclass(frozen=True)
+class GroupResult:
+    group_key: str
+    label: str
+    trials: int
+    finished: int
+    mean: float | None  # of the final test accuracy of its FINISHED trials
+    std: float | None  # sample standard deviation (n - 1); None with fewer than 2
+
+
+def collect(record: SweepRecord, plans: list[Plan], outcomes: dict[int, RunOutcome]) -> list[TrialResult]:
+    by_key = children(record)
+    return [_result(plan, outcomes.get(plan.trial.index), by_key.get(plan.trial.key, [])) for plan in plans]
+
+
+def _result(plan: Plan, outcome: RunOutcome | None, runs: list) -> TrialResult:
+    finished = [r for r in runs if r.info.status == "FINISHED"]
+    mine = [r for r in runs if outcome is not None and r.info.run_id == outcome.run_id]
+    current = [r for r in runs if "altlearn.superseded" not in r.data.tags]
+    run = (finished or mine or current or [None])[0]
+    if run is None:
+        status = outcome.status if outcome is not None else NOT_STARTED
+        message = outcome.message if outcome is not None else None
+        return TrialResult(plan.trial, status, None, None, message, False)
+    message = run.data.tags.get("altlearn.error") or (outcome.message if outcome else None)
+    return TrialResult(
+        plan.trial,
+        run.info.status,
+        run.info.run_id,
+        run.data.metrics.get("test_accuracy"),
+        None if run.info.status == "FINISHED" else message,
+        plan.action == "skip",
+    )
+
+
+def groups(results: list[TrialResult]) -> list[GroupResult]:
+    by_group: dict[str, list[TrialResult]] = {}
+    for result in results:
+        by_group.setdefault(result.trial.group_key, []).append(result)
+    out = []
+    for key, members in by_group.items():
+        values = [r.test_accuracy for r in members if r.status == "FINISHED" and r.test_accuracy is not None]
+        out.append(
+            GroupResult(
+                key,
+                members[0].trial.label,
+                len(members),
+                len(values),
+                statistics.fmean(values) if values else None,
+                statistics.stdev(values) if len(values) > 1 else None,
+            )
+        )
+    return out
+
+
+def parent_status(results: list[TrialResult], interrupted: bool) -> str:
+    if interrupted:
+        return "KILLED"
+    return "FINISHED" if all(r.status == "FINISHED" for r in results) else "FAILED"
+
+
+def log_summary(record: SweepRecord, results: list[TrialResult], summary: list[GroupResult]) -> None:
+    import mlflow.entities
+
+    now = int(time.time() * 1000)
+    metrics = []
+    names = _metric_names(summary)
+    for group in summary:
+        values = {
+            "test_accuracy_mean": group.mean,
+            "test_accuracy_std": group.std,
+            "finished": group.finished,
+        }
+        metrics += [
+            mlflow.entities.Metric(f"{names[group.group_key]}/{k}", float(v), now, 0)
+            for k, v in values.items()
+            if v is not None
+        ]
+    for status in ("FINISHED", "FAILED", "KILLED", NOT_STARTED):
+        count = sum(r.status == status for r in results)
+        metrics.append(mlflow.entities.Metric(f"trials_{status.lower().replace(' ', '_')}", count, now, 0))
+    for start in range(0, len(metrics), 1000):  # MLflow takes at most 1000 metrics per batch
+        record.client.log_batch(record.run_id, metrics=metrics[start : start + 1000], synchronous=True)
+    record.client.log_text(record.run_id, outcomes_csv(results), "outcomes.csv")
+    record.client.log_text(record.run_id, summary_csv(summary), "summary.csv")
+
+
+def _metric_names(summary: list[GroupResult]) -> dict[str, str]:
+    """A configuration's metrics are named by its label where MLflow allows (letters, digits and
+    _ - . : / space), else, or if two labels would collide, by its group key."""
+    names: dict[str, str] = {}
+    for group in summary:
+        name = re.sub(r"[^\w.\-:/ ]", "_", group.label.replace("=", ":").replace(", ", " "))
+        if len(name) > MAX_METRIC_NAME - 30 or name in names.values():
+            name = group.group_key
+        names[group.group_key] = name
+    return names
+
+
+def outcomes_csv(results: list[TrialResult]) -> str:
+    return _csv(
+        [
+            "trial",
+            "configuration",
+            "seed",
+            "status",
+            "test_accuracy",
+            "run_id",
+            "trial_key",
+            "group_key",
+            "message",
+        ],
+        [
+            [
+                r.trial.index,
+                r.trial.label,
+                r.trial.seed,
+                r.status,
+                _number(r.test_accuracy),
+                r.run_id or "",
+                r.trial.key,
+                r.trial.group_key,
+                (r.message or "").splitlines()[0] if r.message else "",
+            ]
+            for r in results
+        ],
+    )
+
+
+def summary_csv(summary: list[GroupResult]) -> str:
+    return _csv(
+        ["configuration", "group_key", "trials", "finished", "test_accuracy_mean", "test_accuracy_std"],
+        [[g.label, g.group_key, g.trials, g.finished, _number(g.mean), _number(g.std)] for g in summary],
+    )
+
+
+def _csv(header: list[str], rows: list[list]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.6f}"
+
+
+def end_parent(record: SweepRecord, status: str) -> None:
+    record.client.set_terminated(record.run_id, status)

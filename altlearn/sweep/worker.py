@@ -1,0 +1,56 @@
+"""What runs where a trial runs (a local worker process or a Ray task): a ``Job`` in, events out."""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable
+
+from altlearn.sweep.adapter import EXIT_FAILED, RunOutcome
+from altlearn.sweep.jobs import Event, Job
+from altlearn.train import Observer
+
+
+class EventObserver(Observer):
+    """A trainer observer that turns the trainer's epochs into events for the sweep's table."""
+
+    def __init__(self, index: int, send: Callable[[Event], None]) -> None:
+        self.index = index
+        self.send = send
+        self.epochs = 0
+
+    def on_start(self, trainer) -> None:
+        self.epochs = trainer.spec.train.epochs
+        self.send(Event(self.index, "started", epoch=trainer.epoch, epochs=self.epochs))
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        accuracy = metrics.get("test_accuracy")
+        self.send(Event(self.index, "epoch", epoch=epoch, epochs=self.epochs, test_accuracy=accuracy))
+
+
+def run_job(job: Job, send: Callable[[Event], None]) -> RunOutcome:
+    """Train the job's trial; every ending, even a bug, becomes an outcome (its traceback goes to
+    stderr, the run is FAILED with the error as its altlearn.error tag)."""
+    try:
+        return _train(job, send)
+    except Exception as exc:  # noqa: BLE001 - one trial's bug must not end the worker
+        traceback.print_exc()
+        return RunOutcome(job.resume_run_id, "FAILED", f"{type(exc).__name__}: {exc}", EXIT_FAILED)
+
+
+def _train(job: Job, send: Callable[[Event], None]) -> RunOutcome:
+    import torch
+
+    from altlearn.spec import load_spec_text
+    from altlearn.sweep.adapter import train_trial
+
+    spec = load_spec_text(job.spec_yaml, source=f"trial {job.key}")
+    if job.threads and not spec.train.threads:
+        torch.set_num_threads(job.threads)  # trials side by side must not each take every core
+    return train_trial(
+        spec,
+        uri=job.uri,
+        resume_run_id=job.resume_run_id,
+        extra_tags=job.tags,
+        parent_run_id=job.parent_run_id,
+        progress=EventObserver(job.index, send),
+    )
