@@ -1,0 +1,115 @@
+"""The sweep file's grammar and the trials it makes: every problem at once, each naming the sweep
+file, the configuration and the place in the file; nothing runs and no MLflow store is made."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+from sweep_helpers import DIGITS_BASE, write_sweep
+
+from altlearn.cli import main
+from altlearn.sweep.sweep_file import SweepError
+from altlearn.sweep.trials import load_trials
+
+
+def test_three_kinds_of_mistakes_are_reported_together_with_exit_2_and_no_store(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = write_sweep(
+        tmp_path,
+        {
+            "name": "mistakes",
+            "set": {"rule.feedback_init": "uniform"},  # an FA/DFA option: meaningless for bp
+            "cases": [{"rule.type": "bp"}, {"rule.type": "dfa", "optimzer.lr": 0.1}],
+            "grid": {"optimizer.lr": "0.1"},
+            "seeds": [0, 1],
+            "workers": 2,
+        },
+    )
+    result = CliRunner().invoke(main, ["sweep", str(path)])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("  - ")]
+    assert all(str(path) in line for line in lines)  # each names the sweep file
+    text = result.output
+    assert "workers: unknown key" in text
+    assert "grid.optimizer.lr: expected a non-empty list of values" in text
+    # the case, where in the file the value came from, what is wrong, and what is allowed
+    assert (
+        "cases[0] (rule.type=bp): set.rule.feedback_init: 'feedback_init' is not an option of rule 'bp'" in text
+    )
+    assert "cases[1] (rule.type=dfa, optimzer.lr=0.1): cases[1].optimzer.lr: optimzer: unknown section; " in text
+    assert "did you mean 'optimizer'?" in text
+    assert text.count("feedback_init' is not an option") == 1  # once, not once per seed
+    assert not (tmp_path / "mlflow.db").exists()  # no MLflow run opened, no store made
+
+
+def test_a_mistake_in_the_base_spec_names_the_base_file(tmp_path):
+    base = {**DIGITS_BASE, "train": {"epochs": 0}}
+    path = write_sweep(tmp_path, {"name": "bad-base", "cases": [{"rule.type": "bp"}]}, base)
+    with pytest.raises(SweepError) as error:
+        load_trials(path)
+    assert "cases[0] (rule.type=bp): base base.yaml: train.epochs: 0 is invalid" in error.value.report()
+
+
+def test_cases_grid_and_seeds_multiply_and_keys_are_stable(tmp_path):
+    path = write_sweep(
+        tmp_path,
+        {
+            "name": "product",
+            "set": {"train.epochs": 1},
+            "cases": [{"label": "bp", "rule": {"type": "bp"}}, {"rule": {"type": "dfa", "feedback_init": "uniform"}}],
+            "grid": {"optimizer.lr": [0.001, 0.003]},
+            "seeds": 3,
+        },
+    )
+    _, trials = load_trials(path)
+    assert len(trials) == 2 * 2 * 3
+    assert [t.seed for t in trials[:4]] == [0, 0, 0, 0]  # seed-major: every configuration early
+    assert trials[0].label == "bp, optimizer.lr=0.001"
+    assert trials[2].spec.rule.params.feedback_init == "uniform"
+    assert trials[0].spec.train.epochs == 1 and trials[0].spec.optimizer.params.lr == 0.001
+    assert len({t.key for t in trials}) == 12 and len({t.group_key for t in trials}) == 4
+    assert {t.group_key for t in trials if t.label == "bp, optimizer.lr=0.001"} == {trials[0].group_key}
+    again = load_trials(path)[1]
+    assert [t.key for t in again] == [t.key for t in trials]  # the same file, the same keys
+    changed = load_trials(path, ["train.epochs=2"])[1]  # -s changes what trials compute
+    assert not {t.key for t in changed} & {t.key for t in trials}
+
+
+def test_random_draws_are_seeded_within_their_ranges_and_shared_by_cases(tmp_path):
+    space = {"optimizer.lr": {"log_uniform": [1.0e-4, 1.0e-2]}, "data.batch_size": {"choice": [32, 64]}}
+    sweep = {"name": "random", "cases": [{"rule.type": "bp"}, {"rule.type": "fa"}], "random": {"trials": 5, "seed": 7, "space": space}}
+    path = write_sweep(tmp_path, sweep)
+    _, trials = load_trials(path)
+    assert len(trials) == 10
+    rates = [t.spec.optimizer.params.lr for t in trials]
+    assert all(1.0e-4 <= lr <= 1.0e-2 for lr in rates)
+    assert len(set(rates)) == 5  # five draws, the same five for both cases
+    assert {t.spec.data_options.batch_size for t in trials} <= {32, 64}
+    assert [t.key for t in load_trials(path)[1]] == [t.key for t in trials]
+    path.write_text(path.read_text().replace("seed: 7", "seed: 8"))
+    assert [t.spec.optimizer.params.lr for t in load_trials(path)[1]] != rates
+
+
+def test_a_case_may_bring_its_own_base_and_an_inline_base_works(tmp_path):
+    path = write_sweep(tmp_path, {"name": "bases", "cases": [{"base": DIGITS_BASE | {"seed": 3}}, {"rule.type": "fa"}]})
+    _, trials = load_trials(path)
+    assert trials[0].spec.seed == 3 and trials[1].spec.rule.type == "fa"
+
+
+def test_two_configurations_that_resolve_to_one_spec_are_an_error(tmp_path):
+    path = write_sweep(tmp_path, {"name": "twice", "cases": [{"rule.type": "bp"}, {"optimizer.lr": 0.003}]})
+    with pytest.raises(SweepError, match=r"cases\[1\] .*resolves to the same spec as cases\[0\]"):
+        load_trials(path)
+
+
+def test_dry_run_lists_trials_and_runs_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = write_sweep(tmp_path, {"name": "dry", "grid": {"optimizer.lr": [0.001, 0.003]}, "seeds": [0, 1]})
+    result = CliRunner().invoke(main, ["sweep", str(path), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "4 trials: 2 configurations x 2 seeds" in result.output
+    keys = [t.key for t in load_trials(path)[1]]
+    assert all(key in result.output for key in keys)
+    assert "optimizer.lr=0.003" in result.output
+    assert not (tmp_path / "mlflow.db").exists()

@@ -1,0 +1,130 @@
+"""Real local sweeps on digits: two spawned workers, a failing trial, a worker killed outright,
+and a sweep stopped with Ctrl-C and continued; the MLflow parent/child structure read back."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import signal
+
+import pytest
+from click.testing import CliRunner
+from mlflow.tracking import MlflowClient
+from sweep_helpers import DIVERGING, read_until, start_sweep, store, sweep_runs, worker_pids, write_sweep
+
+from altlearn.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+def artifact_csv(client, run_id: str, name: str, folder) -> list[dict]:
+    path = client.download_artifacts(run_id, name, str(folder))
+    return list(csv.DictReader(io.StringIO(open(path).read())))
+
+
+def test_local_sweep_with_a_failing_trial_records_parent_children_and_summary(tmp_path):
+    sweep = {
+        "name": "local",
+        "cases": [{"label": "bp", "rule.type": "bp"}, {"label": "dfa", "rule": {"type": "dfa"}}, DIVERGING],
+        "seeds": [0, 1],
+    }
+    path = write_sweep(tmp_path, sweep)
+    uri = store(tmp_path)
+    result = CliRunner().invoke(main, ["sweep", str(path), "--workers", "2", "--tracking-uri", uri])
+    assert result.exit_code == 1, result.output  # a trial failed; the others went on
+    parent, children = sweep_runs(uri)
+    assert parent.info.status == "FAILED"
+    assert parent.data.params["n_trials"] == "6" and parent.data.params["n_configurations"] == "3"
+    assert len(children) == 6
+    for child in children:
+        tags = child.data.tags
+        assert tags["mlflow.parentRunId"] == parent.info.run_id == tags["altlearn.sweep"]
+        assert tags["altlearn.kind"] == "trial" and len(tags["altlearn.trial_key"]) == 12
+    by_group = {}
+    for child in children:
+        by_group.setdefault(child.data.tags["altlearn.group"], []).append(child)
+    assert sorted(by_group) == ["bp", "dfa", "diverges"]
+    assert {c.info.status for c in by_group["bp"] + by_group["dfa"]} == {"FINISHED"}
+    assert {c.info.status for c in by_group["diverges"]} == {"FAILED"}
+    assert "lower optimizer.lr" in by_group["diverges"][0].data.tags["altlearn.error"]
+    assert {c.data.params["seed"] for c in by_group["bp"]} == {"0", "1"}
+    assert len({c.data.tags["altlearn.group_key"] for c in by_group["bp"]}) == 1
+    # the parent's summary: mean and std over seeds of each configuration's final test accuracy
+    accuracies = [c.data.metrics["test_accuracy"] for c in by_group["bp"]]
+    assert parent.data.metrics["bp/test_accuracy_mean"] == pytest.approx(sum(accuracies) / 2)
+    assert parent.data.metrics["bp/test_accuracy_std"] == pytest.approx(abs(accuracies[0] - accuracies[1]) / 2**0.5)
+    assert parent.data.metrics["trials_failed"] == 2 and parent.data.metrics["trials_finished"] == 4
+    client = MlflowClient(uri)
+    rows = artifact_csv(client, parent.info.run_id, "outcomes.csv", tmp_path)
+    assert [r["status"] for r in rows].count("FAILED") == 2
+    assert all(r["message"] for r in rows if r["status"] == "FAILED")
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {"sweep.yaml", "trials.yaml", "summary.csv"}
+    assert "diverges" in result.output and "FAILED" in result.output
+
+
+def test_a_worker_killed_outright_costs_only_its_own_trial(tmp_path):
+    sweep = {"name": "crash", "set": {"train.epochs": 30}, "cases": [{"rule.type": "bp"}, {"rule.type": "fa"}]}
+    path = write_sweep(tmp_path, sweep)
+    process = start_sweep([str(path), "--workers", "2", "--tracking-uri", store(tmp_path)], tmp_path)
+    try:
+        read_until(process, "epoch 1/30")
+        victim = worker_pids(process.pid)[0]
+        os.kill(victim, signal.SIGKILL)
+        output = process.communicate(timeout=300)[0]
+    finally:
+        process.kill()
+    assert process.returncode == 1, output
+    assert "its worker process died (killed by SIGKILL" in output
+    parent, children = sweep_runs(store(tmp_path))
+    assert sorted(c.info.status for c in children) == ["FAILED", "FINISHED"]
+    lost = next(c for c in children if c.info.status == "FAILED")
+    assert "worker process died" in lost.data.tags["altlearn.error"]
+    assert parent.info.status == "FAILED"
+
+
+def test_ctrl_c_stops_the_sweep_and_running_it_again_continues_it(tmp_path):
+    sweep = {
+        "name": "stop-and-go",
+        # a checkpoint every epoch; epochs long enough that both first trials are still running
+        "set": {"train.epochs": 25, "tracking.checkpoint_minutes": 0, "data.train_subset": None},
+        "cases": [{"rule.type": "bp"}, {"rule.type": "fa"}],
+        "seeds": [0, 1],
+    }
+    path = write_sweep(tmp_path, sweep)
+    args = [str(path), "--workers", "2", "--tracking-uri", store(tmp_path)]
+    process = start_sweep(args, tmp_path)
+    try:
+        lines = read_until(process, "epoch 2/25")
+        while not any(line.startswith("[2/4]") and "epoch" in line for line in lines):
+            lines += read_until(process, "epoch")  # both first trials are training
+        process.send_signal(signal.SIGINT)
+        output = "".join(lines) + process.communicate(timeout=300)[0]
+    finally:
+        process.kill()
+    assert process.returncode == 130, output
+    assert "Continue it" in output and f"altlearn sweep {path}" in output
+    parent, children = sweep_runs(store(tmp_path))
+    assert parent.info.status == "KILLED"
+    stopped = {c.info.run_id: c for c in children if c.info.status == "KILLED"}
+    assert len(stopped) == 2 and len(children) == 2  # the two waiting trials never started
+    assert all("altlearn.checkpoint_epoch" in c.data.tags for c in stopped.values())
+    assert all(c.data.metrics.get("train_loss") is not None for c in stopped.values())  # metrics kept
+
+    again = start_sweep(args, tmp_path)
+    output = again.communicate(timeout=600)[0]
+    assert again.returncode == 0, output
+    assert "2 to resume" in output and "resumed after epoch" in output
+    parent, children = sweep_runs(store(tmp_path))
+    assert parent.info.status == "FINISHED" and len(children) == 4  # the same parent; resumed in their runs
+    assert {c.info.status for c in children} == {"FINISHED"}
+    assert set(stopped) <= {c.info.run_id for c in children}  # resumed in their own runs
+    client = MlflowClient(store(tmp_path))
+    for run_id in stopped:
+        steps = [m.step for m in client.get_metric_history(run_id, "train_loss")]
+        assert steps == list(range(1, 26))  # every epoch once
+
+    third = CliRunner().invoke(main, ["sweep", *args])  # all finished: nothing left to do
+    assert third.exit_code == 0, third.output
+    assert "4 finished before" in third.output
+    assert len(sweep_runs(store(tmp_path))[1]) == 4
