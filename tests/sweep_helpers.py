@@ -57,9 +57,9 @@ def sweep_runs(uri: str) -> tuple[object, list]:
     return parents[0], children
 
 
-def start_sweep(args: list[str], cwd: Path) -> subprocess.Popen:
+def start_sweep(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
     """`altlearn sweep ...` in its own process, its plain progress lines readable line by line."""
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, **(env or {}), "MLFLOW_DISABLE_TELEMETRY": "true", "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
         [str(ALTLEARN), "sweep", *args],
         cwd=cwd,

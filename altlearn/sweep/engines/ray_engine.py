@@ -47,6 +47,8 @@ class RayEngine:
             raise SweepUsageError(
                 "--engine ray needs Ray: pip install 'altlearn[ray]' (on every node of the cluster)"
             ) from None
+        if (self.address or "").startswith("ray://"):
+            self._check_store(nodes=None)  # before connecting: a wrong store costs no cluster time
         self.ray = ray
         self.connected_here = not ray.is_initialized()  # else the caller's Ray session is used
         try:
@@ -61,20 +63,20 @@ class RayEngine:
             raise SweepUsageError(
                 f"cannot connect to Ray at {self.address or 'a new local instance'}: {exc}"
             ) from None
-        self._check_store()
+        self._check_store(nodes=len([n for n in ray.nodes() if n.get("Alive")]))
 
-    def _check_store(self) -> None:
+    def _check_store(self, nodes: int | None) -> None:
         """A SQLite file lives on one machine: trials on other nodes would each write their own."""
-        nodes = [n for n in self.ray.nodes() if n.get("Alive")]
-        remote = (self.address or "").startswith("ray://")
-        if (len(nodes) > 1 or remote) and self.uri.startswith(LOCAL_STORES):
-            self.close()
-            raise SweepUsageError(
-                f"the tracking store {self.uri} is a file on this machine, but the Ray cluster "
-                f"({len(nodes)} node{'s' if len(nodes) != 1 else ''}{', over ray://' if remote else ''}) runs trials elsewhere: start "
-                "an MLflow tracking server that every node can reach (mlflow server --host 0.0.0.0 "
-                "--port 5000) and pass --tracking-uri http://HOST:5000 (see docs/sweeps.md)"
-            )
+        if not self.uri.startswith(LOCAL_STORES) or nodes == 1:
+            return
+        self.close()
+        where = f"{nodes} nodes" if nodes else f"reached over {self.address}"
+        raise SweepUsageError(
+            f"the tracking store {self.uri} is a file on this machine, but the Ray cluster ({where}) "
+            "runs trials on other machines: start an MLflow tracking server that every node can "
+            "reach (mlflow server --host 0.0.0.0 --port 5000) and pass --tracking-uri "
+            "http://HOST:5000 (see docs/sweeps.md)"
+        )
 
     def run(self, jobs: list[Job], on_event) -> None:
         from ray.util.queue import Queue
