@@ -377,6 +377,7 @@ def sweep(
 ) -> None:
     """Run the trials of a sweep file (cases, grid, random draws, seeds) as runs of one MLflow
     sweep run; running it again continues it. See docs/sweeps.md."""
+    from altlearn.sweep.engines.local import WorkersCannotStart
     from altlearn.sweep.record import SweepUsageError
     from altlearn.sweep.runner import SweepOptions, run_sweep
     from altlearn.sweep.sweep_file import SweepError
@@ -391,6 +392,8 @@ def sweep(
         _fail(exc.report())
     except (SweepUsageError, TrackingUnavailable) as exc:
         _fail(str(exc))
+    except WorkersCannotStart as exc:
+        _fail(str(exc), EXIT_FAILED)
     sys.exit(code)
 
 

@@ -97,20 +97,24 @@ def _run(
             outcomes[event.index] = event.outcome
         display.update(event)
 
-    interrupted = False
+    interrupted, fault = False, None
     display.start()
     try:
         engine.run(jobs, on_event)
     except KeyboardInterrupt:
         interrupted = True
+    except Exception as exc:  # noqa: BLE001 - the engine itself broke: record it, then report
+        fault = exc
     finally:
         display.stop()
     with _signals_ignored():  # the parent run's ending must not itself be cut short
         results = collect(record, plans, outcomes)
         summary = groups(results)
         log_summary(record, results, summary)
-        end_parent(record, parent_status(results, interrupted))
+        end_parent(record, "FAILED" if fault else parent_status(results, interrupted))
     _print_summary(results, summary)
+    if fault is not None:
+        raise fault
     if interrupted:
         _say_interrupted(options, record, results, uri)
         return EXIT_INTERRUPTED

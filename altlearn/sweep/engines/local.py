@@ -21,6 +21,11 @@ from altlearn.sweep.jobs import Event, Job
 
 POLL_SECONDS = 0.2
 STOP_SECONDS = 120  # a stopped trial ends its run (and may finish a checkpoint) within this
+MAX_START_FAILURES = 3  # workers dying before their first trial: a broken environment, not bad luck
+
+
+class WorkersCannotStart(Exception):
+    """Worker processes die as they start (a broken installation): a fault, not one trial's."""
 
 
 @dataclass
@@ -29,6 +34,7 @@ class _Worker:
     conn: object  # the sweep's end of the job pipe
     env: dict[str, str]
     job: Job | None = None
+    ran_a_trial: bool = False
 
 
 class LocalEngine:
@@ -37,6 +43,7 @@ class LocalEngine:
         self.workers: list[_Worker] = []
         self.events = None
         self.context = None
+        self.start_failures = 0
 
     @property
     def description(self) -> str:
@@ -77,8 +84,12 @@ class LocalEngine:
     def _dispatch(self, pending: deque) -> None:
         for worker in self.workers:
             if worker.job is None and pending and worker.process.is_alive():
-                worker.job = pending.popleft()
-                worker.conn.send(worker.job)
+                job = pending.popleft()
+                try:
+                    worker.conn.send(job)
+                    worker.job = job
+                except OSError:  # it died just now: the job waits for the replacement
+                    pending.appendleft(job)
 
     def _pump(self, on_event, timeout: float) -> None:
         """Pass on the workers' events; report the trial of a worker that died, and replace it."""
@@ -88,11 +99,18 @@ class LocalEngine:
                 continue
             self._drain(on_event, 0)  # its last events may still be in the queue
             self.workers.remove(worker)
+            how = _exit_description(worker.process.exitcode)
             if worker.job is not None:
-                how = _exit_description(worker.process.exitcode)
                 outcome = RunOutcome(None, "FAILED", f"its worker process died ({how})", EXIT_FAILED)
                 on_event(Event(worker.job.index, "lost", outcome=outcome))
-                self.workers.append(self._spawn(worker.env))
+            elif not worker.ran_a_trial:
+                self.start_failures += 1
+                if self.start_failures >= MAX_START_FAILURES:
+                    raise WorkersCannotStart(
+                        f"the sweep's worker processes die as they start ({how}); "
+                        "run one trial with `altlearn run` to see why"
+                    )
+            self.workers.append(self._spawn(worker.env))
 
     def _drain(self, on_event, timeout: float) -> None:
         wait = timeout  # for the first event; then only what is already there
@@ -105,7 +123,7 @@ class LocalEngine:
             if event.kind == "done":
                 for worker in self.workers:
                     if worker.job is not None and worker.job.index == event.index:
-                        worker.job = None
+                        worker.job, worker.ran_a_trial = None, True
             on_event(event)
 
     def _stop(self, on_event, signum: int) -> None:
