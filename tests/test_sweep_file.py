@@ -35,9 +35,12 @@ def test_three_kinds_of_mistakes_are_reported_together_with_exit_2_and_no_store(
     assert "grid.optimizer.lr: expected a non-empty list of values" in text
     # the case, where in the file the value came from, what is wrong, and what is allowed
     assert (
-        "cases[0] (rule.type=bp): set.rule.feedback_init: 'feedback_init' is not an option of rule 'bp'" in text
+        "cases[0] (rule.type=bp): set.rule.feedback_init: 'feedback_init' is not an option of rule 'bp'"
+        in text
     )
-    assert "cases[1] (rule.type=dfa, optimzer.lr=0.1): cases[1].optimzer.lr: optimzer: unknown section; " in text
+    assert (
+        "cases[1] (rule.type=dfa, optimzer.lr=0.1): cases[1].optimzer.lr: optimzer: unknown section; " in text
+    )
     assert "did you mean 'optimizer'?" in text
     assert text.count("feedback_init' is not an option") == 1  # once, not once per seed
     assert not (tmp_path / "mlflow.db").exists()  # no MLflow run opened, no store made
@@ -57,7 +60,10 @@ def test_cases_grid_and_seeds_multiply_and_keys_are_stable(tmp_path):
         {
             "name": "product",
             "set": {"train.epochs": 1},
-            "cases": [{"label": "bp", "rule": {"type": "bp"}}, {"rule": {"type": "dfa", "feedback_init": "uniform"}}],
+            "cases": [
+                {"label": "bp", "rule": {"type": "bp"}},
+                {"rule": {"type": "dfa", "feedback_init": "uniform"}},
+            ],
             "grid": {"optimizer.lr": [0.001, 0.003]},
             "seeds": 3,
         },
@@ -78,7 +84,11 @@ def test_cases_grid_and_seeds_multiply_and_keys_are_stable(tmp_path):
 
 def test_random_draws_are_seeded_within_their_ranges_and_shared_by_cases(tmp_path):
     space = {"optimizer.lr": {"log_uniform": [1.0e-4, 1.0e-2]}, "data.batch_size": {"choice": [32, 64]}}
-    sweep = {"name": "random", "cases": [{"rule.type": "bp"}, {"rule.type": "fa"}], "random": {"trials": 5, "seed": 7, "space": space}}
+    sweep = {
+        "name": "random",
+        "cases": [{"rule.type": "bp"}, {"rule.type": "fa"}],
+        "random": {"trials": 5, "seed": 7, "space": space},
+    }
     path = write_sweep(tmp_path, sweep)
     _, trials = load_trials(path)
     assert len(trials) == 10
@@ -92,7 +102,9 @@ def test_random_draws_are_seeded_within_their_ranges_and_shared_by_cases(tmp_pat
 
 
 def test_a_case_may_bring_its_own_base_and_an_inline_base_works(tmp_path):
-    path = write_sweep(tmp_path, {"name": "bases", "cases": [{"base": DIGITS_BASE | {"seed": 3}}, {"rule.type": "fa"}]})
+    path = write_sweep(
+        tmp_path, {"name": "bases", "cases": [{"base": DIGITS_BASE | {"seed": 3}}, {"rule.type": "fa"}]}
+    )
     _, trials = load_trials(path)
     assert trials[0].spec.seed == 3 and trials[1].spec.rule.type == "fa"
 

@@ -53,18 +53,28 @@ def test_local_sweep_with_a_failing_trial_records_parent_children_and_summary(tm
     # the parent's summary: mean and std over seeds of each configuration's final test accuracy
     accuracies = [c.data.metrics["test_accuracy"] for c in by_group["bp"]]
     assert parent.data.metrics["bp/test_accuracy_mean"] == pytest.approx(sum(accuracies) / 2)
-    assert parent.data.metrics["bp/test_accuracy_std"] == pytest.approx(abs(accuracies[0] - accuracies[1]) / 2**0.5)
+    assert parent.data.metrics["bp/test_accuracy_std"] == pytest.approx(
+        abs(accuracies[0] - accuracies[1]) / 2**0.5
+    )
     assert parent.data.metrics["trials_failed"] == 2 and parent.data.metrics["trials_finished"] == 4
     client = MlflowClient(uri)
     rows = artifact_csv(client, parent.info.run_id, "outcomes.csv", tmp_path)
     assert [r["status"] for r in rows].count("FAILED") == 2
     assert all(r["message"] for r in rows if r["status"] == "FAILED")
-    assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {"sweep.yaml", "trials.yaml", "summary.csv"}
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {
+        "sweep.yaml",
+        "trials.yaml",
+        "summary.csv",
+    }
     assert "diverges" in result.output and "FAILED" in result.output
 
 
 def test_a_worker_killed_outright_costs_only_its_own_trial(tmp_path):
-    sweep = {"name": "crash", "set": {"train.epochs": 30}, "cases": [{"rule.type": "bp"}, {"rule.type": "fa"}]}
+    sweep = {
+        "name": "crash",
+        "set": {"train.epochs": 30},
+        "cases": [{"rule.type": "bp"}, {"rule.type": "fa"}],
+    }
     path = write_sweep(tmp_path, sweep)
     process = start_sweep([str(path), "--workers", "2", "--tracking-uri", store(tmp_path)], tmp_path)
     try:
