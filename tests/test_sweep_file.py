@@ -125,3 +125,35 @@ def test_dry_run_lists_trials_and_runs_nothing(tmp_path, monkeypatch):
     assert all(key in result.output for key in keys)
     assert "optimizer.lr=0.003" in result.output
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_default_workers_share_the_cores_and_gpu_trials_need_a_gpu(tmp_path, monkeypatch):
+    from altlearn.sweep import engines
+    from altlearn.sweep.record import SweepUsageError
+    from altlearn.sweep.sweep_file import Resources
+
+    monkeypatch.setattr(engines, "cpu_cores", lambda: 8)
+    path = write_sweep(tmp_path, {"name": "cores", "set": {"train.threads": 2}, "seeds": 2})
+    specs = [t.spec for t in load_trials(path)[1]]
+    resources = engines.trial_resources(specs, Resources(), workers=None)
+    assert (resources.cpus, resources.gpus) == (2, 0)
+    assert len(engines.local_slots(resources, None)) == 4  # 8 cores // 2 threads
+    unthreaded = [t.spec for t in load_trials(path, ["train.threads=null"])[1]]
+    assert engines.trial_resources(unthreaded, Resources(), workers=2).threads == 4  # an equal share
+    gpu = engines.trial_resources(specs, Resources(gpus=0.5), workers=None)
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 2)
+    slots = engines.local_slots(gpu, None)
+    assert [s["CUDA_VISIBLE_DEVICES"] for s in slots] == ["0", "0", "1", "1"]  # two trials per GPU
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 0)
+    with pytest.raises(SweepUsageError, match="torch sees none"):
+        engines.local_slots(gpu, None)
+
+
+def test_engine_options_that_do_not_fit_the_engine_are_user_errors(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = write_sweep(tmp_path, {"name": "options"})
+    result = CliRunner().invoke(main, ["sweep", str(path), "--address", "auto"])
+    assert result.exit_code == 2 and "--address is for --engine ray" in result.output
+    result = CliRunner().invoke(main, ["sweep", str(path), "--engine", "ray", "--workers", "2"])
+    assert result.exit_code == 2 and "--workers is for --engine local" in result.output
+    assert not (tmp_path / "mlflow.db").exists()

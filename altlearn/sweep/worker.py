@@ -27,6 +27,16 @@ class EventObserver(Observer):
         self.send(Event(self.index, "epoch", epoch=epoch, epochs=self.epochs, test_accuracy=accuracy))
 
 
+def prepare() -> None:
+    """Import what every trial needs (MLflow, the plugins) once, before the first trial."""
+    import mlflow  # noqa: F401
+
+    import altlearn.tracking  # noqa: F401
+    from altlearn import plugins
+
+    plugins.get_registry()
+
+
 def run_job(job: Job, send: Callable[[Event], None]) -> RunOutcome:
     """Train the job's trial; every ending, even a bug, becomes an outcome (its traceback goes to
     stderr, the run is FAILED with the error as its altlearn.error tag)."""

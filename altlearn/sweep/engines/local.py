@@ -21,6 +21,7 @@ from altlearn.sweep.jobs import Event, Job
 
 POLL_SECONDS = 0.2
 STOP_SECONDS = 120  # a stopped trial ends its run (and may finish a checkpoint) within this
+EXIT_SECONDS = 2
 MAX_START_FAILURES = 3  # workers dying before their first trial: a broken environment, not bad luck
 
 
@@ -151,7 +152,9 @@ class LocalEngine:
             except OSError:
                 pass
         for worker in self.workers:
-            worker.process.join(10)
+            # Every trial has reported its end (its run is closed): what is left of a worker is
+            # interpreter teardown, which takes seconds with torch loaded; it need not be waited for.
+            worker.process.join(EXIT_SECONDS)
             if worker.process.is_alive():
                 worker.process.kill()
                 worker.process.join(5)
@@ -183,7 +186,9 @@ def _worker_main(env: dict[str, str], conn, events) -> None:
     os.setpgrp()  # the terminal's Ctrl-C goes to the sweep alone; it forwards one signal
     os.environ.update(env)  # before torch is imported: CUDA_VISIBLE_DEVICES
     _ignore_signals()
-    from altlearn.sweep.worker import run_job  # torch and MLflow, once per worker
+    from altlearn.sweep.worker import prepare, run_job
+
+    prepare()  # while the sweep opens its MLflow run, not on the first trial's clock
 
     while True:
         try:
