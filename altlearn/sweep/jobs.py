@@ -22,6 +22,7 @@ class Job:
     tags: dict[str, str] = field(default_factory=dict)
     resume_run_id: str | None = None
     threads: int | None = None  # torch threads when the spec leaves train.threads unset
+    source: str = ""  # the base spec it came from: the run's mlflow.source.name
 
 
 @dataclass(frozen=True)

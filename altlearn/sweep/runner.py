@@ -79,6 +79,7 @@ def _job(record: SweepRecord, plan: Plan, threads: int) -> Job:
         tags=trial_tags(record, trial),
         resume_run_id=plan.run_id if plan.action == "resume" else None,
         threads=threads,
+        source=trial.spec.source or "",
     )
 
 

@@ -53,7 +53,7 @@ def _train(job: Job, send: Callable[[Event], None]) -> RunOutcome:
     from altlearn.spec import load_spec_text
     from altlearn.sweep.adapter import train_trial
 
-    spec = load_spec_text(job.spec_yaml, source=f"trial {job.key}")
+    spec = load_spec_text(job.spec_yaml, source=job.source or f"trial {job.key}")
     if job.threads and not spec.train.threads:
         torch.set_num_threads(job.threads)  # trials side by side must not each take every core
     return train_trial(
