@@ -93,3 +93,14 @@ def worker_pids(pid: int) -> list[int]:
         if b"spawn_main" in command:
             workers.append(child)
     return workers
+
+
+def read_until_training(process: subprocess.Popen, trials: int, total: int) -> list[str]:
+    """The process's lines until each of the first ``trials`` trials has finished an epoch."""
+    lines: list[str] = []
+    while not all(
+        any(line.startswith(f"[{n}/{total}]") and ": epoch " in line for line in lines)
+        for n in range(1, trials + 1)
+    ):
+        lines += read_until(process, ": epoch ")
+    return lines

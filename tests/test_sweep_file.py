@@ -157,3 +157,33 @@ def test_engine_options_that_do_not_fit_the_engine_are_user_errors(tmp_path, mon
     result = CliRunner().invoke(main, ["sweep", str(path), "--engine", "ray", "--workers", "2"])
     assert result.exit_code == 2 and "--workers is for --engine local" in result.output
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_sweep_is_continued_by_name_but_not_with_other_trials_unless_fresh(tmp_path):
+    from altlearn.sweep.record import SweepUsageError, open_sweep
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    path = write_sweep(tmp_path, {"name": "again", "seeds": [0, 1]})
+    sweep, trials = load_trials(path)
+    first = open_sweep(uri, sweep, trials, fresh=False)
+    first.client.set_terminated(first.run_id, "KILLED")
+    again = open_sweep(uri, sweep, trials, fresh=False)
+    assert again.continued and again.run_id == first.run_id
+    assert again.client.get_run(first.run_id).info.status == "RUNNING"
+    again.client.set_terminated(first.run_id, "KILLED")
+    more = load_trials(path, ["train.epochs=3"])[1]  # other trials under the same name
+    with pytest.raises(SweepUsageError, match="give this one another name.*--fresh"):
+        open_sweep(uri, sweep, more, fresh=False)
+    fresh = open_sweep(uri, sweep, more, fresh=True)
+    assert not fresh.continued and fresh.run_id != first.run_id
+
+
+def test_the_shipped_sweep_is_valid_every_rule_times_three_seeds():
+    from pathlib import Path
+
+    shipped = Path(__file__).resolve().parents[1] / "specs" / "sweeps" / "mnist_rules.yaml"
+    _, trials = load_trials(shipped)
+    assert len(trials) == 18
+    assert sorted({t.spec.rule.type for t in trials}) == ["bp", "dfa", "fa", "ff", "goup", "ifa"]
+    assert {t.seed for t in trials} == {0, 1, 2}
+    assert all(t.spec.train.threads == 1 and t.spec.data_options.train_subset == 20000 for t in trials)

@@ -11,7 +11,15 @@ import signal
 import pytest
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
-from sweep_helpers import DIVERGING, read_until, start_sweep, store, sweep_runs, worker_pids, write_sweep
+from sweep_helpers import (
+    DIVERGING,
+    read_until_training,
+    start_sweep,
+    store,
+    sweep_runs,
+    worker_pids,
+    write_sweep,
+)
 
 from altlearn.cli import main
 
@@ -72,13 +80,13 @@ def test_local_sweep_with_a_failing_trial_records_parent_children_and_summary(tm
 def test_a_worker_killed_outright_costs_only_its_own_trial(tmp_path):
     sweep = {
         "name": "crash",
-        "set": {"train.epochs": 30},
+        "set": {"train.epochs": 40, "data.train_subset": None},
         "cases": [{"rule.type": "bp"}, {"rule.type": "fa"}],
     }
     path = write_sweep(tmp_path, sweep)
     process = start_sweep([str(path), "--workers", "2", "--tracking-uri", store(tmp_path)], tmp_path)
     try:
-        read_until(process, "epoch 1/30")
+        read_until_training(process, trials=2, total=2)  # both trials have their runs open
         victim = worker_pids(process.pid)[0]
         os.kill(victim, signal.SIGKILL)
         output = process.communicate(timeout=300)[0]
@@ -105,9 +113,7 @@ def test_ctrl_c_stops_the_sweep_and_running_it_again_continues_it(tmp_path):
     args = [str(path), "--workers", "2", "--tracking-uri", store(tmp_path)]
     process = start_sweep(args, tmp_path)
     try:
-        lines = read_until(process, "epoch 2/25")
-        while not any(line.startswith("[2/4]") and "epoch" in line for line in lines):
-            lines += read_until(process, "epoch")  # both first trials are training
+        lines = read_until_training(process, trials=2, total=4)
         process.send_signal(signal.SIGINT)
         output = "".join(lines) + process.communicate(timeout=300)[0]
     finally:
