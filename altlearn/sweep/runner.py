@@ -18,6 +18,7 @@ import click
 from altlearn.sweep.display import SweepDisplay
 from altlearn.sweep.jobs import Event, Job
 from altlearn.sweep.record import Plan, SweepRecord, mark_lost, open_sweep, plan_trials, trial_tags
+from altlearn.sweep.store import wait_for_sqlite_locks
 from altlearn.sweep.summary import NOT_STARTED, collect, end_parent, groups, log_summary, parent_status
 from altlearn.sweep.trials import Trial, load_trials
 
@@ -48,6 +49,7 @@ def run_sweep(options: SweepOptions) -> int:
         _print_trials(trials)
         return EXIT_OK
     uri = tracking_uri(options.tracking_uri)
+    wait_for_sqlite_locks()  # the sweep writes too (a lost trial's end) while trials log
     engine = make_engine(options.engine, resources, options.workers, options.address, _absolute(uri))
     engine.start(len(trials))
     try:

@@ -33,13 +33,16 @@ def prepare() -> None:
 
     import altlearn.tracking  # noqa: F401
     from altlearn import plugins
+    from altlearn.sweep.store import wait_for_sqlite_locks
 
+    wait_for_sqlite_locks()
     plugins.get_registry()
 
 
 def run_job(job: Job, send: Callable[[Event], None]) -> RunOutcome:
     """Train the job's trial; every ending, even a bug, becomes an outcome (its traceback goes to
     stderr, the run is FAILED with the error as its altlearn.error tag)."""
+    prepare()  # done already in a local worker; a Ray task's first job does it here
     try:
         return _train(job, send)
     except Exception as exc:  # noqa: BLE001 - one trial's bug must not end the worker
