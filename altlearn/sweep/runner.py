@@ -121,23 +121,29 @@ def _run(
     if interrupted:
         _say_interrupted(options, record, results, uri)
         return EXIT_INTERRUPTED
-    compare_at_end(uri, record.run_id)
+    compare_at_end(uri, record.run_id, options.quiet)
     _say_where(record, uri)
     return EXIT_OK if all(r.status == "FINISHED" for r in results) else EXIT_FAILED
 
 
-def compare_at_end(uri: str, sweep_run_id: str) -> None:
-    """THE call site of altlearn.compare.compare_sweep (issue 13): the comparison report of a
-    completed sweep (tables, figures, HTML) logged to its parent run. Until that package is
-    installed with altlearn, there is nothing to call."""
+def compare_at_end(uri: str, sweep_run_id: str, quiet: bool) -> None:
+    """THE call site of altlearn.compare.compare_sweep (issue 13): the comparison of a completed
+    sweep's configurations (tables, figures, HTML report) logged to its parent run."""
+    from altlearn.compare import CompareError, compare_sweep
+
     try:
-        from altlearn.compare import compare_sweep
-    except ImportError:
-        return
-    try:
-        compare_sweep(uri, sweep_run_id)
-    except Exception as exc:  # noqa: BLE001 - the sweep's own results are logged; say why, go on
+        report = compare_sweep(uri, sweep_run_id)
+    except CompareError as exc:
         _note(f"no comparison report for this sweep: {exc}")
+        return
+    except Exception as exc:  # noqa: BLE001 - the sweep's own results are logged; say why, go on
+        _note(f"no comparison report for this sweep: {type(exc).__name__}: {exc}")
+        return
+    if not quiet and report.logged_to_run:
+        click.echo(
+            f"comparison (tables, figures, HTML) logged to the sweep run under compare/; again with: "
+            f"altlearn compare --sweep {sweep_run_id} --out DIR{_uri_option(uri)}"
+        )
 
 
 @contextlib.contextmanager
