@@ -1,8 +1,8 @@
 """What `altlearn sweep` costs and gains: a 12-trial digits sweep (bp, fa, dfa x 4 seeds) with
 2 local workers, against the same 12 trials run one after another in one process.
 
-    python benchmarks/sweep_overhead.py              # 12 trials of 40 epochs, 1 torch thread each
-    python benchmarks/sweep_overhead.py --epochs 10 --workers 2     # trials of ~1 s: start-up dominates
+    python benchmarks/sweep_overhead.py              # 12 trials of 300 epochs (~12 s each), 1 thread each
+    python benchmarks/sweep_overhead.py --epochs 40 --workers 2     # ~1.5 s trials: start-up dominates
 
 Both write to their own fresh SQLite store in a temporary folder and train through the same code
 (the sweep's run adapter). Prints the wall times and their ratio (target: the sweep <= 0.6x the
@@ -108,7 +108,7 @@ def time_sequential(path: Path, folder: Path) -> tuple[float, list[float]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--epochs", type=int, default=300)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
