@@ -187,3 +187,42 @@ def test_the_shipped_sweep_is_valid_every_rule_times_three_seeds():
     assert sorted({t.spec.rule.type for t in trials}) == ["bp", "dfa", "fa", "ff", "goup", "ifa"]
     assert {t.seed for t in trials} == {0, 1, 2}
     assert all(t.spec.train.threads == 1 and t.spec.data_options.train_subset == 20000 for t in trials)
+
+
+def test_progress_is_a_live_table_on_a_terminal_and_plain_lines_otherwise(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from altlearn.sweep.adapter import RunOutcome
+    from altlearn.sweep.display import SweepDisplay
+    from altlearn.sweep.jobs import Event
+    from altlearn.sweep.record import Plan
+
+    path = write_sweep(
+        tmp_path, {"name": "shown", "cases": [{"label": "bp", "rule.type": "bp"}, {"rule.type": "fa"}]}
+    )
+    plans = [Plan(t, "start") for t in load_trials(path)[1]]
+    events = [
+        Event(0, "started", epoch=0, epochs=2),
+        Event(0, "epoch", epoch=1, epochs=2, test_accuracy=0.875),
+        Event(1, "done", outcome=RunOutcome(None, "FAILED", "the training loss became nan\nmore", 1)),
+    ]
+    plain = io.StringIO()
+    display = SweepDisplay(plans, stream=plain)
+    for event in events:
+        display.update(event)
+    assert plain.getvalue().splitlines() == [
+        "[1/2] bp, seed 0: started",
+        "[1/2] bp, seed 0: epoch 1/2: test acc 87.50%",
+        "[2/2] rule.type=fa, seed 0: FAILED: the training loss became nan",
+    ]
+    live = SweepDisplay(plans, stream=io.StringIO())
+    for event in events:
+        live.update(event)
+    screen = io.StringIO()
+    Console(file=screen, width=120).print(live._table())
+    text = screen.getvalue()
+    assert "1 running, 1 failed" in text
+    row = next(line for line in text.splitlines() if " bp " in line)
+    assert "running" in row and "1/2" in row and "87.50%" in row
