@@ -22,7 +22,7 @@ class EventObserver(Observer):
         self.epochs = trainer.spec.train.epochs
         self.send(Event(self.index, "started", epoch=trainer.epoch, epochs=self.epochs))
 
-    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+    def on_epoch_end(self, trainer, epoch: int, metrics: dict[str, float]) -> None:
         accuracy = metrics.get("test_accuracy")
         self.send(Event(self.index, "epoch", epoch=epoch, epochs=self.epochs, test_accuracy=accuracy))
 
