@@ -66,7 +66,9 @@ class SweepDisplay:
         else:  # done or lost
             outcome = event.outcome
             row.state = outcome.status.lower()
-            row.note = (outcome.message or "").splitlines()[0][:200] if outcome.message else ""
+            # A finished trial's message only repeats its accuracy and run id: the note is for trouble.
+            failed = outcome.status != "FINISHED" and outcome.message
+            row.note = outcome.message.splitlines()[0][:200] if failed else ""
             self._say(
                 row,
                 f"{outcome.status}{_accuracy(row.accuracy, ': test acc ')}{': ' + row.note if row.note else ''}",
@@ -95,7 +97,7 @@ class SweepDisplay:
             ("test acc", "right"),
             ("note", "left"),
         ):
-            table.add_column(name, justify=justify, overflow="fold" if name == "note" else "ellipsis")
+            table.add_column(name, justify=justify, overflow="ellipsis", no_wrap=name == "note")
         rows = list(self.rows.values())
         if len(rows) > MAX_ROWS:
             rows = [r for r in rows if r.state in ("running", "failed", "killed")][:MAX_ROWS]
