@@ -23,6 +23,17 @@ SET_HELP = (
 )
 
 
+def _tracking_uri_option(of_what: str = ""):
+    """The --tracking-uri option every command that reads or writes runs shares."""
+    what = f" {of_what}" if of_what else ""
+    return click.option(
+        "--tracking-uri",
+        envvar="MLFLOW_TRACKING_URI",
+        default=None,
+        help=f"MLflow tracking URI{what} [default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db]",
+    )
+
+
 def _error(message: str) -> None:
     from altlearn.printable import printable_message
 
@@ -96,12 +107,7 @@ def main() -> None:
 @main.command()
 @click.argument("spec_path", metavar="SPEC")
 @click.option("-s", "--set", "overrides", multiple=True, metavar="PATH=VALUE", help=SET_HELP)
-@click.option(
-    "--tracking-uri",
-    envvar="MLFLOW_TRACKING_URI",
-    default=None,
-    help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db]",
-)
+@_tracking_uri_option()
 @click.option("-q", "--quiet", is_flag=True, help="no progress output")
 @_interruptible
 def run(spec_path: str, overrides: tuple[str, ...], tracking_uri: str | None, quiet: bool) -> None:
@@ -115,12 +121,7 @@ def run(spec_path: str, overrides: tuple[str, ...], tracking_uri: str | None, qu
 
 @main.command()
 @click.argument("run_id")
-@click.option(
-    "--tracking-uri",
-    envvar="MLFLOW_TRACKING_URI",
-    default=None,
-    help="MLflow tracking URI of the run [default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db]",
-)
+@_tracking_uri_option("of the run")
 @click.option("-q", "--quiet", is_flag=True, help="no progress output")
 @_interruptible
 def resume(run_id: str, tracking_uri: str | None, quiet: bool) -> None:
@@ -173,12 +174,7 @@ def resume(run_id: str, tracking_uri: str | None, quiet: bool) -> None:
 @click.option(
     "--out", "out_dir", metavar="DIR", help="write the table (md, csv, json), figures and report.html here"
 )
-@click.option(
-    "--tracking-uri",
-    envvar="MLFLOW_TRACKING_URI",
-    default=None,
-    help="MLflow tracking URI of the runs [default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db]",
-)
+@_tracking_uri_option("of the runs")
 def compare(run_ids, sweep, experiment, filter_string, by, fmt, out_dir, tracking_uri) -> None:
     """Compare runs grouped over seeds: final accuracy mean ± std, 95% CI, Welch's t-test, figures.
 
@@ -352,12 +348,7 @@ def _plural(noun: str) -> str:
     metavar="ADDRESS",
     help="ray engine: the cluster to use (auto, ray://HOST:10001) [default: a Ray instance started here]",
 )
-@click.option(
-    "--tracking-uri",
-    envvar="MLFLOW_TRACKING_URI",
-    default=None,
-    help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db]",
-)
+@_tracking_uri_option()
 @click.option(
     "--fresh", is_flag=True, help="a new sweep run, even if this sweep ran before [default: continue it]"
 )
