@@ -14,27 +14,15 @@ from altlearn.runs import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Ru
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "RunOutcome", "train_trial"]
 
 
-def train_trial(
-    spec,
-    *,
-    uri: str,
-    resume_run_id: str | None = None,
-    extra_tags: dict[str, str] | None = None,
-    parent_run_id: str | None = None,
-    progress=None,
-) -> RunOutcome:
-    """Train ``spec`` (or continue ``resume_run_id``) as a child run of ``parent_run_id``."""
+def train_trial(spec, **options) -> RunOutcome:
+    """Train ``spec`` (or continue ``resume_run_id``) as a child run of ``parent_run_id``.
+
+    ``options`` are :func:`altlearn.runs.train_spec`'s: ``uri``, ``resume_run_id``, ``extra_tags``,
+    ``parent_run_id`` and ``progress``; a trial never draws its own progress bar.
+    """
     from altlearn.runs import train_spec
 
-    outcome = train_spec(
-        spec,
-        uri=uri,
-        quiet=True,
-        resume_run_id=resume_run_id,
-        extra_tags=extra_tags,
-        parent_run_id=parent_run_id,
-        progress=progress,
-    )
+    outcome = train_spec(spec, quiet=True, **options)
     if outcome.error is not None:  # a bug: its traceback goes to the worker's stderr, not back
         import traceback
 
