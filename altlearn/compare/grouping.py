@@ -125,6 +125,13 @@ def setup_differences(runs: list[RunData]) -> list[str]:
     return lines
 
 
+def _summary(differences: list[str], limit: int = 3) -> str:
+    """The first few differing params in full, then how many more: a note stays one readable line."""
+    shown = "; ".join(differences[:limit])
+    more = len(differences) - limit
+    return shown + (f"; and {more} more network or data params" if more > 0 else "")
+
+
 def check_setups(runs: list[RunData], groups: list[Group], strict: bool) -> list[str]:
     """Notes on runs of different data sets or networks; with ``strict`` (no --by) an error instead."""
     differences = setup_differences(runs)
@@ -133,17 +140,17 @@ def check_setups(runs: list[RunData], groups: list[Group], strict: bool) -> list
     if strict:
         raise CompareError(
             "the selected runs use different data sets or networks ("
-            + "; ".join(differences)
+            + _summary(differences)
             + "), so one ranking of them says little. Narrow the selection (e.g. --filter "
             "\"params.`data.type` = 'digits'\") or, to compare them anyway, choose the grouping with "
             "--by (e.g. --by rule.type,data.type)"
         )
-    notes = ["the runs differ in data set or network: " + "; ".join(differences)]
+    notes = ["the runs differ in data set or network: " + _summary(differences)]
     for group in groups:
         mixed = setup_differences(group.runs)
         if mixed:
             notes.append(
-                f"group {group.label!r} mixes " + "; ".join(mixed) + ": its statistics average over "
+                f"group {group.label!r} mixes " + _summary(mixed) + ": its statistics average over "
                 "different setups, not only over seeds"
             )
     return notes
