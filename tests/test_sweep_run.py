@@ -105,7 +105,7 @@ def test_ctrl_c_stops_the_sweep_and_running_it_again_continues_it(tmp_path):
     sweep = {
         "name": "stop-and-go",
         # a checkpoint every epoch; epochs long enough that both first trials are still running
-        "set": {"train.epochs": 25, "tracking.checkpoint_minutes": 0, "data.train_subset": None},
+        "set": {"train.epochs": 60, "tracking.checkpoint_minutes": 0, "data.train_subset": None},
         "cases": [{"rule.type": "bp"}, {"rule.type": "fa"}],
         "seeds": [0, 1],
     }
@@ -138,7 +138,7 @@ def test_ctrl_c_stops_the_sweep_and_running_it_again_continues_it(tmp_path):
     client = MlflowClient(store(tmp_path))
     for run_id in stopped:
         steps = [m.step for m in client.get_metric_history(run_id, "train_loss")]
-        assert steps == list(range(1, 26))  # every epoch once
+        assert steps == list(range(1, 61))  # every epoch once
 
     third = CliRunner().invoke(main, ["sweep", *args])  # all finished: nothing left to do
     assert third.exit_code == 0, third.output
