@@ -144,3 +144,21 @@ def test_ctrl_c_stops_the_sweep_and_running_it_again_continues_it(tmp_path):
     assert third.exit_code == 0, third.output
     assert "4 finished before" in third.output
     assert len(sweep_runs(store(tmp_path))[1]) == 4
+
+
+def test_ten_trials_on_ten_workers_at_once_on_a_fresh_store_all_finish(tmp_path):
+    # Issue 16's concurrency case through a sweep: ten worker processes write one new SQLite
+    # store at the same moment; not one run may be lost, left RUNNING or end FAILED.
+    path = write_sweep(tmp_path, {"name": "ten", "seeds": list(range(10))})
+    uri = store(tmp_path)
+    assert not (tmp_path / "mlflow.db").exists()
+    result = CliRunner().invoke(main, ["sweep", str(path), "--workers", "10", "--tracking-uri", uri, "-q"])
+    assert result.exit_code == 0, result.output
+    parent, children = sweep_runs(uri)
+    assert parent.info.status == "FINISHED"
+    assert len(children) == 10 and {c.info.status for c in children} == {"FINISHED"}
+    assert {c.data.params["seed"] for c in children} == {str(seed) for seed in range(10)}
+    client = MlflowClient(uri)
+    for child in children:  # every epoch of every trial recorded once
+        steps = [m.step for m in client.get_metric_history(child.info.run_id, "test_accuracy")]
+        assert sorted(steps) == [1, 2]
