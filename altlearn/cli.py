@@ -6,83 +6,19 @@ Exit codes: 0 success; 1 training failed (diverged, or a bug: then a traceback);
 
 from __future__ import annotations
 
-import sys
-
 import click
 
+from altlearn.cli_many_runs import compare, sweep
+from altlearn.cli_support import (
+    SET_HELP,
+    exit_with,
+    fail,
+    interruptible,
+    load_spec_or_fail,
+    tracking_uri_option,
+)
 from altlearn.plugins import KIND_NOUNS, KINDS
 from altlearn.version import __version__
-
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
-
-SET_HELP = (
-    "override a spec value: path=value, YAML-typed (optimizer.lr=0.01, train.device=cpu, "
-    "network.layers.1.out_features=400); repeatable"
-)
-
-
-def _tracking_uri_option(of_what: str = ""):
-    """The --tracking-uri option every command that reads or writes runs shares."""
-    what = f" {of_what}" if of_what else ""
-    return click.option(
-        "--tracking-uri",
-        envvar="MLFLOW_TRACKING_URI",
-        default=None,
-        help=f"MLflow tracking URI{what} [default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db]",
-    )
-
-
-def _error(message: str) -> None:
-    from altlearn.printable import printable_message
-
-    # Messages quote spec values: escape control characters (ESC sequences) on the way out.
-    click.echo(click.style("error: ", fg="red", bold=True) + printable_message(message), err=True)
-
-
-def _fail(message: str, code: int = EXIT_USAGE) -> None:
-    _error(message)
-    sys.exit(code)
-
-
-def _interruptible(command):
-    """Ctrl-C or SIGTERM before training starts (imports, spec, data): exit 130 with a message,
-    not click's 'Aborted!' (exit 1) or a silent kill. From then on train_spec handles them."""
-    import functools
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        from altlearn.tracking.signals import install_sigterm
-
-        # A scheduler's SIGTERM should end a run KILLED with its metrics, like Ctrl-C does.
-        install_sigterm()
-        try:
-            return command(*args, **kwargs)
-        except KeyboardInterrupt:
-            _fail("interrupted before training started", EXIT_INTERRUPTED)
-
-    return wrapper
-
-
-def _exit_with(outcome) -> None:
-    """Print a run's outcome and exit with its code; a bug's traceback is shown, not hidden."""
-    if outcome.exit_code == 0:
-        click.echo(outcome.message)
-        return
-    if outcome.error is not None:
-        _error(outcome.message)
-        raise outcome.error
-    _fail(outcome.message, outcome.exit_code)
-
-
-def _load(spec_path: str, overrides: tuple[str, ...]):
-    from altlearn.spec import SpecError, load_spec
-
-    try:
-        return load_spec(spec_path, list(overrides))
-    except SpecError as exc:
-        _fail(exc.report())
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -107,23 +43,23 @@ def main() -> None:
 @main.command()
 @click.argument("spec_path", metavar="SPEC")
 @click.option("-s", "--set", "overrides", multiple=True, metavar="PATH=VALUE", help=SET_HELP)
-@_tracking_uri_option()
+@tracking_uri_option()
 @click.option("-q", "--quiet", is_flag=True, help="no progress output")
-@_interruptible
+@interruptible
 def run(spec_path: str, overrides: tuple[str, ...], tracking_uri: str | None, quiet: bool) -> None:
     """Train the spec's network with its rule and log the run to MLflow."""
     from altlearn.runs import train_spec
     from altlearn.tracking.store import tracking_uri as resolve_uri
 
-    spec = _load(spec_path, overrides)
-    _exit_with(train_spec(spec, uri=resolve_uri(tracking_uri), quiet=quiet))
+    spec = load_spec_or_fail(spec_path, overrides)
+    exit_with(train_spec(spec, uri=resolve_uri(tracking_uri), quiet=quiet))
 
 
 @main.command()
 @click.argument("run_id")
-@_tracking_uri_option("of the run")
+@tracking_uri_option("of the run")
 @click.option("-q", "--quiet", is_flag=True, help="no progress output")
-@_interruptible
+@interruptible
 def resume(run_id: str, tracking_uri: str | None, quiet: bool) -> None:
     """Continue an interrupted or failed run from its last checkpoint, in the same MLflow run.
 
@@ -140,72 +76,12 @@ def resume(run_id: str, tracking_uri: str | None, quiet: bool) -> None:
     try:
         spec_text = logged_spec(uri, run_id)
     except (ResumeError, TrackingUnavailable) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     try:
         spec = load_spec_text(spec_text, source=f"the spec logged in run {run_id}")
     except SpecError as exc:  # e.g. a plugin rule that is no longer installed
-        _fail(exc.report())
-    _exit_with(train_spec(spec, uri=uri, quiet=quiet, resume_run_id=run_id))
-
-
-@main.command()
-@click.argument("run_ids", nargs=-1, metavar="[RUN_ID]...")
-@click.option("--sweep", metavar="RUN_ID", help="the trials of this sweep (the id of its parent run)")
-@click.option("--experiment", metavar="NAME", help="the runs of this MLflow experiment")
-@click.option(
-    "--filter",
-    "filter_string",
-    metavar="QUERY",
-    help="narrow --experiment or --sweep in MLflow's search syntax, e.g. \"params.`rule.type` = 'dfa'\"",
-)
-@click.option(
-    "--by",
-    metavar="PARAM,...",
-    help="group by these params, e.g. rule.type,optimizer.lr [default: every param except the seed]",
-)
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["rich", "md", "csv", "json"]),
-    default="rich",
-    show_default=True,
-    help="the table on stdout",
-)
-@click.option(
-    "--out", "out_dir", metavar="DIR", help="write the table (md, csv, json), figures and report.html here"
-)
-@_tracking_uri_option("of the runs")
-def compare(run_ids, sweep, experiment, filter_string, by, fmt, out_dir, tracking_uri) -> None:
-    """Compare runs grouped over seeds: final accuracy mean ± std, 95% CI, Welch's t-test, figures.
-
-    \b
-    altlearn compare --sweep SWEEP_RUN_ID --out report/
-    altlearn compare --experiment digits --filter "params.`rule.type` != 'ff'" --by rule.type
-    altlearn compare RUN_ID RUN_ID RUN_ID --format md
-
-    Only FINISHED runs count; the others are listed with their status.
-    """
-    from pathlib import Path
-
-    from altlearn.compare import CompareError
-    from altlearn.compare import compare as compare_runs
-    from altlearn.compare.console import show
-    from altlearn.tracking import tracking_uri as resolve_uri
-
-    groups = [name.strip() for name in (by or "").split(",") if name.strip()] or None
-    try:
-        report = compare_runs(
-            resolve_uri(tracking_uri),
-            sweep=sweep,
-            experiment=experiment,
-            run_ids=run_ids,
-            filter_string=filter_string,
-            by=groups,
-            out_dir=Path(out_dir) if out_dir else None,
-        )
-    except CompareError as exc:
-        _fail(str(exc))
-    show(report, fmt)
+        fail(exc.report())
+    exit_with(train_spec(spec, uri=uri, quiet=quiet, resume_run_id=run_id))
 
 
 @main.command()
@@ -215,7 +91,7 @@ def validate(spec_path: str, overrides: tuple[str, ...]) -> None:
     """Check a spec and report every problem at once (exit code 2 if any)."""
     from altlearn.printable import printable
 
-    spec = _load(spec_path, overrides)
+    spec = load_spec_or_fail(spec_path, overrides)
     layers = ", ".join(b.type for b in spec.layers)
     click.echo(
         f"{printable(spec_path)}: ok: {spec.data.type}, rule {spec.rule.type}, {len(spec.layers)} layers "
@@ -228,7 +104,7 @@ def validate(spec_path: str, overrides: tuple[str, ...]) -> None:
 @click.option("-s", "--set", "overrides", multiple=True, metavar="PATH=VALUE", help=SET_HELP)
 def render(spec_path: str, overrides: tuple[str, ...]) -> None:
     """Print the resolved spec: every default filled in, overrides applied."""
-    click.echo(_load(spec_path, overrides).to_yaml(), nl=False)
+    click.echo(load_spec_or_fail(spec_path, overrides).to_yaml(), nl=False)
 
 
 @main.command()
@@ -250,12 +126,12 @@ def options(kind: str, name: str) -> None:
         entry = registry.get(kind, name)
         component = entry.load()
     except KeyError:
-        _fail(f"no {kind} {name!r}; known: {', '.join(registry.names(kind))}{registry.broken_hint()}")
+        fail(f"no {kind} {name!r}; known: {', '.join(registry.names(kind))}{registry.broken_hint()}")
     except PluginError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     params = getattr(component, "Params", None)
     if params is None:
-        _fail(f"{kind} {name!r} from package {entry.package} {entry.version} has no Params model")
+        fail(f"{kind} {name!r} from package {entry.package} {entry.version} has no Params model")
     fields = params.model_fields
     click.echo(
         f"{kind} {name} (from {entry.package} {entry.version}): "
@@ -319,73 +195,8 @@ def _plural(noun: str) -> str:
     return noun + ("es" if noun.endswith("s") else "s")
 
 
-@main.command()
-@click.argument("sweep_path", metavar="SWEEP")
-@click.option(
-    "-s",
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="PATH=VALUE",
-    help="override a spec value in every trial, after the sweep file's own overrides; repeatable",
-)
-@click.option(
-    "--engine",
-    type=click.Choice(["local", "ray"]),
-    default="local",
-    show_default=True,
-    help="local: worker processes here; ray: one Ray task per trial (pip install 'altlearn[ray]')",
-)
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    default=None,
-    help="local engine: trials at once [default: CPU cores // a trial's threads, or one per GPU]",
-)
-@click.option(
-    "--address",
-    default=None,
-    metavar="ADDRESS",
-    help="ray engine: the cluster to use (auto, ray://HOST:10001) [default: a Ray instance started here]",
-)
-@_tracking_uri_option()
-@click.option(
-    "--fresh", is_flag=True, help="a new sweep run, even if this sweep ran before [default: continue it]"
-)
-@click.option("--dry-run", is_flag=True, help="list the trials (configuration, seed, keys); run nothing")
-@click.option("-q", "--quiet", is_flag=True, help="no progress table, only the summary")
-@_interruptible
-def sweep(
-    sweep_path: str,
-    overrides: tuple[str, ...],
-    engine: str,
-    workers: int | None,
-    address: str | None,
-    tracking_uri: str | None,
-    fresh: bool,
-    dry_run: bool,
-    quiet: bool,
-) -> None:
-    """Run the trials of a sweep file (cases, grid, random draws, seeds) as runs of one MLflow
-    sweep run; running it again continues it. See docs/sweeps.md."""
-    from altlearn.sweep.engines.local import WorkersCannotStart
-    from altlearn.sweep.record import SweepUsageError
-    from altlearn.sweep.runner import SweepOptions, run_sweep
-    from altlearn.sweep.sweep_file import SweepError
-    from altlearn.tracking import TrackingUnavailable
-
-    options = SweepOptions(
-        sweep_path, overrides, engine, workers, address, tracking_uri, fresh, dry_run, quiet
-    )
-    try:
-        code = run_sweep(options)
-    except SweepError as exc:
-        _fail(exc.report())
-    except (SweepUsageError, TrackingUnavailable) as exc:
-        _fail(str(exc))
-    except WorkersCannotStart as exc:
-        _fail(str(exc), EXIT_FAILED)
-    sys.exit(code)
+main.add_command(compare)
+main.add_command(sweep)
 
 
 if __name__ == "__main__":
