@@ -30,8 +30,22 @@ def network_problems(network: Any, input_shape: tuple[int, ...], data_options: A
 
     batch = max(data_options.batch_size, data_options.eval_batch_size)
     batch_option = "batch_size" if batch == data_options.batch_size else "eval_batch_size"
+    # Two examples and eval mode: batch norm refuses a batch of one in training mode (a meta
+    # tensor costs nothing, so the probe's size does not matter).
+    x = torch.zeros((2, *input_shape), device="meta")
+    training = [(m, m.training) for m in network.modules()]
+    network.eval()
+    try:
+        return _first_problem(network, x, batch, batch_option)
+    finally:
+        for m, mode in training:
+            m.training = mode
+
+
+def _first_problem(network: Any, x: Any, batch: int, batch_option: str) -> list[Problem]:
+    import torch
+
     total = 0
-    x = torch.zeros((1, *input_shape), device="meta")
     with torch.no_grad():
         for index, module in enumerate(network):
             count = sum(p.numel() for p in module.parameters())

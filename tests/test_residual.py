@@ -79,6 +79,29 @@ def test_a_flat_residual_block_projects_with_a_linear_layer():
     assert network[1].shortcut.bias is not None and out == (10,)
 
 
+def test_batch_norm_on_flat_features_validates_and_trains_in_residual_bodies():
+    # The validator's memory check probes the network on the meta device; batch norm in training
+    # mode refuses a one-example probe, which once made `altlearn validate` end in a traceback.
+    spec = minimal(
+        network={
+            "layers": [
+                {"type": "flatten"},
+                {"type": "linear", "out_features": 32},
+                {"type": "batchnorm1d"},
+                {
+                    "type": "residual",
+                    "repeat": 2,
+                    "layers": ["batchnorm1d", {"type": "linear", "out_features": 32}],
+                },
+                {"type": "linear", "out_features": 10},
+            ]
+        }
+    )
+    network, out = build(spec)
+    assert out == (10,) and network.training  # the probe left the modes as they were
+    assert isinstance(network[2], nn.BatchNorm1d) and isinstance(network[3].body[0], nn.BatchNorm1d)
+
+
 def test_residual_blocks_nest():
     inner = {"type": "residual", "layers": [conv(8), "relu"]}
     outer = {"type": "residual", "layers": [inner, conv(8, bias=False)], "activation": "relu"}
