@@ -102,5 +102,16 @@ def read_until_training(process: subprocess.Popen, trials: int, total: int) -> l
         any(line.startswith(f"[{n}/{total}]") and ": epoch " in line for line in lines)
         for n in range(1, trials + 1)
     ):
-        lines += read_until(process, ": epoch ")
+        more = read_until(process, ": epoch ")
+        if not more:  # the sweep ended (or said nothing for minutes) before every trial trained
+            raise AssertionError("the sweep stopped before its trials trained:\n" + "".join(lines))
+        lines += more
     return lines
+
+
+def training_worker_pid(uri: str) -> int:
+    """The process of a trial that is training now, from its run's owner tag (``altlearn.pid``)."""
+    _, children = sweep_runs(uri)
+    running = [c for c in children if c.info.status == "RUNNING"]
+    assert running, [c.info.status for c in children]
+    return int(running[0].data.tags["altlearn.pid"])

@@ -17,6 +17,7 @@ from sweep_helpers import (
     start_sweep,
     store,
     sweep_runs,
+    training_worker_pid,
     worker_pids,
     write_sweep,
 )
@@ -80,14 +81,18 @@ def test_local_sweep_with_a_failing_trial_records_parent_children_and_summary(tm
 def test_a_worker_killed_outright_costs_only_its_own_trial(tmp_path):
     sweep = {
         "name": "crash",
-        "set": {"train.epochs": 40, "data.train_subset": None},
+        # Long enough that neither trial can finish between "both are training" and the kill,
+        # even when one worker starts seconds after the other on a loaded machine.
+        "set": {"train.epochs": 200, "data.train_subset": None},
         "cases": [{"rule.type": "bp"}, {"rule.type": "fa"}],
     }
     path = write_sweep(tmp_path, sweep)
     process = start_sweep([str(path), "--workers", "2", "--tracking-uri", store(tmp_path)], tmp_path)
     try:
         read_until_training(process, trials=2, total=2)  # both trials have their runs open
-        victim = worker_pids(process.pid)[0]
+        # The worker of a trial that is training (a worker between trials would cost nothing).
+        victim = training_worker_pid(store(tmp_path))
+        assert victim in worker_pids(process.pid)
         os.kill(victim, signal.SIGKILL)
         output = process.communicate(timeout=300)[0]
     finally:
