@@ -60,19 +60,22 @@ def yaml_path(module_path: LayerKey) -> str:
     """The spec's YAML path of the module at ``module_path`` (the one place that mapping lives).
 
     ``"3"`` -> ``network.layers[3]``; ``"3.body.1"`` -> ``network.layers[3].layers[1]`` (a
-    residual block's body is its ``layers`` list); ``"3.shortcut"`` -> ``network.layers[3].shortcut``
-    and ``"3.shortcut.1"`` -> ``network.layers[3].shortcut.layers[1]`` (a projection with a norm);
-    ``"3.post"`` -> ``network.layers[3].activation``.
+    residual block's body is its ``layers`` list); ``"3.shortcut"`` -> ``network.layers[3].shortcut``;
+    a projection with a norm is a (projection, norm) pair in the model, written as two options in
+    the spec: ``"3.shortcut.0"`` -> ``network.layers[3].shortcut`` and ``"3.shortcut.1"`` ->
+    ``network.layers[3].shortcut_norm``; ``"3.post"`` -> ``network.layers[3].activation``.
     """
     parts = str(module_path).split(".")
     out = f"network.layers[{parts[0]}]"
     names = {"body": "layers", "shortcut": "shortcut", "post": "activation"}
-    for part in parts[1:]:
-        if not part.isdigit():
+    for previous, part in zip(parts, parts[1:]):
+        if previous == "shortcut" and part in ("0", "1"):
+            out += "_norm" if part == "1" else ""
+        elif not part.isdigit():
             out += "." + names.get(part, part)
         elif out.endswith(".layers"):
             out += f"[{part}]"
-        else:  # a position inside a container that is not a body (a projection with a norm)
+        else:  # a position inside any other container
             out += f".layers[{part}]"
     return out
 

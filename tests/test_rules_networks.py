@@ -50,11 +50,15 @@ def test_yaml_paths_and_metric_names_of_nested_layers():
     assert yaml_path("3.body.1") == "network.layers[3].layers[1]"
     assert yaml_path("3.body.1.body.0") == "network.layers[3].layers[1].layers[0]"
     assert yaml_path("3.shortcut") == "network.layers[3].shortcut"
-    assert yaml_path("3.shortcut.0") == "network.layers[3].shortcut.layers[0]"
-    assert [metric_path(k) for k in (3, "3.body.1", "3.shortcut.0")] == [
+    # a projection with a norm: one (conv, norm) container in the model, two options in the spec
+    assert yaml_path("3.shortcut.0") == "network.layers[3].shortcut"
+    assert yaml_path("3.shortcut.1") == "network.layers[3].shortcut_norm"
+    assert yaml_path("3.body.2.shortcut.1") == "network.layers[3].layers[2].shortcut_norm"
+    assert [metric_path(k) for k in (3, "3.body.1", "3.shortcut.0", "3.shortcut.1")] == [
         "3",
         "3.layers.1",
-        "3.shortcut.layers.0",
+        "3.shortcut",
+        "3.shortcut_norm",
     ]
 
 
@@ -76,7 +80,7 @@ def test_fa_family_sends_feedback_through_every_nested_conv(source):
 
 def test_alignment_names_every_nested_layer_by_its_yaml_path():
     values = alignment(make(FeedbackAlignment, conv_resnet()), *batch())
-    names = ["0", "3.layers.0", "3.layers.3", "3.shortcut.layers.0", "4.layers.0", "7"]
+    names = ["0", "3.layers.0", "3.layers.3", "3.shortcut", "4.layers.0", "7"]
     assert set(values) == {f"{kind}_layer{n}" for kind in ("angle", "norm_ratio") for n in names}
     assert values["angle_layer7"] == pytest.approx(0.0, abs=1e-3)  # the output layer's gradient is exact
     assert values["angle_layer3.layers.0"] > 1.0
