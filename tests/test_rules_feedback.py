@@ -8,6 +8,8 @@ autograd or on the rules' own code. Everything runs in float64 so "equal" means 
 
 from __future__ import annotations
 
+import math
+
 import pydantic
 import pytest
 import torch
@@ -420,6 +422,23 @@ def test_feedback_init_and_scale(init):
     n = {"uniform": 2, "gaussian": 2, "like_forward": 50}[init]
     if init != "gaussian":
         assert B.abs().max().item() <= 1 / n**0.5 and B.abs().max().item() > 0.95 / n**0.5
+
+
+def test_xavier_feedback_is_glorot_for_each_matrix_shape():
+    """fa's B like W: sqrt(6/(in*k*k + out*k*k)); dfa's (K, n_p) shrinks with the point's size n_p."""
+    net = nn.Sequential(
+        nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 6, 3), nn.ReLU(), nn.Flatten(), nn.Linear(6 * 4 * 4, 2)
+    )
+    fa = make_rule(FeedbackAlignment, net, feedback_init="xavier")
+    bound = math.sqrt(6 / (4 * 9 + 6 * 9))  # the conv kernel (6, 4, 3, 3)
+    assert bound * 0.95 < fa.feedback_2.abs().max().item() <= bound
+    dfa = make_rule(DirectFeedbackAlignment, net, feedback_init="xavier")
+    dfa.train_step(torch.randn(5, 1, 8, 8), torch.tensor([0, 1, 1, 0, 1]))  # conv points drawn now
+    for key, n_p in ((0, 4 * 6 * 6), (2, 6 * 4 * 4)):
+        matrix = dfa.fixed_feedback(key)
+        assert matrix.shape == (2, n_p)
+        bound = math.sqrt(6 / (2 + n_p))
+        assert bound * 0.9 < matrix.abs().max().item() <= bound
 
 
 @pytest.mark.parametrize(

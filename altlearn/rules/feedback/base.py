@@ -40,12 +40,14 @@ class FeedbackParams(Params):
     classes). Normalising by it keeps the feedback signal's size independent of the layer widths.
     """
 
-    feedback_init: Literal["uniform", "gaussian", "like_forward"] = Field(
+    feedback_init: Literal["uniform", "gaussian", "like_forward", "xavier"] = Field(
         "uniform",
         description=(
             "distribution of the feedback matrices: uniform in +-1/sqrt(n); gaussian N(0, 1/n); "
             "like_forward: drawn like the forward weight W_l of the layer receiving the feedback, "
-            "i.e. PyTorch's default kaiming-uniform U(+-1/sqrt(fan_in of W_l))"
+            "i.e. PyTorch's default kaiming-uniform U(+-1/sqrt(fan_in of W_l)); xavier: Glorot-uniform "
+            "for the feedback matrix's own shape, U(+-sqrt(6/(fan_in + fan_out))), which shrinks "
+            "a dfa/ifa matrix with the size of the point it feeds (BioTorch's choice)"
         ),
     )
     feedback_scale: Real = Field(1.0, gt=0.0, le=1e6, description="multiplies the drawn feedback matrices")
@@ -71,12 +73,20 @@ def forward_fan_in(weight: torch.Tensor) -> int:
     return weight[0].numel()
 
 
-def feedback_spread(init: str, feedback_fan_in: int, forward_fan_in: int) -> float:
-    """The bound (uniform, like_forward) or standard deviation (gaussian) of a feedback draw.
+def feedback_spread(
+    init: str, feedback_fan_in: int, forward_fan_in: int, shape: tuple[int, ...] = ()
+) -> float:
+    """The bound (uniform, like_forward, xavier) or standard deviation (gaussian) of a feedback draw.
 
     ``like_forward`` is U(+-1/sqrt(forward_fan_in)): exactly what PyTorch's default kaiming-uniform
-    (a=sqrt(5), gain*sqrt(3/fan_in)) gives the forward weight.
+    (a=sqrt(5), gain*sqrt(3/fan_in)) gives the forward weight. ``xavier`` needs the matrix's
+    ``shape``: (out, in) or (out, in, kh, kw), fans counted as torch.nn.init counts them.
     """
+    if init == "xavier":
+        if len(shape) < 2:
+            raise ValueError("feedback_init xavier needs the feedback matrix's shape")
+        receptive = math.prod(shape[2:])
+        return math.sqrt(6.0 / ((shape[0] + shape[1]) * receptive))
     if init not in ("uniform", "gaussian", "like_forward"):  # Params validation makes this unreachable
         raise ValueError(f"unknown feedback_init {init!r}")
     return 1.0 / math.sqrt(forward_fan_in if init == "like_forward" else feedback_fan_in)
@@ -93,7 +103,7 @@ def draw_feedback(
     index: LayerKey,
 ) -> torch.Tensor:
     """A fixed random matrix on the CPU (float32), the same for the same (seed, index, shape)."""
-    spread = feedback_spread(init, feedback_fan_in, forward_fan_in)
+    spread = feedback_spread(init, feedback_fan_in, forward_fan_in, shape)
     generator = torch.Generator(device="cpu").manual_seed(layer_seed(seed, index))
     out = torch.empty(shape, dtype=torch.float32)
     if init == "gaussian":

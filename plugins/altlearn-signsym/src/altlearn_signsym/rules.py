@@ -113,7 +113,7 @@ class BatchwiseRandomSignSymmetry(FeedbackAlignment):
     def _random_magnitude(self, index: int, weight: torch.Tensor) -> torch.Tensor:
         """|R| for one batch, shaped like ``weight``; R ~ fa's feedback distribution."""
         init = self.params.feedback_init
-        spread = feedback_spread(init, feedback_fan_in(weight), forward_fan_in(weight))
+        spread = feedback_spread(init, feedback_fan_in(weight), forward_fan_in(weight), tuple(weight.shape))
         options = {"generator": self._generators.get(weight.device, index), "device": weight.device}
         if init == "gaussian":  # |N(0, spread^2)|: the half-normal
             magnitude = torch.randn(weight.shape, dtype=weight.dtype, **options).abs_()
