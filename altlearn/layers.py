@@ -54,15 +54,36 @@ class Flatten(_Fixed):
     module = nn.Flatten
 
 
+Init = Literal["default", "xavier_uniform", "zeros"]
+INIT_DESCRIPTION = (
+    "the initial weights: default (PyTorch's, U(+-1/sqrt(fan_in)) for weights and biases); "
+    "xavier_uniform (Glorot-uniform weights, zero bias: BioTorch's); zeros (weights and bias zero: "
+    "Nøkland's FA and DFA, which learn from it; backprop cannot, every unit would stay the same)"
+)
+
+
+def _initialise(layer: nn.Linear | nn.Conv2d, init: str) -> nn.Module:
+    """Apply ``init`` in place; it draws from torch's global generator, which the trainer seeds
+    with the spec's seed before building the network (so it is reproducible like the default)."""
+    if init == "xavier_uniform":
+        nn.init.xavier_uniform_(layer.weight)
+    elif init == "zeros":
+        nn.init.zeros_(layer.weight)
+    if init != "default" and layer.bias is not None:
+        nn.init.zeros_(layer.bias)
+    return layer
+
+
 class Linear(Layer):
     class Params(Params):
         out_features: Count
         bias: bool = True
+        init: Init = Field("default", description=INIT_DESCRIPTION)
 
     @classmethod
     def build(cls, params, input_shape):
         features = _features(input_shape, "linear", "add {type: flatten} before it")
-        return nn.Linear(features, params.out_features, bias=params.bias)
+        return _initialise(nn.Linear(features, params.out_features, bias=params.bias), params.init)
 
 
 class Conv2d(Layer):
@@ -72,10 +93,11 @@ class Conv2d(Layer):
         stride: Count = 1
         padding: NonNegativeCount = 0
         bias: bool = True
+        init: Init = Field("default", description=INIT_DESCRIPTION)
 
     @classmethod
     def build(cls, params, input_shape):
-        return nn.Conv2d(
+        conv = nn.Conv2d(
             _channels(input_shape, "conv2d"),
             params.out_channels,
             params.kernel_size,
@@ -83,6 +105,7 @@ class Conv2d(Layer):
             padding=params.padding,
             bias=params.bias,
         )
+        return _initialise(conv, params.init)
 
 
 class _PoolParams(Params):

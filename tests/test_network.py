@@ -198,6 +198,30 @@ def test_cpu_build_gives_real_parameters():
     assert torch.isfinite(weight).all() and weight.abs().sum() > 0
 
 
+def test_layer_init_options():
+    torch.manual_seed(0)
+    layer_specs = [
+        spec("conv2d", out_channels=20, kernel_size=3, init="xavier_uniform"),
+        spec("flatten"),
+        spec("linear", out_features=30, init="zeros"),
+        spec("linear", out_features=40),
+    ]
+    network, _ = build_network(layer_specs, (10, 5, 5))
+    conv, zero, default = network[0], network[2], network[3]
+    bound = (6 / (10 * 9 + 20 * 9)) ** 0.5  # Glorot: fan_in + fan_out of the (20, 10, 3, 3) kernel
+    assert bound * 0.95 < conv.weight.abs().max() <= bound and not conv.bias.any()
+    assert not zero.weight.any() and not zero.bias.any()
+    assert default.bias.any() and default.weight.abs().max() <= 1 / 30**0.5  # PyTorch's own, unchanged
+    torch.manual_seed(0)
+    again, _ = build_network(layer_specs, (10, 5, 5))
+    assert torch.equal(again[0].weight, conv.weight)  # drawn from the seeded global generator
+
+
+def test_an_unknown_init_is_refused():
+    with pytest.raises(ValueError, match="xavier_uniform"):
+        spec("linear", out_features=3, init="xavier")
+
+
 @pytest.mark.parametrize(
     "layer_specs, shape, index, words",
     [
