@@ -3,6 +3,8 @@ file, the configuration and the place in the file; nothing runs and no MLflow st
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 from sweep_helpers import DIGITS_BASE, write_sweep
@@ -179,14 +181,33 @@ def test_a_sweep_is_continued_by_name_but_not_with_other_trials_unless_fresh(tmp
 
 
 def test_the_shipped_sweep_is_valid_every_rule_times_three_seeds():
-    from pathlib import Path
-
     shipped = Path(__file__).resolve().parents[1] / "specs" / "sweeps" / "mnist_rules.yaml"
     _, trials = load_trials(shipped)
     assert len(trials) == 18
     assert sorted({t.spec.rule.type for t in trials}) == ["bp", "dfa", "fa", "ff", "goup", "ifa"]
     assert {t.seed for t in trials} == {0, 1, 2}
     assert all(t.spec.train.threads == 1 and t.spec.data_options.train_subset == 20000 for t in trials)
+
+
+SHIPPED_SWEEPS = sorted((Path(__file__).resolve().parents[1] / "specs" / "sweeps").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED_SWEEPS, ids=lambda p: p.name)
+def test_every_shipped_sweep_validates_and_runs_its_trials_one_thread_each(path):
+    _, trials = load_trials(path)
+    assert trials and len({t.key for t in trials}) == len(trials)
+    assert all(t.spec.train.threads == 1 for t in trials)  # two trials side by side on 2 cores
+    assert path.read_text().startswith(f"# altlearn sweep specs/sweeps/{path.name}\n")
+
+
+def test_the_nokland_sweep_starts_fa_and_dfa_from_zero_weights_as_the_author_did():
+    path = next(p for p in SHIPPED_SWEEPS if p.name == "nokland2016.yaml")
+    _, trials = load_trials(path)
+    assert len(trials) == 30
+    for trial in trials:
+        linear = [b.params for b in trial.spec.layers if b.type == "linear"]
+        zeros = {p.init == "zeros" for p in linear}
+        assert zeros == ({False} if trial.spec.rule.type == "bp" else {True}), trial.label
 
 
 def test_progress_is_a_live_table_on_a_terminal_and_plain_lines_otherwise(tmp_path):
