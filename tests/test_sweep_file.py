@@ -127,6 +127,9 @@ def test_dry_run_lists_trials_and_runs_nothing(tmp_path, monkeypatch):
     assert all(key in result.output for key in keys)
     assert "optimizer.lr=0.003" in result.output
     assert not (tmp_path / "mlflow.db").exists()
+    single = write_sweep(tmp_path, {"name": "one", "grid": {"optimizer.lr": [0.001, 0.003]}})
+    result = CliRunner().invoke(main, ["sweep", str(single), "--dry-run"])
+    assert "2 trials: 2 configurations x 1 seed\n" in result.output
 
 
 def test_default_workers_share_the_cores_and_gpu_trials_need_a_gpu(tmp_path, monkeypatch):

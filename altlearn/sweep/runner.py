@@ -162,10 +162,16 @@ def _signals_ignored():
 # ------------------------------------------------------------------------------ what is printed
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _print_trials(trials: list[Trial]) -> None:
     configurations = len({t.group_key for t in trials})
     seeds = len({t.seed for t in trials})
-    click.echo(f"{len(trials)} trials: {configurations} configurations x {seeds} seeds")
+    click.echo(
+        f"{_count(len(trials), 'trial')}: {_count(configurations, 'configuration')} x {_count(seeds, 'seed')}"
+    )
     click.echo(f"{'#':>4}  {'trial key':<12}  {'group key':<12}  {'seed':>4}  configuration")
     for trial in trials:
         click.echo(
