@@ -83,7 +83,7 @@ rule: {type: bp}
     }
     assert out["network"]["layers"] == [
         {"type": "flatten"},
-        {"type": "linear", "out_features": 10, "bias": True},
+        {"type": "linear", "out_features": 10, "bias": True, "init": "default"},
     ]
     assert out["optimizer"] == {
         "type": "adam",
