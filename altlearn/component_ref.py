@@ -43,9 +43,10 @@ class Block:
     package: str = "altlearn"
     version: str = ""
 
-    def as_dict(self) -> dict[str, Any]:
-        """The block as a spec writes it, every default filled in (nested blocks included)."""
-        return {"type": self.type, **self.params.model_dump(mode="json")}
+    def as_dict(self, explicit: bool = False) -> dict[str, Any]:
+        """The block as a spec writes it, every default filled in (nested blocks included); with
+        ``explicit``, only the options whose values differ from their defaults."""
+        return {"type": self.type, **self.params.model_dump(mode="json", exclude_defaults=explicit)}
 
 
 class BlockList(list):
@@ -82,7 +83,7 @@ class Reference:
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler):
         return core_schema.with_info_plain_validator_function(
             self._validate,
-            serialization=core_schema.plain_serializer_function_ser_schema(_dump),
+            serialization=core_schema.plain_serializer_function_ser_schema(_dump, info_arg=True),
         )
 
     def __get_pydantic_json_schema__(self, schema: Any, handler: GetJsonSchemaHandler) -> dict:
@@ -128,11 +129,12 @@ class Reference:
         return resolve_reference_list(self, value)
 
 
-def _dump(value: Any) -> Any:
+def _dump(value: Any, info: Any = None) -> Any:
+    explicit = bool(info is not None and info.exclude_defaults)  # nested blocks follow their parent
     if isinstance(value, Block):
-        return value.as_dict()
+        return value.as_dict(explicit)
     if isinstance(value, list):
-        return [_dump(item) for item in value]
+        return [_dump(item, info) for item in value]
     return value
 
 

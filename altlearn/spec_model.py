@@ -148,18 +148,25 @@ class Spec:
     source: str | None = None
     packages: dict[str, str] = field(default_factory=dict)  # plugin packages this spec uses
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, explicit: bool = False) -> dict[str, Any]:
+        """The resolved spec, every default filled in; with ``explicit``, only the values that
+        differ from their defaults (what identifies a sweep's trial: an option a later altlearn
+        adds, with a default, leaves it the same)."""
         out: dict[str, Any] = {"name": self.name, "seed": self.seed}
         if self.description:
             out["description"] = self.description
-        out["data"] = {**self.data.as_dict(), **self.data_options.model_dump(mode="json")}
-        out["network"] = {"layers": [layer.as_dict() for layer in self.layers]}
-        out["rule"] = self.rule.as_dict()
+
+        def dump(section: BaseModel) -> dict[str, Any]:
+            return section.model_dump(mode="json", exclude_defaults=explicit)
+
+        out["data"] = {**self.data.as_dict(explicit), **dump(self.data_options)}
+        out["network"] = {"layers": [layer.as_dict(explicit) for layer in self.layers]}
+        out["rule"] = self.rule.as_dict(explicit)
         if self.optimizer is not None:
-            out["optimizer"] = self.optimizer.as_dict()
-        out["schedule"] = self.schedule.as_dict()
-        out["train"] = self.train.model_dump(mode="json")
-        out["tracking"] = self.tracking.model_dump(mode="json")
+            out["optimizer"] = self.optimizer.as_dict(explicit)
+        out["schedule"] = self.schedule.as_dict(explicit)
+        out["train"] = dump(self.train)
+        out["tracking"] = dump(self.tracking)
         return out
 
     def to_yaml(self) -> str:

@@ -68,7 +68,7 @@ def tag_as_sweep(client, experiment_id: str, trials: dict[str, list[str]]) -> st
         tags={"altlearn.kind": "sweep", "altlearn.sweep_name": "digits-rules"},
     )
     parent_id = parent.info.run_id
-    client.log_param(parent_id, "n_trials", sum(len(ids) for ids in trials.values()))
+    client.set_tag(parent_id, "altlearn.n_trials", str(sum(len(ids) for ids in trials.values())))
     for label, run_ids in trials.items():
         for run_id in run_ids:
             seed = client.get_run(run_id).data.params["seed"]

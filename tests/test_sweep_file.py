@@ -164,23 +164,52 @@ def test_engine_options_that_do_not_fit_the_engine_are_user_errors(tmp_path, mon
     assert not (tmp_path / "mlflow.db").exists()
 
 
-def test_a_sweep_is_continued_by_name_but_not_with_other_trials_unless_fresh(tmp_path):
+def test_a_sweep_is_continued_by_name_may_grow_but_not_change_unless_fresh(tmp_path):
     from altlearn.sweep.record import SweepUsageError, open_sweep
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     path = write_sweep(tmp_path, {"name": "again", "seeds": [0, 1]})
     sweep, trials = load_trials(path)
     first = open_sweep(uri, sweep, trials, fresh=False)
+    for trial in trials:  # both trials have started: each has its child run
+        tags = {"altlearn.sweep": first.run_id, "altlearn.trial_key": trial.key}
+        first.client.create_run(first.experiment_id, tags=tags)
     first.client.set_terminated(first.run_id, "KILLED")
     again = open_sweep(uri, sweep, trials, fresh=False)
     assert again.continued and again.run_id == first.run_id
     assert again.client.get_run(first.run_id).info.status == "RUNNING"
     again.client.set_terminated(first.run_id, "KILLED")
-    more = load_trials(path, ["train.epochs=3"])[1]  # other trials under the same name
-    with pytest.raises(SweepUsageError, match="give this one another name.*--fresh"):
-        open_sweep(uri, sweep, more, fresh=False)
-    fresh = open_sweep(uri, sweep, more, fresh=True)
+
+    grown_path = write_sweep(tmp_path, {"name": "again", "seeds": [0, 1, 2]})  # one more seed
+    grown_sweep, grown = load_trials(grown_path)
+    assert {t.key for t in trials} < {t.key for t in grown}
+    record = open_sweep(uri, grown_sweep, grown, fresh=False)
+    assert record.continued and record.run_id == first.run_id
+    assert record.client.get_run(first.run_id).data.tags["altlearn.n_trials"] == "3"
+    record.client.set_terminated(first.run_id, "KILLED")
+
+    changed = load_trials(path, ["train.epochs=3"])[1]  # the trials it ran are not in this file
+    with pytest.raises(SweepUsageError, match="2 trial.*no longer makes.*another name.*--fresh"):
+        open_sweep(uri, sweep, changed, fresh=False)
+    fresh = open_sweep(uri, sweep, changed, fresh=True)
     assert not fresh.continued and fresh.run_id != first.run_id
+
+
+def test_trial_keys_count_only_values_that_differ_from_their_defaults(tmp_path):
+    """A default written out or left out is the same trial, so an option that a later version adds
+    with a default leaves every key, and a sweep can be continued across the upgrade."""
+    plain = load_trials(write_sweep(tmp_path, {"name": "k"}))[1][0]
+    explicit = {"rule.type": "bp", "network.layers[1].init": "default", "tracking.checkpoint_minutes": 10.0}
+    written = load_trials(write_sweep(tmp_path, {"name": "k", "set": explicit}))[1][0]
+    other = load_trials(write_sweep(tmp_path, {"name": "k", "set": {"network.layers[1].init": "zeros"}}))[1][
+        0
+    ]
+    assert written.key == plain.key and written.group_key == plain.group_key
+    assert other.key != plain.key
+    checkpointing = load_trials(
+        write_sweep(tmp_path, {"name": "k", "set": {"tracking.checkpoint_minutes": 1}})
+    )
+    assert checkpointing[1][0].key == plain.key  # how often it checkpoints is not what it computes
 
 
 def test_the_shipped_sweep_is_valid_every_rule_times_three_seeds():
@@ -250,3 +279,21 @@ def test_progress_is_a_live_table_on_a_terminal_and_plain_lines_otherwise(tmp_pa
     assert "1 running, 1 failed" in text
     row = next(line for line in text.splitlines() if " bp " in line)
     assert "running" in row and "1/2" in row and "87.50%" in row
+
+
+def test_the_sweeps_own_writes_wait_out_a_momentary_sqlite_refusal():
+    from altlearn.sweep.store import retry_while_locked
+
+    calls = []
+
+    def write():
+        calls.append(1)
+        if len(calls) < 3:
+            raise RuntimeError("(sqlite3.OperationalError) database is locked")
+        return "written"
+
+    assert retry_while_locked(write) == "written" and len(calls) == 3
+    with pytest.raises(ValueError, match="other"):  # any other error is not waited for
+        retry_while_locked(lambda: (_ for _ in ()).throw(ValueError("other")))
+    with pytest.raises(RuntimeError, match="locked"):  # and a lock that never goes gives up
+        retry_while_locked(lambda: (_ for _ in ()).throw(RuntimeError("database is locked")), seconds=1)

@@ -61,10 +61,14 @@ def open_sweep(uri: str, sweep: SweepFile, trials: list[Trial], fresh: bool) -> 
     trial_set = hashlib.sha256(" ".join(sorted(t.key for t in trials)).encode()).hexdigest()[:12]
     previous = None if fresh else _previous_parent(client, experiment_id, sweep.name)
     if previous is not None:
-        _check_continuable(previous, sweep, experiment, trial_set)
+        earlier = SweepRecord(client, uri, experiment_id, previous.info.run_id, continued=True)
+        _check_continuable(previous, sweep, experiment, set(children(earlier)), {t.key for t in trials})
         client.update_run(previous.info.run_id, status="RUNNING")
+        client.set_tag(previous.info.run_id, "altlearn.sweep_trials", trial_set)  # it may have grown
         client.set_tag(previous.info.run_id, "altlearn.sweep_driver", _driver())
-        return SweepRecord(client, uri, experiment_id, previous.info.run_id, continued=True)
+        record = SweepRecord(client, uri, experiment_id, previous.info.run_id, continued=True)
+        _log_description(record, sweep, trials)
+        return record
     tags = {
         "altlearn.kind": "sweep",
         "altlearn.sweep_name": sweep.name,
@@ -95,13 +99,20 @@ def _quoted(text: str) -> str:
     return text.replace("\\", "\\\\").replace("'", "\\'")
 
 
-def _check_continuable(previous, sweep: SweepFile, experiment: str, trial_set: str) -> None:
+def _check_continuable(
+    previous, sweep: SweepFile, experiment: str, recorded: set[str], keys: set[str]
+) -> None:
+    """A sweep continues with the same trials or more (another seed, case or grid value: only the
+    new ones run); a trial it has already run that the file no longer makes would mix two
+    different sweeps in one record, so that is refused."""
     run_id, tags = previous.info.run_id, previous.data.tags
-    if tags.get("altlearn.sweep_trials") != trial_set:
+    recorded.discard("")  # a run without a trial key is not one of its trials
+    if recorded - keys:
         raise SweepUsageError(
-            f"sweep {sweep.name!r} in experiment {experiment!r} is run {run_id}, with other trials "
-            "than the file now makes (the file or a spec it uses changed); to keep that sweep, "
-            "give this one another name; to run this one as a new sweep run, add --fresh"
+            f"sweep {sweep.name!r} in experiment {experiment!r} is run {run_id}, which has "
+            f"{len(recorded - keys)} trial(s) that the file no longer makes (the file or a spec it "
+            "uses changed); a sweep may only grow. To keep that sweep, give this one another name; "
+            "to run this one as a new sweep run, add --fresh"
         )
     host, _, pid = tags.get("altlearn.sweep_driver", "").rpartition(":")
     if previous.info.status == "RUNNING" and host == socket.gethostname() and _alive(pid):
@@ -128,18 +139,16 @@ def _driver() -> str:
 
 
 def _log_description(record: SweepRecord, sweep: SweepFile, trials: list[Trial]) -> None:
-    import mlflow.entities
-
-    seeds = len({t.seed for t in trials})
-    params = {
-        "n_trials": len(trials),
-        "n_configurations": len({t.group_key for t in trials}),
-        "n_seeds": seeds,
-        "sweep_file": str(sweep.path),
+    """The sweep's size as tags (not params: a continued sweep may have grown), the file as written
+    and the listing of its trials, all rewritten whenever the sweep is opened."""
+    counts = {
+        "altlearn.n_trials": len(trials),
+        "altlearn.n_configurations": len({t.group_key for t in trials}),
+        "altlearn.n_seeds": len({t.seed for t in trials}),
+        "altlearn.sweep_file": str(sweep.path),
     }
-    record.client.log_batch(
-        record.run_id, params=[mlflow.entities.Param(k, str(v)) for k, v in params.items()], synchronous=True
-    )
+    for key, value in counts.items():
+        record.client.set_tag(record.run_id, key, str(value))
     record.client.log_text(record.run_id, sweep.text, "sweep.yaml")
     listing = [
         {

@@ -23,7 +23,9 @@ from altlearn.spec_files import Problem, SpecError, apply_overrides, set_path
 from altlearn.sweep.sweep_file import Base, Distribution, SweepError, SweepFile, read_sweep
 
 KEY_LENGTH = 12  # hex digits of the trial and group keys
-COSMETIC = ("run_name", "tags")  # tracking options that do not change what a trial computes
+# Tracking options that do not change what a trial computes: changing them (checkpointing more
+# often to lose less on an interruption) keeps the trials, so the sweep can be continued.
+COSMETIC = ("run_name", "tags", "checkpoint_minutes")
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,7 @@ class Trial:
     configuration: Configuration
     seed: int
     spec: Any  # altlearn.spec.Spec
-    key: str  # hash of the resolved spec, seed included
+    key: str  # hash of the resolved spec's non-default values, seed included
     group_key: str  # the same without the seed: trials of one configuration share it
 
     @property
@@ -190,7 +192,10 @@ def _parts(path: str) -> list[str]:
 
 
 def _trial(index: int, configuration: Configuration, spec) -> Trial:
-    resolved = spec.to_dict()
+    # Only what differs from the defaults: an option that a later version of altlearn (or of a
+    # plugin) adds with a default must not change the keys, or a sweep could not be continued
+    # across an upgrade.
+    resolved = spec.to_dict(explicit=True)
     for key in COSMETIC:
         resolved["tracking"].pop(key, None)
     trial_key = _hash(resolved)
