@@ -92,7 +92,10 @@ def test_sweep_on_a_ray_cluster_given_by_address(tmp_path, ray_head):
     path = write_sweep(tmp_path, SWEEP)
     args = [str(path), "--engine", "ray", "--address", address, "--tracking-uri", store(tmp_path)]
     process = start_sweep(args, tmp_path, env)
-    output = process.communicate(timeout=400)[0]
+    try:
+        output = process.communicate(timeout=400)[0]
+    finally:
+        process.kill()  # a sweep that timed out must not outlive the test (its head is stopped next)
     check_ray_sweep(tmp_path, output, process.returncode)
     assert "ray, cluster 127.0.0.1" in output
 

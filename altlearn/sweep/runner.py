@@ -18,7 +18,7 @@ import click
 from altlearn.sweep.display import SweepDisplay
 from altlearn.sweep.jobs import Event, Job
 from altlearn.sweep.record import Plan, SweepRecord, mark_lost, open_sweep, plan_trials, trial_tags
-from altlearn.sweep.store import wait_for_sqlite_locks
+from altlearn.sweep.store import retry_while_locked, wait_for_sqlite_locks
 from altlearn.sweep.summary import NOT_STARTED, collect, end_parent, groups, log_summary, parent_status
 from altlearn.sweep.trials import Trial, load_trials
 
@@ -94,7 +94,10 @@ def _run(
 
     def on_event(event: Event) -> None:
         if event.kind == "lost":  # its process died: the sweep ends the trial's run for it
-            run_id = mark_lost(record, trials[event.index], event.outcome.message, event.outcome.status)
+            lost = trials[event.index]
+            run_id = retry_while_locked(
+                lambda: mark_lost(record, lost, event.outcome.message, event.outcome.status)
+            )
             event = replace(event, kind="done", outcome=replace(event.outcome, run_id=run_id))
         if event.kind == "done":
             outcomes[event.index] = event.outcome
@@ -111,10 +114,12 @@ def _run(
     finally:
         display.stop()
     with _signals_ignored():  # the parent run's ending must not itself be cut short
-        results = collect(record, plans, outcomes)
+        results = retry_while_locked(lambda: collect(record, plans, outcomes))
         summary = groups(results)
-        log_summary(record, results, summary)
-        end_parent(record, "FAILED" if fault else parent_status(results, interrupted))
+        retry_while_locked(lambda: log_summary(record, results, summary))
+        retry_while_locked(
+            lambda: end_parent(record, "FAILED" if fault else parent_status(results, interrupted))
+        )
     _print_summary(results, summary)
     if fault is not None:
         raise fault

@@ -8,8 +8,14 @@ cannot share a SQLite file at all: it needs a tracking server, see docs/sweeps.m
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
 BUSY_TIMEOUT_MS = 120_000
+LOCKED_RETRY_SECONDS = 120  # the sweep's own writes retry this long after an immediate SQLITE_BUSY
 _installed = False
+T = TypeVar("T")
 
 
 def wait_for_sqlite_locks() -> None:
@@ -28,3 +34,24 @@ def wait_for_sqlite_locks() -> None:
             connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
     _installed = True
+
+
+def retry_while_locked(write: Callable[[], T], seconds: float = LOCKED_RETRY_SECONDS) -> T:
+    """``write()``, tried again while SQLite answers "database is locked".
+
+    The busy timeout above does not cover every case: a connection that read first and then wants
+    to write is refused at once while another process writes (waiting could deadlock both), which
+    happens when trials end their runs at the moment the sweep logs its summary. Such a refusal is
+    momentary, so the sweep's own bookkeeping (its summary, its parent's end) waits and tries
+    again rather than ending in a traceback with the parent left RUNNING.
+    """
+    deadline = time.monotonic() + seconds
+    pause = 0.5
+    while True:
+        try:
+            return write()
+        except Exception as exc:  # noqa: BLE001 - MLflow wraps the sqlite3 error in its own
+            if "database is locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 8.0)
