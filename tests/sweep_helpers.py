@@ -95,9 +95,12 @@ def worker_pids(pid: int) -> list[int]:
     return workers
 
 
-def read_until_training(process: subprocess.Popen, trials: int, total: int) -> list[str]:
-    """The process's lines until each of the first ``trials`` trials has finished an epoch."""
-    lines: list[str] = []
+def read_until_training(
+    process: subprocess.Popen, trials: int, total: int, seen: list[str] | None = None
+) -> list[str]:
+    """The process's lines until each of the first ``trials`` trials has finished an epoch;
+    ``seen``: lines read before (extended in place)."""
+    lines: list[str] = [] if seen is None else seen
     while not all(
         any(line.startswith(f"[{n}/{total}]") and ": epoch " in line for line in lines)
         for n in range(1, trials + 1)
@@ -109,9 +112,11 @@ def read_until_training(process: subprocess.Popen, trials: int, total: int) -> l
     return lines
 
 
-def training_worker_pid(uri: str) -> int:
-    """The process of a trial that is training now, from its run's owner tag (``altlearn.pid``)."""
+def training_worker_pid(uri: str, excluding: list[int] = ()) -> int:
+    """The process of a trial that is training now, from its run's owner tag (``altlearn.pid``);
+    not one of ``excluding`` (killed already: their runs may not be marked yet)."""
     _, children = sweep_runs(uri)
-    running = [c for c in children if c.info.status == "RUNNING"]
-    assert running, [c.info.status for c in children]
-    return int(running[0].data.tags["altlearn.pid"])
+    pids = [int(c.data.tags["altlearn.pid"]) for c in children if c.info.status == "RUNNING"]
+    pids = [pid for pid in pids if pid not in excluding]
+    assert pids, [c.info.status for c in children]
+    return pids[0]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import signal
 
 import pytest
@@ -44,7 +45,9 @@ def test_local_sweep_with_a_failing_trial_records_parent_children_and_summary(tm
     assert result.exit_code == 1, result.output  # a trial failed; the others went on
     parent, children = sweep_runs(uri)
     assert parent.info.status == "FAILED"
-    assert parent.data.params["n_trials"] == "6" and parent.data.params["n_configurations"] == "3"
+    assert (
+        parent.data.tags["altlearn.n_trials"] == "6" and parent.data.tags["altlearn.n_configurations"] == "3"
+    )
     assert len(children) == 6
     for child in children:
         tags = child.data.tags
@@ -78,32 +81,47 @@ def test_local_sweep_with_a_failing_trial_records_parent_children_and_summary(tm
     assert "diverges" in result.output and "FAILED" in result.output
 
 
-def test_a_worker_killed_outright_costs_only_its_own_trial(tmp_path):
+def test_workers_killed_outright_cost_only_their_own_trials(tmp_path):
     sweep = {
         "name": "crash",
-        # Long enough that neither trial can finish between "both are training" and the kill,
-        # even when one worker starts seconds after the other on a loaded machine.
+        # Long enough that no trial can finish between "it is training" and its kill, even when
+        # one worker starts seconds after the other on a loaded machine; an event every epoch, so
+        # a kill may well land while the worker is writing one to the sweep.
         "set": {"train.epochs": 200, "data.train_subset": None},
-        "cases": [{"rule.type": "bp"}, {"rule.type": "fa"}],
+        "cases": [{"rule.type": "bp"}, {"rule.type": "fa"}, {"rule.type": "dfa"}],
     }
     path = write_sweep(tmp_path, sweep)
     process = start_sweep([str(path), "--workers", "2", "--tracking-uri", store(tmp_path)], tmp_path)
+    killed: list[int] = []
     try:
-        read_until_training(process, trials=2, total=2)  # both trials have their runs open
-        # The worker of a trial that is training (a worker between trials would cost nothing).
-        victim = training_worker_pid(store(tmp_path))
-        assert victim in worker_pids(process.pid)
-        os.kill(victim, signal.SIGKILL)
+        lines = read_until_training(process, trials=2, total=3)  # both trials have their runs open
+        killed.append(_kill_a_training_worker(process, store(tmp_path), killed))
+        # The third trial trains on the dead worker's replacement: the other workers' channels and
+        # the sweep's bookkeeping survived the kill. Then a second kill, while trials are running.
+        read_until_training(process, trials=3, total=3, seen=lines)
+        killed.append(_kill_a_training_worker(process, store(tmp_path), killed))
         output = process.communicate(timeout=300)[0]
     finally:
         process.kill()
     assert process.returncode == 1, output
-    assert "its worker process died (killed by SIGKILL" in output
+    # the closing summary: one line per failed trial
+    assert len(re.findall(r"^trial \d .*: its worker process died \(killed by SIGKILL", output, re.M)) == 2, (
+        output
+    )
     parent, children = sweep_runs(store(tmp_path))
-    assert sorted(c.info.status for c in children) == ["FAILED", "FINISHED"]
-    lost = next(c for c in children if c.info.status == "FAILED")
-    assert "worker process died" in lost.data.tags["altlearn.error"]
+    assert sorted(c.info.status for c in children) == ["FAILED", "FAILED", "FINISHED"]
+    lost = [c for c in children if c.info.status == "FAILED"]
+    assert all("worker process died" in c.data.tags["altlearn.error"] for c in lost)
     assert parent.info.status == "FAILED"
+
+
+def _kill_a_training_worker(process, uri: str, already: list[int]) -> int:
+    """SIGKILL the worker of a trial that is training now (a worker between trials would cost
+    nothing), one not killed before."""
+    victim = training_worker_pid(uri, excluding=already)
+    assert victim in worker_pids(process.pid)
+    os.kill(victim, signal.SIGKILL)
+    return victim
 
 
 def test_ctrl_c_stops_the_sweep_and_running_it_again_continues_it(tmp_path):

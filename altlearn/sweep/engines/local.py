@@ -5,12 +5,16 @@ into every worker. Workers live for the whole sweep (python, torch and MLflow ar
 per worker, not once per trial), each in its own process group, so the terminal's Ctrl-C reaches
 only the sweep, which then stops every running trial with exactly one signal. A worker that dies
 (a segfault, the OOM killer) costs only its own trial: it is reported as lost and replaced.
+
+Each worker has its own duplex pipe: jobs go out on it and the trial's events come back on it.
+One queue shared by all workers would be simpler, but a worker killed while writing to it can
+leave the queue's lock held, and then every other worker's events (their "done" too) wait forever:
+with a pipe each, a dying worker can only break its own channel.
 """
 
 from __future__ import annotations
 
 import os
-import queue
 import signal
 import time
 from collections import deque
@@ -32,17 +36,17 @@ class WorkersCannotStart(Exception):
 @dataclass
 class _Worker:
     process: object  # multiprocessing.Process
-    conn: object  # the sweep's end of the job pipe
+    conn: object  # the sweep's end of the worker's pipe: jobs out, events in
     env: dict[str, str]
     job: Job | None = None
     ran_a_trial: bool = False
+    channel_open: bool = True  # until the worker's end closes (it exited or died)
 
 
 class LocalEngine:
     def __init__(self, slots: list[dict[str, str]]) -> None:
         self.slots = slots  # one environment per worker
         self.workers: list[_Worker] = []
-        self.events = None
         self.context = None
         self.start_failures = 0
 
@@ -54,14 +58,13 @@ class LocalEngine:
         import multiprocessing
 
         self.context = multiprocessing.get_context("spawn")
-        self.events = self.context.Queue()
         # Started now, so their imports overlap with the sweep opening its MLflow run.
         for env in self.slots[: max(1, min(len(self.slots), n_jobs))]:
             self.workers.append(self._spawn(env))
 
     def _spawn(self, env: dict[str, str]) -> _Worker:
         ours, theirs = self.context.Pipe()
-        process = self.context.Process(target=_worker_main, args=(env, theirs, self.events), daemon=True)
+        process = self.context.Process(target=_worker_main, args=(env, theirs), daemon=True)
         process.start()
         theirs.close()
         return _Worker(process, ours, env)
@@ -98,7 +101,7 @@ class LocalEngine:
         for worker in list(self.workers):
             if worker.process.is_alive():
                 continue
-            self._drain(on_event, 0)  # its last events may still be in the queue
+            self._drain(on_event, 0)  # its last events may still be in its pipe
             self.workers.remove(worker)
             how = _exit_description(worker.process.exitcode)
             if worker.job is not None:
@@ -114,18 +117,27 @@ class LocalEngine:
             self.workers.append(self._spawn(worker.env))
 
     def _drain(self, on_event, timeout: float) -> None:
-        wait = timeout  # for the first event; then only what is already there
+        from multiprocessing.connection import wait
+
+        wait_for = timeout  # for the first event; then only what is already there
         while True:
-            try:
-                event = self.events.get(timeout=wait) if wait > 0 else self.events.get_nowait()
-            except queue.Empty:
+            channels = {w.conn: w for w in self.workers if w.channel_open}
+            ready = wait(list(channels), wait_for) if channels else []
+            if not ready:
                 return
-            wait = 0.0
-            if event.kind == "done":
-                for worker in self.workers:
-                    if worker.job is not None and worker.job.index == event.index:
-                        worker.job, worker.ran_a_trial = None, True
-            on_event(event)
+            wait_for = 0.0
+            for conn in ready:
+                self._receive(channels[conn], on_event)
+
+    def _receive(self, worker: _Worker, on_event) -> None:
+        try:
+            event = worker.conn.recv()
+        except (EOFError, OSError):  # the worker is gone (perhaps mid-message); _pump reports it
+            worker.channel_open = False
+            return
+        if event.kind == "done" and worker.job is not None and worker.job.index == event.index:
+            worker.job, worker.ran_a_trial = None, True
+        on_event(event)
 
     def _stop(self, on_event, signum: int) -> None:
         """One signal to each running trial, then wait for their runs to end KILLED; a second
@@ -159,9 +171,6 @@ class LocalEngine:
                 worker.process.kill()
                 worker.process.join(5)
         self.workers.clear()
-        if self.events is not None:
-            self.events.close()
-            self.events.join_thread()
 
 
 def _signal(process, signum: int) -> None:
@@ -182,7 +191,7 @@ def _exit_description(code: int | None) -> str:
 # ------------------------------------------------------------------------ in the worker process
 
 
-def _worker_main(env: dict[str, str], conn, events) -> None:
+def _worker_main(env: dict[str, str], conn) -> None:
     os.setpgrp()  # the terminal's Ctrl-C goes to the sweep alone; it forwards one signal
     os.environ.update(env)  # before torch is imported: CUDA_VISIBLE_DEVICES
     _ignore_signals()
@@ -199,12 +208,27 @@ def _worker_main(env: dict[str, str], conn, events) -> None:
             return
         _handle_signals()
         try:
-            outcome = run_job(job, events.put)
+            outcome = run_job(job, lambda event: _send(conn, event))
         except KeyboardInterrupt:  # arrived after the trial's run had ended
             outcome = RunOutcome(None, "KILLED", "interrupted", 130)
         finally:
             _ignore_signals()
-        events.put(Event(job.index, "done", outcome=outcome))
+        try:
+            _send(conn, Event(job.index, "done", outcome=outcome))
+        except OSError:
+            return  # the sweep is gone
+
+
+def _send(conn, event: Event) -> None:
+    """Send one event whole: Ctrl-C or SIGTERM arriving mid-write would leave half a message in
+    the pipe and the sweep could not read this worker's next one, so the two wait until it is out
+    (a blocked signal stays pending and is handled right after)."""
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+    try:
+        conn.send(event)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
 
 
 def _ignore_signals() -> None:
