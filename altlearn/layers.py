@@ -58,7 +58,8 @@ Init = Literal["default", "xavier_uniform", "zeros"]
 INIT_DESCRIPTION = (
     "the initial weights: default (PyTorch's, U(+-1/sqrt(fan_in)) for weights and biases); "
     "xavier_uniform (Glorot-uniform weights, zero bias: BioTorch's); zeros (weights and bias zero: "
-    "Nøkland's FA and DFA, which learn from it; backprop cannot, every unit would stay the same)"
+    "Nøkland's FA and DFA with tanh, which learn from it; not backprop, whose units would stay "
+    "identical, nor ReLU, whose derivative at 0 is 0)"
 )
 
 
