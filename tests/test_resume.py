@@ -290,3 +290,24 @@ def test_a_checkpoint_from_a_gpu_resumes_on_a_cpu_with_a_note():
     assert torch.equal(
         resumed.rule.state_dict()["network.1.weight"], trainer.rule.state_dict()["network.1.weight"]
     )
+
+
+def test_ctrl_c_during_a_metrics_write_waits_until_the_write_is_done():
+    """Raised inside MLflow's SQLite session, the interrupt could leave the process holding the
+    store's write lock (seen: a sweep's summary then waited on it for minutes)."""
+    import os
+    import signal
+    from types import SimpleNamespace
+
+    from altlearn.tracking.metrics import MetricsObserver
+
+    written = []
+
+    def log_batch(run_id, metrics, synchronous):
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C arrives in the middle of the write
+        written.extend(m.key for m in metrics)
+
+    recorder = SimpleNamespace(run_id="r", client=SimpleNamespace(log_batch=log_batch))
+    with pytest.raises(KeyboardInterrupt):
+        MetricsObserver(recorder).on_epoch_end(None, 1, {"train_loss": 0.5})
+    assert written == ["train_loss"]  # the write finished; the interrupt came after it

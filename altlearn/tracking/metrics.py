@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from altlearn.observers import Observer
+from altlearn.tracking.signals import signals_deferred
 from altlearn.tracking.store import store_errors
 
 
@@ -47,5 +48,8 @@ class MetricsObserver(Observer):
 
         now = int(time.time() * 1000)
         batch = [mlflow.entities.Metric(key, float(value), now, step) for key, value in values.items()]
-        with store_errors(what):
+        # Ctrl-C or SIGTERM waits until the write is done: raised inside MLflow's SQLAlchemy
+        # session it could leave this process holding the SQLite write lock, and the run's own
+        # ending (or a sweep's summary, from another process) would then wait on it for ever.
+        with signals_deferred(), store_errors(what):
             self.recorder.client.log_batch(self.recorder.run_id, metrics=batch, synchronous=True)
