@@ -1,9 +1,16 @@
 """Fixtures shared by altlearn's tests."""
 
 import os
+import signal
 
 # Set before anything imports mlflow: tests must never phone home.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+# A test run started in the background of a non-interactive shell (`./.ci/run &`) inherits Ctrl-C
+# ignored, and every process it starts would ignore it too, so the tests of what Ctrl-C does
+# would fail for a reason that is not altlearn's: give the test process a terminal's handling.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 import pytest  # noqa: E402
 
