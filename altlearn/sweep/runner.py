@@ -219,8 +219,9 @@ def _say_interrupted(options: SweepOptions, record: SweepRecord, results, uri: s
     killed = sum(r.status == "KILLED" for r in results)
     waiting = sum(r.status == NOT_STARTED for r in results)
     _note(
-        f"interrupted: {killed} running trial{'s' if killed != 1 else ''} ended KILLED (their metrics "
-        f"are kept), {waiting} not started; the sweep's run {record.run_id} is KILLED. Continue it "
+        f"interrupted: {_count(killed, 'running trial')} ended KILLED "
+        f"({'its metrics are' if killed == 1 else 'their metrics are'} kept), {waiting} not started; "
+        f"the sweep's run {record.run_id} is KILLED. Continue it "
         f"(finished trials are skipped, stopped ones resume from their checkpoints) with: "
         f"{_same_command(options, uri)}"
     )
