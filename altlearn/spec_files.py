@@ -12,6 +12,7 @@ whose aliases expand to at most ``MAX_YAML_VALUES`` values nested at most ``MAX_
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Hashable
 from dataclasses import dataclass
@@ -203,6 +204,15 @@ def parse_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_StrictLoader)
 
 
+def _hint(text: str, mark) -> str:
+    """The one YAML mistake a spec path invites: ``{layers[1].init: zeros}``, brackets in a key
+    inside braces, which YAML reads as the start of a list."""
+    line = text.splitlines()[mark.line] if mark and mark.line < len(text.splitlines()) else ""
+    if re.search(r"\{[^}]*\w\[\d+\]", line):  # an index right after a name, inside braces
+        return "; a key with [ ] inside { } must be quoted ('network.layers[1].init': zeros) or written on its own line"
+    return ""
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     text = _read_spec_file(path)
@@ -214,7 +224,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError([Problem("", f"{where}not valid YAML ({problem})")], str(path)) from None
+        raise SpecError(
+            [Problem("", f"{where}not valid YAML ({problem}){_hint(text, mark)}")], str(path)
+        ) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -481,6 +481,17 @@ def test_yaml_syntax_error_gives_the_line(tmp_path):
     (problem,) = info.value.problems
     assert "line 4" in problem.message and "not valid YAML" in problem.message
     assert str(path) in info.value.report()
+    assert "must be quoted" not in problem.message  # the hint is for one mistake only
+
+
+def test_a_bracketed_path_inside_braces_gets_a_hint(tmp_path):
+    path = write(tmp_path, "braces.yaml", "name: x\nrule: {network.layers[1].init: zeros}\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    (problem,) = info.value.problems
+    assert (
+        "line 2" in problem.message and "must be quoted ('network.layers[1].init': zeros)" in problem.message
+    )
 
 
 def test_a_key_given_twice_is_an_error_with_both_lines(tmp_path):
