@@ -61,12 +61,11 @@ def open_sweep(uri: str, sweep: SweepFile, trials: list[Trial], fresh: bool) -> 
     trial_set = hashlib.sha256(" ".join(sorted(t.key for t in trials)).encode()).hexdigest()[:12]
     previous = None if fresh else _previous_parent(client, experiment_id, sweep.name)
     if previous is not None:
-        earlier = SweepRecord(client, uri, experiment_id, previous.info.run_id, continued=True)
-        _check_continuable(previous, sweep, experiment, set(children(earlier)), {t.key for t in trials})
-        client.update_run(previous.info.run_id, status="RUNNING")
-        client.set_tag(previous.info.run_id, "altlearn.sweep_trials", trial_set)  # it may have grown
-        client.set_tag(previous.info.run_id, "altlearn.sweep_driver", _driver())
         record = SweepRecord(client, uri, experiment_id, previous.info.run_id, continued=True)
+        _check_continuable(previous, sweep, experiment, set(children(record)), {t.key for t in trials})
+        client.update_run(record.run_id, status="RUNNING")
+        client.set_tag(record.run_id, "altlearn.sweep_trials", trial_set)  # it may have grown
+        client.set_tag(record.run_id, "altlearn.sweep_driver", _driver())
         _log_description(record, sweep, trials)
         return record
     tags = {
