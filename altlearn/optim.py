@@ -161,7 +161,9 @@ class Cosine(Schedule):
 
 class Step(Schedule):
     class Params(ScheduleParams):
-        step_size: Count = Field(10, description="epochs between decays")
+        step_size: Count | None = Field(
+            None, description="epochs between decays (10 when neither this nor milestones is given)"
+        )
         gamma: Real = Field(0.1, gt=0.0, le=1.0, description="factor applied at each decay")
         milestones: list[Count] | None = Field(
             None,
@@ -169,9 +171,18 @@ class Step(Schedule):
             "(BioTorch's MNIST benchmark: [50, 75])",
         )
 
+        @model_validator(mode="before")
+        @classmethod
+        def _every_10_epochs_by_default(cls, data):
+            # Filled in (not a hidden default in factor) so that a rendered spec shows the decay it
+            # runs, and renders back without tripping the check below.
+            if isinstance(data, dict) and data.get("milestones") is None and data.get("step_size") is None:
+                return {**data, "step_size": 10}
+            return data
+
         @model_validator(mode="after")
         def _milestones_or_step_size(self):
-            if self.milestones is not None and "step_size" in self.model_fields_set:
+            if self.milestones is not None and self.step_size is not None:
                 raise ValueError("give milestones or step_size, not both")
             if self.milestones is not None and self.milestones != sorted(set(self.milestones)):
                 raise ValueError(f"milestones must be increasing epochs, got {self.milestones}")

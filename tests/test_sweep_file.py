@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from sweep_helpers import DIGITS_BASE, write_sweep
 
 from altlearn.cli import main
+from altlearn.spec import load_spec_text
 from altlearn.sweep.sweep_file import SweepError
 from altlearn.sweep.trials import load_trials
 
@@ -229,6 +230,9 @@ def test_every_shipped_sweep_validates_and_runs_its_trials_one_thread_each(path)
     _, trials = load_trials(path)
     assert trials and len({t.key for t in trials}) == len(trials)
     assert all(t.spec.train.threads == 1 for t in trials)  # two trials side by side on 2 cores
+    for trial in trials:  # a worker rebuilds its trial from the rendered YAML: it must read back
+        again = load_spec_text(trial.spec.to_yaml(), source=f"trial {trial.key}")
+        assert again.to_dict() == trial.spec.to_dict()
     assert path.read_text().startswith(f"# altlearn sweep specs/sweeps/{path.name}\n")
 
 
