@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+from pathlib import Path
 
 import fake_rules
 import mlflow
@@ -256,6 +257,19 @@ def test_resume_refuses_a_finished_run_an_unknown_run_and_a_run_without_checkpoi
     client.delete_run(early.info.run_id)
     result, _ = cli(tmp_path, "resume", early.info.run_id)
     assert result.exit_code == 2 and "is deleted" in result.output
+
+
+def test_resume_says_when_the_checkpoint_a_run_names_is_gone_from_its_artifacts(tmp_path, with_fake_rules):
+    spec = interrupted_spec(at_step=25, checkpoint_minutes=0)  # checkpoints after epochs 1 and 2
+    result, client = cli(tmp_path, "run", write(tmp_path, spec))
+    assert result.exit_code == 130
+    (run,) = client.search_runs([client.get_experiment_by_name("resume").experiment_id])
+    folder = Path(run.info.artifact_uri.removeprefix("file://")) / "checkpoint"
+    for checkpoint in folder.glob("trainer_state-*.pt"):
+        checkpoint.unlink()
+    result, _ = cli(tmp_path, "resume", run.info.run_id)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "trainer_state-epoch0002.pt is gone from its artifact store" in result.output, result.output
 
 
 def test_ctrl_c_during_a_checkpoint_write_waits_until_the_file_is_complete():

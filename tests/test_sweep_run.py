@@ -8,6 +8,7 @@ import io
 import os
 import re
 import signal
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -185,3 +186,33 @@ def test_ten_trials_on_ten_workers_at_once_on_a_fresh_store_all_finish(tmp_path)
     for child in children:  # every epoch of every trial recorded once
         steps = [m.step for m in client.get_metric_history(child.info.run_id, "test_accuracy")]
         assert sorted(steps) == [1, 2]
+
+
+def test_an_unfinished_trial_whose_checkpoint_file_is_gone_starts_again(tmp_path):
+    """A store copied without its mlartifacts folder: resuming would fail on every later run of
+    the sweep, so the trial starts afresh in a new run and the old one is marked superseded."""
+    sweep = {"name": "lost-checkpoints", "set": {"tracking.checkpoint_minutes": 0}, "seeds": [0, 1]}
+    path = write_sweep(tmp_path, sweep)
+    args = ["sweep", str(path), "--workers", "1", "--tracking-uri", store(tmp_path), "-q"]
+    first = CliRunner().invoke(main, args)
+    assert first.exit_code == 0, first.output
+    client = MlflowClient(store(tmp_path))
+    _, done = sweep_runs(store(tmp_path))
+    kept, lost = sorted(done, key=lambda r: r.data.params["seed"])
+    for run in (kept, lost):  # as if both had been interrupted after their last checkpoint
+        client.set_terminated(run.info.run_id, "KILLED")
+    folder = client.get_run(lost.info.run_id).info.artifact_uri.removeprefix("file://")
+    for checkpoint in (Path(folder) / "checkpoint").glob("trainer_state-*.pt"):
+        checkpoint.unlink()
+
+    again = CliRunner().invoke(main, args[:-1])
+    assert again.exit_code == 0, again.output
+    assert "1 to start, 1 to resume" in again.output
+    assert "seed 1) start again from the first epoch" in again.stderr, again.stderr
+    parent, children = sweep_runs(store(tmp_path))
+    by_id = {c.info.run_id: c for c in children}
+    assert parent.info.status == "FINISHED" and len(children) == 3
+    assert by_id[kept.info.run_id].info.status == "FINISHED"  # resumed in its own run
+    assert by_id[lost.info.run_id].data.tags.get("altlearn.superseded") == "true"
+    (new,) = [c for c in children if c.info.run_id not in (kept.info.run_id, lost.info.run_id)]
+    assert new.info.status == "FINISHED" and new.data.params["seed"] == "1"

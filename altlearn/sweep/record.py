@@ -28,6 +28,7 @@ class Plan:
     trial: Trial
     action: str  # "skip" (finished before), "resume" (from its checkpoint) or "start"
     run_id: str | None = None  # the run skipped or resumed
+    checkpoint_gone: bool = False  # "start" again although it had a checkpoint: the file is gone
 
 
 @dataclass
@@ -186,21 +187,40 @@ def children(record: SweepRecord) -> dict[str, list]:
 def plan_trials(record: SweepRecord, trials: list[Trial]) -> list[Plan]:
     """Continue where an earlier run of the sweep stopped: a trial FINISHED before is skipped, an
     unfinished one with a checkpoint is resumed in its own run, the others start (a run that
-    never reached a checkpoint gets the tag altlearn.superseded: a new run replaces it)."""
+    never reached a checkpoint, or whose checkpoint file is gone, gets the tag
+    altlearn.superseded: a new run replaces it)."""
     existing = children(record) if record.continued else {}
     plans = []
     for trial in trials:
         runs = existing.get(trial.key, [])
         finished = [r for r in runs if r.info.status == "FINISHED"]
+        checkpointed = bool(runs) and "altlearn.checkpoint_epoch" in runs[0].data.tags
         if finished:
             plans.append(Plan(trial, "skip", finished[0].info.run_id))
-        elif runs and "altlearn.checkpoint_epoch" in runs[0].data.tags:
+        elif checkpointed and _checkpoint_present(record, runs[0]):
             plans.append(Plan(trial, "resume", runs[0].info.run_id))
         else:
             for run in runs:
                 record.client.set_tag(run.info.run_id, "altlearn.superseded", "true")
-            plans.append(Plan(trial, "start"))
+            plans.append(Plan(trial, "start", checkpoint_gone=checkpointed))
     return plans
+
+
+def _checkpoint_present(record: SweepRecord, run) -> bool:
+    """Whether the checkpoint a run's tag names is still in its artifact store, at its size: a store
+    copied to another machine without its artifacts folder, or a deleted folder, would otherwise
+    make the trial fail to resume on every later run of the sweep."""
+    from altlearn.tracking.run import CHECKPOINT_TAG
+
+    reference = run.data.tags.get(CHECKPOINT_TAG, "").split()
+    if len(reference) != 3:  # an older altlearn's reference: let the resume itself check it
+        return True
+    path, size = reference[0], int(reference[1])
+    try:
+        listed = record.client.list_artifacts(run.info.run_id, path.rpartition("/")[0] or None)
+    except Exception:  # noqa: BLE001 - an unreadable artifact store holds no usable checkpoint
+        return False
+    return any(f.path == path and f.file_size == size for f in listed)
 
 
 def mark_lost(record: SweepRecord, trial: Trial, message: str, status: str = "FAILED") -> str | None:

@@ -193,6 +193,15 @@ def _say_plan(options: SweepOptions, record: SweepRecord, plans: list[Plan], eng
         f"{how} sweep run {record.run_id}: {len(plans)} trials ({counts['start']} to start, "
         f"{counts['resume']} to resume, {counts['skip']} finished before); {engine}"
     )
+    gone = [p.trial for p in plans if p.checkpoint_gone]
+    if gone:
+        which = ", ".join(f"{t.label} seed {t.seed}" for t in gone[:3]) + (" ..." if len(gone) > 3 else "")
+        _note(
+            f"{_count(len(gone), 'unfinished trial')} ({which}) start again from the first epoch: "
+            f"the checkpoint files their runs name are gone from the artifact store (a store copied "
+            f"without its mlartifacts folder, or the folder deleted); the old runs are tagged "
+            f"altlearn.superseded"
+        )
 
 
 def _print_summary(results, summary) -> None:

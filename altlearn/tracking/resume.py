@@ -141,6 +141,12 @@ def _download_checkpoint(run, uri: str, folder: Path) -> Path:
             )
         )
     except (MlflowException, OSError):
+        if len(reference) == 3:
+            raise ResumeError(
+                f"run {run_id}'s checkpoint {artifact} is gone from its artifact store "
+                f"({run.info.artifact_uri}): was the store copied without its artifacts folder, or "
+                f"the folder deleted? Start the run again with altlearn run"
+            ) from None
         minutes = run.data.params.get("tracking.checkpoint_minutes", "unknown")
         raise ResumeError(
             f"run {run_id} has no checkpoint to resume from: it stopped before its first one "
