@@ -102,6 +102,17 @@ def compare(run_ids, sweep, experiment, filter_string, by, fmt, out_dir, trackin
 @click.option(
     "--fresh", is_flag=True, help="a new sweep run, even if this sweep ran before [default: continue it]"
 )
+@click.option(
+    "--case",
+    "cases",
+    multiple=True,
+    metavar="GLOB",
+    help="run only the configurations whose label matches (shell-style: '3x800 *'); repeatable; "
+    "the other trials wait for a later run of the sweep",
+)
+@click.option(
+    "--seed", "seeds", multiple=True, type=int, metavar="N", help="run only this seed's trials; repeatable"
+)
 @click.option("--dry-run", is_flag=True, help="list the trials (configuration, seed, keys); run nothing")
 @click.option("-q", "--quiet", is_flag=True, help="no progress table, only the summary")
 @interruptible
@@ -113,6 +124,8 @@ def sweep(
     address: str | None,
     tracking_uri: str | None,
     fresh: bool,
+    cases: tuple[str, ...],
+    seeds: tuple[int, ...],
     dry_run: bool,
     quiet: bool,
 ) -> None:
@@ -125,7 +138,7 @@ def sweep(
     from altlearn.tracking import TrackingUnavailable
 
     options = SweepOptions(
-        sweep_path, overrides, engine, workers, address, tracking_uri, fresh, dry_run, quiet
+        sweep_path, overrides, engine, workers, address, tracking_uri, fresh, dry_run, quiet, cases, seeds
     )
     try:
         code = run_sweep(options)

@@ -216,3 +216,43 @@ def test_an_unfinished_trial_whose_checkpoint_file_is_gone_starts_again(tmp_path
     assert by_id[lost.info.run_id].data.tags.get("altlearn.superseded") == "true"
     (new,) = [c for c in children if c.info.run_id not in (kept.info.run_id, lost.info.run_id)]
     assert new.info.status == "FINISHED" and new.data.params["seed"] == "1"
+
+
+def test_case_and_seed_run_part_of_a_sweep_and_a_later_run_finishes_it(tmp_path):
+    sweep = {
+        "name": "part-now",
+        "set": {"train.epochs": 1},
+        "cases": [{"label": "bp"}, {"label": "fa", "rule.type": "fa"}, {"label": "dfa", "rule.type": "dfa"}],
+        "seeds": [0, 1],
+    }
+    path = write_sweep(tmp_path, sweep)
+    args = ["sweep", str(path), "--workers", "1", "--tracking-uri", store(tmp_path)]
+
+    listed = CliRunner().invoke(main, [*args, "--case", "*fa", "--seed", "1", "--dry-run"])
+    assert listed.exit_code == 0, listed.output
+    assert "6 trials: 3 configurations x 2 seeds; 2 selected" in listed.output
+    assert [line.split()[-1] for line in listed.output.splitlines()[2:]] == ["fa", "dfa"]
+
+    part = CliRunner().invoke(main, [*args, "--case", "*fa", "--seed", "1"])
+    assert part.exit_code == 0, part.output
+    assert "(2 to start, 0 to resume, 0 finished before, 4 not selected)" in part.output
+    assert (
+        "4 trials of 6 not selected" in part.stderr and f"altlearn sweep {path} --tracking-uri" in part.stderr
+    )
+    parent, children = sweep_runs(store(tmp_path))
+    assert parent.info.status == "KILLED"  # incomplete: never FINISHED with trials still to run
+    assert sorted((c.data.params["rule.type"], c.data.params["seed"]) for c in children) == [
+        ("dfa", "1"),
+        ("fa", "1"),
+    ]
+
+    rest = CliRunner().invoke(main, args)
+    assert rest.exit_code == 0, rest.output
+    assert "(4 to start, 0 to resume, 2 finished before)" in rest.output
+    parent, children = sweep_runs(store(tmp_path))
+    assert parent.info.status == "FINISHED" and len(children) == 6
+
+    wrong = CliRunner().invoke(main, [*args, "--case", "3x800 *", "--seed", "7"])
+    assert wrong.exit_code == 2 and "Traceback" not in wrong.output
+    assert "--case '3x800 *' matches no configuration of this sweep" in wrong.output
+    assert "'bp', 'dfa', 'fa'" in wrong.output and "--seed 7: this sweep has seeds 0, 1" in wrong.output

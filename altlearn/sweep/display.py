@@ -16,14 +16,21 @@ class Row:
     number: int  # 1-based, as printed
     label: str
     seed: int
-    state: str  # pending, skipped, running, finished, failed, killed
+    state: str  # pending, skipped, later (not selected), running, finished, failed, killed
     epoch: int = 0
     epochs: int = 0
     accuracy: float | None = None
     note: str = ""
 
 
-STYLE = {"running": "cyan", "finished": "green", "skipped": "dim", "failed": "red", "killed": "yellow"}
+STYLE = {
+    "running": "cyan",
+    "finished": "green",
+    "skipped": "dim",
+    "later": "dim",
+    "failed": "red",
+    "killed": "yellow",
+}
 
 
 class SweepDisplay:
@@ -33,7 +40,10 @@ class SweepDisplay:
         self.live_table = not quiet and self.stream.isatty()
         self.rows = {
             p.trial.index: Row(
-                i + 1, p.trial.label, p.trial.seed, "skipped" if p.action == "skip" else "pending"
+                i + 1,
+                p.trial.label,
+                p.trial.seed,
+                {"skip": "skipped", "later": "later"}.get(p.action, "pending"),
             )
             for i, p in enumerate(plans)
         }

@@ -26,7 +26,8 @@ class SweepUsageError(Exception):
 @dataclass(frozen=True)
 class Plan:
     trial: Trial
-    action: str  # "skip" (finished before), "resume" (from its checkpoint) or "start"
+    action: str  # "skip" (finished before), "resume" (from its checkpoint), "start" or "later"
+    # ("later": not selected by --case/--seed this time)
     run_id: str | None = None  # the run skipped or resumed
     checkpoint_gone: bool = False  # "start" again although it had a checkpoint: the file is gone
 
@@ -184,11 +185,12 @@ def children(record: SweepRecord) -> dict[str, list]:
     return by_key
 
 
-def plan_trials(record: SweepRecord, trials: list[Trial]) -> list[Plan]:
+def plan_trials(record: SweepRecord, trials: list[Trial], selected: set[int] | None = None) -> list[Plan]:
     """Continue where an earlier run of the sweep stopped: a trial FINISHED before is skipped, an
     unfinished one with a checkpoint is resumed in its own run, the others start (a run that
     never reached a checkpoint, or whose checkpoint file is gone, gets the tag
-    altlearn.superseded: a new run replaces it)."""
+    altlearn.superseded: a new run replaces it). An unfinished trial outside ``selected`` (when
+    given) waits for a later run of the sweep, its runs untouched."""
     existing = children(record) if record.continued else {}
     plans = []
     for trial in trials:
@@ -197,6 +199,8 @@ def plan_trials(record: SweepRecord, trials: list[Trial]) -> list[Plan]:
         checkpointed = bool(runs) and "altlearn.checkpoint_epoch" in runs[0].data.tags
         if finished:
             plans.append(Plan(trial, "skip", finished[0].info.run_id))
+        elif selected is not None and trial.index not in selected:
+            plans.append(Plan(trial, "later"))
         elif checkpointed and _checkpoint_present(record, runs[0]):
             plans.append(Plan(trial, "resume", runs[0].info.run_id))
         else:

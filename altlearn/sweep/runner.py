@@ -18,6 +18,7 @@ import click
 from altlearn.sweep.display import SweepDisplay
 from altlearn.sweep.jobs import Event, Job
 from altlearn.sweep.record import Plan, SweepRecord, mark_lost, open_sweep, plan_trials, trial_tags
+from altlearn.sweep.selection import select
 from altlearn.sweep.store import retry_while_locked, wait_for_sqlite_locks
 from altlearn.sweep.summary import NOT_STARTED, collect, end_parent, groups, log_summary, parent_status
 from altlearn.sweep.trials import Trial, load_trials
@@ -36,6 +37,8 @@ class SweepOptions:
     fresh: bool = False
     dry_run: bool = False
     quiet: bool = False
+    cases: tuple[str, ...] = ()  # --case: run only the configurations matching these patterns
+    seeds: tuple[int, ...] = ()  # --seed: run only these seeds
 
 
 def run_sweep(options: SweepOptions) -> int:
@@ -44,9 +47,10 @@ def run_sweep(options: SweepOptions) -> int:
     from altlearn.tracking import tracking_uri
 
     sweep, trials = load_trials(options.path, list(options.overrides))
+    selected = select(trials, options.cases, options.seeds) if options.cases or options.seeds else None
     resources = trial_resources([t.spec for t in trials], sweep.resources, options.workers)
     if options.dry_run:
-        _print_trials(trials)
+        _print_trials(trials, selected)
         return EXIT_OK
     uri = tracking_uri(options.tracking_uri)
     wait_for_sqlite_locks()  # the sweep writes too (a lost trial's end) while trials log
@@ -54,8 +58,8 @@ def run_sweep(options: SweepOptions) -> int:
     engine.start(len(trials))
     try:
         record = open_sweep(_absolute(uri), sweep, trials, options.fresh)
-        plans = plan_trials(record, trials)
-        jobs = [_job(record, plan, resources.threads) for plan in plans if plan.action != "skip"]
+        plans = plan_trials(record, trials, selected)
+        jobs = [_job(record, plan, resources.threads) for plan in plans if plan.action in ("start", "resume")]
         _say_plan(options, record, plans, engine.description)
         return _run(options, record, engine, plans, jobs, uri)
     finally:
@@ -127,8 +131,10 @@ def _run(
         _say_interrupted(options, record, results, uri)
         return EXIT_INTERRUPTED
     compare_at_end(uri, record.run_id, options.quiet)
+    _say_later(options, record, plans, uri)
     _say_where(record, uri)
-    return EXIT_OK if all(r.status == "FINISHED" for r in results) else EXIT_FAILED
+    ran = [r for p, r in zip(plans, results) if p.action != "later"]
+    return EXIT_OK if all(r.status == "FINISHED" for r in ran) else EXIT_FAILED
 
 
 def compare_at_end(uri: str, sweep_run_id: str, quiet: bool) -> None:
@@ -171,14 +177,15 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def _print_trials(trials: list[Trial]) -> None:
+def _print_trials(trials: list[Trial], selected: set[int] | None) -> None:
     configurations = len({t.group_key for t in trials})
     seeds = len({t.seed for t in trials})
     click.echo(
         f"{_count(len(trials), 'trial')}: {_count(configurations, 'configuration')} x {_count(seeds, 'seed')}"
+        + ("" if selected is None else f"; {len(selected)} selected by --case/--seed, listed below")
     )
     click.echo(f"{'#':>4}  {'trial key':<12}  {'group key':<12}  {'seed':>4}  configuration")
-    for trial in trials:
+    for trial in trials if selected is None else [t for t in trials if t.index in selected]:
         click.echo(
             f"{trial.index + 1:>4}  {trial.key:<12}  {trial.group_key:<12}  {trial.seed:>4}  {trial.label}"
         )
@@ -187,11 +194,12 @@ def _print_trials(trials: list[Trial]) -> None:
 def _say_plan(options: SweepOptions, record: SweepRecord, plans: list[Plan], engine: str) -> None:
     if options.quiet:
         return
-    counts = {a: sum(p.action == a for p in plans) for a in ("start", "resume", "skip")}
+    counts = {a: sum(p.action == a for p in plans) for a in ("start", "resume", "skip", "later")}
     how = "continuing" if record.continued else "starting"
+    later = f", {counts['later']} not selected" if counts["later"] else ""
     click.echo(
         f"{how} sweep run {record.run_id}: {len(plans)} trials ({counts['start']} to start, "
-        f"{counts['resume']} to resume, {counts['skip']} finished before); {engine}"
+        f"{counts['resume']} to resume, {counts['skip']} finished before{later}); {engine}"
     )
     gone = [p.trial for p in plans if p.checkpoint_gone]
     if gone:
@@ -236,13 +244,31 @@ def _say_interrupted(options: SweepOptions, record: SweepRecord, results, uri: s
     )
 
 
+def _say_later(options: SweepOptions, record: SweepRecord, plans: list[Plan], uri: str) -> None:
+    later = sum(p.action == "later" for p in plans)
+    if later:
+        unselected = replace(options, cases=(), seeds=())
+        _note(
+            f"{_count(later, 'trial')} of {len(plans)} not selected by --case/--seed: the sweep's run "
+            f"{record.run_id} stays KILLED (incomplete) until they run. Finish it with: "
+            f"{_same_command(unselected, uri)}"
+        )
+
+
 def _same_command(options: SweepOptions, uri: str) -> str:
     words = ["altlearn sweep", options.path] + [f"-s {o}" for o in options.overrides]
+    words += [f"--case {_quoted(c)}" for c in options.cases] + [f"--seed {s}" for s in options.seeds]
     if options.engine != "local":
         words.append(
             f"--engine {options.engine}" + (f" --address {options.address}" if options.address else "")
         )
     return " ".join(words) + _uri_option(uri)
+
+
+def _quoted(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
 
 
 def _say_where(record: SweepRecord, uri: str) -> None:

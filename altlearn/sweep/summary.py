@@ -85,9 +85,13 @@ def groups(results: list[TrialResult]) -> list[GroupResult]:
 
 
 def parent_status(results: list[TrialResult], interrupted: bool) -> str:
+    """FINISHED only when every trial of the sweep is; KILLED when it stopped, or when some trials
+    have not run yet (not selected by --case/--seed); FAILED when a trial failed."""
     if interrupted:
         return "KILLED"
-    return "FINISHED" if all(r.status == "FINISHED" for r in results) else "FAILED"
+    if any(r.status not in ("FINISHED", NOT_STARTED) for r in results):
+        return "FAILED"
+    return "KILLED" if any(r.status == NOT_STARTED for r in results) else "FINISHED"
 
 
 def log_summary(record: SweepRecord, results: list[TrialResult], summary: list[GroupResult]) -> None:

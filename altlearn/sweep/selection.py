@@ -1,0 +1,38 @@
+"""``altlearn sweep --case GLOB --seed N``: run part of a sweep now and the rest later. The sweep
+itself stays whole (its parent run, its trial list, its summary); only which trials run this time
+changes, so a later run without a selection finishes it."""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+
+from altlearn.sweep.record import SweepUsageError
+from altlearn.sweep.trials import Trial
+
+
+def select(trials: list[Trial], cases: tuple[str, ...], seeds: tuple[int, ...]) -> set[int]:
+    """The indices of the trials to run: a configuration label matching one of ``cases``
+    (shell-style, case-sensitive; none given: every configuration) and a seed in ``seeds``
+    (none given: every seed). A pattern or seed that selects nothing is a mistake."""
+    labels = sorted({t.label for t in trials})
+    known = sorted({t.seed for t in trials})
+    problems = []
+    unmatched = [p for p in cases if not any(fnmatchcase(label, p) for label in labels)]
+    if unmatched:
+        problems.append(
+            f"--case {', '.join(repr(p) for p in unmatched)} matches no configuration of this sweep; "
+            f"its configurations are: {', '.join(repr(label) for label in labels)} "
+            f"(shell-style patterns: '3x800 *', '*dfa')"
+        )
+    missing = [s for s in seeds if s not in known]
+    if missing:
+        problems.append(
+            f"--seed {', '.join(map(str, missing))}: this sweep has seeds {', '.join(map(str, known))}"
+        )
+    if problems:
+        raise SweepUsageError("\n".join(problems))
+    return {
+        t.index
+        for t in trials
+        if (not cases or any(fnmatchcase(t.label, p) for p in cases)) and (not seeds or t.seed in seeds)
+    }
