@@ -9,7 +9,8 @@ SQLite's backup, safe while trials still write to the live one). ``published.yam
 paper reports. ``docs`` runs altlearn's comparison on every sweep (the table, the figures and the
 HTML report go to docs/results/<sweep>/) and rewrites the text between ``<!-- results: NAME -->``
 and ``<!-- /results -->`` in docs/reproductions.md: per configuration the published test error,
-ours as mean +- std over the finished seeds, the difference, epochs and training minutes per trial.
+ours as mean +- std over the finished seeds, the difference, epochs and training minutes per trial;
+and the summary table (``<!-- results: summary -->``, its rows listed in published.yaml).
 """
 
 from __future__ import annotations
@@ -93,21 +94,52 @@ def replace_block(text: str, name: str, table: str) -> str:
     return f"{head}{start}\n{table}\n{end}{tail}"
 
 
+def summary_table(rows: list[dict], papers: dict, reports: dict) -> str:
+    """One line per published set-up: the paper's figures and ours (means over the finished seeds)."""
+    lines = [
+        "| set-up | spec | published | ours | seeds | epochs | command |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        published = papers[row["sweep"]]["published"]
+        report = reports.get(row["sweep"])
+        by_label = {g.label: g for g in report.groups} if report else {}
+        paper = (
+            " / ".join(f"{published[c]:.2f}" for c in row["configurations"] if c in published)
+            or "none published"
+        )
+        measured = [by_label.get(c) for c in row["configurations"]]
+        if any(measured):
+            ours = " / ".join(f"{100 * g.test_error.mean:.2f}" if g else "–" for g in measured)
+            counts = sorted({g.n if g else 0 for g in measured})
+            seeds = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+        else:
+            ours, seeds = "not yet measured" + (f" ({row['note']})" if row.get("note") else ""), "0"
+        command = f"`altlearn sweep specs/sweeps/{row['file']}.yaml`"
+        lines.append(
+            f"| {row['setup']} | `{row['spec']}` | {paper} | {ours} | {seeds} | {row['epochs']} | {command} |"
+        )
+    return "\n".join(lines)
+
+
 def update_docs(check: bool, doc: Path = DOC) -> int:
     from altlearn.compare.outputs import write_outputs
 
     papers = yaml.safe_load((HERE / "published.yaml").read_text(encoding="utf-8"))
+    rows = papers.pop("summary")
     text = doc.read_text(encoding="utf-8")
-    new = text
+    new, reports = text, {}
     for name, entry in papers.items():
         store = HERE / f"{name}.db"
         if not store.exists():
             continue
         report, parent = sweep_report(store, name)
+        reports[name] = report
         new = replace_block(new, name, results_table(report, entry["published"]))
         if not check:
             write_outputs(report, FIGURES / name)
             print(f"{name}: {len(report.groups)} configurations, sweep run {parent.info.run_id}")
+    new = replace_block(new, "summary", summary_table(rows, papers, reports))
     if check:
         if new != text:
             print(f"{doc} is out of date with the stores in {HERE}: run python results/update.py docs")
