@@ -107,8 +107,9 @@ def compare(run_ids, sweep, experiment, filter_string, by, fmt, out_dir, trackin
     "cases",
     multiple=True,
     metavar="GLOB",
-    help="run only the configurations whose label matches (shell-style: '3x800 *'); repeatable; "
-    "the other trials wait for a later run of the sweep",
+    help="run only the configurations whose label matches (the label, a case's label in a cases x "
+    "grid sweep, or a case-sensitive shell-style pattern: '3x800 *'); repeatable; the other trials "
+    "wait for a later run of the sweep",
 )
 @click.option(
     "--seed", "seeds", multiple=True, type=int, metavar="N", help="run only this seed's trials; repeatable"

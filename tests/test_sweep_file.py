@@ -301,3 +301,25 @@ def test_the_sweeps_own_writes_wait_out_a_momentary_sqlite_refusal():
         retry_while_locked(lambda: (_ for _ in ()).throw(ValueError("other")))
     with pytest.raises(RuntimeError, match="locked"):  # and a lock that never goes gives up
         retry_while_locked(lambda: (_ for _ in ()).throw(RuntimeError("database is locked")), seconds=1)
+
+
+def test_a_case_pattern_matches_a_label_exactly_a_case_of_a_grid_or_as_a_shell_pattern():
+    from altlearn.sweep.selection import matches
+
+    assert matches("network.layers[1].out_features=16", "network.layers[1].out_features=16")
+    assert matches("bp, optimizer.lr=0.001", "bp") and not matches("bpx, optimizer.lr=0.001", "bp")
+    assert matches("3x800 dfa", "3x800 *") and matches("2x800 dropout dfa", "*dfa")
+    assert not matches("3x800 dfa", "3X800 *")  # case-sensitive, as the labels are
+
+
+def test_the_sweeps_run_reads_finished_only_when_every_trial_is():
+    from altlearn.sweep.summary import LATER, NOT_STARTED, TrialResult, parent_status
+
+    def results(*statuses):
+        return [TrialResult(None, s, None, None, None, False) for s in statuses]
+
+    assert parent_status(results("FINISHED", "FINISHED"), interrupted=False) == "FINISHED"
+    assert parent_status(results("FINISHED", LATER), interrupted=False) == "KILLED"
+    assert parent_status(results("FINISHED", "KILLED"), interrupted=False) == "KILLED"  # to resume
+    assert parent_status(results("FINISHED", "FAILED", LATER), interrupted=False) == "FAILED"
+    assert parent_status(results("FINISHED", NOT_STARTED), interrupted=True) == "KILLED"

@@ -245,6 +245,11 @@ def test_case_and_seed_run_part_of_a_sweep_and_a_later_run_finishes_it(tmp_path)
         ("dfa", "1"),
         ("fa", "1"),
     ]
+    outcomes = artifact_csv(
+        MlflowClient(store(tmp_path)), parent.info.run_id, "outcomes.csv", tmp_path / "dl"
+    )
+    assert sorted(o["status"] for o in outcomes) == ["FINISHED"] * 2 + ["LATER"] * 4
+    assert parent.data.metrics["trials_later"] == 4
 
     rest = CliRunner().invoke(main, args)
     assert rest.exit_code == 0, rest.output

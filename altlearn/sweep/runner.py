@@ -20,7 +20,7 @@ from altlearn.sweep.jobs import Event, Job
 from altlearn.sweep.record import Plan, SweepRecord, mark_lost, open_sweep, plan_trials, trial_tags
 from altlearn.sweep.selection import select
 from altlearn.sweep.store import retry_while_locked, wait_for_sqlite_locks
-from altlearn.sweep.summary import NOT_STARTED, collect, end_parent, groups, log_summary, parent_status
+from altlearn.sweep.summary import LATER, NOT_STARTED, collect, end_parent, groups, log_summary, parent_status
 from altlearn.sweep.trials import Trial, load_trials
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
@@ -121,9 +121,8 @@ def _run(
         results = retry_while_locked(lambda: collect(record, plans, outcomes))
         summary = groups(results)
         retry_while_locked(lambda: log_summary(record, results, summary))
-        retry_while_locked(
-            lambda: end_parent(record, "FAILED" if fault else parent_status(results, interrupted))
-        )
+        status = "FAILED" if fault else parent_status(results, interrupted)
+        retry_while_locked(lambda: end_parent(record, status))
     _print_summary(results, summary)
     if fault is not None:
         raise fault
@@ -131,7 +130,7 @@ def _run(
         _say_interrupted(options, record, results, uri)
         return EXIT_INTERRUPTED
     compare_at_end(uri, record.run_id, options.quiet)
-    _say_later(options, record, plans, uri)
+    _say_later(options, record, plans, status, uri)
     _say_where(record, uri)
     ran = [r for p, r in zip(plans, results) if p.action != "later"]
     return EXIT_OK if all(r.status == "FINISHED" for r in ran) else EXIT_FAILED
@@ -219,7 +218,7 @@ def _print_summary(results, summary) -> None:
         value = "" if g.mean is None else f"{g.mean:.2%}" + (f" +- {g.std:.2%}" if g.std is not None else "")
         click.echo(f"{g.label:<{width}}  {g.finished:>3}/{g.trials:<4}  {value}")
     for r in results:
-        if r.status not in ("FINISHED", NOT_STARTED):
+        if r.status not in ("FINISHED", NOT_STARTED, LATER):
             first = (r.message or "").splitlines()[0] if r.message else ""
             click.echo(
                 f"trial {r.trial.index + 1} ({r.trial.label}, seed {r.trial.seed}) {r.status}: {first}"
@@ -244,13 +243,14 @@ def _say_interrupted(options: SweepOptions, record: SweepRecord, results, uri: s
     )
 
 
-def _say_later(options: SweepOptions, record: SweepRecord, plans: list[Plan], uri: str) -> None:
+def _say_later(options: SweepOptions, record: SweepRecord, plans: list[Plan], status: str, uri: str) -> None:
     later = sum(p.action == "later" for p in plans)
     if later:
         unselected = replace(options, cases=(), seeds=())
+        state = "KILLED (incomplete)" if status == "KILLED" else f"{status} (a trial failed) and incomplete"
         _note(
             f"{_count(later, 'trial')} of {len(plans)} not selected by --case/--seed: the sweep's run "
-            f"{record.run_id} stays KILLED (incomplete) until they run. Finish it with: "
+            f"{record.run_id} is {state} until they run. Finish it with: "
             f"{_same_command(unselected, uri)}"
         )
 

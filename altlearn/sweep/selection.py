@@ -11,13 +11,13 @@ from altlearn.sweep.trials import Trial
 
 
 def select(trials: list[Trial], cases: tuple[str, ...], seeds: tuple[int, ...]) -> set[int]:
-    """The indices of the trials to run: a configuration label matching one of ``cases``
-    (shell-style, case-sensitive; none given: every configuration) and a seed in ``seeds``
-    (none given: every seed). A pattern or seed that selects nothing is a mistake."""
+    """The indices of the trials to run: a configuration label matching one of ``cases`` (see
+    ``matches``; none given: every configuration) and a seed in ``seeds`` (none given: every seed).
+    A pattern or seed that selects nothing is a mistake."""
     labels = sorted({t.label for t in trials})
     known = sorted({t.seed for t in trials})
     problems = []
-    unmatched = [p for p in cases if not any(fnmatchcase(label, p) for label in labels)]
+    unmatched = [p for p in cases if not any(matches(label, p) for label in labels)]
     if unmatched:
         problems.append(
             f"--case {', '.join(repr(p) for p in unmatched)} matches no configuration of this sweep; "
@@ -34,5 +34,12 @@ def select(trials: list[Trial], cases: tuple[str, ...], seeds: tuple[int, ...]) 
     return {
         t.index
         for t in trials
-        if (not cases or any(fnmatchcase(t.label, p) for p in cases)) and (not seeds or t.seed in seeds)
+        if (not cases or any(matches(t.label, p) for p in cases)) and (not seeds or t.seed in seeds)
     }
+
+
+def matches(label: str, pattern: str) -> bool:
+    """The label itself (brackets included: 'network.layers[1].out_features=16'), a shell-style
+    pattern ('3x800 *', case-sensitive), or a case's own label in a cases x grid sweep ('bp' for
+    'bp, optimizer.lr=0.001')."""
+    return label == pattern or label.startswith(pattern + ", ") or fnmatchcase(label, pattern)

@@ -16,13 +16,14 @@ from altlearn.sweep.record import Plan, SweepRecord, children
 from altlearn.sweep.trials import Trial
 
 NOT_STARTED = "NOT STARTED"
+LATER = "LATER"  # not selected by --case/--seed, and no run of it yet
 MAX_METRIC_NAME = 250
 
 
 @dataclass(frozen=True)
 class TrialResult:
     trial: Trial
-    status: str  # FINISHED, FAILED, KILLED, RUNNING (its process vanished) or NOT STARTED
+    status: str  # FINISHED, FAILED, KILLED, RUNNING (its process vanished), NOT STARTED or LATER
     run_id: str | None
     test_accuracy: float | None
     message: str | None
@@ -50,7 +51,7 @@ def _result(plan: Plan, outcome: RunOutcome | None, runs: list) -> TrialResult:
     current = [r for r in runs if "altlearn.superseded" not in r.data.tags]
     run = (finished or mine or current or [None])[0]
     if run is None:
-        status = outcome.status if outcome is not None else NOT_STARTED
+        status = outcome.status if outcome is not None else LATER if plan.action == "later" else NOT_STARTED
         message = outcome.message if outcome is not None else None
         return TrialResult(plan.trial, status, None, None, message, False)
     message = run.data.tags.get("altlearn.error") or (outcome.message if outcome else None)
@@ -85,13 +86,14 @@ def groups(results: list[TrialResult]) -> list[GroupResult]:
 
 
 def parent_status(results: list[TrialResult], interrupted: bool) -> str:
-    """FINISHED only when every trial of the sweep is; KILLED when it stopped, or when some trials
-    have not run yet (not selected by --case/--seed); FAILED when a trial failed."""
+    """FINISHED only when every trial of the sweep is; FAILED when a trial failed; else KILLED: it
+    was stopped, or some trials have not run (yet) or stopped earlier and wait to be resumed."""
+    statuses = {r.status for r in results}
     if interrupted:
         return "KILLED"
-    if any(r.status not in ("FINISHED", NOT_STARTED) for r in results):
+    if "FAILED" in statuses or "RUNNING" in statuses:  # RUNNING: a process that vanished
         return "FAILED"
-    return "KILLED" if any(r.status == NOT_STARTED for r in results) else "FINISHED"
+    return "FINISHED" if statuses == {"FINISHED"} else "KILLED"
 
 
 def log_summary(record: SweepRecord, results: list[TrialResult], summary: list[GroupResult]) -> None:
@@ -111,7 +113,7 @@ def log_summary(record: SweepRecord, results: list[TrialResult], summary: list[G
             for k, v in values.items()
             if v is not None
         ]
-    for status in ("FINISHED", "FAILED", "KILLED", NOT_STARTED):
+    for status in ("FINISHED", "FAILED", "KILLED", NOT_STARTED, LATER):
         count = sum(r.status == status for r in results)
         metrics.append(mlflow.entities.Metric(f"trials_{status.lower().replace(' ', '_')}", count, now, 0))
     for start in range(0, len(metrics), 1000):  # MLflow takes at most 1000 metrics per batch
@@ -147,7 +149,7 @@ def outcomes_csv(results: list[TrialResult]) -> str:
         ],
         [
             [
-                r.trial.index,
+                r.trial.index + 1,  # numbered as the progress lines and --dry-run number it
                 r.trial.label,
                 r.trial.seed,
                 r.status,
