@@ -1,28 +1,28 @@
 """The measured half of docs/reproductions.md, made from the MLflow stores kept in this folder.
 
-    python results/update.py snapshot nokland2016 ~/runs/nokland/mlflow.db   # copy a live store here
-    python results/update.py docs            # rewrite docs/results/<sweep>/ and the tables in the doc
+    python results/update.py snapshot nokland2016 /work/runs/nokland/mlflow.db   # keep a live store
+    python results/update.py restore nokland2016 ~/runs/nokland   # a working copy, to continue it
+    python results/update.py docs            # rewrite docs/results/<sweep>/ and the doc's tables
     python results/update.py docs --check    # exit 1 if the doc's tables differ from the stores
 
-Each reproduction sweep keeps its store here as ``<sweep name>.db`` (a consistent copy made with
-SQLite's backup, safe while trials still write to the live one). ``published.yaml`` holds what each
-paper reports. ``docs`` runs altlearn's comparison on every sweep (the table, the figures and the
-HTML report go to docs/results/<sweep>/) and rewrites the text between ``<!-- results: NAME -->``
-and ``<!-- /results -->`` in docs/reproductions.md: per configuration the published test error,
-ours as mean +- std over the finished seeds, the difference, epochs and training minutes per trial;
-and the summary table (``<!-- results: summary -->``, its rows listed in published.yaml).
+Each reproduction sweep keeps its store here as ``<sweep name>.db``. ``published.yaml`` holds what
+each paper reports and the rows of the doc's summary table. ``docs`` runs altlearn's comparison on
+every kept sweep (its table, figures and HTML report go to docs/results/<sweep>/, never into the
+store) and rewrites the text between ``<!-- results: NAME -->`` and ``<!-- /results -->`` in
+docs/reproductions.md: per configuration the published test error, ours as mean +- std over the
+finished seeds, the difference, epochs and training minutes per trial; and the summary table.
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
-import sqlite3
 import sys
 import tempfile
 from pathlib import Path
 
 import yaml
+from stores import StoreError, restore, snapshot
 
 HERE = Path(__file__).resolve().parent
 DOC = HERE.parent / "docs" / "reproductions.md"
@@ -30,21 +30,9 @@ FIGURES = HERE.parent / "docs" / "results"
 START, END = "<!-- results: {} -->", "<!-- /results -->"
 
 
-def snapshot(name: str, live: Path) -> Path:
-    """A consistent copy of a live SQLite store (trials may be writing to it)."""
-    target = HERE / f"{name}.db"
-    source = sqlite3.connect(f"file:{live}?mode=ro", uri=True)
-    copy = sqlite3.connect(target)
-    with copy:
-        source.backup(copy)
-    source.close()
-    copy.close()
-    return target
-
-
 def sweep_report(store: Path, name: str):
-    """altlearn's comparison of the newest sweep called ``name`` in ``store`` (read from a temporary
-    copy: the comparison must not write into the kept store)."""
+    """altlearn's comparison of the newest sweep called ``name`` in ``store``, read from a temporary
+    copy (so the kept store is never written to), and the sweep's parent run."""
     from altlearn.compare.comparison import build_report
     from altlearn.compare.selection import open_store, select_sweep
 
@@ -52,18 +40,35 @@ def sweep_report(store: Path, name: str):
         copy = Path(tmp) / "mlflow.db"
         shutil.copyfile(store, copy)
         client = open_store(f"sqlite:///{copy}")
-        (parent,) = client.search_runs(
+        parents = client.search_runs(
             [e.experiment_id for e in client.search_experiments()],
             filter_string=f"tags.`altlearn.kind` = 'sweep' and tags.`altlearn.sweep_name` = '{name}'",
             order_by=["attributes.start_time DESC"],
             max_results=1,
         )
-        return build_report(select_sweep(client, parent.info.run_id), None, strict=False), parent
+        if not parents:
+            raise StoreError(f"{store} holds no sweep named {name!r}: keep it with the snapshot command")
+        return build_report(select_sweep(client, parents[0].info.run_id), None, strict=False), parents[0]
 
 
-def results_table(report, published: dict[str, float]) -> str:
-    """Published vs ours per configuration, in the order the paper's table lists them."""
-    by_label = {g.label: g for g in report.groups}
+def running(report) -> dict[str, str]:
+    """Configuration label -> 'running (epoch k of N)' for trials still training when kept."""
+    out = {}
+    for excluded in report.excluded if report else []:
+        run = excluded.run
+        if run.status == "RUNNING" and "altlearn.superseded" not in run.tags:
+            curve = run.curves.get("test_accuracy") or [(0, None)]
+            out[run.tags.get("altlearn.group", run.name)] = (
+                f"running (epoch {curve[-1][0]} of {run.params.get('train.epochs', '?')})"
+            )
+    return out
+
+
+def results_table(report, published: dict[str, float], name: str) -> str:
+    """Published vs ours per configuration, in the order the paper's table lists them, then the
+    links to the comparison's report and figures (when the sweep has run)."""
+    by_label = {g.label: g for g in report.groups} if report else {}
+    training = running(report)
     lines = [
         "| configuration | published | ours (mean ± std) | seeds | difference | epochs | train min/trial |",
         "| --- | --- | --- | --- | --- | --- | --- |",
@@ -73,7 +78,7 @@ def results_table(report, published: dict[str, float]) -> str:
         paper_text = "—" if paper is None else f"{paper:.2f}"
         stats = by_label.get(label)
         if stats is None:
-            lines.append(f"| {label} | {paper_text} | not yet run | 0 | | | |")
+            lines.append(f"| {label} | {paper_text} | {training.get(label, 'not yet run')} | 0 | | | |")
             continue
         error = stats.test_error
         ours = f"{100 * error.mean:.2f}" + (f" ± {100 * error.std:.2f}" if error.std is not None else "")
@@ -82,16 +87,14 @@ def results_table(report, published: dict[str, float]) -> str:
         seconds = stats.seconds_per_epoch
         minutes = "" if seconds is None else f"{seconds * max(stats.epochs) / 60:.0f}"
         lines.append(f"| {label} | {paper_text} | {ours} | {stats.n} | {difference} | {epochs} | {minutes} |")
+    if by_label:
+        lines += [
+            "",
+            f"[the comparison's report](results/{name}/report.html) · "
+            f"![{name}: final test error per configuration](results/{name}/test_error.png) "
+            f"![{name}: test accuracy per epoch](results/{name}/learning_curves.png)",
+        ]
     return "\n".join(lines)
-
-
-def replace_block(text: str, name: str, table: str) -> str:
-    start, end = START.format(name), END
-    if start not in text:
-        raise SystemExit(f"the doc has no {start} ... {end} block for sweep {name!r}")
-    head, rest = text.split(start, 1)
-    _, tail = rest.split(end, 1)
-    return f"{head}{start}\n{table}\n{end}{tail}"
 
 
 def summary_table(rows: list[dict], papers: dict, reports: dict) -> str:
@@ -104,10 +107,7 @@ def summary_table(rows: list[dict], papers: dict, reports: dict) -> str:
         published = papers[row["sweep"]]["published"]
         report = reports.get(row["sweep"])
         by_label = {g.label: g for g in report.groups} if report else {}
-        paper = (
-            " / ".join(f"{published[c]:.2f}" for c in row["configurations"] if c in published)
-            or "none published"
-        )
+        paper = " / ".join(f"{published[c]:.2f}" for c in row["configurations"] if c in published)
         measured = [by_label.get(c) for c in row["configurations"]]
         if any(measured):
             ours = " / ".join(f"{100 * g.test_error.mean:.2f}" if g else "–" for g in measured)
@@ -117,9 +117,19 @@ def summary_table(rows: list[dict], papers: dict, reports: dict) -> str:
             ours, seeds = "not yet measured" + (f" ({row['note']})" if row.get("note") else ""), "0"
         command = f"`altlearn sweep specs/sweeps/{row['file']}.yaml`"
         lines.append(
-            f"| {row['setup']} | `{row['spec']}` | {paper} | {ours} | {seeds} | {row['epochs']} | {command} |"
+            f"| {row['setup']} | `{row['spec']}` | {paper or 'none published'} | {ours} | {seeds} | "
+            f"{row['epochs']} | {command} |"
         )
     return "\n".join(lines)
+
+
+def replace_block(text: str, name: str, content: str) -> str:
+    start = START.format(name)
+    if start not in text:
+        raise StoreError(f"the doc has no {start} ... {END} block for {name!r}")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(END, 1)
+    return f"{head}{start}\n{content}\n{END}{tail}"
 
 
 def update_docs(check: bool, doc: Path = DOC) -> int:
@@ -131,19 +141,22 @@ def update_docs(check: bool, doc: Path = DOC) -> int:
     new, reports = text, {}
     for name, entry in papers.items():
         store = HERE / f"{name}.db"
-        if not store.exists():
-            continue
-        report, parent = sweep_report(store, name)
+        report, parent = sweep_report(store, name) if store.exists() else (None, None)
         reports[name] = report
-        new = replace_block(new, name, results_table(report, entry["published"]))
-        if not check:
+        if f"{START.format(name)}" in new or report is not None:
+            new = replace_block(new, name, results_table(report, entry["published"], name))
+        if report is not None and not check:
             write_outputs(report, FIGURES / name)
-            print(f"{name}: {len(report.groups)} configurations, sweep run {parent.info.run_id}")
+        kept = (
+            f"sweep run {parent.info.run_id}, {len(report.groups)} configurations" if report else "no store"
+        )
+        print(f"{name}: {kept}")
     new = replace_block(new, "summary", summary_table(rows, papers, reports))
     if check:
         if new != text:
             print(f"{doc} is out of date with the stores in {HERE}: run python results/update.py docs")
             return 1
+        print(f"{doc} matches the stores")
         return 0
     doc.write_text(new, encoding="utf-8")
     return 0
@@ -154,19 +167,35 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    copy = commands.add_parser("snapshot", help="copy a live sweep store here as NAME.db")
-    copy.add_argument("name")
-    copy.add_argument("live", type=Path)
+    keep = commands.add_parser("snapshot", help="keep a consistent copy of a live sweep store as NAME.db")
+    keep.add_argument("name", help="the sweep's name (its file's name: field)")
+    keep.add_argument("live", help="the live store: a path or a sqlite:/// URI")
+    work = commands.add_parser("restore", help="copy NAME.db to FOLDER/mlflow.db to continue its sweep there")
+    work.add_argument("name")
+    work.add_argument("folder", type=Path)
     docs = commands.add_parser("docs", help="rewrite docs/results/ and the doc's tables")
     docs.add_argument("--check", action="store_true", help="only say whether the doc is up to date")
     docs.add_argument(
         "--doc", type=Path, default=DOC, help="the page to check or rewrite [default: %(default)s]"
     )
     args = parser.parse_args(argv)
-    if args.command == "snapshot":
-        print(snapshot(args.name, args.live))
-        return 0
-    return update_docs(args.check, args.doc)
+    try:
+        if args.command == "snapshot":
+            print(snapshot(args.name, args.live, HERE))
+        elif args.command == "restore":
+            kept = HERE / f"{args.name}.db"
+            if not kept.exists():
+                raise StoreError(f"no kept store {kept}")
+            target = restore(kept, args.folder)
+            print(
+                f"{target}: continue with altlearn sweep specs/sweeps/FILE.yaml --tracking-uri sqlite:///{target.resolve()}"
+            )
+        else:
+            return update_docs(args.check, args.doc)
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":

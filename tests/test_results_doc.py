@@ -43,3 +43,35 @@ def test_the_docs_tables_match_the_stores_and_an_edited_figure_is_caught(tmp_pat
     edited.write_text(text.replace(first_row, first_row.replace(" | ", " | 9", 2), 1), encoding="utf-8")
     result = check(edited)
     assert result.returncode == 1 and "out of date" in result.stdout
+
+
+def run_script(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300)
+
+
+def test_a_kept_store_restores_to_a_working_folder_with_its_artifacts_there_and_keeps_again(tmp_path):
+    import sqlite3
+
+    name = sorted(ROOT.glob("results/*.db"))[0].stem
+    work = tmp_path / "work"
+    restored = run_script("restore", name, str(work))
+    assert restored.returncode == 0, restored.stderr
+    with sqlite3.connect(work / "mlflow.db") as db:
+        locations = {row[0] for row in db.execute("SELECT artifact_location FROM experiments")}
+        uris = {row[0] for row in db.execute("SELECT artifact_uri FROM runs")}
+    here = (work.resolve() / "mlartifacts").as_uri()
+    assert here in locations and uris and all(u.startswith(here + "/") for u in uris)
+
+    again = run_script("restore", name, str(work))  # never over a store that is there
+    assert again.returncode == 2 and "exists" in again.stderr and "Traceback" not in again.stderr
+    wrong = run_script("snapshot", "not-this-sweep", f"sqlite:///{work / 'mlflow.db'}")
+    assert wrong.returncode == 2 and "not sweep 'not-this-sweep'" in wrong.stderr
+    missing = run_script("snapshot", name, str(tmp_path / "none.db"))
+    assert missing.returncode == 2 and "there is no SQLite store" in missing.stderr
+    sys.path.insert(0, str(ROOT / "results"))
+    try:
+        from stores import snapshot, sweep_names
+    finally:
+        sys.path.remove(str(ROOT / "results"))
+    kept = snapshot(name, work / "mlflow.db", tmp_path)
+    assert kept == tmp_path / f"{name}.db" and name in sweep_names(kept)

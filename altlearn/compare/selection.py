@@ -76,8 +76,8 @@ def open_store(uri: str):
 
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).exists():
         raise CompareError(
-            f"there is no MLflow database {uri[len('sqlite:///') :]}: run compare in the folder "
-            "the runs were made in, or give their --tracking-uri"
+            f"there is no MLflow database {Path(uri[len('sqlite:///') :]).absolute()}: give the "
+            "--tracking-uri the runs were logged to (the default is mlflow.db in the current folder)"
         )
     try:
         client, _ = connect(uri)
