@@ -51,16 +51,24 @@ def sweep_report(store: Path, name: str):
         return build_report(select_sweep(client, parents[0].info.run_id), None, strict=False), parents[0]
 
 
-def running(report) -> dict[str, str]:
-    """Configuration label -> 'running (epoch k of N)' for trials still training when kept."""
+def unfinished(report) -> dict[str, str]:
+    """Configuration label -> what its trial is doing, for trials that have not finished: running
+    (epoch k of N), stopped to be resumed, or failed with the first words of its error."""
     out = {}
     for excluded in report.excluded if report else []:
         run = excluded.run
-        if run.status == "RUNNING" and "altlearn.superseded" not in run.tags:
-            curve = run.curves.get("test_accuracy") or [(0, None)]
-            out[run.tags.get("altlearn.group", run.name)] = (
-                f"running (epoch {curve[-1][0]} of {run.params.get('train.epochs', '?')})"
-            )
+        if "altlearn.superseded" in run.tags:  # replaced by a later run of the same trial
+            continue
+        curve = run.curves.get("test_accuracy") or [(0, None)]
+        at = f"epoch {curve[-1][0]} of {run.params.get('train.epochs', '?')}"
+        if run.status == "RUNNING":
+            state = f"running ({at})"
+        elif run.status == "FAILED":
+            error = (run.tags.get("altlearn.error") or "no error recorded").splitlines()[0]
+            state = f"FAILED at {at}: {error[:80]}"
+        else:
+            state = f"{run.status} at {at}, to be resumed"
+        out.setdefault(run.tags.get("altlearn.group", run.name), state)
     return out
 
 
@@ -68,7 +76,7 @@ def results_table(report, published: dict[str, float], name: str) -> str:
     """Published vs ours per configuration, in the order the paper's table lists them, then the
     links to the comparison's report and figures (when the sweep has run)."""
     by_label = {g.label: g for g in report.groups} if report else {}
-    training = running(report)
+    training = unfinished(report)
     lines = [
         "| configuration | published | ours (mean ± std) | seeds | difference | epochs | train min/trial |",
         "| --- | --- | --- | --- | --- | --- | --- |",
@@ -107,7 +115,9 @@ def summary_table(rows: list[dict], papers: dict, reports: dict) -> str:
         published = papers[row["sweep"]]["published"]
         report = reports.get(row["sweep"])
         by_label = {g.label: g for g in report.groups} if report else {}
-        paper = " / ".join(f"{published[c]:.2f}" for c in row["configurations"] if c in published)
+        paper = " / ".join(
+            f"{published[c]:.2f}" for c in row["configurations"] if published.get(c) is not None
+        )
         measured = [by_label.get(c) for c in row["configurations"]]
         if any(measured):
             ours = " / ".join(f"{100 * g.test_error.mean:.2f}" if g else "–" for g in measured)
