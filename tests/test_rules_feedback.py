@@ -299,6 +299,52 @@ def test_dfa_conv_with_pooling_matches_hand_computation(bias):
     assert_conv_grads(grads, reference, bias)
 
 
+def test_dfa_kernel_conv_feedback_matches_hand_computation():
+    """conv_feedback: kernel (BioTorch's DFA conv layers): the point feeding the conv layer 3 gets
+    the error as a constant map over that conv's output, back through a random kernel shaped like
+    its weight (K, C, kh, kw); the point feeding the linear layer keeps its dense matrix."""
+    net, (x, y) = conv_net(True, pool=True), conv_batch()
+    rule = make_rule(DirectFeedbackAlignment, net, conv_feedback="kernel")
+    grads = grads_of(rule, x, y)
+    B0, B3 = rule.feedback_0, rule.feedback_3
+    assert B0.shape == (2, 2, 2, 2) and B3.shape == (2, 3)  # conv 3's kernel is 2x2 over 2 channels
+    cols0, a0 = conv_as_matrix(x, net[0].weight, 1)
+    h1 = torch.tanh(a0 + net[0].bias[:, None]).reshape(BATCH, 2, 4, 4)
+    pooled = h1.reshape(BATCH, 2, 2, 2, 2, 2).mean((3, 5))
+    cols3, a3 = conv_as_matrix(pooled, net[3].weight, 1)
+    h4 = torch.tanh(a3 + net[3].bias[:, None]).reshape(BATCH, 3)
+    e = output_error(h4 @ net[6].weight.T + net[6].bias, y)
+    d3 = ((e @ B3) * dtanh(h4)).reshape(BATCH, 3, 1)
+    # conv 3 makes one output position of its 2x2 input: input (i, j) meets kernel tap (i, j) once
+    g_pooled = torch.einsum("bk,kcij->bcij", e, B0)
+    g_h1 = g_pooled.repeat_interleave(2, 2).repeat_interleave(2, 3) / 4
+    d0 = (g_h1 * dtanh(h1)).reshape(BATCH, 2, 16)
+    reference = {
+        6: (e.T @ h4, e.sum(0)),
+        3: (conv_weight_grad(d3, cols3), d3.sum((0, 2))),
+        0: (conv_weight_grad(d0, cols0), d0.sum((0, 2))),
+    }
+    assert_conv_grads(grads, reference, True)
+    dense = grads_of(make_rule(DirectFeedbackAlignment, net), x, y)
+    assert not torch.allclose(dense["0.weight"], grads["0.weight"])  # another signal for conv inputs
+    assert torch.equal(dense["6.weight"], grads["6.weight"])  # the output layer's gradient is the same
+
+
+def test_dfa_kernel_feedback_counts_every_output_position_a_tap_meets():
+    """With a 2x2 map out of a 3x3 input (kernel 2, stride 1), the centre input meets all four
+    taps, a corner one: the signal there is the kernel's sum, resp. one tap."""
+    net = nn.Sequential(nn.Conv2d(1, 2, 1), nn.Tanh(), nn.Conv2d(2, 2, 2), nn.Flatten(), nn.Linear(8, 2))
+    rule = make_rule(DirectFeedbackAlignment, net, conv_feedback="kernel")
+    out = torch.zeros(1, 2, 3, 3)
+    signal = torch.tensor([[1.0, -2.0]])
+    got = rule._point_signal(signal, rule._units[0].key, out)
+    kernel = rule.feedback_0  # (K=2, C=2, 2, 2)
+    per_tap = torch.einsum("bk,kcij->bcij", signal, kernel)  # (1, 2, 2, 2)
+    assert torch.allclose(got[0, :, 1, 1], per_tap[0].sum((1, 2)))  # the centre: every tap
+    assert torch.allclose(got[0, :, 0, 0], per_tap[0, :, 0, 0])  # top-left: the top-left tap only
+    assert torch.allclose(got[0, :, 2, 2], per_tap[0, :, 1, 1])
+
+
 @pytest.mark.parametrize("bias", [True, False])
 def test_ifa_conv_matches_hand_computation(bias):
     net, (x, y) = conv_net(bias), conv_batch()

@@ -13,7 +13,10 @@ norm, pooling, and, inside a residual block, the block's own layers and sum), ne
 forward weight of another unit. The last top-level unit is the output layer: it receives the
 true output error e = dLoss/dscores (its ordinary local gradient). Every other point p receives
 ``s B_p``, where s (B, K) is :meth:`DirectFeedbackRule.direct_signal` and B_p (K, n_p) is p's fixed
-random matrix (n_p: one example's output size at p).
+random matrix (n_p: one example's output size at p). With ``conv_feedback: kernel`` a point that
+is the input (C, H, W) of a conv layer receives instead what BioTorch's DFA conv layers send: the
+error as a map constant over that layer's output positions, taken back to its input through a
+fixed random kernel (K, C, kh, kw) with the layer's stride, padding and dilation.
 """
 
 from __future__ import annotations
@@ -41,6 +44,15 @@ class DirectFeedbackParams(FeedbackParams):
             "blocks: one feedback point per top-level unit (a trainable layer or a residual block with "
             "the modules after it); layers: inside residual blocks too, one per trainable layer of "
             "the body (the block's output stays a point). Chains: the same either way"
+        ),
+    )
+    conv_feedback: Literal["dense", "kernel"] = Field(
+        "dense",
+        description=(
+            "what a point feeding a conv layer receives: dense: its own random matrix (K, C*H*W), a "
+            "different signal at every position (Nøkland's DFA); kernel: BioTorch's DFA for conv "
+            "layers, the error as a map constant over the conv's output taken back through a fixed "
+            "random kernel (K, C, kh, kw) with the conv's stride and padding"
         ),
     )
 
@@ -87,6 +99,11 @@ class DirectFeedbackRule(OutputFeedbackRule):
         super().__init__(params, context)
         self._units = split_units(_children(self.network, ""))
         self._draw_known_feedback([(u.key, u.first, u.post) for u in self._units[:-1]])
+        self._next_conv = {}  # point key -> the conv layer it feeds (conv_feedback: kernel)
+        if params.conv_feedback == "kernel":
+            for unit, following in zip(self._units, self._units[1:]):
+                if isinstance(following.first, nn.Conv2d):
+                    self._next_conv[unit.key] = following.first
 
     @classmethod
     def check_network(cls, network, params) -> Problems:
@@ -113,10 +130,31 @@ class DirectFeedbackRule(OutputFeedbackRule):
         scores = self._run_chain(self._units, x, points)  # (B, K)
         loss, error = self._output_error(scores, y)  # error (B, K)
         signal = self.direct_signal(error, y).to(error.dtype)
-        targets = [(signal @ self._output_feedback(key, out)).view_as(out) for key, out in points]
+        targets = [self._point_signal(signal, key, out) for key, out in points]
         # One backward pass over all units: each gets its projection, the output layer gets e.
         torch.autograd.backward([scores, *(out for _, out in points)], [error, *targets])
         return {"loss": loss, "accuracy": accuracy(scores.detach(), y)}
+
+    def _point_signal(self, signal: torch.Tensor, key: LayerKey, out: torch.Tensor) -> torch.Tensor:
+        """What point ``key`` receives, shaped like its output ``out``: ``signal @ B_p``, or for
+        a point feeding a conv with ``conv_feedback: kernel`` the kernel's transposed conv of the
+        constant map ``signal``."""
+        conv = self._next_conv.get(key)
+        if conv is None:
+            return (signal @ self._output_feedback(key, out)).view_as(out)
+        kernel = self._kernel_feedback(key, conv, out)
+        height, width = _conv_output_size(conv, out.shape[2:])
+        constant_map = signal[:, :, None, None].expand(-1, -1, height, width)
+        return torch.nn.grad.conv2d_input(
+            out.shape, kernel, constant_map, conv.stride, conv.padding, conv.dilation, conv.groups
+        )
+
+    def _kernel_feedback(self, key: LayerKey, conv: nn.Conv2d, out: torch.Tensor) -> torch.Tensor:
+        if self.has_feedback(key):
+            return self.fixed_feedback(key)
+        shape = (self.num_classes, out.shape[1] // conv.groups, *conv.kernel_size)
+        fan_in = self.num_classes * conv.kernel_size[0] * conv.kernel_size[1]
+        return self._add_feedback(key, shape, fan_in, out.device, out.dtype)
 
     def _run_chain(self, units: list[Unit], h: torch.Tensor, points: list) -> torch.Tensor:
         """Run units in order, each on a detached input; record every output but the last."""
@@ -139,3 +177,12 @@ class DirectFeedbackRule(OutputFeedbackRule):
         for module in unit.post:
             h = module(h)
         return h
+
+
+def _conv_output_size(conv: nn.Conv2d, size) -> tuple[int, int]:
+    """The (height, width) a conv layer makes of an input of spatial ``size``."""
+    return tuple(
+        (size[i] + 2 * conv.padding[i] - conv.dilation[i] * (conv.kernel_size[i] - 1) - 1) // conv.stride[i]
+        + 1
+        for i in range(2)
+    )
