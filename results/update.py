@@ -67,7 +67,7 @@ def unfinished(report) -> dict[str, str]:
             error = (run.tags.get("altlearn.error") or "no error recorded").splitlines()[0]
             state = f"FAILED at {at}: {error[:80]}"
         else:
-            state = f"{run.status} at {at}, to be resumed"
+            state = f"{run.status} at {at}; the next run of the sweep continues it"
         out.setdefault(run.tags.get("altlearn.group", run.name), state)
     return out
 
