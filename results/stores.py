@@ -37,6 +37,8 @@ def snapshot(name: str, live: str | Path, folder: Path) -> Path:
         raise StoreError(f"{source_path} holds {held}, not sweep {name!r}")
     target = folder / f"{name}.db"
     _backup(source_path, target)
+    with sqlite3.connect(target) as copy:
+        copy.execute("VACUUM")  # no free pages in a file kept in git
     return target
 
 
