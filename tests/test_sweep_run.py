@@ -208,7 +208,7 @@ def test_an_unfinished_trial_whose_checkpoint_file_is_gone_starts_again(tmp_path
     again = CliRunner().invoke(main, args[:-1])
     assert again.exit_code == 0, again.output
     assert "1 to start, 1 to resume" in again.output
-    assert "seed 1) start again from the first epoch" in again.stderr, again.stderr
+    assert "seed 1) starts again from the first epoch" in again.stderr, again.stderr
     parent, children = sweep_runs(store(tmp_path))
     by_id = {c.info.run_id: c for c in children}
     assert parent.info.status == "FINISHED" and len(children) == 3

@@ -204,7 +204,8 @@ def _say_plan(options: SweepOptions, record: SweepRecord, plans: list[Plan], eng
     if gone:
         which = ", ".join(f"{t.label} seed {t.seed}" for t in gone[:3]) + (" ..." if len(gone) > 3 else "")
         _note(
-            f"{_count(len(gone), 'unfinished trial')} ({which}) start again from the first epoch: "
+            f"{_count(len(gone), 'unfinished trial')} ({which}) {'starts' if len(gone) == 1 else 'start'} "
+            f"again from the first epoch: "
             f"the checkpoint files their runs name are gone from the artifact store (a store copied "
             f"without its mlartifacts folder, or the folder deleted); the old runs are tagged "
             f"altlearn.superseded"
