@@ -135,6 +135,9 @@ def summary_table(rows: list[dict], papers: dict, reports: dict) -> str:
             seeds = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
         else:
             ours, seeds = "not yet measured" + (f" ({row['note']})" if row.get("note") else ""), "0"
+        if row.get("earlier") and not all(measured):  # figures measured before stores were kept
+            earlier = f"earlier sitting {row['earlier']}, its store lost, to be re-run"
+            ours = f"{ours}; {earlier}" if any(measured) else earlier
         command = f"`altlearn sweep specs/sweeps/{row['file']}.yaml`"
         lines.append(
             f"| {row['setup']} | `{row['spec']}` | {paper or 'none published'} | {ours} | {seeds} | "
