@@ -65,7 +65,7 @@ def unfinished(report) -> dict[str, str]:
             state = f"running ({at})"
         elif run.status == "FAILED":
             error = (run.tags.get("altlearn.error") or "no error recorded").splitlines()[0]
-            state = f"FAILED at {at}: {error[:80]}"
+            state = f"FAILED at {at}: {error.split(';')[0][:100]}"  # the error's first clause
         else:
             state = f"{run.status} at {at}; the next run of the sweep continues it"
         out.setdefault(run.tags.get("altlearn.group", run.name), state)
