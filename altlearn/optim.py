@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, ClassVar
 
-from pydantic import Field, model_validator
+from pydantic import Field, model_serializer, model_validator
 
 from altlearn.components import Params
 from altlearn.values import Betas, Count, Fraction, NonNegativeReal, PositiveReal, Probability, Real
@@ -161,9 +161,7 @@ class Cosine(Schedule):
 
 class Step(Schedule):
     class Params(ScheduleParams):
-        step_size: Count | None = Field(
-            None, description="epochs between decays (10 when neither this nor milestones is given)"
-        )
+        step_size: Count | None = Field(10, description="epochs between decays (none with milestones)")
         gamma: Real = Field(0.1, gt=0.0, le=1.0, description="factor applied at each decay")
         milestones: list[Count] | None = Field(
             None,
@@ -173,20 +171,30 @@ class Step(Schedule):
 
         @model_validator(mode="before")
         @classmethod
-        def _every_10_epochs_by_default(cls, data):
-            # Filled in (not a hidden default in factor) so that a rendered spec shows the decay it
-            # runs, and renders back without tripping the check below.
-            if isinstance(data, dict) and data.get("milestones") is None and data.get("step_size") is None:
-                return {**data, "step_size": 10}
+        def _no_step_size_with_milestones(cls, data):
+            # Milestones replace the regular decay: step_size's default does not apply then.
+            if isinstance(data, dict) and data.get("milestones") is not None and "step_size" not in data:
+                return {**data, "step_size": None}
             return data
 
         @model_validator(mode="after")
         def _milestones_or_step_size(self):
             if self.milestones is not None and self.step_size is not None:
                 raise ValueError("give milestones or step_size, not both")
+            if self.milestones is None and self.step_size is None:
+                raise ValueError("give step_size or milestones")
             if self.milestones is not None and self.milestones != sorted(set(self.milestones)):
                 raise ValueError(f"milestones must be increasing epochs, got {self.milestones}")
             return self
+
+        @model_serializer(mode="wrap")
+        def _without_unused_step_size(self, handler):
+            # A rendered spec (and a sweep trial's key) leaves out the step_size milestones replace,
+            # so the spec reads back as written and keys stay those of earlier versions.
+            data = handler(self)
+            if self.milestones is not None and isinstance(data, dict):
+                data.pop("step_size", None)
+            return data
 
     @staticmethod
     def factor(p) -> Factor:

@@ -242,3 +242,21 @@ def test_schedule_option_bounds():
     ):
         with pytest.raises(ValidationError):
             schedule.Params(**options)
+
+
+def test_a_step_schedule_renders_back_and_keeps_its_sweep_key():
+    """Milestones replace step_size: the rendered spec leaves it out (and reads back), and the
+    values a sweep's trial key hashes are those of earlier versions: {type: step} is {type: step}."""
+    from altlearn.spec import load_spec_text
+
+    base = (
+        "name: x\ndata: {type: digits}\nnetwork: {layers: [{type: flatten}, {type: linear, out_features: 10}]}\n"
+        "rule: {type: bp}\noptimizer: {type: sgd, lr: 0.1}\n"
+    )
+    plain = load_spec_text(base + "schedule: {type: step}\n", source="plain")
+    assert plain.to_dict(explicit=True)["schedule"] == {"type": "step"}
+    assert plain.to_dict()["schedule"]["step_size"] == 10
+    staged = load_spec_text(base + "schedule: {type: step, milestones: [2, 4]}\n", source="staged")
+    assert staged.to_dict(explicit=True)["schedule"] == {"type": "step", "milestones": [2, 4]}
+    assert "step_size" not in staged.to_dict()["schedule"]
+    assert load_spec_text(staged.to_yaml(), source="again").to_dict() == staged.to_dict()
