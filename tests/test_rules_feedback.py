@@ -345,6 +345,21 @@ def test_dfa_kernel_feedback_counts_every_output_position_a_tap_meets():
     assert torch.allclose(got[0, :, 2, 2], per_tap[0, :, 1, 1])
 
 
+def test_dfa_kernel_feedback_reaches_every_channel_of_a_grouped_conv_input():
+    """A grouped conv (3 groups; 2 classes, not divisible by them) gets a full (K, C, kh, kw)
+    kernel: every input channel receives every class's error, as with an ordinary conv."""
+    net = nn.Sequential(
+        nn.Conv2d(1, 6, 1), nn.Tanh(), nn.Conv2d(6, 6, 2, groups=3), nn.Flatten(), nn.Linear(24, 2)
+    )
+    rule = make_rule(DirectFeedbackAlignment, net, conv_feedback="kernel")  # K = 2 classes
+    signal = torch.randn(4, 2)
+    got = rule._point_signal(signal, rule._units[0].key, torch.zeros(4, 6, 3, 3))
+    kernel = rule.feedback_0
+    assert kernel.shape == (2, 6, 2, 2)
+    centre = torch.einsum("bk,kcij->bc", signal, kernel)  # the centre of a 3x3 map meets all 4 taps
+    assert torch.allclose(got[:, :, 1, 1], centre, atol=1e-6)
+
+
 @pytest.mark.parametrize("bias", [True, False])
 def test_ifa_conv_matches_hand_computation(bias):
     net, (x, y) = conv_net(bias), conv_batch()

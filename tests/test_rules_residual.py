@@ -236,3 +236,16 @@ def test_dfa_refuses_a_residual_block_as_the_output_layer():
     problems = DirectFeedbackAlignment.check_network(net, DirectFeedbackAlignment.Params())
     assert [key for key, _ in problems] == [2]
     assert "output layer" in problems[0][1] and "network.layers[2] (Residual)" in problems[0][1]
+
+
+def test_dfa_kernel_feedback_is_refused_on_residual_networks_with_the_block_named():
+    """BioTorch's conv DFA is defined for conv chains; a residual network would silently get dense
+    feedback at its block inputs, so the option is refused there."""
+    body = nn.Sequential(nn.Conv2d(3, 3, 3, 1, 1), nn.ReLU(), nn.Conv2d(3, 3, 3, 1, 1))
+    net = nn.Sequential(
+        nn.Conv2d(1, 3, 3, 1, 1), nn.ReLU(), Residual(body, None, nn.ReLU()), nn.Flatten(), nn.Linear(27, 2)
+    )
+    params = DirectFeedbackAlignment.Params(conv_feedback="kernel")
+    problems = DirectFeedbackAlignment.check_network(net, params)
+    assert any("not defined for residual blocks (2)" in message for _, message in problems), problems
+    assert not DirectFeedbackAlignment.check_network(net, DirectFeedbackAlignment.Params())

@@ -206,13 +206,13 @@ class OutputFeedbackRule(FeedbackRule):
         (error,) = torch.autograd.grad(loss, scores_leaf)
         return loss.detach(), error
 
-    def _output_feedback(self, key: LayerKey, output: torch.Tensor, width: int | None = None) -> torch.Tensor:
-        """The (K, n) matrix of the block ``key``, drawn on first use for its output (B, ...); n is
-        one example's output size, or ``width`` when given."""
+    def _output_feedback(self, key: LayerKey, output: torch.Tensor) -> torch.Tensor:
+        """The (K, n) matrix of the block ``key``, drawn on first use for its output (B, ...)."""
         if self.has_feedback(key):
             return self.fixed_feedback(key)
-        n = output[0].numel() if width is None else width
-        return self._add_feedback(key, (self.num_classes, n), self.num_classes, output.device, output.dtype)
+        return self._add_feedback(
+            key, (self.num_classes, output[0].numel()), self.num_classes, output.device, output.dtype
+        )
 
     def _draw_known_feedback(self, blocks: list[tuple[LayerKey, nn.Module, list[nn.Module]]]) -> None:
         """Draw now the matrices of blocks (key, first module, the modules after it) of known width."""

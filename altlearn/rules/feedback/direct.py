@@ -116,6 +116,14 @@ class DirectFeedbackRule(OutputFeedbackRule):
                 f"residual blocks, not {describe(last.key, last.first)}"
             )
             problems.append((last.key, message))
+        if getattr(params, "conv_feedback", "dense") == "kernel":  # ifa shares this check
+            blocks = [path for path, module in network.named_modules() if isinstance(module, Residual)]
+            if blocks:
+                message = (
+                    "conv_feedback: kernel is BioTorch's DFA for conv chains (LeNet); it is not "
+                    f"defined for residual blocks ({blocks[0]}): use conv_feedback: dense"
+                )
+                problems.append((layer_key(blocks[0]), message))
         return problems
 
     def direct_signal(self, error: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -144,15 +152,17 @@ class DirectFeedbackRule(OutputFeedbackRule):
             return (signal @ self._output_feedback(key, out)).view_as(out)
         kernel = self._kernel_feedback(key, conv, out)
         height, width = _conv_output_size(conv, out.shape[2:])
-        constant_map = signal[:, :, None, None].expand(-1, -1, height, width)
-        return torch.nn.grad.conv2d_input(
-            out.shape, kernel, constant_map, conv.stride, conv.padding, conv.dilation, conv.groups
+        constant_map = signal.to(kernel.dtype)[:, :, None, None].expand(-1, -1, height, width)
+        # groups=1 whatever the conv's: every input channel hears every class's error
+        back = torch.nn.grad.conv2d_input(
+            out.shape, kernel, constant_map, conv.stride, conv.padding, conv.dilation
         )
+        return back.to(out.dtype)
 
     def _kernel_feedback(self, key: LayerKey, conv: nn.Conv2d, out: torch.Tensor) -> torch.Tensor:
         if self.has_feedback(key):
             return self.fixed_feedback(key)
-        shape = (self.num_classes, out.shape[1] // conv.groups, *conv.kernel_size)
+        shape = (self.num_classes, out.shape[1], *conv.kernel_size)
         fan_in = self.num_classes * conv.kernel_size[0] * conv.kernel_size[1]
         return self._add_feedback(key, shape, fan_in, out.device, out.dtype)
 
