@@ -61,7 +61,7 @@ def restore(kept: Path, folder: Path) -> Path:
             connection.execute(
                 "UPDATE runs SET artifact_uri = ? || substr(artifact_uri, ?) "
                 "WHERE experiment_id = ? AND substr(artifact_uri, 1, ?) = ?",
-                (artifacts, len(location) + 1, experiment_id, len(location), location),
+                (artifacts, len(location) + 1, experiment_id, len(location) + 1, location + "/"),
             )
             connection.execute(
                 "UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?",

@@ -323,3 +323,24 @@ def test_the_sweeps_run_reads_finished_only_when_every_trial_is():
     assert parent_status(results("FINISHED", "KILLED"), interrupted=False) == "KILLED"  # to resume
     assert parent_status(results("FINISHED", "FAILED", LATER), interrupted=False) == "FAILED"
     assert parent_status(results("FINISHED", NOT_STARTED), interrupted=True) == "KILLED"
+
+
+def test_a_trial_left_for_later_waits_whatever_its_old_run_says():
+    """A store kept mid-training holds RUNNING runs; a selection that leaves such a trial for later
+    must not read it as a vanished process (FAILED): it waits."""
+    from types import SimpleNamespace
+
+    from altlearn.sweep.record import Plan
+    from altlearn.sweep.summary import LATER, _result, parent_status
+
+    def run(status):
+        return SimpleNamespace(
+            info=SimpleNamespace(status=status, run_id=status.lower()),
+            data=SimpleNamespace(tags={}, metrics={}),
+        )
+
+    for old in ("RUNNING", "KILLED", "FAILED"):
+        waiting = _result(Plan(None, "later"), None, [run(old)])
+        assert waiting.status == LATER and waiting.run_id == old.lower()
+        done = _result(Plan(None, "skip"), None, [run("FINISHED")])
+        assert parent_status([done, waiting], interrupted=False) == "KILLED"

@@ -217,13 +217,13 @@ def _checkpoint_present(record: SweepRecord, run) -> bool:
     from altlearn.tracking.run import CHECKPOINT_TAG
 
     reference = run.data.tags.get(CHECKPOINT_TAG, "").split()
-    if len(reference) != 3:  # an older altlearn's reference: let the resume itself check it
+    if len(reference) != 3 or not reference[1].isdigit():  # not ours to judge: the resume checks it
         return True
     path, size = reference[0], int(reference[1])
     try:
         listed = record.client.list_artifacts(run.info.run_id, path.rpartition("/")[0] or None)
-    except Exception:  # noqa: BLE001 - an unreadable artifact store holds no usable checkpoint
-        return False
+    except Exception:  # noqa: BLE001 - unreachable is not gone: let the resume try and say why
+        return True
     return any(f.path == path and f.file_size == size for f in listed)
 
 

@@ -55,12 +55,15 @@ def _result(plan: Plan, outcome: RunOutcome | None, runs: list) -> TrialResult:
         message = outcome.message if outcome is not None else None
         return TrialResult(plan.trial, status, None, None, message, False)
     message = run.data.tags.get("altlearn.error") or (outcome.message if outcome else None)
+    # A trial left for later keeps whatever its old run says (KILLED, FAILED, or RUNNING in a store
+    # copied mid-training) until it runs: it waits, it has not failed in this run of the sweep.
+    status = LATER if plan.action == "later" else run.info.status
     return TrialResult(
         plan.trial,
-        run.info.status,
+        status,
         run.info.run_id,
         run.data.metrics.get("test_accuracy"),
-        None if run.info.status == "FINISHED" else message,
+        None if status == "FINISHED" else message,
         plan.action == "skip",
     )
 
