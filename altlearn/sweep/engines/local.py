@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -196,17 +195,6 @@ def _worker_main(env: dict[str, str], conn) -> None:
     os.setpgrp()  # the terminal's Ctrl-C goes to the sweep alone; it forwards one signal
     os.environ.update(env)  # before torch is imported: CUDA_VISIBLE_DEVICES
     _ignore_signals()
-    _serve(conn)
-    # Done: leave without the interpreter's shutdown. A trial stopped while a data set was being
-    # decoded leaves a library's event loop with pending tasks, which shutdown would print as
-    # dozens of "Task was destroyed" warnings and a traceback under the sweep's summary; every
-    # run's writes are synchronous, so there is nothing left to flush but the streams.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
-
-
-def _serve(conn) -> None:
     from altlearn.sweep.worker import prepare, run_job
 
     prepare()  # while the sweep opens its MLflow run, not on the first trial's clock
