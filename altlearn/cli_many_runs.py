@@ -106,7 +106,7 @@ def compare(run_ids, sweep, experiment, filter_string, by, fmt, out_dir, trackin
     "--case",
     "cases",
     multiple=True,
-    metavar="GLOB",
+    metavar="PATTERN",
     help="run only the configurations whose label matches (the label, a case's label in a cases x "
     "grid sweep, or a case-sensitive shell-style pattern: '3x800 *'); repeatable; the other trials "
     "wait for a later run of the sweep",

@@ -1,4 +1,4 @@
-"""``altlearn sweep --case GLOB --seed N``: run part of a sweep now and the rest later. The sweep
+"""``altlearn sweep --case PATTERN --seed N``: run part of a sweep now and the rest later. The sweep
 itself stays whole (its parent run, its trial list, its summary); only which trials run this time
 changes, so a later run without a selection finishes it."""
 
