@@ -16,6 +16,7 @@ import yaml
 
 from altlearn import feasibility, plugins
 from altlearn.component_ref import Block
+from altlearn.param_groups import check_groups
 from altlearn.plugins import KIND_NOUNS, Registry
 from altlearn.problem_text import did_you_mean
 from altlearn.spec_files import Problem, SpecError, apply_overrides, load_yaml, parse_yaml
@@ -51,7 +52,9 @@ def validate(raw: dict[str, Any], registry: Registry | None = None, source: str 
     optimizer = _optimizer(v, raw.get("optimizer"), rule)
     schedule, _ = v.block(_default_type(raw.get("schedule"), "schedule"), "schedule", "schedule")
     if info is not None and layers is not None and rule is not None:
-        check_network(v, info, data, layers, rule, data_options)
+        network = check_network(v, info, data, layers, rule, data_options)
+        if network is not None and optimizer is not None:
+            check_groups(v, network, rule, optimizer)
     if data is not None and data_options is not None:
         v.problems += feasibility.data_problems(data, data_options)
     v.raise_problems(source, SECTIONS)

@@ -88,8 +88,9 @@ def data_info(v: Validator, data: Block) -> DataInfo | None:
 
 def check_network(
     v: Validator, info: DataInfo, data: Block, layers: BlockList, rule: Block, data_options=None
-) -> None:
-    """Build the network on the meta device: catches shape errors and rule restrictions for free."""
+):
+    """Build the network on the meta device: catches shape errors and rule restrictions for free.
+    Returns that network, or None when it cannot be built."""
     from altlearn.network import NetworkError, build_network
 
     try:
@@ -97,7 +98,7 @@ def check_network(
     except NetworkError as exc:
         path, note = written_path(layers, exc.index, exc.nested)
         v.add(path, f"{exc}{note}")
-        return
+        return None
     if getattr(rule.component, "network_outputs_scores", True) and out_shape != (info.num_classes,):
         v.add(
             "network" if getattr(layers, "architecture", None) else "network.layers",
@@ -110,6 +111,7 @@ def check_network(
             path, note = written_path(layers, int(index[1])) if index else (problem.path, "")
             v.add(path, problem.message + note)
     _rule_restrictions(v, network, layers, rule)
+    return network
 
 
 def _rule_restrictions(v: Validator, network: Any, layers: BlockList, rule: Block) -> None:

@@ -28,6 +28,7 @@ from altlearn.devices import DeviceUnavailable, MetricSums, precision_context, r
 from altlearn.network import build_network
 from altlearn.observers import Observer, Outcome, notify, notify_all
 from altlearn.optim import build_scheduler
+from altlearn.param_groups import param_groups
 from altlearn.rules.base import RuleContext, brings_own_update
 from altlearn.spec import Spec
 
@@ -112,8 +113,13 @@ class Trainer:
                     f"but it returned {type(self.optimizer).__name__}, not a torch.optim.Optimizer"
                 )
         else:
-            trainable = [p for p in self.rule.parameters() if p.requires_grad]
-            self.optimizer = self.spec.optimizer.component.build(self.spec.optimizer.params, trainable)
+            groups = getattr(spec.optimizer.params, "groups", None)
+            trainable = (
+                param_groups(self.rule, groups)
+                if groups
+                else [p for p in self.rule.parameters() if p.requires_grad]
+            )
+            self.optimizer = spec.optimizer.component.build(spec.optimizer.params, trainable)
 
     def _build_schedule(self) -> None:
         spec = self.spec

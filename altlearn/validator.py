@@ -63,6 +63,16 @@ class _Scope:
     def reference_list(self, reference: Reference, value: Any, field_name: str | None) -> BlockList:
         return self.validator.reference_list(reference, value, join(self.path, field_name or "?"))
 
+    def model(self, model: type[BaseModel], values: Any, key: str, owner: str) -> BaseModel | None:
+        """``model`` parsed from the mapping at ``key`` below this scope, or None with its problems
+        recorded at their own paths (then end the validation with :meth:`reported`)."""
+        return self.validator.model(model, values, join(self.path, key), owner)
+
+    @staticmethod
+    def reported() -> None:
+        """Fail the model being validated with an error the validator skips (already recorded)."""
+        raise PydanticCustomError(_REPORTED, "reported by the spec validator")
+
 
 class Validator:
     """Collects the problems of one spec and the plugin packages its blocks come from."""

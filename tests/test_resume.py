@@ -88,8 +88,24 @@ def without_timing(history):
             ],
             {"type": "adam", "lr": 0.003},
         ),
+        (  # optimizer groups: the head's own lr and weight decay, its momentum in the state too
+            {"type": "ff", "inference": "softmax_head"},
+            [
+                {"type": "flatten"},
+                {"type": "linear", "out_features": 32},
+                {"type": "relu"},
+                {"type": "linear", "out_features": 32},
+                {"type": "relu"},
+            ],
+            {
+                "type": "sgd",
+                "lr": 0.01,
+                "momentum": 0.9,
+                "groups": [{"params": "head", "lr": 0.1, "weight_decay": 0.003}],
+            },
+        ),
     ],
-    ids=["bp-dropout-adam", "dfa-sgd-momentum", "goup", "ff"],
+    ids=["bp-dropout-adam", "dfa-sgd-momentum", "goup", "ff", "ff-head-group"],
 )
 def test_a_restored_trainer_finishes_exactly_like_an_uninterrupted_one(rule, layers, optimizer):
     spec = validate(digits_spec(rule, layers, optimizer))

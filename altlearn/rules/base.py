@@ -56,6 +56,9 @@ class Rule(nn.Module):
     Params: ClassVar[type[Params]] = NoParams
     #: True: the network's last layer gives the class scores (validation checks its width is K).
     network_outputs_scores: ClassVar[bool] = True
+    #: the rule's own submodules with trained parameters that an optimizer group may name
+    #: (``optimizer.groups: [{params: head, lr: 0.01}]``), each with what it is, for the docs
+    parameter_parts: ClassVar[dict[str, str]] = {}
 
     def __init__(self, params: Params, context: RuleContext) -> None:
         super().__init__()

@@ -36,6 +36,7 @@ class ForwardForward(Rule):
 
     Params = ForwardForwardParams
     network_outputs_scores = False  # scores come from goodness or the rule's own head
+    parameter_parts = {"head": "the linear softmax head (inference: softmax_head)"}
 
     def __init__(self, params: ForwardForwardParams, context: RuleContext) -> None:
         super().__init__(params, context)
