@@ -16,6 +16,7 @@ finished seeds, the difference, epochs and training minutes per trial; and the s
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import sys
 import tempfile
@@ -155,6 +156,22 @@ def replace_block(text: str, name: str, content: str) -> str:
     return f"{head}{start}\n{content}\n{END}{tail}"
 
 
+#: the report's time of generation: a report that differs only there is not rewritten
+GENERATED = re.compile(r"generated \d{4}-\d\d-\d\d \d\d:\d\d UTC")
+
+
+def write_figures(report, folder: Path, write_outputs) -> None:
+    """The comparison's files into ``folder``, keeping a report.html whose only change would be
+    its generation time (so re-running the docs on unchanged stores leaves git clean)."""
+    html = folder / "report.html"
+    before = html.read_text(encoding="utf-8") if html.exists() else None
+    write_outputs(report, folder)
+    if before is not None and GENERATED.sub("", before) == GENERATED.sub(
+        "", html.read_text(encoding="utf-8")
+    ):
+        html.write_text(before, encoding="utf-8")
+
+
 def update_docs(check: bool, doc: Path = DOC) -> int:
     from altlearn.compare.outputs import write_outputs
 
@@ -169,7 +186,7 @@ def update_docs(check: bool, doc: Path = DOC) -> int:
         if f"{START.format(name)}" in new or report is not None:
             new = replace_block(new, name, results_table(report, entry["published"], name))
         if report is not None and not check:
-            write_outputs(report, FIGURES / name)
+            write_figures(report, FIGURES / name, write_outputs)
         kept = (
             f"sweep run {parent.info.run_id}, {len(report.groups)} configurations" if report else "no store"
         )

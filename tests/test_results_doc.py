@@ -75,3 +75,22 @@ def test_a_kept_store_restores_to_a_working_folder_with_its_artifacts_there_and_
         sys.path.remove(str(ROOT / "results"))
     kept = snapshot(name, work / "mlflow.db", tmp_path)
     assert kept == tmp_path / f"{name}.db" and name in sweep_names(kept)
+
+
+def test_a_report_that_differs_only_in_its_generation_time_is_kept_as_it_was(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "results"))
+    import update
+
+    page = '<p class="meta">the 2 trials; generated {} UTC by altlearn</p><td>{}</td>'
+    (tmp_path / "report.html").write_text(page.format("2026-12-01 19:57", "1.58"), encoding="utf-8")
+
+    def writer(value):
+        def write(report, folder):
+            (folder / "report.html").write_text(page.format("2026-12-01 20:18", value), encoding="utf-8")
+
+        return write
+
+    update.write_figures(None, tmp_path, writer("1.58"))
+    assert "19:57" in (tmp_path / "report.html").read_text(encoding="utf-8")  # git stays clean
+    update.write_figures(None, tmp_path, writer("1.49"))
+    assert "20:18 UTC by altlearn</p><td>1.49" in (tmp_path / "report.html").read_text(encoding="utf-8")
