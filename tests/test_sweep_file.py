@@ -239,7 +239,9 @@ def test_every_shipped_sweep_validates_and_runs_its_trials_one_thread_each(path)
 def test_the_nokland_sweep_starts_fa_and_dfa_from_zero_weights_as_the_author_did():
     path = next(p for p in SHIPPED_SWEEPS if p.name == "nokland2016.yaml")
     _, trials = load_trials(path)
-    assert len(trials) == 30
+    assert len(trials) == 33  # 3 depths x bp / fa / dfa, 2 dropout dfa set-ups, 3 seeds
+    dropout = {t.label: (t.spec.schedule.type, t.spec.train.epochs) for t in trials if "dropout" in t.label}
+    assert dropout == {"2x800 dropout dfa": ("constant", 300), "2x800 dropout dfa halving": ("step", 200)}
     for trial in trials:
         linear = [b.params for b in trial.spec.layers if b.type == "linear"]
         zeros = {p.init == "zeros" for p in linear}
