@@ -78,16 +78,21 @@ def results_table(report, published: dict[str, float], name: str) -> str:
     links to the comparison's report and figures (when the sweep has run)."""
     by_label = {g.label: g for g in report.groups} if report else {}
     training = unfinished(report)
+    # a sweep that held out a validation set (one that chooses an lr) shows what it chose by
+    with_val = any(val_error(g) is not None for g in by_label.values())
+    val_head, val_rule, val_gap = (" val error |", " --- |", " |") if with_val else ("", "", "")
     lines = [
-        "| configuration | published | ours (mean ± std) | seeds | difference | best epoch | epochs | train min/trial |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        f"| configuration | published | ours (mean ± std) |{val_head} seeds | difference | best epoch | epochs | train min/trial |",
+        f"| --- | --- | --- |{val_rule} --- | --- | --- | --- | --- |",
     ]
     for label in list(published) + sorted(set(by_label) - set(published)):
         paper = published.get(label)
         paper_text = "—" if paper is None else f"{paper:.2f}"
         stats = by_label.get(label)
         if stats is None:
-            lines.append(f"| {label} | {paper_text} | {training.get(label, 'not yet run')} | 0 | | | | |")
+            lines.append(
+                f"| {label} | {paper_text} | {training.get(label, 'not yet run')} |{val_gap} 0 | | | | |"
+            )
             continue
         error = stats.test_error
         ours = f"{100 * error.mean:.2f}" + (f" ± {100 * error.std:.2f}" if error.std is not None else "")
@@ -96,8 +101,9 @@ def results_table(report, published: dict[str, float], name: str) -> str:
         seconds = stats.seconds_per_epoch
         minutes = "" if seconds is None else f"{seconds * max(stats.epochs) / 60:.0f}"
         best = f"{best_epoch_error(stats):.2f}"
+        val = "" if not with_val else f" {'–' if val_error(stats) is None else f'{val_error(stats):.2f}'} |"
         lines.append(
-            f"| {label} | {paper_text} | {ours} | {stats.n} | {difference} | {best} | {epochs} | {minutes} |"
+            f"| {label} | {paper_text} | {ours} |{val} {stats.n} | {difference} | {best} | {epochs} | {minutes} |"
         )
     if by_label:
         lines += [
@@ -107,6 +113,15 @@ def results_table(report, published: dict[str, float], name: str) -> str:
             f"![{name}: test accuracy per epoch](results/{name}/learning_curves.png)",
         ]
     return "\n".join(lines)
+
+
+def val_error(stats) -> float | None:
+    """The mean over seeds of each run's validation error after its last epoch, in %; None when
+    the runs held out no validation set (data.val_size 0)."""
+    curves = [run.curves.get("val_accuracy") for run in stats.group.runs]
+    if not all(curves):
+        return None
+    return 100 * sum(1 - curve[-1][1] for curve in curves) / len(curves)
 
 
 def best_epoch_error(stats) -> float:

@@ -94,3 +94,31 @@ def test_a_report_that_differs_only_in_its_generation_time_is_kept_as_it_was(tmp
     assert "19:57" in (tmp_path / "report.html").read_text(encoding="utf-8")  # git stays clean
     update.write_figures(None, tmp_path, writer("1.49"))
     assert "20:18 UTC by altlearn</p><td>1.49" in (tmp_path / "report.html").read_text(encoding="utf-8")
+
+
+def test_a_sweep_that_held_out_a_validation_set_shows_its_val_error(monkeypatch):
+    from types import SimpleNamespace as NS
+
+    monkeypatch.syspath_prepend(str(ROOT / "results"))
+    import update
+
+    def group(label, test, val=None):
+        curves = {"test_accuracy": [(1, 0.9), (2, test)]}
+        if val is not None:
+            curves["val_accuracy"] = [(1, 0.9), (2, val)]
+        run = NS(curves=curves)
+        error = NS(mean=1 - test, std=None)
+        return NS(
+            label=label, group=NS(runs=[run]), test_error=error, n=1, epochs=[2], seconds_per_epoch=60.0
+        )
+
+    report = NS(
+        groups=[group("fa lr 0.003", 0.9816, 0.9790), group("fa lr 0.005", 0.9830, 0.9805)], excluded=[]
+    )
+    table = update.results_table(report, {"fa lr 0.003": 1.70, "fa lr 0.005": 1.70}, "tuning")
+    rows = table.splitlines()
+    assert rows[0].startswith("| configuration | published | ours (mean ± std) | val error | seeds |")
+    assert rows[2] == "| fa lr 0.003 | 1.70 | 1.84 | 2.10 | 1 | +0.14 | 1.84 | 2 | 2 |"
+    assert rows[3] == "| fa lr 0.005 | 1.70 | 1.70 | 1.95 | 1 | +0.00 | 1.70 | 2 | 2 |"
+    plain = update.results_table(NS(groups=[group("bp", 0.99)], excluded=[]), {"bp": 0.91}, "plain")
+    assert "val error" not in plain  # the tables of sweeps without a validation set stay as they are
