@@ -143,6 +143,14 @@ def options(kind: str, name: str) -> None:
         click.echo(f"  {key}: {type_text(info)}, {default}")
         if info.description:
             click.echo(f"      {info.description}")
+    if kind == "rule":
+        from altlearn.param_groups import parts_of
+
+        parts = parts_of(component, None)
+        if parts:  # what optimizer.groups may name besides the network's layers
+            click.echo("parts an optimizer group may name (optimizer.groups: [{params: PART, ...}]):")
+            for part, meaning in parts.items():
+                click.echo(f"  {part}: {meaning}")
 
 
 @main.command()

@@ -64,7 +64,8 @@ def _fused(parameters: list) -> bool | None:
 
 #: what a group's ``params`` may name (resolved against the built rule by altlearn.param_groups)
 _SELECTORS = (
-    "a layer's path as validation reports it ('network.layers[3]') or a part of the rule (ff's 'head')"
+    "a layer's path in the spec as written ('network.layers[3]': all copies of a repeat) or a part "
+    "of the rule (ff's 'head')"
 )
 
 
@@ -73,8 +74,9 @@ class _OptimizerParams(Params):
     weight_decay: NonNegativeReal = Field(0.0, description="L2 penalty added to the gradient")
     groups: list[dict] = Field(
         default_factory=list,
-        description="other values of these options for some parameters, e.g. [{params: head, "
-        "weight_decay: 0.003}] (see the groups section below)",
+        description="other values of these options for some parameters: a list of {params: NAMES, "
+        "<option>: value, ...}, NAMES a layer's path (network.layers[3]) or a rule's part (ff's "
+        "head), or a list of them; the other parameters keep the options above (docs/spec.md, Groups)",
     )
 
     @model_validator(mode="after")

@@ -1,10 +1,12 @@
 """Which parameters an optimizer's ``groups`` name, checked when the spec is validated and
 resolved into torch's param groups when the trainer builds the optimizer.
 
-A group names parameters by a layer's path as validation reports it (``network.layers[3]``, in the
-expanded list ``altlearn render`` shows; a block's path takes the whole block) or by a part of the
-rule that the rule class declares in ``parameter_parts`` (ff's ``head``). The parameters no group
-names form the first param group, with the optimizer's own options: its lr is the one logged.
+A group names parameters by a layer's path in the spec as written (``network.layers[3]``; a
+``repeat: N`` layer's path takes all its copies, a block's path the whole block; with a named
+architecture, the expanded list ``altlearn render`` shows) or by a part of the rule that
+``Rule.parameter_parts(params)`` declares (ff's ``head``). The parameters no group names form the
+first param group, with the optimizer's own options, even when it is empty: its lr is the one
+logged, and ``optimizer.param_groups[i + 1]`` is always ``groups[i]``.
 """
 
 from __future__ import annotations
@@ -15,82 +17,148 @@ from typing import Any
 from altlearn.spec_files import Problem, SpecError
 
 _LAYER = re.compile(r"network\.layers\[(\d+)\]")
+_NESTED = re.compile(r"network\.layers\[(\d+)\]\..+")
 
 
-def check_groups(v, network, rule, optimizer) -> None:
-    """Record a problem for each group entry that names nothing trainable, or that another names.
-
-    ``network`` is the spec's network built on the meta device, ``rule`` and ``optimizer`` blocks.
-    """
-    seen: dict[str, int] = {}
+def check_groups(v, network, layers, rule, optimizer) -> None:
+    """Record a problem for each group entry that names nothing trainable, or parameters that an
+    earlier entry already names. ``network`` is the spec's network built on the meta device."""
+    taken: dict[Any, str] = {}  # expanded layer index or part name -> "groups[i]" that has it
     for index, group in enumerate(getattr(optimizer.params, "groups", None) or []):
+        path = f"optimizer.groups[{index}].params"
         for selector in group["params"]:
-            path = f"optimizer.groups[{index}].params"
-            problem = _selector_problem(selector, network, rule)
-            if problem is None and selector in seen:
-                problem = f"{selector!r} is already in groups[{seen[selector]}]: a parameter has one group"
+            units, problem = _resolve(selector, network, layers, rule)
+            clash = next((taken[u] for u in units if u in taken), None)
+            if problem is None and clash == f"groups[{index}]":
+                problem = f"{selector!r} names parameters this group already names"
+            elif problem is None and clash is not None:
+                problem = f"{selector!r} names parameters that {clash} already has: a parameter has one group"
             if problem:
                 v.add(path, problem)
-            seen.setdefault(selector, index)
+            taken.update({u: f"groups[{index}]" for u in units if u not in taken})
 
 
-def _selector_problem(selector: str, network, rule) -> str | None:
+def _resolve(selector: str, network, layers, rule) -> tuple[list, str | None]:
+    """(what ``selector`` names: expanded layer indices or the part's name, why it is wrong)."""
     match = _LAYER.fullmatch(selector)
     if match:
-        index = int(match[1])
-        trained = _layers_with_parameters(network)
-        if index < len(network) and index in trained:
-            return None
-        where = (
-            f"layer {index} ({type(network[index]).__name__}) has no parameters"
-            if index < len(network)
-            else f"the network has {len(network)} layers"
+        trained = [i for i, layer in enumerate(network) if any(True for _ in layer.parameters())]
+        indices = layer_indices(int(match[1]), layers)
+        if indices and all(i in trained for i in indices):
+            return indices, None
+        if not indices:
+            where = f"the network has {written_count(layers)} layers"
+        else:
+            where = f"its layer ({type(network[indices[0]]).__name__}) has no parameters"
+        listed = sorted({_written(i, layers) for i in trained})
+        return [], f"{selector!r}: {where}; the layers with parameters: " + ", ".join(
+            f"network.layers[{i}]" for i in listed
         )
-        return f"{where}; the layers with parameters: {', '.join(f'network.layers[{i}]' for i in trained)}"
-    parts = getattr(rule.component, "parameter_parts", {})
+    nested = _NESTED.fullmatch(selector)
+    if nested:
+        return (
+            [],
+            f"{selector!r}: a group takes whole layers of network.layers; name network.layers[{nested[1]}]",
+        )
+    parts = parts_of(rule.component, rule.params)
     if selector in parts:
-        return None
+        return [selector], None
+    return [], _not_a_part(selector, rule, parts)
+
+
+def _not_a_part(selector: str, rule, parts: dict[str, str]) -> str:
+    default = parts_of(rule.component, None)
+    if selector in default:  # a part the rule has, but not with the options this spec gives it
+        return (
+            f"{selector!r}: rule {rule.type!r} has no {selector} with these options "
+            f"({selector}: {default[selector]})"
+        )
     named = "; ".join(f"{name}: {meaning}" for name, meaning in parts.items())
     return (
         f"{selector!r} is neither a layer's path (network.layers[N]) nor a part of rule {rule.type!r} "
-        f"({'its parts: ' + named if parts else 'it declares no parts'})"
+        f"({'its parts: ' + named if parts else 'it has no parts with these options'})"
     )
 
 
-def _layers_with_parameters(network) -> list[int]:
-    return [i for i, layer in enumerate(network) if any(True for _ in layer.parameters())]
+def parts_of(rule_class, params) -> dict[str, str]:
+    """The rule's parts under ``params`` (None: its default options; {} if those cannot be made)."""
+    if params is None:
+        try:
+            params = rule_class.Params()
+        except Exception:  # noqa: BLE001 - a plugin's Params with required options
+            return {}
+    try:
+        return dict(rule_class.parameter_parts(params))
+    except Exception:  # noqa: BLE001 - a plugin's bug: its parts are then unknown, not a crash
+        return {}
 
 
-def param_groups(rule, groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def layer_indices(written: int, layers) -> list[int]:
+    """The expanded indices of the layer written at ``written`` (every copy of a ``repeat``)."""
+    origins = getattr(layers, "origins", None)
+    if getattr(layers, "architecture", None) is not None or origins is None:
+        return [written] if written < len(layers) else []
+    return [i for i, (index, _, _) in enumerate(origins) if index == written]
+
+
+def written_count(layers) -> int:
+    origins = getattr(layers, "origins", None)
+    if getattr(layers, "architecture", None) is not None or not origins:
+        return len(layers)
+    return origins[-1][0] + 1
+
+
+def _written(expanded: int, layers) -> int:
+    origins = getattr(layers, "origins", None)
+    if getattr(layers, "architecture", None) is not None or origins is None:
+        return expanded
+    return origins[expanded][0]
+
+
+def param_groups(rule, layers, groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """torch param groups for ``rule``'s trained parameters: the ungrouped ones (the optimizer's
-    options), then one per entry of ``groups`` with its options. A part that has no parameters in
-    this configuration (ff's head without a softmax head) is a SpecError."""
+    options; possibly none), then one per entry of ``groups`` with its options. A group left
+    without parameters in this run is a SpecError, never an option silently unused."""
     grouped: set[int] = set()
     out = []
     for index, group in enumerate(groups):
         tensors = []
         for selector in group["params"]:
-            module = _module(rule, selector)
-            found = [] if module is None else [p for p in module.parameters() if p.requires_grad]
-            if not found:
-                raise SpecError(
-                    [
-                        Problem(
-                            f"optimizer.groups[{index}].params",
-                            f"{selector!r} has no trained parameters in this run",
-                        )
-                    ]
+            found = [
+                p
+                for module in _modules(rule, layers, selector)
+                for p in module.parameters()
+                if p.requires_grad
+            ]
+            fresh = [p for p in found if id(p) not in grouped]
+            if not fresh:
+                why = (
+                    "has no trained parameters" if not found else "names only parameters of an earlier group"
                 )
-            tensors += [p for p in found if id(p) not in grouped]
-            grouped.update(id(p) for p in found)
+                raise SpecError(
+                    [Problem(f"optimizer.groups[{index}].params", f"{selector!r} {why} in this run")]
+                )
+            tensors += fresh
+            grouped.update(id(p) for p in fresh)
         out.append({**{k: v for k, v in group.items() if k != "params"}, "params": tensors})
     rest = [p for p in rule.parameters() if p.requires_grad and id(p) not in grouped]
-    return ([{"params": rest}] if rest else []) + out
+    return [{"params": rest}, *out]
 
 
-def _module(rule, selector: str):
+def _modules(rule, layers, selector: str) -> list:
+    from torch import nn
+
     match = _LAYER.fullmatch(selector)
     if match:
-        index = int(match[1])
-        return rule.network[index] if index < len(rule.network) else None
-    return getattr(rule, selector, None) if selector in getattr(rule, "parameter_parts", {}) else None
+        return [rule.network[i] for i in layer_indices(int(match[1]), layers) if i < len(rule.network)]
+    if selector not in parts_of(type(rule), rule.params):
+        return []
+    module = getattr(rule, selector, None)
+    if not isinstance(module, nn.Module):
+        from altlearn.train import RuleContractError
+
+        raise RuleContractError(
+            f"rule {type(rule).__name__} declares a part {selector!r} in parameter_parts, but its "
+            f"attribute {selector!r} is {type(module).__name__}, not a torch.nn.Module"
+        )
+    return [module]

@@ -54,7 +54,7 @@ def validate(raw: dict[str, Any], registry: Registry | None = None, source: str 
     if info is not None and layers is not None and rule is not None:
         network = check_network(v, info, data, layers, rule, data_options)
         if network is not None and optimizer is not None:
-            check_groups(v, network, rule, optimizer)
+            check_groups(v, network, layers, rule, optimizer)
     if data is not None and data_options is not None:
         v.problems += feasibility.data_problems(data, data_options)
     v.raise_problems(source, SECTIONS)

@@ -115,7 +115,7 @@ class Trainer:
         else:
             groups = getattr(spec.optimizer.params, "groups", None)
             trainable = (
-                param_groups(self.rule, groups)
+                param_groups(self.rule, spec.layers, groups)
                 if groups
                 else [p for p in self.rule.parameters() if p.requires_grad]
             )
@@ -255,11 +255,20 @@ class Trainer:
             raise TrainingDiverged(
                 f"the training loss became {loss} at epoch {epoch}, step {step}; the learning rate "
                 f"is the usual cause: lower {path} (it is {base:.3g}; the schedule had it at "
-                f"{group['lr']:.3g} at this step), e.g. -s {path}={base / 10:.3g}"
+                f"{group['lr']:.3g} at this step), e.g. -s {path}={base / 10:.3g}{self._group_lr_hint()}"
             )
         message = self.rule.health_check()
         if message:
             raise TrainingDiverged(f"epoch {epoch}, step {step}: {message}")
+
+    def _group_lr_hint(self) -> str:
+        """The optimizer group with the largest lr of its own, which may be the one diverging."""
+        groups = [] if self.owns_update else getattr(self.spec.optimizer.params, "groups", None) or []
+        own = [(g["lr"], i) for i, g in enumerate(groups) if "lr" in g]
+        if not own:
+            return ""
+        lr, index = max(own)
+        return f"; optimizer.groups[{index}] sets its own lr, {lr:.3g}: lower it as well"
 
     # -------------------------------------------------------------------------- evaluation
     @torch.no_grad()

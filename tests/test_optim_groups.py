@@ -29,6 +29,15 @@ MLP = {
 }
 
 
+FF_LAYERS = [
+    {"type": "flatten"},
+    {"type": "linear", "out_features": 16},
+    {"type": "relu"},
+    {"type": "linear", "out_features": 16},
+    {"type": "relu"},
+]
+
+
 def spec_with(optimizer: dict, **changes):
     raw = copy.deepcopy(MLP)
     raw["optimizer"] = optimizer
@@ -88,15 +97,7 @@ def test_the_schedule_scales_every_group_and_the_logged_lr_is_the_ungrouped_one(
 def test_ff_head_takes_its_own_lr_and_weight_decay():
     raw = {
         **MLP,
-        "network": {
-            "layers": [
-                {"type": "flatten"},
-                {"type": "linear", "out_features": 16},
-                {"type": "relu"},
-                {"type": "linear", "out_features": 16},
-                {"type": "relu"},
-            ]
-        },
+        "network": {"layers": FF_LAYERS},
         "rule": {"type": "ff", "inference": "softmax_head"},
         "optimizer": {
             "type": "sgd",
@@ -113,25 +114,15 @@ def test_ff_head_takes_its_own_lr_and_weight_decay():
     assert not any(p is trainer.rule.head.weight for p in base["params"])
 
 
-def test_a_part_the_run_does_not_have_is_reported_at_its_path():
-    raw = {
-        **MLP,
-        "network": {
-            "layers": [
-                {"type": "flatten"},
-                {"type": "linear", "out_features": 16},
-                {"type": "relu"},
-                {"type": "linear", "out_features": 16},
-                {"type": "relu"},
-            ]
-        },
-        "rule": {"type": "ff", "inference": "goodness"},
-        "optimizer": {"type": "sgd", "groups": [{"params": "head", "lr": 0.01}]},
-    }
-    with pytest.raises(SpecError) as caught:
-        Trainer(validate(raw))
-    assert [str(p) for p in caught.value.problems] == [
-        "optimizer.groups[0].params: 'head' has no trained parameters in this run"
+def test_a_part_the_rule_has_only_with_other_options_is_refused_at_validation():
+    found = problems(
+        {"type": "sgd", "groups": [{"params": "head", "lr": 0.01}]},
+        network={"layers": FF_LAYERS},
+        rule={"type": "ff", "inference": "goodness"},
+    )
+    assert found == [
+        "optimizer.groups[0].params: 'head': rule 'ff' has no head with these options "
+        "(head: the linear softmax head (inference: softmax_head))"
     ]
 
 
@@ -170,20 +161,77 @@ def test_what_a_group_names_is_checked_against_the_network_and_the_rule():
             "groups": [
                 {"params": "network.layers[1]", "lr": 0.01},
                 {"params": ["network.layers[2]", "network.layers[7]"], "lr": 0.01},
-                {"params": "network.layers[1]", "eps": 0.001},
+                {"params": "network.layers[01]", "eps": 0.001},  # the same layer, written otherwise
                 {"params": "head", "lr": 0.01},
+                {"params": ["network.layers[3]", "network.layers[3]"]},
+                {"params": "network.layers[3].weight"},
             ],
         }
     )
+    with_parameters = "the layers with parameters: network.layers[1], network.layers[3]"
     assert found == [
-        "optimizer.groups[1].params: layer 2 (Tanh) has no parameters; the layers with parameters: "
-        "network.layers[1], network.layers[3]",
-        "optimizer.groups[1].params: the network has 4 layers; the layers with parameters: "
-        "network.layers[1], network.layers[3]",
-        "optimizer.groups[2].params: 'network.layers[1]' is already in groups[0]: a parameter has one group",
+        f"optimizer.groups[1].params: 'network.layers[2]': its layer (Tanh) has no parameters; {with_parameters}",
+        f"optimizer.groups[1].params: 'network.layers[7]': the network has 4 layers; {with_parameters}",
+        "optimizer.groups[2].params: 'network.layers[01]' names parameters that groups[0] already has: "
+        "a parameter has one group",
         "optimizer.groups[3].params: 'head' is neither a layer's path (network.layers[N]) nor a part of "
-        "rule 'bp' (it declares no parts)",
+        "rule 'bp' (it has no parts with these options)",
+        "optimizer.groups[4].params: 'network.layers[3]' names parameters this group already names",
+        "optimizer.groups[5].params: 'network.layers[3].weight': a group takes whole layers of "
+        "network.layers; name network.layers[3]",
     ]
+
+
+def test_a_repeated_layers_path_takes_every_copy_as_the_spec_is_written():
+    """network.layers[N] counts layers as written, like -s and validation's paths: [1] is the
+    repeated layer (all three copies), [2] the output layer after them."""
+    layers = [
+        {"type": "flatten"},
+        {"type": "linear", "out_features": 12, "repeat": 3},
+        {"type": "linear", "out_features": 10},
+    ]
+    spec = spec_with(
+        {
+            "type": "sgd",
+            "lr": 0.1,
+            "groups": [{"params": "network.layers[2]", "lr": 0.3}, {"params": "network.layers[1]"}],
+        },
+        network={"layers": layers},
+    )
+    trainer = Trainer(spec)
+    base, output, repeated = trainer.optimizer.param_groups
+    network = trainer.rule.network  # flatten, 3 x linear 12, linear 10
+    assert base["params"] == []  # every parameter is in a group; the first group stays the base one
+    assert output["params"] == list(network[4].parameters()) and output["lr"] == 0.3
+    assert repeated["params"] == [p for i in (1, 2, 3) for p in network[i].parameters()]
+    assert trainer.fit()["lr"] == pytest.approx(0.1)  # the logged lr: optimizer.lr, not a group's
+    assert problems(
+        {"type": "sgd", "groups": [{"params": "network.layers[3]"}]}, network={"layers": layers}
+    ) == [
+        "optimizer.groups[0].params: 'network.layers[3]': the network has 3 layers; the layers with "
+        "parameters: network.layers[1], network.layers[2]"
+    ]
+
+
+def test_a_diverging_grouped_run_names_the_groups_lr_too():
+    from altlearn.train import TrainingDiverged
+
+    groups = [{"params": "network.layers[1]", "lr": 0.02}, {"params": "network.layers[3]", "lr": 1.0e37}]
+    with pytest.raises(TrainingDiverged) as caught:
+        Trainer(spec_with({"type": "sgd", "lr": 0.01, "groups": groups})).fit()
+    assert "lower optimizer.lr (it is 0.01" in str(caught.value)
+    assert str(caught.value).endswith("; optimizer.groups[1] sets its own lr, 1e+37: lower it as well")
+
+
+def test_options_lists_the_parts_a_group_may_name():
+    from click.testing import CliRunner
+
+    from altlearn.cli import main
+
+    ff = CliRunner().invoke(main, ["options", "rule", "ff"])
+    assert "parts an optimizer group may name" in ff.output
+    assert "  head: the linear softmax head (inference: softmax_head)" in ff.output
+    assert "parts an optimizer group" not in CliRunner().invoke(main, ["options", "rule", "bp"]).output
 
 
 def test_groups_render_back_and_leave_other_sweep_keys_alone():

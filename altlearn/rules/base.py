@@ -56,9 +56,6 @@ class Rule(nn.Module):
     Params: ClassVar[type[Params]] = NoParams
     #: True: the network's last layer gives the class scores (validation checks its width is K).
     network_outputs_scores: ClassVar[bool] = True
-    #: the rule's own submodules with trained parameters that an optimizer group may name
-    #: (``optimizer.groups: [{params: head, lr: 0.01}]``), each with what it is, for the docs
-    parameter_parts: ClassVar[dict[str, str]] = {}
 
     def __init__(self, params: Params, context: RuleContext) -> None:
         super().__init__()
@@ -79,6 +76,13 @@ class Rule(nn.Module):
         at the layer's YAML path (``network.layers[3].layers[1]``, :func:`altlearn.network.yaml_path`).
         """
         return []
+
+    @classmethod
+    def parameter_parts(cls, params: Params) -> dict[str, str]:
+        """The rule's own submodules with trained parameters (not the network's layers) that an
+        optimizer group may name under these options (``optimizer.groups: [{params: head, ...}]``),
+        each with what it is; the attribute of that name must be an ``nn.Module``."""
+        return {}
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         """Required. Fill ``.grad`` of the trained parameters for a batch; return scalar metrics."""

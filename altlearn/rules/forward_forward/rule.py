@@ -36,7 +36,6 @@ class ForwardForward(Rule):
 
     Params = ForwardForwardParams
     network_outputs_scores = False  # scores come from goodness or the rule's own head
-    parameter_parts = {"head": "the linear softmax head (inference: softmax_head)"}
 
     def __init__(self, params: ForwardForwardParams, context: RuleContext) -> None:
         super().__init__(params, context)
@@ -77,6 +76,12 @@ class ForwardForward(Rule):
         self.num_layers = len(linears)
         self._steps = 0  # batches seen; picks the active layer under greedy (saved via extra state)
         self._label_generators = DeviceGenerators(self.seed)  # wrong labels of negative data
+
+    @classmethod
+    def parameter_parts(cls, params):
+        if params.inference == "softmax_head":
+            return {"head": "the linear softmax head (inference: softmax_head)"}
+        return {}
 
     @classmethod
     def check_network(cls, network, params):
