@@ -346,3 +346,20 @@ def test_a_trial_left_for_later_waits_whatever_its_old_run_says():
         assert waiting.status == LATER and waiting.run_id == old.lower()
         done = _result(Plan(None, "skip"), None, [run("FINISHED")])
         assert parent_status([done, waiting], interrupted=False) == "KILLED"
+
+
+def test_a_failed_trials_one_line_note_names_its_first_spec_problem():
+    from altlearn.sweep.display import brief
+
+    spec_error = (
+        "x.yaml: 2 problems in the spec\n  - data.val_size: 100000 leaves no training examples\n"
+        "  - optimizer.lr: 0 is invalid"
+    )
+    assert brief(spec_error) == (
+        "x.yaml: 2 problems in the spec: data.val_size: 100000 leaves no training examples (+1 more)"
+    )
+    assert (
+        brief("the training loss became nan at epoch 3\nTraceback: ...")
+        == "the training loss became nan at epoch 3"
+    )
+    assert brief(None) == brief("") == ""

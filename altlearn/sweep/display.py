@@ -78,7 +78,7 @@ class SweepDisplay:
             row.state = outcome.status.lower()
             # A finished trial's message only repeats its accuracy and run id: the note is for trouble.
             failed = outcome.status != "FINISHED" and outcome.message
-            row.note = outcome.message.splitlines()[0][:200] if failed else ""
+            row.note = brief(outcome.message)[:200] if failed else ""
             self._say(
                 row,
                 f"{outcome.status}{_accuracy(row.accuracy, ': test acc ')}{': ' + row.note if row.note else ''}",
@@ -126,3 +126,16 @@ class SweepDisplay:
 
 def _accuracy(value: float | None, prefix: str = "") -> str:
     return f"{prefix}{value:.2%}" if value is not None else ""
+
+
+def brief(message: str | None) -> str:
+    """A trial's error in one line: its first line, and for a spec error (a header, then one
+    "  - path: problem" line each) its first problem, which is what the user must fix."""
+    lines = (message or "").splitlines()
+    if not lines:
+        return ""
+    problems = [line.strip()[2:] for line in lines[1:] if line.strip().startswith("- ")]
+    if not problems:
+        return lines[0]
+    more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+    return f"{lines[0]}: {problems[0]}{more}"

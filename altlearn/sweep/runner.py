@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from altlearn.sweep.display import SweepDisplay
+from altlearn.sweep.display import SweepDisplay, brief
 from altlearn.sweep.jobs import Event, Job
 from altlearn.sweep.record import Plan, SweepRecord, mark_lost, open_sweep, plan_trials, trial_tags
 from altlearn.sweep.selection import select
@@ -220,9 +220,8 @@ def _print_summary(results, summary) -> None:
         click.echo(f"{g.label:<{width}}  {g.finished:>3}/{g.trials:<4}  {value}")
     for r in results:
         if r.status not in ("FINISHED", NOT_STARTED, LATER):
-            first = (r.message or "").splitlines()[0] if r.message else ""
             click.echo(
-                f"trial {r.trial.index + 1} ({r.trial.label}, seed {r.trial.seed}) {r.status}: {first}"
+                f"trial {r.trial.index + 1} ({r.trial.label}, seed {r.trial.seed}) {r.status}: {brief(r.message)}"
             )
 
 
