@@ -211,3 +211,37 @@ def test_alignment_angles_are_read_under_both_metric_name_forms():
         "r", "r", "FINISHED", {}, {}, {"alignment/layer3/angle": curve, "alignment/layer3/norm_ratio": curve}
     )
     assert nested.alignment_curves() == {"layer3": curve}
+
+
+def test_trials_of_one_sweep_configuration_stay_one_group_across_an_option_a_later_version_logs():
+    """A sweep continued after an upgrade: seed 0 ran before rule.conv_feedback existed, seeds 1-2
+    log its default. Their sweep configuration (altlearn.group_key, defaults left out) is the same,
+    so they are three seeds of one group, labelled by the sweep, not split into two."""
+    from altlearn.compare.grouping import group_runs
+    from altlearn.compare.selection import RunData
+
+    def trial(seed, label, key, **extra):
+        params = {
+            "seed": str(seed),
+            "rule.type": label.split()[-1],
+            "network.layers.1.out_features": "800",
+            **extra,
+        }
+        tags = {"altlearn.group": label, "altlearn.group_key": key}
+        return RunData(f"{label}{seed}", label, "FINISHED", params, tags)
+
+    runs = [
+        trial(0, "1x800 dfa", "k-dfa"),
+        trial(0, "1x800 bp", "k-bp"),
+        trial(1, "1x800 dfa", "k-dfa", **{"rule.conv_feedback": "dense"}),
+        trial(2, "1x800 dfa", "k-dfa", **{"rule.conv_feedback": "dense"}),
+        trial(1, "1x800 bp", "k-bp"),
+    ]
+    groups = group_runs(runs, None)
+    assert [(g.label, sorted(r.seed for r in g.runs)) for g in groups] == [
+        ("1x800 dfa", ["0", "1", "2"]),
+        ("1x800 bp", ["0", "1"]),
+    ]
+    # runs outside any sweep still group by their params alone
+    plain = [RunData(str(s), "r", "FINISHED", {"seed": str(s), "rule.type": "fa"}, {}) for s in (0, 1)]
+    assert [len(g.runs) for g in group_runs(plain + [runs[1]], None)] == [2, 1]
