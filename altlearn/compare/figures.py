@@ -92,12 +92,27 @@ def _label(stats: GroupStats) -> str:
     return textwrap.fill(f"{stats.label} (n={stats.n})", LABEL_WIDTH)
 
 
+def _legend_columns(entries: int) -> int:
+    return 2 if entries > 4 else 1
+
+
 def _legend_below(ax, entries: int) -> None:
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2 if entries > 4 else 1, fontsize="small")
+    ax.legend(
+        loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=_legend_columns(entries), fontsize="small"
+    )
+
+
+def _legend_height(labels: list[str]) -> float:
+    """Inches the legend below the axes needs: labels wrap over several lines (long param lists
+    when a sweep's labels cannot be used), and a legend taller than the figure collapses the axes."""
+    columns = _legend_columns(len(labels))
+    rows = [labels[i : i + columns] for i in range(0, len(labels), columns)]
+    lines = sum(max(label.count("\n") + 1 for label in row) for row in rows)
+    return 0.2 + 0.17 * lines
 
 
 def learning_curves(report: Report):
-    figure, axes = _figure(7.5, 4.5 + 0.12 * len(report.groups))
+    figure, axes = _figure(7.5, 4.0 + _legend_height([_label(stats) for stats in report.groups]))
     ax = axes[0][0]
     for stats in report.groups:
         steps, means, stds = mean_curve([run.curves["test_accuracy"] for run in stats.group.runs])
