@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Annotated, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from pydantic import Field, ValidationError, ValidationInfo, create_model, model_serializer, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, model_serializer, model_validator
 
 from altlearn.component_ref import VALIDATOR_CONTEXT
 from altlearn.components import Params
+from altlearn.param_groups import group_model, parse_group
 from altlearn.values import Betas, Count, Fraction, NonNegativeReal, PositiveReal, Probability, Real
 
 if TYPE_CHECKING:
@@ -62,13 +63,6 @@ def _fused(parameters: list) -> bool | None:
     return True if parameters and all(p.is_cuda for p in parameters) else None
 
 
-#: what a group's ``params`` may name (resolved against the built rule by altlearn.param_groups)
-_SELECTORS = (
-    "a layer's path in the spec as written ('network.layers[3]': all copies of a repeat) or a part "
-    "of the rule (ff's 'head')"
-)
-
-
 class _OptimizerParams(Params):
     lr: PositiveReal = Field(1e-3, description="base learning rate")
     weight_decay: NonNegativeReal = Field(0.0, description="L2 penalty added to the gradient")
@@ -83,9 +77,9 @@ class _OptimizerParams(Params):
     def _check_groups(self, info: ValidationInfo):
         # Each group is read with a model of this optimizer's own options (all optional), so a
         # misspelt or out-of-range value is reported at its own path: optimizer.groups[0].lr.
-        model = _group_model(type(self))
+        model = group_model(type(self))
         scope = (info.context or {}).get(VALIDATOR_CONTEXT)
-        groups = [_parse_group(model, values, index, scope) for index, values in enumerate(self.groups)]
+        groups = [parse_group(model, values, index, scope) for index, values in enumerate(self.groups)]
         if None in groups:
             scope.reported()  # each problem is recorded at its own path
         parsed = []
@@ -114,54 +108,6 @@ class _OptimizerParams(Params):
     def torch_options(self) -> dict:
         """The keyword arguments of the torch optimizer (the groups are its param groups)."""
         return self.model_dump(exclude={"groups"})
-
-
-class ParamGroup(Params):
-    """One entry of an optimizer's ``groups``: which parameters, and the options they take."""
-
-    params: list[str] = Field(min_length=1, description="the parameters: " + _SELECTORS)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _one_name_is_a_list(cls, data):
-        if isinstance(data, dict) and isinstance(data.get("params"), str):
-            return {**data, "params": [data["params"]]}
-        return data
-
-    def overrides(self) -> dict:
-        """The options this group sets (those it leaves out follow the optimizer's)."""
-        return {k: v for k, v in self.model_dump(exclude={"params"}).items() if v is not None}
-
-
-_GROUP_MODELS: dict[type, type[ParamGroup]] = {}
-
-
-def _group_model(params_class: type[_OptimizerParams]) -> type[ParamGroup]:
-    """A ParamGroup with every option of ``params_class`` as an optional field (same types)."""
-    if params_class not in _GROUP_MODELS:
-        fields = {
-            name: (_typed(field) | None, Field(None, description=field.description))
-            for name, field in params_class.model_fields.items()
-            if name != "groups"
-        }
-        _GROUP_MODELS[params_class] = create_model(
-            f"{params_class.__qualname__}Group", __base__=ParamGroup, **fields
-        )
-    return _GROUP_MODELS[params_class]
-
-
-def _typed(field):
-    """A field's type with its constraints (pydantic keeps them apart from the bare annotation)."""
-    return Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
-
-
-def _parse_group(model: type[ParamGroup], values, index: int, scope) -> ParamGroup | None:
-    if scope is not None:  # inside a spec: problems at optimizer.groups[i].<option>
-        return scope.model(model, values, f"groups[{index}]", f"optimizer.groups[{index}]")
-    try:
-        return model.model_validate(values)
-    except ValidationError as exc:
-        raise ValueError(f"groups[{index}]: {exc}") from None
 
 
 class _TorchOptimizer(Optimizer):

@@ -1,5 +1,5 @@
-"""Which parameters an optimizer's ``groups`` name, checked when the spec is validated and
-resolved into torch's param groups when the trainer builds the optimizer.
+"""An optimizer's ``groups``: each group's options read as the optimizer's own, which parameters
+it names (checked when the spec is validated), and torch's param groups built from them.
 
 A group names parameters by a layer's path in the spec as written (``network.layers[3]``; a
 ``repeat: N`` layer's path takes all its copies, a block's path the whole block; with a named
@@ -12,9 +12,67 @@ logged, and ``optimizer.param_groups[i + 1]`` is always ``groups[i]``.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import Field, ValidationError, create_model, model_validator
+
+from altlearn.components import Params
 from altlearn.spec_files import Problem, SpecError
+
+#: what a group's ``params`` may name, in option descriptions
+_SELECTORS = (
+    "a layer's path in the spec as written ('network.layers[3]': all copies of a repeat) or a part "
+    "of the rule (ff's 'head')"
+)
+
+
+class ParamGroup(Params):
+    """One entry of an optimizer's ``groups``: which parameters, and the options they take."""
+
+    params: list[str] = Field(min_length=1, description="the parameters: " + _SELECTORS)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_name_is_a_list(cls, data):
+        if isinstance(data, dict) and isinstance(data.get("params"), str):
+            return {**data, "params": [data["params"]]}
+        return data
+
+    def overrides(self) -> dict:
+        """The options this group sets (those it leaves out follow the optimizer's)."""
+        return {k: v for k, v in self.model_dump(exclude={"params"}).items() if v is not None}
+
+
+_GROUP_MODELS: dict[type, type[ParamGroup]] = {}  # per optimizer Params class
+
+
+def group_model(params_class: type[Params]) -> type[ParamGroup]:
+    """A ParamGroup with every option of ``params_class`` as an optional field (same types)."""
+    if params_class not in _GROUP_MODELS:
+        fields = {
+            name: (_typed(field) | None, Field(None, description=field.description))
+            for name, field in params_class.model_fields.items()
+            if name != "groups"
+        }
+        _GROUP_MODELS[params_class] = create_model(
+            f"{params_class.__qualname__}Group", __base__=ParamGroup, **fields
+        )
+    return _GROUP_MODELS[params_class]
+
+
+def _typed(field):
+    """A field's type with its constraints (pydantic keeps them apart from the bare annotation)."""
+    return Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+
+
+def parse_group(model: type[ParamGroup], values, index: int, scope) -> ParamGroup | None:
+    if scope is not None:  # inside a spec: problems at optimizer.groups[i].<option>
+        return scope.model(model, values, f"groups[{index}]", f"optimizer.groups[{index}]")
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        raise ValueError(f"groups[{index}]: {exc}") from None
+
 
 _LAYER = re.compile(r"network\.layers\[(\d+)\]")
 _NESTED = re.compile(r"network\.layers\[(\d+)\]\..+")
@@ -162,3 +220,13 @@ def _modules(rule, layers, selector: str) -> list:
             f"attribute {selector!r} is {type(module).__name__}, not a torch.nn.Module"
         )
     return [module]
+
+
+def group_lr_hint(groups: list[dict[str, Any]]) -> str:
+    """For a diverged run's message: the group with the largest lr of its own, which may be the
+    one that diverged (empty when no group sets an lr)."""
+    own = [(group["lr"], index) for index, group in enumerate(groups) if "lr" in group]
+    if not own:
+        return ""
+    lr, index = max(own)
+    return f"; optimizer.groups[{index}] sets its own lr, {lr:.3g}: lower it as well"

@@ -28,7 +28,7 @@ from altlearn.devices import DeviceUnavailable, MetricSums, precision_context, r
 from altlearn.network import build_network
 from altlearn.observers import Observer, Outcome, notify, notify_all
 from altlearn.optim import build_scheduler
-from altlearn.param_groups import param_groups
+from altlearn.param_groups import group_lr_hint, param_groups
 from altlearn.rules.base import RuleContext, brings_own_update
 from altlearn.spec import Spec
 
@@ -251,24 +251,16 @@ class Trainer:
         if loss is not None and not math.isfinite(loss):
             group = self.optimizer.param_groups[0]
             path = "rule.lr" if self.owns_update else "optimizer.lr"
+            groups = [] if self.owns_update else getattr(self.spec.optimizer.params, "groups", None) or []
             base = group.get("initial_lr", group["lr"])  # the spec's value, before the schedule
             raise TrainingDiverged(
                 f"the training loss became {loss} at epoch {epoch}, step {step}; the learning rate "
                 f"is the usual cause: lower {path} (it is {base:.3g}; the schedule had it at "
-                f"{group['lr']:.3g} at this step), e.g. -s {path}={base / 10:.3g}{self._group_lr_hint()}"
+                f"{group['lr']:.3g} at this step), e.g. -s {path}={base / 10:.3g}{group_lr_hint(groups)}"
             )
         message = self.rule.health_check()
         if message:
             raise TrainingDiverged(f"epoch {epoch}, step {step}: {message}")
-
-    def _group_lr_hint(self) -> str:
-        """The optimizer group with the largest lr of its own, which may be the one diverging."""
-        groups = [] if self.owns_update else getattr(self.spec.optimizer.params, "groups", None) or []
-        own = [(g["lr"], i) for i, g in enumerate(groups) if "lr" in g]
-        if not own:
-            return ""
-        lr, index = max(own)
-        return f"; optimizer.groups[{index}] sets its own lr, {lr:.3g}: lower it as well"
 
     # -------------------------------------------------------------------------- evaluation
     @torch.no_grad()
