@@ -39,6 +39,11 @@ class ScheduleParams(Params):
     """Options every schedule has; a schedule's own ``Params`` subclasses this."""
 
     warmup_epochs: NonNegativeReal = Field(0.0, description="linear warm-up from 0 over these epochs")
+    per_epoch: bool = Field(
+        False,
+        description="change the lr once per epoch, at its start (torch's scheduler.step() after each "
+        "epoch, as many papers' code does) instead of every step; the warm-up stays per step",
+    )
 
 
 #: factor(step, total_steps, steps_per_epoch) -> multiplier of the base lr
@@ -281,9 +286,11 @@ def build_scheduler(schedule_cls, params, optimizer, total_steps: int, steps_per
     base = schedule_cls.factor(params)
     # A plugin's schedule whose Params does not extend ScheduleParams simply has no warm-up.
     warmup_steps = int(getattr(params, "warmup_epochs", 0.0) * steps_per_epoch)
+    per_epoch = getattr(params, "per_epoch", False) and steps_per_epoch > 0
 
     def factor(step: int) -> float:
-        value = base(step, total_steps, steps_per_epoch)
+        at = step - step % steps_per_epoch if per_epoch else step  # the epoch's first step
+        value = base(at, total_steps, steps_per_epoch)
         if warmup_steps and step < warmup_steps:
             value *= (step + 1) / warmup_steps
         return value

@@ -260,3 +260,17 @@ def test_a_step_schedule_renders_back_and_keeps_its_sweep_key():
     assert staged.to_dict(explicit=True)["schedule"] == {"type": "step", "milestones": [2, 4]}
     assert "step_size" not in staged.to_dict()["schedule"]
     assert load_spec_text(staged.to_yaml(), source="again").to_dict() == staged.to_dict()
+
+
+def test_a_per_epoch_schedule_holds_each_epochs_lr_at_its_start():
+    """loeweX's FF cool-down, exactly: lr x 1 through epoch 51 (0-based), then x 2(1 + 100 - e)/100
+    once per epoch, 0.98 at epoch 52 down to 0.04 at epoch 99 (its src/utils.py); per step, the
+    same linear schedule would fall within each epoch."""
+    options = {"start_fraction": 0.51, "end_factor": 0.02, "per_epoch": True}
+    got = lrs(Linear, options, steps=100 * 3, total=100 * 3, per_epoch=3, lr=1.0)
+    by_epoch = [got[3 * e : 3 * e + 3] for e in range(100)]
+    assert all(len(set(epoch)) == 1 for epoch in by_epoch)  # constant within every epoch
+    expected = [1.0 if e <= 51 else 2 * (1 + 100 - e) / 100 for e in range(100)]
+    assert [epoch[0] for epoch in by_epoch] == pytest.approx(expected)
+    per_step = lrs(Linear, {**options, "per_epoch": False}, steps=300, total=300, per_epoch=3, lr=1.0)
+    assert per_step[3 * 60 + 1] < per_step[3 * 60]  # the default still decays within an epoch

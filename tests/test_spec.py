@@ -92,7 +92,7 @@ rule: {type: bp}
         "betas": [0.9, 0.999],
         "eps": 1e-8,
     }
-    assert out["schedule"] == {"type": "constant", "warmup_epochs": 0.0}
+    assert out["schedule"] == {"type": "constant", "warmup_epochs": 0.0, "per_epoch": False}
     assert out["train"]["device"] == "auto"
     assert out["train"]["epochs"] == 10
     assert out["train"]["loss"] == {"type": "cross_entropy", "label_smoothing": 0.0}  # a nested block
