@@ -242,6 +242,16 @@ def test_trials_of_one_sweep_configuration_stay_one_group_across_an_option_a_lat
         ("1x800 dfa", ["0", "1", "2"]),
         ("1x800 bp", ["0", "1"]),
     ]
-    # runs outside any sweep still group by their params alone
+    # runs outside a sweep record the same key: an old and a new run of one spec are one group
+    old = RunData("a", "r", "FINISHED", {"seed": "0", "rule.type": "dfa"}, {"altlearn.group_key": "k"})
+    new = RunData(
+        "b",
+        "r",
+        "FINISHED",
+        {"seed": "1", "rule.type": "dfa", "rule.conv_feedback": "dense"},
+        {"altlearn.group_key": "k"},
+    )
+    assert [len(g.runs) for g in group_runs([old, new], None)] == [2]
+    # runs without any key still group by their params alone
     plain = [RunData(str(s), "r", "FINISHED", {"seed": str(s), "rule.type": "fa"}, {}) for s in (0, 1)]
     assert [len(g.runs) for g in group_runs(plain + [runs[1]], None)] == [2, 1]

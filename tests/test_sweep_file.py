@@ -363,3 +363,17 @@ def test_a_failed_trials_one_line_note_names_its_first_spec_problem():
         == "the training loss became nan at epoch 3"
     )
     assert brief(None) == brief("") == ""
+
+
+def test_every_run_records_the_configuration_key_its_sweep_trial_would_have():
+    """`altlearn run` of a trial's spec tags the run with the trial's group key, so compare can keep
+    a plain run and a sweep's seeds of the same configuration together (altlearn.spec_keys)."""
+    from altlearn.spec_keys import spec_keys
+    from altlearn.tracking.tags import _tags
+
+    path = next(p for p in SHIPPED_SWEEPS if p.name == "nokland2016.yaml")
+    _, trials = load_trials(path)
+    for trial in trials[:3]:
+        assert spec_keys(trial.spec) == (trial.key, trial.group_key)
+        assert _tags(trial.spec)["altlearn.group_key"] == trial.group_key
+    assert len({t.group_key for t in trials}) == 11 and len({t.key for t in trials}) == 33

@@ -2,9 +2,9 @@
 
 By default two runs belong together when every resolved param is equal except the ones that differ
 between repetitions or only name things (the seed, the spec's name, the tracking section), or when
-they are trials of one sweep configuration (the same ``altlearn.group_key``, which leaves out the
-options at their defaults: a trial run by a later altlearn that logs a new option's default is still
-a seed of the same configuration). ``--by`` names the params to group by instead.
+they record the same configuration key (``altlearn.group_key``, which leaves out the options at
+their defaults: a run by a later altlearn that logs a new option's default is still a seed of the
+same configuration). ``--by`` names the params to group by instead.
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ from dataclasses import dataclass
 
 from altlearn.compare.errors import CompareError
 from altlearn.compare.selection import RunData
+from altlearn.spec_keys import CONFIGURATION_TAG
 
 IGNORED_PARAMS = ("seed", "name")  # the repetition itself, and a label
 IGNORED_PREFIXES = ("tracking.",)  # experiment, run name, tags, checkpoint and alignment intervals
 SETUP_PREFIXES = ("data.type", "network.")  # what makes accuracies incomparable when it differs
 SWEEP_GROUP_TAG = "altlearn.group"  # a sweep's own readable label of a trial's configuration
-SWEEP_KEY_TAG = "altlearn.group_key"  # a sweep configuration's hash, its defaults left out
+CONFIGURATION_KEY_TAG = CONFIGURATION_TAG  # a configuration's hash without its defaults (altlearn.spec_keys)
 UNSET = "(unset)"
 
 
@@ -52,18 +53,18 @@ def group_runs(runs: list[RunData], by: list[str] | None) -> list[Group]:
         else:
             key = tuple(sorted(config_params(run).items()))
         groups.setdefault(key, Group(key, [])).runs.append(run)
-    result = list(groups.values()) if by else _merge_sweep_configurations(list(groups.values()))
+    result = list(groups.values()) if by else _merge_configurations(list(groups.values()))
     _label(result, by)
     return result
 
 
-def _merge_sweep_configurations(groups: list[Group]) -> list[Group]:
-    """Join the groups that hold trials of one sweep configuration (their params differ only in an
-    option one altlearn version logged and another did not); the first group's key stays."""
+def _merge_configurations(groups: list[Group]) -> list[Group]:
+    """Join the groups that hold runs of one configuration (their params differ only in an option
+    one altlearn version logged and another did not); the first group's key stays."""
     merged: list[Group] = []
     home: dict[str, Group] = {}  # group key tag -> the merged group that has its trials
     for group in groups:
-        keys = {run.tags[SWEEP_KEY_TAG] for run in group.runs if run.tags.get(SWEEP_KEY_TAG)}
+        keys = {run.tags[CONFIGURATION_KEY_TAG] for run in group.runs if run.tags.get(CONFIGURATION_KEY_TAG)}
         target = next((home[k] for k in keys if k in home), None)
         if target is None:
             merged.append(group)

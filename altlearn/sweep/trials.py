@@ -9,9 +9,7 @@ sweep file it came from, so that a spec problem names that place.
 from __future__ import annotations
 
 import copy
-import hashlib
 import itertools
-import json
 import math
 import random
 from dataclasses import dataclass
@@ -20,12 +18,8 @@ from typing import Any
 import yaml
 
 from altlearn.spec_files import Problem, SpecError, apply_overrides, set_path
+from altlearn.spec_keys import spec_keys
 from altlearn.sweep.sweep_file import Base, Distribution, SweepError, SweepFile, read_sweep
-
-KEY_LENGTH = 12  # hex digits of the trial and group keys
-# Tracking options that do not change what a trial computes: changing them (checkpointing more
-# often to lose less on an interruption) keeps the trials, so the sweep can be continued.
-COSMETIC = ("run_name", "tags", "checkpoint_minutes")
 
 
 @dataclass(frozen=True)
@@ -192,20 +186,8 @@ def _parts(path: str) -> list[str]:
 
 
 def _trial(index: int, configuration: Configuration, spec) -> Trial:
-    # Only what differs from the defaults: an option that a later version of altlearn (or of a
-    # plugin) adds with a default must not change the keys, or a sweep could not be continued
-    # across an upgrade.
-    resolved = spec.to_dict(explicit=True)
-    for key in COSMETIC:
-        resolved["tracking"].pop(key, None)
-    trial_key = _hash(resolved)
-    resolved.pop("seed")
-    return Trial(index, configuration, spec.seed, spec, trial_key, _hash(resolved))
-
-
-def _hash(tree: dict[str, Any]) -> str:
-    text = json.dumps(tree, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:KEY_LENGTH]
+    trial_key, group_key = spec_keys(spec)  # what differs from the defaults: see altlearn.spec_keys
+    return Trial(index, configuration, spec.seed, spec, trial_key, group_key)
 
 
 def _check_distinct(trials: list[Trial], problems: list[Problem]) -> None:

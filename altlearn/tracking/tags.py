@@ -7,6 +7,7 @@ import platform
 import socket
 from pathlib import Path
 
+from altlearn.spec_keys import CONFIGURATION_TAG, spec_keys
 from altlearn.spec_model import Spec, flatten
 from altlearn.version import __version__
 
@@ -31,6 +32,8 @@ def _tags(spec: Spec) -> dict[str, str]:
     }
     for package, version in sorted(spec.packages.items()):
         tags[f"plugin.{package}"] = version
+    # compare keeps the seeds of one configuration together by it, across altlearn versions
+    tags[CONFIGURATION_TAG] = spec_keys(spec)[1]
     tags.update(spec.tracking.tags)
     return tags
 
