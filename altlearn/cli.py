@@ -95,7 +95,7 @@ def validate(spec_path: str, overrides: tuple[str, ...]) -> None:
     layers = ", ".join(b.type for b in spec.layers)
     click.echo(
         f"{printable(spec_path)}: ok: {spec.data.type}, rule {spec.rule.type}, {len(spec.layers)} layers "
-        f"({layers}), {spec.train.epochs} epochs"
+        f"({layers}), {spec.train.epochs} epoch{'s' if spec.train.epochs != 1 else ''}"
     )
 
 

@@ -179,7 +179,7 @@ class RMSprop(_TorchOptimizer):
     fusable = False  # torch has no fused RMSprop kernel
 
     class Params(_OptimizerParams):
-        alpha: Fraction = Field(0.99, gt=0.0, description="decay of the running mean of g^2")
+        alpha: Real = Field(0.99, gt=0.0, lt=1.0, description="decay of the running mean of g^2")
         eps: PositiveReal = Field(1e-8, description="added to the root of the mean square")
         momentum: Fraction = Field(0.0, description="momentum factor (0: none)")
         centered: bool = Field(False, description="divide by the running variance instead of the mean square")

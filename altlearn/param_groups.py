@@ -121,21 +121,35 @@ def _resolve(selector: str, network, layers, rule) -> tuple[list, str | None]:
     parts = parts_of(rule.component, rule.params)
     if selector in parts:
         return [selector], None
-    return [], _not_a_part(selector, rule, parts)
+    return [], _not_a_part(selector, rule, parts, network, layers)
 
 
-def _not_a_part(selector: str, rule, parts: dict[str, str]) -> str:
+_LOOSE_LAYER = re.compile(r"(?:network\.)?layers(?:\[(\d+)\]|\.(\d+))")
+
+
+def _not_a_part(selector: str, rule, parts: dict[str, str], network, layers) -> str:
     default = parts_of(rule.component, None)
     if selector in default:  # a part the rule has, but not with the options this spec gives it
         return (
             f"{selector!r}: rule {rule.type!r} has no {selector} with these options "
             f"({selector}: {default[selector]})"
         )
+    loose = _LOOSE_LAYER.fullmatch(selector)
+    if loose:  # network.layers.1 (how -s may write it) or layers[1]
+        return f"{selector!r}: write a layer as network.layers[{loose[1] or loose[2]}]"
     named = "; ".join(f"{name}: {meaning}" for name, meaning in parts.items())
-    return (
-        f"{selector!r} is neither a layer's path (network.layers[N]) nor a part of rule {rule.type!r} "
-        f"({'its parts: ' + named if parts else 'it has no parts with these options'})"
+    trained = sorted(
+        {_written(i, layers) for i, layer in enumerate(network) if any(True for _ in layer.parameters())}
     )
+    listed = ", ".join(f"network.layers[{i}]" for i in trained)
+    whose = (
+        f"its parts: {named}"
+        if parts
+        else "it has no parts"
+        if not default
+        else "no parts with these options"
+    )
+    return f"{selector!r} is neither a layer with parameters ({listed}) nor a part of rule {rule.type!r} ({whose})"
 
 
 def parts_of(rule_class, params) -> dict[str, str]:

@@ -174,11 +174,19 @@ def test_what_a_group_names_is_checked_against_the_network_and_the_rule():
         f"optimizer.groups[1].params: 'network.layers[7]': the network has 4 layers; {with_parameters}",
         "optimizer.groups[2].params: 'network.layers[01]' names parameters that groups[0] already has: "
         "a parameter has one group",
-        "optimizer.groups[3].params: 'head' is neither a layer's path (network.layers[N]) nor a part of "
-        "rule 'bp' (it has no parts with these options)",
+        "optimizer.groups[3].params: 'head' is neither a layer with parameters (network.layers[1], "
+        "network.layers[3]) nor a part of rule 'bp' (it has no parts)",
         "optimizer.groups[4].params: 'network.layers[3]' names parameters this group already names",
         "optimizer.groups[5].params: 'network.layers[3].weight': a group takes whole layers of "
         "network.layers; name network.layers[3]",
+    ]
+
+
+def test_a_layer_written_as_a_dotted_path_or_without_network_is_told_how_to_write_it():
+    found = problems({"type": "sgd", "groups": [{"params": ["network.layers.1", "layers[3]"], "lr": 0.01}]})
+    assert found == [
+        "optimizer.groups[0].params: 'network.layers.1': write a layer as network.layers[1]",
+        "optimizer.groups[0].params: 'layers[3]': write a layer as network.layers[3]",
     ]
 
 

@@ -152,7 +152,8 @@ def alignment(report: Report):
     for ax, (rule, stats, layers) in zip(axes.flat, panels):
         for layer in sorted(layers, key=_layer_order):
             steps, means, stds = mean_curve(layers[layer])
-            _band(ax, steps, means, stds, layer)
+            # a short run measures alignment once or twice: a line alone would draw nothing
+            _band(ax, steps, means, stds, layer, **({"marker": "o"} if len(steps) <= 3 else {}))
         # 90°: unrelated to the gradient. The axis starts below 0 so a layer at 0° (DFA's output layer)
         # stays visible instead of hiding in the frame.
         ax.axhline(90, color="grey", linestyle="--", linewidth=0.8)
