@@ -14,7 +14,9 @@ from typing import Literal
 
 import click
 
+from altlearn.observers import Observer
 from altlearn.printable import printable
+from altlearn.tracking.store import ui_command
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -124,6 +126,8 @@ def _attach_observers(trainer, recorder, progress, quiet: bool) -> None:
         CheckpointObserver(recorder, tracking.checkpoint_minutes),
         FinalArtifacts(recorder, tracking.log_model),
     ]
+    if progress is None and not quiet:  # a sweep passes its own display and says where itself
+        trainer.observers.insert(1, _RunAnnouncement(recorder, recorder.uri))
     progress = progress if progress is not None else make_progress(quiet)
     if progress is not None:
         trainer.observers.append(progress)
@@ -137,11 +141,24 @@ def _finished(final: dict, recorder, trainer, uri: str) -> RunOutcome:
         )
         return RunOutcome(recorder.run_id, "FAILED", _with_end_errors(message, trainer), EXIT_FAILED)
     summary = f"test accuracy {final['test_accuracy']:.2%}" if "test_accuracy" in final else "done"
-    message = (
-        f"{summary}; MLflow run {recorder.run_id} in {printable(uri)} (experiment "
-        f"{printable(repr(spec.tracking.experiment))}); view with: mlflow ui --backend-store-uri {printable(uri)}"
-    )
+    message = f"{summary}; {_where(recorder.run_id, uri, spec)}; view with: {printable(ui_command(uri))}"
     return RunOutcome(recorder.run_id, "FINISHED", _with_end_errors(message, trainer), EXIT_OK)
+
+
+def _where(run_id: str, uri: str, spec) -> str:
+    return f"MLflow run {run_id} in {printable(uri)} (experiment {printable(repr(spec.tracking.experiment))})"
+
+
+class _RunAnnouncement(Observer):
+    """Says which MLflow run a training logs to as soon as it is open, so that a long run can be
+    watched in the UI, or found for `altlearn resume`, before it ends."""
+
+    def __init__(self, recorder, uri: str) -> None:
+        self.recorder, self.uri = recorder, uri
+
+    def on_start(self, trainer) -> None:
+        where = _where(self.recorder.run_id, self.uri, trainer.spec)
+        click.echo(f"{where}; watch it with: {printable(ui_command(self.uri))}")
 
 
 def _stopped(error: BaseException, recorder, trainer, uri: str) -> RunOutcome:

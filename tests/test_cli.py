@@ -54,3 +54,22 @@ def test_options_of_optimizers_losses_and_nested_blocks():
     assert (
         unknown.exit_code == 2 and "no optimizer 'adma'; known: adam, adamw, rmsprop, sgd" in unknown.output
     )
+
+
+def test_the_mlflow_ui_hint_names_this_environments_mlflow_when_the_shell_would_not(tmp_path, monkeypatch):
+    from altlearn.tracking.store import ui_command
+
+    venv_bin, elsewhere = tmp_path / "venv" / "bin", tmp_path / "elsewhere"
+    for folder in (venv_bin, elsewhere):
+        folder.mkdir(parents=True)
+        (folder / "mlflow").write_text("#!/bin/sh\n")
+        (folder / "mlflow").chmod(0o755)
+    monkeypatch.setattr("sys.executable", str(venv_bin / "python"))
+    monkeypatch.setenv("PATH", str(venv_bin))  # the venv is active: the plain name finds it
+    assert ui_command("sqlite:///mlflow.db") == "mlflow ui --backend-store-uri sqlite:///mlflow.db"
+    for path in ("", str(elsewhere)):  # not active: none, or another installation's, on the PATH
+        monkeypatch.setenv("PATH", path)
+        assert (
+            ui_command("sqlite:///a b.db")
+            == f"{venv_bin / 'mlflow'} ui --backend-store-uri 'sqlite:///a b.db'"
+        )

@@ -70,6 +70,9 @@ def test_digits_run_is_recorded_completely(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     run = only_run(client)
     assert run.info.status == "FINISHED"
+    # the run is named as soon as it opens, so a long one can be watched or resumed before it ends
+    opened = result.output.index(f"MLflow run {run.info.run_id} in sqlite:///")
+    assert opened < result.output.index("epoch 1/4")
     # params: the flattened resolved spec, overrides applied, defaults filled in
     params = run.data.params
     assert params["rule.type"] == "bp"

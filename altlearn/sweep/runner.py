@@ -272,7 +272,9 @@ def _quoted(text: str) -> str:
 
 
 def _say_where(record: SweepRecord, uri: str) -> None:
-    click.echo(f"MLflow sweep run {record.run_id} in {uri}; view with: mlflow ui --backend-store-uri {uri}")
+    from altlearn.tracking.store import ui_command
+
+    click.echo(f"MLflow sweep run {record.run_id} in {uri}; view with: {ui_command(uri)}")
 
 
 def _note(message: str) -> None:

@@ -38,6 +38,21 @@ def tracking_uri(cli_uri: str | None) -> str:
     return cli_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
+def ui_command(uri: str) -> str:
+    """The command that opens MLflow's UI on ``uri``. ``mlflow`` is named by its full path when the
+    shell would not find this environment's own (altlearn started from a venv that is not active)."""
+    import shlex
+    import shutil
+    import sys
+
+    ours = Path(sys.executable).parent / "mlflow"
+    found = shutil.which("mlflow")
+    program = "mlflow"
+    if ours.exists() and (found is None or Path(found).resolve() != ours.resolve()):
+        program = str(ours)
+    return f"{shlex.quote(program)} ui --backend-store-uri {shlex.quote(uri)}"
+
+
 def sqlite_path(uri: str) -> Path | None:
     """The database file of a ``sqlite:///`` URI (relative to the working directory), else None."""
     if not uri.startswith("sqlite:///"):
