@@ -275,12 +275,19 @@ def _short_item(item: str) -> str:
 def _child(node: Any, part: str) -> Any:
     if isinstance(node, list):
         index = _index(node, part)
-        return node[index]
-    if not isinstance(node, dict):
+    elif isinstance(node, dict):
+        index = part
+        if part not in node or node[part] is None:
+            node[part] = {}
+    else:
         raise TypeError(f"{part!r} is inside a value that is not a mapping")
-    if part not in node or node[part] is None:
-        node[part] = {}
-    return node[part]
+    if isinstance(node[index], str) and index not in _TEXT_KEYS:
+        node[index] = {"type": node[index]}  # a bare component name is short for {type: name}
+    return node[index]
+
+
+#: keys whose text is never a component name: a path through them is a mistake, not a block
+_TEXT_KEYS = ("type", "name", "description")
 
 
 def _set(node: Any, part: str, value: Any) -> None:

@@ -30,6 +30,8 @@ def network_layers(v: Validator, network: Any, info: DataInfo | None) -> BlockLi
     if network is None:
         v.add("network", "missing; give network.layers (a list of {type: ...} layers) or network.type")
         return None
+    if isinstance(network, str):  # a named architecture with its defaults: `network: lenet5`
+        network = {"type": network}
     if not isinstance(network, dict):
         v.add("network", f"expected a mapping with 'layers' or 'type', got {short(network)}")
         return None

@@ -138,12 +138,14 @@ class Validator:
         """
         # An option naming a component may give just its name (loss: mse); the path of a bad
         # name is then the option itself, since the file has no `type` key.
-        shorthand = (reference is not None or bare_name) and isinstance(values, str)
+        named_allowed = reference is not None or bare_name
+        shorthand = named_allowed and isinstance(values, str)
         type_path = path if shorthand else join(path, "type")
         if shorthand:
             values = {"type": values}
         if not isinstance(values, dict):
-            self.add(path, f"expected a mapping with a 'type' key, got {short(values)}")
+            name = f"{article(KIND_NOUNS[kind])} {KIND_NOUNS[kind]}'s name or " if named_allowed else ""
+            self.add(path, f"expected {name}a mapping with a 'type' key, got {short(values)}")
             return None, None
         options = dict(values)
         type_name = options.pop("type", None)

@@ -357,14 +357,14 @@ def test_missing_name_without_a_file():
 @pytest.mark.parametrize(
     "changes, path, words",
     [
-        ({"data": "mnist"}, "data", ["expected a mapping with a 'type' key", "'mnist'"]),
+        ({"data": 3}, "data", ["expected a data set's name or a mapping with a 'type' key", "3"]),
         ({"data": {"batch_size": 3}}, "data.type", ["missing", "digits"]),
         ({"train": 5}, "train", ["expected a mapping of options"]),
         ({"network": [{"type": "flatten"}]}, "network", ["expected a mapping with 'layers'"]),
         ({"network": {"layers": []}}, "network.layers", ["non-empty list"]),
         ({"network": {"layers": MLP, "width": 3}}, "network.width", ["has 'layers' (written out) or 'type'"]),
-        ({"rule": ["bp"]}, "rule", ["expected a mapping"]),
-        ({"optimizer": "adam"}, "optimizer", ["expected a mapping"]),
+        ({"rule": ["bp"]}, "rule", ["expected a rule's name or a mapping"]),
+        ({"optimizer": 0.1}, "optimizer", ["expected an optimizer's name or a mapping"]),
     ],
 )
 def test_non_mapping_and_malformed_sections(changes, path, words):
@@ -386,6 +386,34 @@ def test_a_bare_layer_name_is_the_layer_with_its_defaults_and_a_wrong_one_is_nam
     assert validate(raw).layers[2].as_dict() == {"type": "relu"}
     raw["network"]["layers"][2] = "rellu"
     assert "did you mean 'relu'" in problems_of(raw)["network.layers[2]"]
+
+
+def test_a_bare_name_is_short_for_the_block_at_the_top_too_and_overrides_reach_inside_it():
+    raw = minimal(data="digits", rule="fa", optimizer="sgd", schedule="cosine")
+    spec = validate(raw)
+    assert (spec.data.type, spec.rule.type, spec.optimizer.type, spec.schedule.type) == (
+        "digits",
+        "fa",
+        "sgd",
+        "cosine",
+    )
+    assert (
+        spec.to_yaml()
+        == validate(
+            minimal(rule={"type": "fa"}, optimizer={"type": "sgd"}, schedule={"type": "cosine"})
+        ).to_yaml()
+    )
+    # -s rule.feedback_init=... on `rule: fa` sets an option of fa, as on `rule: {type: fa}`
+    raw["network"]["layers"][2] = "relu"
+    apply_overrides(raw, ["rule.feedback_init=xavier", "optimizer.lr=0.2", "network.layers[2].inplace=1"])
+    assert raw["rule"] == {"type": "fa", "feedback_init": "xavier"} and raw["optimizer"]["lr"] == 0.2
+    assert raw["network"]["layers"][2] == {"type": "relu", "inplace": 1}
+    nested = minimal(rule={"type": "goup", "lr": 0.01, "source": "dfa"})
+    apply_overrides(nested, ["rule.source.feedback_init=xavier"])
+    assert validate(nested).rule.params.source.params.feedback_init == "xavier"
+    # a wrong bare name is reported at the section, with what is allowed
+    assert "did you mean 'fa'" in problems_of(minimal(rule="faa"))["rule"]
+    assert "did you mean 'digits'" in problems_of(minimal(data="digit"))["data"]
 
 
 def test_invalid_values_say_what_is_wrong():
