@@ -35,8 +35,13 @@ from altlearn.cli_support import EXIT_FAILED, fail, interruptible, tracking_uri_
 @click.option(
     "--out", "out_dir", metavar="DIR", help="write the table (md, csv, json), figures and report.html here"
 )
+@click.option(
+    "--no-log",
+    is_flag=True,
+    help="with --sweep: do not log the report to the sweep's run (read the store, write nothing there)",
+)
 @tracking_uri_option("of the runs")
-def compare(run_ids, sweep, experiment, filter_string, by, fmt, out_dir, tracking_uri) -> None:
+def compare(run_ids, sweep, experiment, filter_string, by, fmt, out_dir, no_log, tracking_uri) -> None:
     """Compare runs grouped over seeds: final accuracy mean ± std, 95% CI, Welch's t-test, figures.
 
     \b
@@ -63,6 +68,7 @@ def compare(run_ids, sweep, experiment, filter_string, by, fmt, out_dir, trackin
             filter_string=filter_string,
             by=groups,
             out_dir=Path(out_dir) if out_dir else None,
+            log=not no_log,
         )
     except CompareError as exc:
         fail(str(exc))

@@ -194,6 +194,21 @@ def test_compare_sweep_on_the_command_line_without_out(store):
     assert [g["group"] for g in narrowed["groups"]] == [SWEEP_GROUPS[1]]
 
 
+def test_compare_sweep_with_no_log_writes_nothing_to_the_store(store, tmp_path):
+    import hashlib
+
+    def state():  # the database's bytes and every artifact file the store holds
+        db = hashlib.sha256((store["folder"] / "mlflow.db").read_bytes()).hexdigest()
+        files = sorted(p for p in (store["folder"] / "mlartifacts").rglob("*") if p.is_file())
+        return db, {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+    before = state()
+    result = compare(store["uri"], "--sweep", store["parent"], "--no-log", "--out", str(tmp_path / "r"))
+    assert result.exit_code == 0, result.output
+    assert "logged:" not in result.stderr and (tmp_path / "r" / "report.html").exists()
+    assert state() == before
+
+
 def test_by_groups_on_the_named_params_only(store):
     document = compare_json(store["uri"], "--experiment", EXPERIMENT, "--by", "rule.type")
     assert {g["group"]: g["n"] for g in document["groups"]} == {"rule.type=bp": 3, "rule.type=dfa": 5}

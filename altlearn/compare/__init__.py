@@ -30,11 +30,13 @@ def compare(
     filter_string: str | None = None,
     by: list[str] | None = None,
     out_dir: Path | None = None,
+    log: bool = True,
 ) -> Report:
     """Compare the runs chosen by exactly one of ``sweep``, ``experiment`` or ``run_ids``.
 
     With ``out_dir`` the table (md, csv, json), the figures and report.html are written there. A
-    sweep's outputs are also logged to its parent run (under compare/), with or without ``out_dir``.
+    sweep's outputs are also logged to its parent run (under compare/), with or without ``out_dir``,
+    unless ``log`` is False: then nothing is written to the store.
     Raises CompareError with a message for the user when there is nothing sensible to compare.
     """
     from altlearn.compare.comparison import build_report
@@ -48,7 +50,7 @@ def compare(
     report = build_report(selection, by, strict=sweep is None)
     if out_dir is not None:
         write_outputs(report, Path(out_dir))
-    if sweep is None:
+    if sweep is None or not log:
         return report
     if out_dir is not None:
         log_to_run(client, sweep, report)
