@@ -281,13 +281,22 @@ def _child(node: Any, part: str) -> Any:
             node[part] = {}
     else:
         raise TypeError(f"{part!r} is inside a value that is not a mapping")
-    if isinstance(node[index], str) and index not in _TEXT_KEYS:
+    if isinstance(node[index], str) and index not in _TEXT_KEYS and _names_a_component(node[index]):
         node[index] = {"type": node[index]}  # a bare component name is short for {type: name}
     return node[index]
 
 
 #: keys whose text is never a component name: a path through them is a mistake, not a block
 _TEXT_KEYS = ("type", "name", "description")
+
+
+def _names_a_component(text: str) -> bool:
+    """Whether ``text`` is the name of a component of some kind (then a path through it means its
+    block); any other text (a folder, a device, an option's value) is not a block to go into."""
+    from altlearn.plugins import KINDS, get_registry
+
+    registry = get_registry()
+    return any(text in registry.names(kind) for kind in KINDS)
 
 
 def _set(node: Any, part: str, value: Any) -> None:

@@ -33,7 +33,10 @@ def network_layers(v: Validator, network: Any, info: DataInfo | None) -> BlockLi
     if isinstance(network, str):  # a named architecture with its defaults: `network: lenet5`
         network = {"type": network}
     if not isinstance(network, dict):
-        v.add("network", f"expected a mapping with 'layers' or 'type', got {short(network)}")
+        v.add(
+            "network",
+            f"expected an architecture's name or a mapping with 'layers' or 'type', got {short(network)}",
+        )
         return None
     if "type" in network:
         return _architecture(v, network, info)

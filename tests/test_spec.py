@@ -195,11 +195,14 @@ def test_overrides_on_a_loaded_file(tmp_path):
         ("network.layers.first.out_features=1", ["not a list index"]),
         ("name.x=1", ["not a mapping"]),
         ("data.type.x=1", ["not a mapping"]),
+        ("data.root.x=1", ["not a mapping"]),  # text that names no component is no block to go into
+        ("train.device.x=1", ["not a mapping"]),
     ],
 )
 def test_bad_override_is_a_spec_error(override, words):
+    raw = minimal(data={"type": "digits", "root": "/tmp/mn"}, train={"device": "cpu"})
     with pytest.raises(SpecError) as info:
-        apply_overrides(minimal(), [override])
+        apply_overrides(raw, [override])
     (problem,) = info.value.problems
     assert problem.path == f"--set {override}"
     for word in words:
@@ -360,7 +363,11 @@ def test_missing_name_without_a_file():
         ({"data": 3}, "data", ["expected a data set's name or a mapping with a 'type' key", "3"]),
         ({"data": {"batch_size": 3}}, "data.type", ["missing", "digits"]),
         ({"train": 5}, "train", ["expected a mapping of options"]),
-        ({"network": [{"type": "flatten"}]}, "network", ["expected a mapping with 'layers'"]),
+        (
+            {"network": [{"type": "flatten"}]},
+            "network",
+            ["expected an architecture's name or a mapping with 'layers'"],
+        ),
         ({"network": {"layers": []}}, "network.layers", ["non-empty list"]),
         ({"network": {"layers": MLP, "width": 3}}, "network.width", ["has 'layers' (written out) or 'type'"]),
         ({"rule": ["bp"]}, "rule", ["expected a rule's name or a mapping"]),
