@@ -200,8 +200,10 @@ def test_compare_sweep_with_no_log_writes_nothing_to_the_store(store, tmp_path):
     def state():  # the database's bytes and every artifact file the store holds
         db = hashlib.sha256((store["folder"] / "mlflow.db").read_bytes()).hexdigest()
         files = sorted(p for p in (store["folder"] / "mlartifacts").rglob("*") if p.is_file())
-        return db, {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+        beside = sorted(p.name for p in store["folder"].iterdir())  # no lock file left there either
+        return db, {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}, beside
 
+    (store["folder"] / "mlflow.db.lock").unlink(missing_ok=True)  # left by the trainings
     before = state()
     result = compare(store["uri"], "--sweep", store["parent"], "--no-log", "--out", str(tmp_path / "r"))
     assert result.exit_code == 0, result.output

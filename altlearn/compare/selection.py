@@ -80,7 +80,7 @@ def open_store(uri: str):
             "--tracking-uri the runs were logged to (the default is mlflow.db in the current folder)"
         )
     try:
-        client, _ = connect(uri)
+        client, _ = connect(uri, reading=True)
     except TrackingUnavailable as exc:
         raise CompareError(str(exc)) from None
     return client

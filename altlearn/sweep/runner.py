@@ -272,9 +272,12 @@ def _quoted(text: str) -> str:
 
 
 def _say_where(record: SweepRecord, uri: str) -> None:
+    from altlearn.printable import printable
     from altlearn.tracking.store import ui_command
 
-    click.echo(f"MLflow sweep run {record.run_id} in {uri}; view with: {ui_command(uri)}")
+    click.echo(
+        f"MLflow sweep run {record.run_id} in {printable(uri)}; view with: {printable(ui_command(uri))}"
+    )
 
 
 def _note(message: str) -> None:

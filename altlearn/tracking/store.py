@@ -61,9 +61,13 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(path) if path and path != ":memory:" else None
 
 
-def connect(uri: str, experiment: str | None = None):
+def connect(uri: str, experiment: str | None = None, reading: bool = False):
     """An MlflowClient for ``uri`` and the id of ``experiment`` (created if new; None if not
-    asked for: then the store is only touched), or TrackingUnavailable with a one-line reason."""
+    asked for: then the store is only touched), or TrackingUnavailable with a one-line reason.
+    ``reading``: an existing store that is only read, opened without the creation lock, so that
+    no lock file appears beside a store kept for reference."""
+    from contextlib import nullcontext
+
     from mlflow.tracking import MlflowClient
 
     from altlearn.tracking.sqlite_store import prepared_store
@@ -77,7 +81,8 @@ def connect(uri: str, experiment: str | None = None):
     if db_path is not None:
         _check_sqlite_folder(uri, db_path)
     try:
-        with prepared_store(db_path):  # one process creates or repairs a SQLite store at a time
+        # one process creates or repairs a SQLite store at a time
+        with nullcontext() if reading else prepared_store(db_path):
             client = MlflowClient(tracking_uri=uri)
             if experiment:
                 return client, experiment_id(client, experiment, db_path)
