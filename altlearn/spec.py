@@ -124,7 +124,7 @@ def load_spec(path: str | Path, overrides: list[str] | None = None, registry: Re
     """Read, override and validate a spec file."""
     raw = load_yaml(path)
     try:
-        apply_overrides(raw, overrides or [])
+        apply_overrides(raw, overrides or [], registry)
     except SpecError as exc:
         exc.source = str(path)
         raise

@@ -236,8 +236,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+def apply_overrides(raw: dict[str, Any], overrides: list[str], registry=None) -> dict[str, Any]:
     """Apply ``path=value`` overrides; values are YAML (so 0.01, true, [64, 64] are typed).
+    ``registry`` tells which bare names are components (default: the installed plugins').
 
     Paths use dots, with list items by index: ``network.layers.1.out_features=400`` or
     ``network.layers[1].out_features=400``.
@@ -259,7 +260,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         node: Any = raw
         try:
             for part in parts[:-1]:
-                node = _child(node, part)
+                node = _child(node, part, registry)
             _set(node, parts[-1], value)
         except (KeyError, IndexError, TypeError) as exc:
             problems.append(Problem(f"--set {item}", f"cannot set {key}: {exc.args[0]}"))
@@ -272,7 +273,7 @@ def _short_item(item: str) -> str:
     return item if len(item) <= 80 else item[:77] + "..."
 
 
-def _child(node: Any, part: str) -> Any:
+def _child(node: Any, part: str, registry=None) -> Any:
     if isinstance(node, list):
         index = _index(node, part)
     elif isinstance(node, dict):
@@ -281,7 +282,7 @@ def _child(node: Any, part: str) -> Any:
             node[part] = {}
     else:
         raise TypeError(f"{part!r} is inside a value that is not a mapping")
-    if isinstance(node[index], str) and index not in _TEXT_KEYS and _names_a_component(node[index]):
+    if isinstance(node[index], str) and index not in _TEXT_KEYS and _names_a_component(node[index], registry):
         node[index] = {"type": node[index]}  # a bare component name is short for {type: name}
     return node[index]
 
@@ -290,12 +291,12 @@ def _child(node: Any, part: str) -> Any:
 _TEXT_KEYS = ("type", "name", "description")
 
 
-def _names_a_component(text: str) -> bool:
+def _names_a_component(text: str, registry=None) -> bool:
     """Whether ``text`` is the name of a component of some kind (then a path through it means its
     block); any other text (a folder, a device, an option's value) is not a block to go into."""
     from altlearn.plugins import KINDS, get_registry
 
-    registry = get_registry()
+    registry = registry or get_registry()
     return any(text in registry.names(kind) for kind in KINDS)
 
 
@@ -317,11 +318,11 @@ def _index(node: list, part: str) -> int:
     return index
 
 
-def set_path(raw: dict[str, Any], key: str, value: Any) -> None:
+def set_path(raw: dict[str, Any], key: str, value: Any, registry=None) -> None:
     """Set one already-typed value at a dotted path (what a sweep's overrides do); the path
     grammar and the KeyError/IndexError/TypeError are those of ``apply_overrides``."""
     parts = [p for p in key.strip().replace("[", ".").replace("]", "").split(".") if p]
     node: Any = raw
     for part in parts[:-1]:
-        node = _child(node, part)
+        node = _child(node, part, registry)
     _set(node, parts[-1], value)

@@ -656,3 +656,13 @@ def test_rule_network_check_is_reported_at_the_layer(plugin_registry):
     problems = problems_of(minimal(rule={"type": "scaled"}), registry=plugin_registry)
     assert set(problems) == {"network.layers[1]", "network.layers[3]"}
     assert "rule 'scaled': needs bias-free" in problems["network.layers[3]"]
+
+
+def test_an_override_goes_into_a_plugin_rule_written_as_a_bare_name(plugin_registry, tmp_path):
+    raw = minimal(rule="scaled")
+    for layer in raw["network"]["layers"]:
+        if layer["type"] == "linear":
+            layer["bias"] = False
+    path = write(tmp_path, "s.yaml", yaml.safe_dump(raw))
+    spec = load_spec(path, ["rule.scale=2.0"], registry=plugin_registry)
+    assert (spec.rule.type, spec.rule.params.scale) == ("scaled", 2.0)
