@@ -50,9 +50,7 @@ def validate(raw: dict[str, Any], registry: Registry | None = None, source: str 
     layers = network_layers(v, raw.get("network"), info)
     rule, _ = _required_block(v, raw, "rule", "rule")
     optimizer = _optimizer(v, raw.get("optimizer"), rule)
-    schedule, _ = v.block(
-        _default_type(raw.get("schedule"), "schedule"), "schedule", "schedule", bare_name=True
-    )
+    schedule, _ = v.block(_default_type(raw.get("schedule"), "schedule"), "schedule", "schedule")
     if info is not None and layers is not None and rule is not None:
         network = check_network(v, info, data, layers, rule, data_options)
         if network is not None and optimizer is not None:
@@ -81,7 +79,7 @@ def _required_block(v: Validator, raw: dict[str, Any], section: str, kind: str, 
     if section not in raw:
         v.add(section, f"missing; choose a {KIND_NOUNS[kind]}: {', '.join(v.registry.names(kind))}")
         return None, None
-    return v.block(raw[section], section, kind, common=common, bare_name=True)
+    return v.block(raw[section], section, kind, common=common)
 
 
 def _optimizer(v: Validator, section: Any, rule: Block | None) -> Block | None:
@@ -96,7 +94,7 @@ def _optimizer(v: Validator, section: Any, rule: Block | None) -> Block | None:
                 "remove the optimizer section",
             )
         return None
-    return v.block(_default_type(section, "optimizer"), "optimizer", "optimizer", bare_name=True)[0]
+    return v.block(_default_type(section, "optimizer"), "optimizer", "optimizer")[0]
 
 
 def _default_type(section: Any, kind: str) -> Any:

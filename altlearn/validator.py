@@ -128,24 +128,24 @@ class Validator:
         kind: str,
         common: type[BaseModel] | None = None,
         reference: Reference | None = None,
-        bare_name: bool = False,
     ) -> tuple[Block | None, BaseModel | None]:
-        """Validate ``{type: name, **options}`` naming a component of ``kind``.
+        """Validate ``{type: name, **options}`` naming a component of ``kind``, or the name alone
+        for the component with its defaults (``rule: fa``, ``loss: mse``, a layer ``relu``).
 
         ``common`` holds options every component of the kind has (data sets' batch_size...);
-        ``reference`` is set for a block nested in another component's options; ``bare_name``
-        allows a name alone for a block with its defaults (as a nested option and a list item may).
+        ``reference`` is set for a block nested in another component's options.
         """
-        # An option naming a component may give just its name (loss: mse); the path of a bad
-        # name is then the option itself, since the file has no `type` key.
-        named_allowed = reference is not None or bare_name
-        shorthand = named_allowed and isinstance(values, str)
+        # A bad bare name's path is the option itself, since the file has no `type` key.
+        shorthand = isinstance(values, str)
         type_path = path if shorthand else join(path, "type")
         if shorthand:
             values = {"type": values}
         if not isinstance(values, dict):
-            name = f"{article(KIND_NOUNS[kind])} {KIND_NOUNS[kind]}'s name or " if named_allowed else ""
-            self.add(path, f"expected {name}a mapping with a 'type' key, got {short(values)}")
+            what = KIND_NOUNS[kind]
+            self.add(
+                path,
+                f"expected {article(what)} {what}'s name or a mapping with a 'type' key, got {short(values)}",
+            )
             return None, None
         options = dict(values)
         type_name = options.pop("type", None)
@@ -276,7 +276,7 @@ class Validator:
             return None
         blocks, origins, complete, size = [], [], True, 0
         for index, item in enumerate(items):
-            block, shared = self.block(item, join(path, index), kind, ListItemOptions, reference, True)
+            block, shared = self.block(item, join(path, index), kind, ListItemOptions, reference)
             if block is None or shared is None:
                 complete = False
                 continue
