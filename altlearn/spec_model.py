@@ -18,6 +18,7 @@ from altlearn.values import (
     Count,
     NonNegativeCount,
     NonNegativeReal,
+    PositiveReal,
     Seed,
     Tags,
     ThreadCount,
@@ -75,6 +76,11 @@ class TrainOptions(_Section):
         50, description="steps between progress updates and divergence checks (the only host syncs)"
     )
     threads: ThreadCount | None = Field(None, description="CPU threads for torch (default: torch's)")
+    clip_grad_norm: PositiveReal | None = Field(
+        None,
+        description="before each optimizer step, scale the update signal of every parameter it "
+        "steps down to this total L2 norm when above it (the norm is logged as grad_norm)",
+    )
     precision: Literal["fp32", "tf32", "bf16"] = Field(
         "fp32",
         description="fp32; tf32: TF32 matmuls and convolutions on CUDA; bf16: autocast of the step "

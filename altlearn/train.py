@@ -120,6 +120,12 @@ class Trainer:
                 else [p for p in self.rule.parameters() if p.requires_grad]
             )
             self.optimizer = spec.optimizer.component.build(spec.optimizer.params, trainable)
+        # train.clip_grad_norm bounds the total norm over every parameter the optimizer steps
+        self.clipped = (
+            [p for group in self.optimizer.param_groups for p in group["params"]]
+            if spec.train.clip_grad_norm is not None
+            else []
+        )
 
     def _build_schedule(self) -> None:
         spec = self.spec
@@ -193,6 +199,11 @@ class Trainer:
                 step_metrics = self.step_fn(x, y)
             if not self._contract_checked:
                 self._check_step_contract(step_metrics)
+            if self.clipped:
+                # no host sync: torch scales by a clamped tensor factor; the norm before clipping
+                # is averaged like the rule's metrics, so a run shows how often the limit bit
+                norm = torch.nn.utils.clip_grad_norm_(self.clipped, spec.train.clip_grad_norm)
+                step_metrics = {**step_metrics, "grad_norm": norm}
             opt.step()
             self.scheduler.step()
             self.global_step += 1

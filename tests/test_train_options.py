@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pytest
+import torch
+from torch.nn.utils import parameters_to_vector
 
-from altlearn.spec import validate
+from altlearn.observers import Observer
+from altlearn.spec import SpecError, validate
 from altlearn.train import Trainer
 
 BASE = {
@@ -53,3 +56,59 @@ def test_compiled_step_matches_eager():
     compiled = final_metrics("bp", compile="default")
     for key in ("train_loss", "test_loss", "test_accuracy"):
         assert compiled[key] == pytest.approx(eager[key], abs=1e-4), key
+
+
+class FirstStep(Observer):
+    """Keeps the parameters before the first step and before the second: the first update."""
+
+    def __init__(self) -> None:
+        self.snapshots: list[torch.Tensor] = []
+
+    def on_batch_start(self, trainer, step, x, y) -> None:
+        if step < 2:
+            self.snapshots.append(parameters_to_vector(trainer.rule.parameters()).detach().clone())
+
+    def update(self) -> torch.Tensor:
+        return self.snapshots[1] - self.snapshots[0]
+
+
+def first_update(rule: str, **train) -> tuple[torch.Tensor, dict[str, float]]:
+    spec = validate(
+        {
+            **BASE,
+            "rule": {"type": rule},
+            "optimizer": {"type": "sgd", "lr": 0.5},  # plain SGD: the update is -lr * the signal
+            "train": {"epochs": 1, "device": "cpu", **train},
+        }
+    )
+    observer = FirstStep()
+    metrics = Trainer(spec, observers=[observer]).fit()
+    return observer.update(), metrics
+
+
+@pytest.mark.parametrize("rule", ["bp", "dfa"])
+def test_clip_grad_norm_scales_the_update_to_the_limit(rule):
+    free, free_metrics = first_update(rule)
+    signal_norm = free.norm().item() / 0.5
+    limit = signal_norm / 4  # the first step's signal is 4x over the limit
+    clipped, metrics = first_update(rule, clip_grad_norm=limit)
+    # same direction, scaled to the limit: the step is a quarter of the free one
+    assert clipped.norm().item() == pytest.approx(0.5 * limit, rel=1e-5)
+    torch.testing.assert_close(clipped, free / 4, rtol=1e-4, atol=1e-7)
+    assert "grad_norm" not in free_metrics
+    assert metrics["grad_norm"] > 0
+
+
+def test_clip_grad_norm_above_the_signal_changes_nothing():
+    free, free_metrics = first_update("fa")
+    loose, metrics = first_update("fa", clip_grad_norm=1e6)
+    torch.testing.assert_close(loose, free, rtol=0, atol=0)
+    assert metrics["test_accuracy"] == free_metrics["test_accuracy"]
+    assert metrics["grad_norm"] < 1e6
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, "inf", True])
+def test_clip_grad_norm_must_be_a_positive_number(bad):
+    with pytest.raises(SpecError) as info:
+        validate({**BASE, "rule": {"type": "bp"}, "train": {"clip_grad_norm": bad}})
+    assert "train.clip_grad_norm" in str(info.value)
