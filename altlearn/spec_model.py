@@ -79,7 +79,8 @@ class TrainOptions(_Section):
     clip_grad_norm: PositiveReal | None = Field(
         None,
         description="before each optimizer step, scale the update signal of every parameter it "
-        "steps down to this total L2 norm when above it (the norm is logged as grad_norm)",
+        "steps down to this total L2 norm when above it; logs the epoch's mean norm before "
+        "clipping (grad_norm) and the share of steps clipped (clipped_fraction)",
     )
     precision: Literal["fp32", "tf32", "bf16"] = Field(
         "fp32",

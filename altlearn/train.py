@@ -200,10 +200,7 @@ class Trainer:
             if not self._contract_checked:
                 self._check_step_contract(step_metrics)
             if self.clipped:
-                # no host sync: torch scales by a clamped tensor factor; the norm before clipping
-                # is averaged like the rule's metrics, so a run shows how often the limit bit
-                norm = torch.nn.utils.clip_grad_norm_(self.clipped, spec.train.clip_grad_norm)
-                step_metrics = {**step_metrics, "grad_norm": norm}
+                step_metrics = {**step_metrics, **self._clip(spec.train.clip_grad_norm)}
             opt.step()
             self.scheduler.step()
             self.global_step += 1
@@ -217,6 +214,13 @@ class Trainer:
         result = {self._train_name(k): v for k, v in sums.means().items()}
         result.update(epoch_seconds=seconds, samples_per_second=sums.count / seconds, lr=lr)
         return result
+
+    def _clip(self, limit: float) -> dict[str, torch.Tensor]:
+        """Scale the update signal down to ``limit`` when its total norm is above it. No host sync:
+        torch scales by a clamped tensor factor. The norm before clipping, and whether the limit
+        bit, are averaged over the epoch like the rule's metrics."""
+        norm = torch.nn.utils.clip_grad_norm_(self.clipped, limit)
+        return {"grad_norm": norm, "clipped_fraction": (norm > limit).float()}
 
     def _check_step_contract(self, step_metrics: Any) -> None:
         """Once, after the first step: a rule (often a new plugin) broke the contract in a way the

@@ -95,8 +95,9 @@ def test_clip_grad_norm_scales_the_update_to_the_limit(rule):
     # same direction, scaled to the limit: the step is a quarter of the free one
     assert clipped.norm().item() == pytest.approx(0.5 * limit, rel=1e-5)
     torch.testing.assert_close(clipped, free / 4, rtol=1e-4, atol=1e-7)
-    assert "grad_norm" not in free_metrics
+    assert "grad_norm" not in free_metrics and "clipped_fraction" not in free_metrics
     assert metrics["grad_norm"] > 0
+    assert 0 < metrics["clipped_fraction"] <= 1  # the first step at least was clipped
 
 
 def test_clip_grad_norm_above_the_signal_changes_nothing():
@@ -105,6 +106,7 @@ def test_clip_grad_norm_above_the_signal_changes_nothing():
     torch.testing.assert_close(loose, free, rtol=0, atol=0)
     assert metrics["test_accuracy"] == free_metrics["test_accuracy"]
     assert metrics["grad_norm"] < 1e6
+    assert metrics["clipped_fraction"] == 0
 
 
 @pytest.mark.parametrize("bad", [0, -1.0, "inf", True])
