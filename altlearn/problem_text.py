@@ -7,6 +7,7 @@ section, the sweep file) words it the same way.
 from __future__ import annotations
 
 import difflib
+import math
 from typing import Any
 
 # Keys people put in the wrong section (e.g. the rule's lr when the rule uses an optimizer):
@@ -34,7 +35,16 @@ def join(path: str, key: Any) -> str:
 
 
 def short(value: Any) -> str:
-    text = repr(value)
+    """The value as its user wrote it in YAML where Python spells it otherwise (true, null, .nan),
+    else its repr (quotes show that a value is text), cut to 60 characters."""
+    if value is None or isinstance(value, bool):
+        text = {True: "true", False: "false", None: "null"}[value]
+    elif isinstance(value, float) and math.isnan(value):
+        text = ".nan"
+    elif isinstance(value, float) and math.isinf(value):
+        text = ".inf" if value > 0 else "-.inf"
+    else:
+        text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 

@@ -9,6 +9,7 @@ exactly the errors built-ins get.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,8 +118,11 @@ class Validator:
             elif err["type"] == "missing":
                 self.add(where, f"required by {owner} but missing")
             else:
+                value = err.get("input")
                 msg = err["msg"].removeprefix("Value error, ")
-                self.add(where, f"{short(err.get('input'))} is invalid: {msg}")
+                if isinstance(value, float) and math.isnan(value):
+                    msg = "Input should be a finite number"  # not "greater than 0": nan compares false
+                self.add(where, f"{short(value)} is invalid: {msg}")
 
     # -- a `type:` block
     def block(
