@@ -50,8 +50,11 @@ class SpecError(Exception):
 
     def report(self) -> str:
         where = f"{self.source}: " if self.source else ""
+        if len(self.problems) == 1 and not self.problems[0].path:  # the file itself: unread, not YAML
+            return f"{where}{self.problems[0].message}"
         count = len(self.problems)
-        head = f"{where}{count} problem{'s' if count != 1 else ''} in the spec"
+        in_spec = any(not p.path.startswith("--set ") for p in self.problems)
+        head = f"{where}{count} problem{'s' if count != 1 else ''} {'in the spec' if in_spec else 'in --set'}"
         return "\n".join([head] + [f"  - {p}" for p in self.problems])
 
 

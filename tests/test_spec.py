@@ -239,6 +239,19 @@ def test_three_independent_mistakes_give_exactly_three_problems():
     assert "  - train.epochs: " in report
 
 
+def test_a_report_words_what_was_wrong_where_it_was(tmp_path):
+    with pytest.raises(SpecError) as info:
+        load_spec(tmp_path / "nope.yaml")
+    assert info.value.report() == f"no such file: {tmp_path / 'nope.yaml'}"  # no spec was read
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(minimal()))
+    with pytest.raises(SpecError) as info:
+        load_spec(good, ["optimizer.lr"])
+    assert info.value.report().endswith(
+        "1 problem in --set\n  - --set optimizer.lr: expected path=value, e.g. optimizer.lr=0.01"
+    )
+
+
 @pytest.mark.parametrize(
     "section, values, path, suggestion",
     [
