@@ -156,8 +156,8 @@ def options(kind: str, name: str) -> None:
 @main.command()
 @click.option("-v", "--verbose", is_flag=True, help="show the tracebacks of broken plugins")
 def plugins(verbose: bool) -> None:
-    """List every component (rules, data sets, layers, optimizers, schedules, losses) with the
-    package that provides it."""
+    """List every component (rules, data sets, layers, optimizers, schedules, losses, network
+    architectures) with the package that provides it."""
     from altlearn.plugins import PLUGIN_SELECTION_ENV, get_registry
 
     registry = get_registry()
