@@ -255,3 +255,22 @@ def test_trials_of_one_sweep_configuration_stay_one_group_across_an_option_a_lat
     # runs without any key still group by their params alone
     plain = [RunData(str(s), "r", "FINISHED", {"seed": str(s), "rule.type": "fa"}, {}) for s in (0, 1)]
     assert [len(g.runs) for g in group_runs(plain + [runs[1]], None)] == [2, 1]
+
+
+def test_the_alignment_note_gives_each_rule_without_a_panel_its_own_reason():
+    from altlearn.compare.comparison import _alignment_notes
+    from altlearn.compare.selection import RunData
+
+    def run(rule: str, aligned: bool) -> RunData:
+        curves = {"alignment/angle_layer1": [(0, 40.0)]} if aligned else {}
+        return RunData(
+            run_id=rule, name=rule, status="FINISHED", params={"rule.type": rule}, tags={}, curves=curves
+        )
+
+    (note,) = _alignment_notes([run("fa", True), run("bp", False), run("goup", False)])
+    assert note == (
+        "no alignment metrics for rule bp, goup, so no alignment panel for them "
+        "(bp's update is the BP gradient itself; the others ran with tracking.alignment_every 0)"
+    )
+    (note,) = _alignment_notes([run("fa", True), run("dfa", False)])
+    assert note.endswith("no alignment panel for it (it ran with tracking.alignment_every 0)")

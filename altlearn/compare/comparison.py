@@ -98,8 +98,12 @@ def _alignment_notes(runs: list[RunData]) -> list[str]:
             "no run logged alignment metrics (tracking.alignment_every is 0, or the rules have no "
             "update to compare with the BP gradient): the alignment figure is left out"
         ]
+    why = {"bp": "bp's update is the BP gradient itself", "ff": "ff's has no gradient to compare"}
+    reasons = [why[rule] for rule in without if rule in why]
+    if any(rule not in why for rule in without):
+        subject = "the others" if reasons else "they" if len(without) > 1 else "it"
+        reasons.append(f"{subject} ran with tracking.alignment_every 0")
     return [
-        f"no alignment metrics for rule {', '.join(without)}, so no alignment panel for it (bp's update "
-        "is the BP gradient itself and ff's has no gradient to compare; any other rule had "
-        "tracking.alignment_every 0)"
+        f"no alignment metrics for rule {', '.join(without)}, so no alignment panel for "
+        f"{'them' if len(without) > 1 else 'it'} ({'; '.join(reasons)})"
     ]
