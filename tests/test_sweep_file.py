@@ -57,6 +57,16 @@ def test_a_mistake_in_the_base_spec_names_the_base_file(tmp_path):
     assert "cases[0] (rule.type=bp): base base.yaml: train.epochs: 0 is invalid" in error.value.report()
 
 
+def test_a_base_file_that_is_not_there_is_one_problem_not_also_a_missing_base(tmp_path):
+    path = write_sweep(tmp_path, {"name": "no-base", "cases": [{"rule.type": "bp"}]})
+    path.write_text(path.read_text().replace("base: base.yaml", "base: nope.yaml"))
+    with pytest.raises(SweepError) as error:
+        load_trials(path)
+    assert [str(p) for p in error.value.problems] == [
+        f"base: nope.yaml: no such file: {tmp_path / 'nope.yaml'}"
+    ]
+
+
 def test_cases_grid_and_seeds_multiply_and_keys_are_stable(tmp_path):
     path = write_sweep(
         tmp_path,

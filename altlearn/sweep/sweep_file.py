@@ -145,7 +145,8 @@ class _Checker:
             self.add("experiment", f"expected an MLflow experiment name, got {experiment!r}")
         cases = self.cases(raw.get("cases"))
         base = self.base(raw["base"], "base") if raw.get("base") is not None else None
-        if base is None and (not cases or any(c.base is None for c in cases)):
+        given = raw.get("base") is not None  # a base that failed to load is reported already
+        if base is None and not given and (not cases or any(c.base is None for c in cases)):
             self.add(
                 "base",
                 "required (a spec file relative to the sweep file, or an inline spec) "
