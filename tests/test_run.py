@@ -84,6 +84,7 @@ def test_digits_run_is_recorded_completely(tmp_path, monkeypatch):
     tags = run.data.tags
     assert tags["altlearn.rule"] == "bp" and tags["altlearn.dataset"] == "digits"
     assert tags["torch.version"] == torch.__version__
+    assert tags["torch.cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     # per-epoch metrics under the shared names, one value per epoch
     for key in (
         "train_loss",

@@ -27,6 +27,9 @@ def _tags(spec: Spec) -> dict[str, str]:
         "altlearn.version": __version__,
         "torch.version": torch.__version__,
         "python.version": platform.python_version(),
+        # the CPU kernels torch picked (AVX512, AVX2, ...): they round differently, so the same spec
+        # and seed can end apart on two machines (docs/reproductions.md measured 0.1 points)
+        "torch.cpu_capability": _cpu_capability(torch),
         "mlflow.source.name": spec.source or "",
         "mlflow.source.type": "LOCAL",
     }
@@ -36,6 +39,11 @@ def _tags(spec: Spec) -> dict[str, str]:
     tags[CONFIGURATION_TAG] = spec_keys(spec)[1]
     tags.update(spec.tracking.tags)
     return tags
+
+
+def _cpu_capability(torch) -> str:
+    capability = getattr(torch.backends.cpu, "get_cpu_capability", None)  # not in every torch
+    return capability() if capability else "unknown"
 
 
 def _layer_label(block) -> str:
