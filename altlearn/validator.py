@@ -23,6 +23,8 @@ from altlearn.problem_text import article, did_you_mean, elsewhere_hint, join, s
 from altlearn.spec_files import Problem
 from altlearn.values import Count
 
+#: pydantic's error types of a number's bounds, which a nan fails without being out of them
+_BOUNDS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
 #: pydantic error type of a nested block whose problems the validator has already recorded
 _REPORTED = "altlearn_already_reported"
 
@@ -120,7 +122,7 @@ class Validator:
             else:
                 value = err.get("input")
                 msg = err["msg"].removeprefix("Value error, ")
-                if isinstance(value, float) and math.isnan(value):
+                if err["type"] in _BOUNDS and isinstance(value, float) and math.isnan(value):
                     msg = "Input should be a finite number"  # not "greater than 0": nan compares false
                 self.add(where, f"{short(value)} is invalid: {msg}")
 

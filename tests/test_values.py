@@ -47,6 +47,7 @@ CASES = [
     ("train.clip_grad_norm=.nan", "train.clip_grad_norm", ".nan is invalid: " + FINITE),
     ("train.clip_grad_norm=true", "train.clip_grad_norm", "true is invalid: " + YES_NO),
     ("optimizer.lr=", "optimizer.lr", "null is invalid"),
+    ("train.precision=.nan", "train.precision", ".nan is invalid: Input should be 'fp32', 'tf32' or 'bf16'"),
     ("optimizer.eps=.inf", "optimizer.eps", FINITE),
     ("optimizer.weight_decay=.inf", "optimizer.weight_decay", FINITE),
     ("schedule.warmup_epochs=.inf", "schedule.warmup_epochs", FINITE),
