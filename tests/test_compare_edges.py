@@ -261,16 +261,20 @@ def test_the_alignment_note_gives_each_rule_without_a_panel_its_own_reason():
     from altlearn.compare.comparison import _alignment_notes
     from altlearn.compare.selection import RunData
 
-    def run(rule: str, aligned: bool) -> RunData:
+    def run(rule: str, aligned: bool, every: str = "200") -> RunData:
         curves = {"alignment/angle_layer1": [(0, 40.0)]} if aligned else {}
-        return RunData(
-            run_id=rule, name=rule, status="FINISHED", params={"rule.type": rule}, tags={}, curves=curves
-        )
+        params = {"rule.type": rule, "tracking.alignment_every": every}
+        return RunData(run_id=rule, name=rule, status="FINISHED", params=params, tags={}, curves=curves)
 
-    (note,) = _alignment_notes([run("fa", True), run("bp", False), run("goup", False)])
-    assert note == (
-        "no alignment metrics for rule bp, goup, so no alignment panel for them "
-        "(bp's update is the BP gradient itself; the others ran with tracking.alignment_every 0)"
+    (note,) = _alignment_notes(
+        [run("fa", True), run("bp", False), run("goup", False), run("dfa", False, "0")]
     )
-    (note,) = _alignment_notes([run("fa", True), run("dfa", False)])
-    assert note.endswith("no alignment panel for it (it ran with tracking.alignment_every 0)")
+    assert note == (
+        "no alignment metrics for rule bp, dfa, goup, so no alignment panel for them "
+        "(bp's update is the BP gradient itself; dfa ran with tracking.alignment_every 0; "
+        "goup's update has nothing to compare with the BP gradient)"
+    )
+    (note,) = _alignment_notes([run("fa", True), run("ff", False)])
+    assert note.endswith(
+        "no alignment panel for it (ff's update has nothing to compare with the BP gradient)"
+    )

@@ -98,12 +98,17 @@ def _alignment_notes(runs: list[RunData]) -> list[str]:
             "no run logged alignment metrics (tracking.alignment_every is 0, or the rules have no "
             "update to compare with the BP gradient): the alignment figure is left out"
         ]
-    why = {"bp": "bp's update is the BP gradient itself", "ff": "ff's has no gradient to compare"}
-    reasons = [why[rule] for rule in without if rule in why]
-    if any(rule not in why for rule in without):
-        subject = "the others" if reasons else "they" if len(without) > 1 else "it"
-        reasons.append(f"{subject} ran with tracking.alignment_every 0")
     return [
         f"no alignment metrics for rule {', '.join(without)}, so no alignment panel for "
-        f"{'them' if len(without) > 1 else 'it'} ({'; '.join(reasons)})"
+        f"{'them' if len(without) > 1 else 'it'} ({'; '.join(_why_unaligned(rule, runs) for rule in without)})"
     ]
+
+
+def _why_unaligned(rule: str, runs: list[RunData]) -> str:
+    """Why a rule's runs logged no alignment: the spec switched it off, or the rule has nothing to
+    set against the BP gradient (bp is that gradient; ff, goup following bp, some plugins)."""
+    if all(run.params.get("tracking.alignment_every") == "0" for run in runs if run.rule == rule):
+        return f"{rule} ran with tracking.alignment_every 0"
+    if rule == "bp":
+        return "bp's update is the BP gradient itself"
+    return f"{rule}'s update has nothing to compare with the BP gradient"
