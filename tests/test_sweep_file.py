@@ -57,6 +57,16 @@ def test_a_mistake_in_the_base_spec_names_the_base_file(tmp_path):
     assert "cases[0] (rule.type=bp): base base.yaml: train.epochs: 0 is invalid" in error.value.report()
 
 
+def test_a_sweep_file_that_cannot_be_read_is_reported_as_that(tmp_path):
+    with pytest.raises(SweepError) as error:
+        load_trials(tmp_path / "nope.yaml")
+    assert error.value.report() == f"no such file: {tmp_path / 'nope.yaml'}"
+    (tmp_path / "bad.yaml").write_text("name: [\n")
+    with pytest.raises(SweepError) as error:
+        load_trials(tmp_path / "bad.yaml")
+    assert error.value.report().startswith(f"{tmp_path / 'bad.yaml'}: line 2, column 1: not valid YAML")
+
+
 def test_a_base_file_that_is_not_there_is_one_problem_not_also_a_missing_base(tmp_path):
     path = write_sweep(tmp_path, {"name": "no-base", "cases": [{"rule.type": "bp"}]})
     path.write_text(path.read_text().replace("base: base.yaml", "base: nope.yaml"))
@@ -65,6 +75,19 @@ def test_a_base_file_that_is_not_there_is_one_problem_not_also_a_missing_base(tm
     assert [str(p) for p in error.value.problems] == [
         f"base: nope.yaml: no such file: {tmp_path / 'nope.yaml'}"
     ]
+    # the same for a case's own base, with no base at the top
+    path.write_text("name: no-base\ncases:\n  - {base: nope.yaml, rule.type: bp}\n")
+    with pytest.raises(SweepError) as error:
+        load_trials(path)
+    assert [str(p) for p in error.value.problems] == [
+        f"cases[0].base: nope.yaml: no such file: {tmp_path / 'nope.yaml'}"
+    ]
+    # and a base given nowhere is the one problem
+    path.write_text("name: no-base\ncases:\n  - {base: base.yaml, rule.type: bp}\n  - {rule.type: fa}\n")
+    with pytest.raises(SweepError) as error:
+        load_trials(path)
+    assert [p.path for p in error.value.problems] == ["base"]
+    assert "unless every case has its own base" in error.value.problems[0].message
 
 
 def test_cases_grid_and_seeds_multiply_and_keys_are_stable(tmp_path):

@@ -39,6 +39,9 @@ class SweepError(Exception):
         super().__init__(self.report())
 
     def report(self) -> str:
+        if len(self.problems) == 1 and not self.problems[0].path:  # the file itself: unread, not YAML
+            message = self.problems[0].message
+            return message if self.source in message else f"{self.source}: {message}"
         count = len(self.problems)
         head = f"{self.source}: {count} problem{'s' if count != 1 else ''} in the sweep"
         return "\n".join([head] + [f"  - {self.source}: {p}" for p in self.problems])
@@ -145,8 +148,12 @@ class _Checker:
             self.add("experiment", f"expected an MLflow experiment name, got {experiment!r}")
         cases = self.cases(raw.get("cases"))
         base = self.base(raw["base"], "base") if raw.get("base") is not None else None
-        given = raw.get("base") is not None  # a base that failed to load is reported already
-        if base is None and not given and (not cases or any(c.base is None for c in cases)):
+        # a base given but failing to load is reported already: only a base nowhere given is missing
+        raw_cases = raw.get("cases") if isinstance(raw.get("cases"), list) else []
+        every_case_has_one = bool(raw_cases) and all(
+            isinstance(item, dict) and item.get("base") is not None for item in raw_cases
+        )
+        if raw.get("base") is None and not every_case_has_one:
             self.add(
                 "base",
                 "required (a spec file relative to the sweep file, or an inline spec) "
