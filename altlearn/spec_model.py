@@ -78,9 +78,10 @@ class TrainOptions(_Section):
     threads: ThreadCount | None = Field(None, description="CPU threads for torch (default: torch's)")
     clip_grad_norm: PositiveReal | None = Field(
         None,
-        description="before each optimizer step, scale the update signal of every parameter it "
-        "steps down to this total L2 norm when above it; logs the epoch's mean norm before "
-        "clipping (grad_norm) and the share of steps clipped (clipped_fraction)",
+        description="before each optimizer step, scale the update signal (.grad) of every parameter "
+        "it steps down to this total L2 norm when above it: one norm over all layers, for ff's "
+        "layer-local objectives too; logs the epoch's mean norm before clipping (grad_norm) and "
+        "the share of steps clipped (clipped_fraction, weighted by batch size like every metric)",
     )
     precision: Literal["fp32", "tf32", "bf16"] = Field(
         "fp32",

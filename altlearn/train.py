@@ -38,6 +38,10 @@ __all__ = ["CHECKPOINT_FORMAT", "DeviceUnavailable", "Observer", "Outcome", "Tra
 CHECKPOINT_FORMAT = 2  # 2: every rule has extra state; generators saved by "layer@device"
 
 
+#: what train.clip_grad_norm adds to a step's metrics, so a rule's own must not use these names
+CLIP_METRICS = ("grad_norm", "clipped_fraction")
+
+
 class TrainingDiverged(Exception):
     """Training produced a non-finite loss or the rule reported divergence; the message says why."""
 
@@ -218,9 +222,10 @@ class Trainer:
     def _clip(self, limit: float) -> dict[str, torch.Tensor]:
         """Scale the update signal down to ``limit`` when its total norm is above it. No host sync:
         torch scales by a clamped tensor factor. The norm before clipping, and whether the limit
-        bit, are averaged over the epoch like the rule's metrics."""
+        bit (a nan norm counts: its step is no longer the rule's), are averaged over the epoch
+        like the rule's metrics."""
         norm = torch.nn.utils.clip_grad_norm_(self.clipped, limit)
-        return {"grad_norm": norm, "clipped_fraction": (norm > limit).float()}
+        return {CLIP_METRICS[0]: norm, CLIP_METRICS[1]: (~(norm <= limit)).float()}
 
     def _check_step_contract(self, step_metrics: Any) -> None:
         """Once, after the first step: a rule (often a new plugin) broke the contract in a way the
@@ -233,6 +238,12 @@ class Trainer:
         )
         if not isinstance(step_metrics, dict):
             raise RuleContractError(f"{rule}: train_step returned {type(step_metrics).__name__}; {contract}")
+        taken = [key for key in CLIP_METRICS if key in step_metrics] if self.clipped else []
+        if taken:
+            raise RuleContractError(
+                f"{rule}: train_step returns {', '.join(map(repr, taken))}, which train.clip_grad_norm "
+                "logs itself; give the rule's metric another name"
+            )
         if "loss" not in step_metrics:
             raise RuleContractError(
                 f"{rule}: train_step returned no 'loss' (keys: "

@@ -117,7 +117,7 @@ class OwnUpdateRule(Rule):
 
 
 class _Mistake(Params):
-    mistake: str = Field("float", description="float | no_loss | vector | none | no_grad")
+    mistake: str = Field("float", description="float | no_loss | vector | none | no_grad | grad_norm")
 
 
 class BadStepRule(Backprop):
@@ -140,6 +140,7 @@ class BadStepRule(Backprop):
             "no_loss": {"losss": loss.detach()},
             "none": None,
             "no_grad": {"loss": loss.detach()},
+            "grad_norm": {"loss": loss.detach(), "grad_norm": loss.detach()},  # clipping's name
         }[mistake]
 
 

@@ -208,6 +208,16 @@ def test_a_rule_breaking_the_step_contract_is_named_after_one_step(tmp_path, wit
     assert only_run(client).info.status == "FAILED"
 
 
+def test_a_rule_metric_named_like_clippings_is_refused_only_when_clipping(tmp_path, with_fake_rules):
+    spec = {**DIGITS_SPEC, "rule": {"type": "bad_step", "mistake": "grad_norm"}}
+    result, _ = run_cli(tmp_path, write_spec(tmp_path, spec), "--quiet")
+    assert result.exit_code == 0, result.output  # without clipping the name is the rule's to use
+    clipped = {**spec, "train": {**DIGITS_SPEC["train"], "clip_grad_norm": 1.0}}
+    result, _ = run_cli(tmp_path, write_spec(tmp_path, clipped), "--quiet")
+    assert result.exit_code == 1
+    assert "train_step returns 'grad_norm', which train.clip_grad_norm logs itself" in result.output
+
+
 def test_sigterm_ends_killed_and_says_it_was_sigterm(tmp_path, with_fake_rules, monkeypatch):
     from altlearn.tracking import Terminated
 

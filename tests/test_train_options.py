@@ -109,8 +109,35 @@ def test_clip_grad_norm_above_the_signal_changes_nothing():
     assert metrics["clipped_fraction"] == 0
 
 
-@pytest.mark.parametrize("bad", [0, -1.0, "inf", True])
-def test_clip_grad_norm_must_be_a_positive_number(bad):
+@pytest.mark.parametrize("rule", ["dfa", "goup"])  # goup steps with its own optimizer
+def test_a_limit_below_every_norm_clips_every_step(rule):
+    spec = {**BASE, "rule": {"type": rule}, "train": {"epochs": 1, "device": "cpu", "clip_grad_norm": 1e-9}}
+    if rule == "goup":
+        spec.pop("optimizer")
+    metrics = Trainer(validate(spec)).fit()
+    assert metrics["clipped_fraction"] == 1.0
+    assert metrics["grad_norm"] > 1e-6
+
+
+@pytest.mark.parametrize(
+    "bad, reason",
+    [
+        (0, "greater than 0"),
+        (-1.0, "greater than 0"),
+        (".inf", "finite number"),
+        (True, "true is a yes/no value, not a number"),
+        ("big", "a valid number"),
+    ],
+)
+def test_clip_grad_norm_must_be_a_positive_number(bad, reason):
     with pytest.raises(SpecError) as info:
-        validate({**BASE, "rule": {"type": "bp"}, "train": {"clip_grad_norm": bad}})
-    assert "train.clip_grad_norm" in str(info.value)
+        validate(
+            {
+                **BASE,
+                "rule": {"type": "bp"},
+                "train": {"clip_grad_norm": float("inf") if bad == ".inf" else bad},
+            }
+        )
+    (problem,) = info.value.problems
+    assert problem.path == "train.clip_grad_norm"
+    assert reason in problem.message
