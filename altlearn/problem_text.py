@@ -36,16 +36,25 @@ def join(path: str, key: Any) -> str:
 
 def short(value: Any) -> str:
     """The value as its user wrote it in YAML where Python spells it otherwise (true, null, .nan),
-    else its repr (quotes show that a value is text), cut to 60 characters."""
-    if value is None or isinstance(value, bool):
-        text = {True: "true", False: "false", None: "null"}[value]
-    elif isinstance(value, float) and math.isnan(value):
-        text = ".nan"
-    elif isinstance(value, float) and math.isinf(value):
-        text = ".inf" if value > 0 else "-.inf"
-    else:
-        text = repr(value)
+    also inside lists and mappings, else its repr (quotes show that a value is text), cut to 60
+    characters."""
+    text = _yaml_spelling(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _yaml_spelling(value: Any) -> str:
+    if value is None or isinstance(value, bool):
+        return {True: "true", False: "false", None: "null"}[value]
+    if isinstance(value, float) and math.isnan(value):
+        return ".nan"
+    if isinstance(value, float) and math.isinf(value):
+        return ".inf" if value > 0 else "-.inf"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_yaml_spelling(item) for item in value) + "]"
+    if isinstance(value, dict):
+        pairs = (f"{_yaml_spelling(key)}: {_yaml_spelling(item)}" for key, item in value.items())
+        return "{" + ", ".join(pairs) + "}"
+    return repr(value)
 
 
 def elsewhere_hint(key: Any, path: str) -> str:

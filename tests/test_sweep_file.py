@@ -90,6 +90,17 @@ def test_a_base_file_that_is_not_there_is_one_problem_not_also_a_missing_base(tm
     assert "unless every case has its own base" in error.value.problems[0].message
 
 
+def test_the_sweep_files_own_problems_spell_values_as_yaml(tmp_path):
+    path = write_sweep(
+        tmp_path, {"name": "spelling", "grid": {"optimizer.lr": [None, None]}, "seeds": [True]}
+    )
+    with pytest.raises(SweepError) as error:
+        load_trials(path)
+    text = error.value.report()
+    assert "a value appears twice in [null, null]" in text
+    assert "got [true]" in text and "None" not in text and "True" not in text
+
+
 def test_cases_grid_and_seeds_multiply_and_keys_are_stable(tmp_path):
     path = write_sweep(
         tmp_path,

@@ -166,3 +166,15 @@ def test_more_layers_than_the_bound_are_refused_before_any_is_built(monkeypatch)
     validate(spec("network.layers={}".format([{"type": "flatten"}, *[{"type": "relu"}] * 3, MLP[-1]])))
     found = problems("network.layers={}".format([{"type": "flatten"}, *[{"type": "relu"}] * 4, MLP[-1]]))
     assert found == {"network.layers": "6 layers; altlearn takes at most 5"}
+
+
+@pytest.mark.parametrize(
+    "override, spelled",
+    [
+        ("optimizer.betas=[true, 0.9]", "[true, 0.9] is invalid"),
+        ("tracking.tags={a: [null, .nan]}", "[null, .nan] is invalid"),
+        ("network.layers.1={type: linear, out_features: {n: false}}", "{'n': false} is invalid"),
+    ],
+)
+def test_a_value_inside_a_list_or_mapping_is_spelled_as_yaml_in_the_problem(override, spelled):
+    assert any(spelled in message for message in problems(override).values()), problems(override)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from altlearn.problem_text import did_you_mean, short
 from altlearn.spec_files import Problem, SpecError, load_yaml
 
 SWEEP_KEYS = (
@@ -131,8 +132,6 @@ class _Checker:
         self.problems.append(Problem(where, message))
 
     def sweep(self, raw: dict[str, Any]) -> SweepFile:
-        from altlearn.spec import did_you_mean
-
         for key in raw:
             if key not in SWEEP_KEYS:
                 self.add(
@@ -141,11 +140,11 @@ class _Checker:
                 )
         name = raw.get("name")
         if not isinstance(name, str) or not name.strip():
-            self.add("name", f"required: a non-empty name for the sweep, got {name!r}")
+            self.add("name", f"required: a non-empty name for the sweep, got {short(name)}")
             name = ""
         experiment = raw.get("experiment")
         if experiment is not None and (not isinstance(experiment, str) or not experiment):
-            self.add("experiment", f"expected an MLflow experiment name, got {experiment!r}")
+            self.add("experiment", f"expected an MLflow experiment name, got {short(experiment)}")
         cases = self.cases(raw.get("cases"))
         base = self.base(raw["base"], "base") if raw.get("base") is not None else None
         # a base given but failing to load is reported already: only a base nowhere given is missing
@@ -178,7 +177,9 @@ class _Checker:
         if isinstance(value, dict):
             return Base(raw=value, label=f"the inline spec at {where}")
         if not isinstance(value, str):
-            self.add(where, f"expected a spec file (a path) or an inline spec (a mapping), got {value!r}")
+            self.add(
+                where, f"expected a spec file (a path) or an inline spec (a mapping), got {short(value)}"
+            )
             return None
         spec_path = (self.path.parent / value).resolve() if not Path(value).is_absolute() else Path(value)
         try:
@@ -194,7 +195,7 @@ class _Checker:
             return {}
         if not isinstance(value, dict):
             self.add(
-                where, f"expected a mapping of spec paths to values (optimizer.lr: 0.001), got {value!r}"
+                where, f"expected a mapping of spec paths to values (optimizer.lr: 0.001), got {short(value)}"
             )
             return {}
         out = {}
@@ -213,17 +214,19 @@ class _Checker:
         if value is None:
             return []
         if not isinstance(value, list) or not value:
-            self.add("cases", f"expected a non-empty list of cases (mappings of overrides), got {value!r}")
+            self.add(
+                "cases", f"expected a non-empty list of cases (mappings of overrides), got {short(value)}"
+            )
             return []
         cases = []
         for index, item in enumerate(value):
             where = f"cases[{index}]"
             if not isinstance(item, dict):
-                self.add(where, f"expected a mapping of spec paths to values, got {item!r}")
+                self.add(where, f"expected a mapping of spec paths to values, got {short(item)}")
                 continue
             label = item.get("label")
             if label is not None and not isinstance(label, str):
-                self.add(f"{where}.label", f"expected text, got {label!r}")
+                self.add(f"{where}.label", f"expected text, got {short(label)}")
                 label = None
             base = self.base(item["base"], f"{where}.base") if item.get("base") is not None else None
             cases.append(Case(index, self.overrides(item, where, CASE_KEYS), label, base))
@@ -233,10 +236,10 @@ class _Checker:
         grid = self.overrides(value, "grid")
         for key, values in list(grid.items()):
             if not isinstance(values, list) or not values:
-                self.add(f"grid.{key}", f"expected a non-empty list of values to try, got {values!r}")
+                self.add(f"grid.{key}", f"expected a non-empty list of values to try, got {short(values)}")
                 del grid[key]
             elif len({repr(v) for v in values}) != len(values):
-                self.add(f"grid.{key}", f"a value appears twice in {values!r}")
+                self.add(f"grid.{key}", f"a value appears twice in {short(values)}")
         return grid
 
     def random(self, value: Any) -> RandomSearch | None:
@@ -244,7 +247,8 @@ class _Checker:
             return None
         if not isinstance(value, dict):
             self.add(
-                "random", f"expected {{trials: N, seed: S, space: {{path: distribution}}}}, got {value!r}"
+                "random",
+                f"expected {{trials: N, seed: S, space: {{path: distribution}}}}, got {short(value)}",
             )
             return None
         for key in value:
@@ -252,9 +256,9 @@ class _Checker:
                 self.add(f"random.{key}", f"unknown key; keys: {', '.join(RANDOM_KEYS)}")
         trials, seed = value.get("trials"), value.get("seed", 0)
         if not _is_int(trials) or trials < 1:
-            self.add("random.trials", f"expected a positive number of draws, got {trials!r}")
+            self.add("random.trials", f"expected a positive number of draws, got {short(trials)}")
         if not _is_int(seed):
-            self.add("random.seed", f"expected an integer, got {seed!r}")
+            self.add("random.seed", f"expected an integer, got {short(seed)}")
         space = {}
         for key, spec in self.overrides(value.get("space"), "random.space").items():
             space[key] = self.distribution(spec, f"random.space.{key}")
@@ -267,25 +271,25 @@ class _Checker:
     def distribution(self, spec: Any, where: str) -> Distribution | None:
         allowed = "{uniform: [low, high]}, {log_uniform: [low, high]}, {int_uniform: [low, high]} or {choice: [a, b, ...]}"
         if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in DISTRIBUTIONS:
-            self.add(where, f"expected {allowed}, got {spec!r}")
+            self.add(where, f"expected {allowed}, got {short(spec)}")
             return None
         kind, values = next(iter(spec.items()))
         if kind == "choice":
             if not isinstance(values, list) or not values:
-                self.add(f"{where}.choice", f"expected a non-empty list, got {values!r}")
+                self.add(f"{where}.choice", f"expected a non-empty list, got {short(values)}")
                 return None
             return Distribution(kind, tuple(values))
         check = _is_int if kind == "int_uniform" else _is_number
         if not (isinstance(values, list) and len(values) == 2 and all(check(v) for v in values)):
             self.add(
                 f"{where}.{kind}",
-                f"expected [low, high] ({'integers' if kind == 'int_uniform' else 'numbers'}), got {values!r}",
+                f"expected [low, high] ({'integers' if kind == 'int_uniform' else 'numbers'}), got {short(values)}",
             )
             return None
         low, high = values
         if low > high or (kind == "log_uniform" and low <= 0):
             rule = "0 < low <= high" if kind == "log_uniform" else "low <= high"
-            self.add(f"{where}.{kind}", f"{values!r} is invalid: needs {rule}")
+            self.add(f"{where}.{kind}", f"{short(values)} is invalid: needs {rule}")
             return None
         return Distribution(kind, (low, high))
 
@@ -296,28 +300,28 @@ class _Checker:
             return list(range(value))  # seeds: 3 means [0, 1, 2]
         if isinstance(value, list) and value and all(_is_int(v) for v in value):
             if len(set(value)) != len(value):
-                self.add("seeds", f"a seed appears twice in {value!r}")
+                self.add("seeds", f"a seed appears twice in {short(value)}")
             return list(value)
-        self.add("seeds", f"expected a list of integer seeds ([0, 1, 2]) or a count (3), got {value!r}")
+        self.add("seeds", f"expected a list of integer seeds ([0, 1, 2]) or a count (3), got {short(value)}")
         return None
 
     def resources(self, value: Any) -> Resources:
         if value is None:
             return Resources()
         if not isinstance(value, dict):
-            self.add("resources", f"expected {{cpus: N, gpus: G}}, got {value!r}")
+            self.add("resources", f"expected {{cpus: N, gpus: G}}, got {short(value)}")
             return Resources()
         for key in value:
             if key not in RESOURCE_KEYS:
                 self.add(f"resources.{key}", f"unknown key; keys: {', '.join(RESOURCE_KEYS)}")
         cpus, gpus = value.get("cpus"), value.get("gpus")
         if cpus is not None and (not _is_number(cpus) or cpus <= 0):
-            self.add("resources.cpus", f"expected a number > 0 of CPU cores per trial, got {cpus!r}")
+            self.add("resources.cpus", f"expected a number > 0 of CPU cores per trial, got {short(cpus)}")
             cpus = None
         if gpus is not None and (not _is_number(gpus) or gpus < 0):
             self.add(
                 "resources.gpus",
-                f"expected a number >= 0 of GPUs per trial (0.25: four trials share one), got {gpus!r}",
+                f"expected a number >= 0 of GPUs per trial (0.25: four trials share one), got {short(gpus)}",
             )
             gpus = None
         return Resources(cpus, gpus)
