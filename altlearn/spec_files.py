@@ -252,8 +252,16 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str], registry=None) ->
         if not sep or not key.strip():
             problems.append(Problem(f"--set {item}", "expected path=value, e.g. optimizer.lr=0.01"))
             continue
+        if not text.strip():
+            # a forgotten value would otherwise be YAML's null, i.e. quietly the default
+            problems.append(
+                Problem(
+                    f"--set {item}", f"no value after '='; give one, or write {key.strip()}=null for null"
+                )
+            )
+            continue
         try:
-            value = parse_yaml(text) if text.strip() else None
+            value = parse_yaml(text)
         except YamlTooLarge as exc:
             problems.append(Problem(f"--set {_short_item(item)}", f"refused: {exc}"))
             continue

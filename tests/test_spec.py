@@ -191,6 +191,8 @@ def test_overrides_on_a_loaded_file(tmp_path):
     [
         ("optimizer.lr", ["expected path=value"]),
         ("=3", ["expected path=value"]),
+        ("train.threads=", ["no value after '='", "train.threads=null"]),  # not quietly the default
+        ("train.threads= ", ["no value after '='"]),
         ("network.layers.9.out_features=1", ["out of range", "4 items"]),
         ("network.layers.first.out_features=1", ["not a list index"]),
         ("name.x=1", ["not a mapping"]),
