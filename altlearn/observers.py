@@ -31,18 +31,20 @@ Status = Literal["FINISHED", "FAILED", "KILLED"]
 
 @dataclass(frozen=True)
 class Outcome:
-    """How ``Trainer.fit`` ended. FINISHED means every epoch the spec asks for was trained."""
+    """How ``Trainer.fit`` ended. FINISHED means every epoch the spec asks for was trained, or
+    its train.stop_when ended training (``stopped`` says why)."""
 
     status: Status
     epoch: int  # epochs completed
     epochs: int  # epochs the spec asks for
     error: BaseException | None = None
+    stopped: str | None = None
 
     @classmethod
     def of(cls, trainer: Trainer, error: BaseException | None) -> Outcome:
         epochs = trainer.spec.train.epochs
-        if error is None and trainer.epoch == epochs:
-            return cls("FINISHED", trainer.epoch, epochs)
+        if error is None and trainer.last_epoch:
+            return cls("FINISHED", trainer.epoch, epochs, stopped=trainer.stopped)
         if isinstance(error, KeyboardInterrupt):  # Ctrl-C, and SIGTERM as Terminated
             return cls("KILLED", trainer.epoch, epochs, error)
         if error is None:  # cannot happen through fit(); never call a short run FINISHED

@@ -136,11 +136,16 @@ def _attach_observers(trainer, recorder, progress, quiet: bool) -> None:
 def _finished(final: dict, recorder, trainer, uri: str) -> RunOutcome:
     spec = trainer.spec
     if recorder.recorded != "FINISHED":
-        message = f"trained all {spec.train.epochs} epochs, but {recorder.unrecorded}; " + _resume_hint(
-            recorder, uri
+        trained = (
+            f"trained to epoch {trainer.epoch} ({trainer.stopped})"
+            if trainer.stopped
+            else (f"trained all {spec.train.epochs} epochs")
         )
+        message = f"{trained}, but {recorder.unrecorded}; " + _resume_hint(recorder, uri)
         return RunOutcome(recorder.run_id, "FAILED", _with_end_errors(message, trainer), EXIT_FAILED)
     summary = f"test accuracy {final['test_accuracy']:.2%}" if "test_accuracy" in final else "done"
+    if trainer.stopped:
+        summary = f"stopped after epoch {trainer.epoch} of {spec.train.epochs}: {trainer.stopped}; {summary}"
     message = f"{summary}; {_where(recorder.run_id, uri, spec)}; view with: {printable(ui_command(uri))}"
     return RunOutcome(recorder.run_id, "FINISHED", _with_end_errors(message, trainer), EXIT_OK)
 
@@ -162,6 +167,7 @@ class _RunAnnouncement(Observer):
 
 
 def _stopped(error: BaseException, recorder, trainer, uri: str) -> RunOutcome:
+    from altlearn.stopping import StopMetricMissing
     from altlearn.tracking.store import TrackingFault
     from altlearn.train import RuleContractError, TrainingDiverged
 
@@ -171,14 +177,14 @@ def _stopped(error: BaseException, recorder, trainer, uri: str) -> RunOutcome:
         head, code = "interrupted", EXIT_INTERRUPTED
     elif isinstance(error, TrainingDiverged):
         head = f"training stopped: {error}"
-    elif isinstance(error, RuleContractError):
+    elif isinstance(error, (RuleContractError, StopMetricMissing)):
         head = str(error)
     elif isinstance(error, TrackingFault):
         head = f"training stopped after epoch {trainer.epoch}: {error}"
     else:
         head, bug = f"training failed: {type(error).__name__}: {error}", error
     message = f"{head}\n{_what_is_recorded(recorder, status)}"
-    if not isinstance(error, (TrainingDiverged, RuleContractError)) and recorder.run_id:
+    if not isinstance(error, (TrainingDiverged, RuleContractError, StopMetricMissing)) and recorder.run_id:
         message += "; " + _resume_hint(recorder, uri)
     return RunOutcome(recorder.run_id, status, _with_end_errors(message, trainer), code, bug)
 

@@ -57,6 +57,8 @@ def validate(raw: dict[str, Any], registry: Registry | None = None, source: str 
             check_groups(v, network, layers, rule, optimizer)
     if data is not None and data_options is not None:
         v.problems += feasibility.data_problems(data, data_options)
+        if train is not None and (train.stop_when or "").startswith("val_") and not data_options.val_size:
+            v.add("train.stop_when", "a val_ metric needs a validation split: set data.val_size")
     v.raise_problems(source, SECTIONS)
     return Spec(
         name=top.name,

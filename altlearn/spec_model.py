@@ -12,10 +12,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from altlearn.component_ref import Block, ComponentRef
+from altlearn.stopping import StopCondition
 from altlearn.values import (
     MAX_EXPERIMENT_NAME,
     MAX_RUN_NAME,
     Count,
+    Fraction,
     NonNegativeCount,
     NonNegativeReal,
     PositiveReal,
@@ -83,6 +85,17 @@ class TrainOptions(_Section):
         "layer-local objectives too; logs the epoch's mean norm before clipping (grad_norm) and "
         "the share of steps clipped (clipped_fraction, weighted by batch size like every metric)",
     )
+    stop_when: str | None = Field(
+        None,
+        description="end training before train.epochs once an epoch metric crosses a bound, e.g. "
+        "'train_accuracy >= 0.9999' or 'val_loss <= 0.05' (read after each epoch's evaluation; "
+        "the run is FINISHED and says why it stopped)",
+    )
+    stop_smoothing: Fraction = Field(
+        0.0,
+        description="stop_when reads the metric's exponential mean over epochs, "
+        "m = s * m + (1 - s) * value from the first epoch's value (0: each epoch's own)",
+    )
     precision: Literal["fp32", "tf32", "bf16"] = Field(
         "fp32",
         description="fp32; tf32: TF32 matmuls and convolutions on CUDA; bf16: autocast of the step "
@@ -93,6 +106,11 @@ class TrainOptions(_Section):
         description="torch.compile the rule's step and evaluation with this mode "
         "(reduce-overhead uses CUDA graphs); true means default; see docs/performance.md",
     )
+
+    @field_validator("stop_when")
+    @classmethod
+    def _stop_condition(cls, value):
+        return None if value is None else str(StopCondition.parse(value))  # its plain spelling
 
     @field_validator("compile", mode="before")
     @classmethod

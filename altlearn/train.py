@@ -31,6 +31,7 @@ from altlearn.optim import build_scheduler
 from altlearn.param_groups import group_lr_hint, param_groups
 from altlearn.rules.base import RuleContext, brings_own_update
 from altlearn.spec import Spec
+from altlearn.stopping import StopCondition, stop_reason
 
 __all__ = ["CHECKPOINT_FORMAT", "DeviceUnavailable", "Observer", "Outcome", "Trainer"]
 
@@ -80,6 +81,7 @@ class Trainer:
         self.global_step = 0  # optimizer steps taken, over all epochs
         self.epoch = 0  # epochs completed
         self.history: list[dict[str, float]] = []
+        self.stopped: str | None = None  # why train.stop_when ended training, once it has
         self.end_errors: list[str] = []  # observers that failed in on_exception / on_end
         self._contract_checked = False
 
@@ -171,11 +173,15 @@ class Trainer:
         try:
             self.notify("on_start")
             metrics: dict[str, float] = self.history[-1] if self.history else {}
+            self.stopped = self._stop_reason()  # a resumed run may have met it at its last epoch
             for epoch in range(self.epoch + 1, self.spec.train.epochs + 1):
+                if self.stopped:
+                    break
                 metrics = self.train_epoch(epoch)
                 metrics.update(self.evaluate_all())
                 self.history.append(metrics)
                 self.epoch = epoch
+                self.stopped = self._stop_reason()  # before on_epoch_end: observers see the last epoch
                 self.notify("on_epoch_end", epoch, metrics)
             self.notify("on_train_end", metrics)
             return metrics
@@ -185,6 +191,17 @@ class Trainer:
             raise
         finally:
             self.end_errors += notify_all(self.observers, "on_end", self, Outcome.of(self, error))
+
+    @property
+    def last_epoch(self) -> bool:
+        """Whether the epoch just completed is the run's last (all epochs, or train.stop_when)."""
+        return self.epoch == self.spec.train.epochs or self.stopped is not None
+
+    def _stop_reason(self) -> str | None:
+        when = self.spec.train.stop_when
+        if when is None:
+            return None
+        return stop_reason(StopCondition.parse(when), self.spec.train.stop_smoothing, self.history)
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         spec, rule, opt = self.spec, self.rule, self.optimizer

@@ -122,6 +122,25 @@ def test_digits_run_is_recorded_completely(tmp_path, monkeypatch):
     assert model_accuracy == pytest.approx(accuracy, abs=1e-6)
 
 
+def test_a_run_ended_by_stop_when_is_finished_with_its_reason_and_final_checkpoint(tmp_path):
+    stop = [
+        "-s",
+        "train.epochs=30",
+        "-s",
+        "train.stop_when=train_accuracy >= 0.9",
+        "-s",
+        "tracking.log_model=false",
+    ]
+    result, client = run_cli(tmp_path, write_spec(tmp_path, DIGITS_SPEC), *stop)
+    assert result.exit_code == 0, result.output
+    run = only_run(client)
+    epochs = [m.step for m in client.get_metric_history(run.info.run_id, "test_accuracy")]
+    assert run.info.status == "FINISHED" and len(epochs) < 30
+    assert run.data.tags["altlearn.checkpoint_epoch"] == str(epochs[-1])  # the last epoch's, as always
+    assert run.data.tags["altlearn.stopped"].startswith("train_accuracy is 0.9")
+    assert f"stopped after epoch {epochs[-1]} of 30: train_accuracy is" in result.output
+
+
 def test_same_seed_gives_identical_metrics_and_another_seed_differs(tmp_path):
     from altlearn.spec import validate
     from altlearn.train import Trainer

@@ -36,8 +36,7 @@ class CheckpointObserver(Observer):
         self.last_time = time.monotonic()
 
     def on_epoch_end(self, trainer, epoch: int, metrics: dict[str, float]) -> None:
-        last_epoch = epoch == trainer.spec.train.epochs
-        if last_epoch or time.monotonic() - self.last_time >= self.seconds:
+        if trainer.last_epoch or time.monotonic() - self.last_time >= self.seconds:
             # Signals wait until the file is complete and recorded as such.
             with signals_deferred():
                 save_checkpoint(self.recorder, trainer)

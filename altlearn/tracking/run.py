@@ -26,6 +26,7 @@ from altlearn.tracking.tags import _tags, owner_tags, spec_params
 
 ERROR_TAG = "altlearn.error"
 CHECKPOINT_EPOCH_TAG = "altlearn.checkpoint_epoch"
+STOPPED_TAG = "altlearn.stopped"  # why train.stop_when ended a FINISHED run before train.epochs
 CHECKPOINT_TAG = "altlearn.checkpoint"  # "<artifact path> <bytes> <sha256>" of the newest checkpoint
 
 
@@ -44,6 +45,7 @@ class RunRecorder(Observer):
         self.checkpoint_epoch: int | None = None  # set by CheckpointObserver once recorded
         self.checkpoint_reference: str | None = None  # the CHECKPOINT_TAG of that checkpoint
         self.error_text: str | None = None
+        self.stopped: str | None = None  # the outcome's train.stop_when reason, tagged at the end
         self.recorded: str | None = None  # the status the store holds, once written
         self.unrecorded: str | None = None  # why the end could not be written
 
@@ -105,10 +107,11 @@ class RunRecorder(Observer):
         if self.run_id is None:
             return  # never opened: nothing to end
         status = outcome.status
-        if status == "FINISHED" and self.checkpoint_epoch != outcome.epochs:
+        if status == "FINISHED" and self.checkpoint_epoch != outcome.epoch:
             # A FINISHED run always holds its final checkpoint: comparisons rely on it.
             status = "FAILED"
-            self.error_text = f"the final checkpoint (epoch {outcome.epochs}) was not recorded"
+            self.error_text = f"the final checkpoint (epoch {outcome.epoch}) was not recorded"
+        self.stopped = outcome.stopped if status == "FINISHED" else None
         # A Ctrl-C now must not cut the ending short; the ending it would ask for is under way.
         with signals_deferred(drop=True):
             try:
@@ -123,4 +126,6 @@ class RunRecorder(Observer):
     def _write_end(self, status: str) -> None:
         if self.error_text is not None:
             self.client.set_tag(self.run_id, ERROR_TAG, self.error_text)
+        if self.stopped is not None:
+            self.client.set_tag(self.run_id, STOPPED_TAG, self.stopped)
         self.client.set_terminated(self.run_id, status, end_time=int(time.time() * 1000))

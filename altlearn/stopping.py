@@ -1,0 +1,86 @@
+"""``train.stop_when``: end training before ``train.epochs`` once an epoch metric crosses a bound.
+
+The condition is read after every epoch's evaluation, on the mean of the metric over the epochs so
+far, smoothed by ``train.stop_smoothing`` (``m = s * m + (1 - s) * value``, started at the first
+epoch's value; 0 reads each epoch's own value). Nøkland's DFA code, for one, trains until its
+smoothed training error reaches 0.01 % (``train_accuracy >= 0.9999`` with smoothing 0.75).
+
+The mean is recomputed from the trainer's history, which checkpoints keep, so a resumed run stops
+where an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+#: where an epoch metric comes from: the training steps' means, or an evaluation split
+METRIC_PREFIXES = ("train_", "val_", "test_")
+
+_CONDITION = re.compile(r"^\s*(?P<metric>[A-Za-z][\w/.-]*)\s*(?P<op>>=|<=)\s*(?P<bound>\S+)\s*$")
+FORM = "'<epoch metric> >= <number>' or '<epoch metric> <= <number>', e.g. 'train_accuracy >= 0.9999'"
+
+
+@dataclass(frozen=True)
+class StopCondition:
+    metric: str
+    op: str  # ">=" or "<="
+    bound: float
+
+    @classmethod
+    def parse(cls, text: str) -> StopCondition:
+        match = _CONDITION.match(text)
+        if match is None:
+            raise ValueError(f"expected {FORM}")
+        metric, op, bound_text = match["metric"], match["op"], match["bound"]
+        if not metric.startswith(METRIC_PREFIXES):
+            raise ValueError(
+                f"{metric!r} is not an epoch metric: those start with {', '.join(METRIC_PREFIXES)} "
+                "(train_loss, train_accuracy, val_accuracy, ...)"
+            )
+        try:
+            bound = float(bound_text)
+        except ValueError:
+            raise ValueError(f"the bound {bound_text!r} is not a number; expected {FORM}") from None
+        if not math.isfinite(bound):
+            raise ValueError("the bound must be a finite number")
+        return cls(metric, op, bound)
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.op} {self.bound!r}"
+
+    def met_by(self, value: float) -> bool:
+        return value >= self.bound if self.op == ">=" else value <= self.bound  # nan meets neither
+
+
+def smoothed(history: list[dict[str, float]], metric: str, smoothing: float) -> float:
+    """The metric's exponential mean over the epochs of ``history`` (oldest first)."""
+    mean = history[0][metric]
+    for metrics in history[1:]:
+        mean = smoothing * mean + (1 - smoothing) * metrics[metric]
+    return mean
+
+
+class StopMetricMissing(Exception):
+    """train.stop_when names a metric the run does not log (known only once an epoch has run:
+    a rule's own metrics are whatever its steps return)."""
+
+
+def stop_reason(condition: StopCondition, smoothing: float, history: list[dict[str, float]]) -> str | None:
+    """Why training ends after the last epoch of ``history``, or None to go on."""
+    if not history:
+        return None
+    if condition.metric not in history[-1]:
+        from altlearn.problem_text import did_you_mean
+
+        logged = sorted(name for name in history[-1] if name.startswith(METRIC_PREFIXES))
+        raise StopMetricMissing(
+            f"train.stop_when names {condition.metric!r}, which this run does not log; "
+            f"{did_you_mean(condition.metric, logged)}its epoch metrics: {', '.join(logged)}"
+        )
+    value = smoothed(history, condition.metric, smoothing)
+    if not condition.met_by(value):
+        return None
+    what = f"{condition.metric} smoothed over epochs ({smoothing:g})" if smoothing else condition.metric
+    return f"{what} is {value:.6g}, {condition.op} {condition.bound:g} (train.stop_when)"

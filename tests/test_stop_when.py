@@ -1,0 +1,158 @@
+"""train.stop_when: training ends once an epoch metric, smoothed over epochs, crosses its bound."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from altlearn.observers import Observer
+from altlearn.spec import SpecError, validate
+from altlearn.stopping import StopMetricMissing, smoothed
+from altlearn.train import Trainer
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+BASE = {
+    "name": "stop",
+    "seed": 2,
+    "data": {"type": "digits", "batch_size": 64},
+    "network": {
+        "layers": [
+            {"type": "flatten"},
+            {"type": "linear", "out_features": 32},
+            {"type": "tanh"},
+            {"type": "linear", "out_features": 10},
+        ]
+    },
+    "rule": {"type": "bp"},
+    "optimizer": {"type": "sgd", "lr": 0.05, "momentum": 0.9},
+    "tracking": {"alignment_every": 0},
+}
+
+
+def trainer(**train) -> Trainer:
+    return Trainer(validate({**BASE, "train": {"epochs": 30, "device": "cpu", **train}}))
+
+
+class Ends(Observer):
+    def __init__(self) -> None:
+        self.last_epoch_seen: list[bool] = []
+        self.outcome = None
+
+    def on_epoch_end(self, trainer, epoch, metrics) -> None:
+        self.last_epoch_seen.append(trainer.last_epoch)
+
+    def on_end(self, trainer, outcome) -> None:
+        self.outcome = outcome
+
+
+def test_training_stops_at_the_first_epoch_whose_smoothed_metric_crosses_the_bound():
+    t = trainer(stop_when="train_accuracy >= 0.9", stop_smoothing=0.5)
+    ends = Ends()
+    t.observers.append(ends)
+    t.fit()
+    accuracies = [m["train_accuracy"] for m in t.history]
+    # the mean by hand: m1 = a1, m_k = 0.5 m_(k-1) + 0.5 a_k
+    means = [accuracies[0]]
+    for a in accuracies[1:]:
+        means.append(0.5 * means[-1] + 0.5 * a)
+    assert 1 < t.epoch < 30
+    assert means[-1] >= 0.9 and all(m < 0.9 for m in means[:-1])
+    assert smoothed(t.history, "train_accuracy", 0.5) == pytest.approx(means[-1])
+    assert ends.last_epoch_seen == [False] * (t.epoch - 1) + [True]  # observers know the last epoch
+    assert ends.outcome.status == "FINISHED" and ends.outcome.epoch == t.epoch
+    assert "train_accuracy smoothed over epochs (0.5)" in ends.outcome.stopped
+    # without smoothing the same bound is met earlier: each epoch's own value counts
+    plain = trainer(stop_when="train_accuracy >= 0.9")
+    plain.fit()
+    assert plain.epoch < t.epoch
+    assert plain.history[-1]["train_accuracy"] >= 0.9 > plain.history[-2]["train_accuracy"]
+
+
+def test_a_bound_from_below_stops_on_a_falling_metric_and_an_unmet_one_trains_every_epoch():
+    t = trainer(stop_when="test_loss <= 0.5")
+    t.fit()
+    losses = [m["test_loss"] for m in t.history]
+    assert losses[-1] <= 0.5 and all(loss > 0.5 for loss in losses[:-1])
+    never = trainer(epochs=3, stop_when="train_accuracy >= 1.5")
+    ends = Ends()
+    never.observers.append(ends)
+    never.fit()
+    assert never.epoch == 3 and ends.outcome.status == "FINISHED" and ends.outcome.stopped is None
+
+
+def learned(history: list[dict[str, float]]) -> list[dict[str, float]]:
+    """The epochs' metrics without their timings."""
+    return [{k: v for k, v in m.items() if k.startswith(("train_", "test_"))} for m in history]
+
+
+def test_a_resumed_run_stops_where_an_uninterrupted_one_does():
+    whole = trainer(stop_when="train_accuracy >= 0.93", stop_smoothing=0.75)
+    whole.fit()
+    assert whole.epoch > 3
+
+    class Interrupt(Observer):
+        def on_epoch_end(self, trainer, epoch, metrics) -> None:
+            if epoch == 2:
+                raise KeyboardInterrupt
+
+    first = trainer(stop_when="train_accuracy >= 0.93", stop_smoothing=0.75)
+    first.observers.append(Interrupt())
+    with pytest.raises(KeyboardInterrupt):
+        first.fit()
+    state = first.state()
+    second = trainer(stop_when="train_accuracy >= 0.93", stop_smoothing=0.75)
+    second.restore(state)
+    second.fit()
+    assert second.epoch == whole.epoch
+    assert learned(second.history) == learned(whole.history)
+    for a, b in zip(second.rule.parameters(), whole.rule.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_a_run_resumed_after_its_stopping_epoch_trains_no_further():
+    done = trainer(stop_when="train_accuracy >= 0.9")
+    done.fit()
+    state = dict(done.state(), epoch=done.epoch)  # as if killed right after its last epoch
+    again = trainer(stop_when="train_accuracy >= 0.9")
+    again.restore(state)
+    again.fit()
+    assert again.epoch == done.epoch and again.stopped == done.stopped
+
+
+@pytest.mark.parametrize(
+    "condition, words",
+    [
+        ("train_accuracy > 0.9", "expected '<epoch metric> >= <number>'"),
+        ("accuracy >= 0.9", "'accuracy' is not an epoch metric: those start with train_, val_, test_"),
+        ("train_loss <= low", "the bound 'low' is not a number"),
+        ("train_loss <= nan", "the bound must be a finite number"),
+        ("val_accuracy >= 0.9", "a val_ metric needs a validation split: set data.val_size"),
+    ],
+)
+def test_a_malformed_condition_is_a_problem_at_its_path(condition, words):
+    with pytest.raises(SpecError) as error:
+        validate({**BASE, "train": {"stop_when": condition}})
+    assert [p.path for p in error.value.problems] == ["train.stop_when"]
+    assert words in error.value.problems[0].message
+
+
+def test_the_condition_is_kept_in_its_plain_spelling_and_a_val_metric_works_with_a_split():
+    spec = validate(
+        {**BASE, "data": {**BASE["data"], "val_size": 200}, "train": {"stop_when": " val_loss<=1e-1 "}}
+    )
+    assert spec.train.stop_when == "val_loss <= 0.1"
+    with pytest.raises(SpecError, match="stop_smoothing"):
+        validate({**BASE, "train": {"stop_when": "train_loss <= 0.1", "stop_smoothing": 1.0}})
+
+
+def test_a_metric_the_run_does_not_log_is_named_after_the_first_epoch_with_what_it_logs():
+    t = trainer(stop_when="train_acuracy >= 0.9")
+    with pytest.raises(StopMetricMissing) as error:
+        t.fit()
+    assert t.epoch == 1
+    message = str(error.value)
+    assert "did you mean 'train_accuracy'?" in message
+    assert "its epoch metrics: test_accuracy, test_loss, train_accuracy, train_loss" in message
