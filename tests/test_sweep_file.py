@@ -283,9 +283,16 @@ def test_every_shipped_sweep_validates_and_runs_its_trials_one_thread_each(path)
 def test_the_nokland_sweep_starts_fa_and_dfa_from_zero_weights_as_the_author_did():
     path = next(p for p in SHIPPED_SWEEPS if p.name == "nokland2016.yaml")
     _, trials = load_trials(path)
-    assert len(trials) == 33  # 3 depths x bp / fa / dfa, 2 dropout dfa set-ups, 3 seeds
+    assert len(trials) == 36  # 3 depths x bp / fa / dfa, 3x800 dfa to the code's stop, 2 dropout dfa, 3 seeds
     dropout = {t.label: (t.spec.schedule.type, t.spec.train.epochs) for t in trials if "dropout" in t.label}
     assert dropout == {"2x800 dropout dfa": ("constant", 300), "2x800 dropout dfa halving": ("step", 200)}
+    stop = {
+        (t.spec.train.epochs, t.spec.train.stop_when, t.spec.train.stop_smoothing)
+        for t in trials
+        if "stop" in t.label
+    }
+    assert stop == {(299, "train_accuracy >= 0.9999", 0.75)}
+    assert {t.spec.train.stop_when for t in trials if "stop" not in t.label} == {None}
     for trial in trials:
         linear = [b.params for b in trial.spec.layers if b.type == "linear"]
         zeros = {p.init == "zeros" for p in linear}
@@ -420,4 +427,4 @@ def test_every_run_records_the_configuration_key_its_sweep_trial_would_have():
     for trial in trials[:3]:
         assert spec_keys(trial.spec) == (trial.key, trial.group_key)
         assert _tags(trial.spec)["altlearn.group_key"] == trial.group_key
-    assert len({t.group_key for t in trials}) == 11 and len({t.key for t in trials}) == 33
+    assert len({t.group_key for t in trials}) == 12 and len({t.key for t in trials}) == 36
