@@ -93,9 +93,12 @@ def validate(spec_path: str, overrides: tuple[str, ...]) -> None:
 
     spec = load_spec_or_fail(spec_path, overrides)
     layers = ", ".join(b.type for b in spec.layers)
+    epochs = f"{spec.train.epochs} epoch{'s' if spec.train.epochs != 1 else ''}"
+    if spec.train.stop_when:
+        epochs = f"up to {epochs}, until {spec.train.stop_when}"
     click.echo(
         f"{printable(spec_path)}: ok: {spec.data.type}, rule {spec.rule.type}, {len(spec.layers)} layers "
-        f"({layers}), {spec.train.epochs} epoch{'s' if spec.train.epochs != 1 else ''}"
+        f"({layers}), {epochs}"
     )
 
 

@@ -156,3 +156,16 @@ def test_a_metric_the_run_does_not_log_is_named_after_the_first_epoch_with_what_
     message = str(error.value)
     assert "did you mean 'train_accuracy'?" in message
     assert "its epoch metrics: test_accuracy, test_loss, train_accuracy, train_loss" in message
+
+
+def test_validate_says_the_epochs_are_a_cap(tmp_path):
+    import yaml
+    from click.testing import CliRunner
+
+    from altlearn.cli import main
+
+    path = tmp_path / "stop.yaml"
+    path.write_text(yaml.safe_dump({**BASE, "train": {"epochs": 299, "stop_when": "train_accuracy>=0.9999"}}))
+    result = CliRunner().invoke(main, ["validate", str(path)])
+    assert result.exit_code == 0, result.output
+    assert result.output.rstrip().endswith("up to 299 epochs, until train_accuracy >= 0.9999")
