@@ -107,7 +107,7 @@ class RichProgress(Observer):
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
         self.console.print(f"epoch {epoch}/{self.epochs}  {_summary(metrics)}")
-        if epoch < self.epochs:
+        if not trainer.last_epoch:
             self.progress.reset(self.task, description=f"epoch {epoch + 1}/{self.epochs}", live="")
         else:
             self.progress.update(self.task, visible=False)

@@ -59,6 +59,8 @@ def validate(raw: dict[str, Any], registry: Registry | None = None, source: str 
         v.problems += feasibility.data_problems(data, data_options)
         if train is not None and (train.stop_when or "").startswith("val_") and not data_options.val_size:
             v.add("train.stop_when", "a val_ metric needs a validation split: set data.val_size")
+    if train is not None and train.stop_smoothing and train.stop_when is None:
+        v.add("train.stop_smoothing", "smooths train.stop_when's metric, and train.stop_when is not set")
     v.raise_problems(source, SECTIONS)
     return Spec(
         name=top.name,

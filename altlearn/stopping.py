@@ -1,5 +1,8 @@
 """``train.stop_when``: end training before ``train.epochs`` once an epoch metric crosses a bound.
 
+Any metric the run logs per epoch can be named: ``train_loss``, ``train_accuracy``, ``val_*`` and
+``test_*``, a rule's own metrics and ``grad_norm`` under the names they are logged as.
+
 The condition is read after every epoch's evaluation, on the mean of the metric over the epochs so
 far, smoothed by ``train.stop_smoothing`` (``m = s * m + (1 - s) * value``, started at the first
 epoch's value; 0 reads each epoch's own value). Nøkland's DFA code, for one, trains until its
@@ -14,9 +17,6 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-
-#: where an epoch metric comes from: the training steps' means, or an evaluation split
-METRIC_PREFIXES = ("train_", "val_", "test_")
 
 _CONDITION = re.compile(r"^\s*(?P<metric>[A-Za-z][\w/.-]*)\s*(?P<op>>=|<=)\s*(?P<bound>\S+)\s*$")
 FORM = "'<epoch metric> >= <number>' or '<epoch metric> <= <number>', e.g. 'train_accuracy >= 0.9999'"
@@ -34,17 +34,14 @@ class StopCondition:
         if match is None:
             raise ValueError(f"expected {FORM}")
         metric, op, bound_text = match["metric"], match["op"], match["bound"]
-        if not metric.startswith(METRIC_PREFIXES):
-            raise ValueError(
-                f"{metric!r} is not an epoch metric: those start with {', '.join(METRIC_PREFIXES)} "
-                "(train_loss, train_accuracy, val_accuracy, ...)"
-            )
         try:
             bound = float(bound_text)
         except ValueError:
             raise ValueError(f"the bound {bound_text!r} is not a number; expected {FORM}") from None
         if not math.isfinite(bound):
             raise ValueError("the bound must be a finite number")
+        if metric.endswith("accuracy") and not 0 <= bound <= 1:
+            raise ValueError(f"an accuracy is a fraction from 0 to 1 (0.9999 for 99.99 %), not {bound_text}")
         return cls(metric, op, bound)
 
     def __str__(self) -> str:
@@ -67,18 +64,23 @@ class StopMetricMissing(Exception):
     a rule's own metrics are whatever its steps return)."""
 
 
-def stop_reason(condition: StopCondition, smoothing: float, history: list[dict[str, float]]) -> str | None:
-    """Why training ends after the last epoch of ``history``, or None to go on."""
-    if not history:
-        return None
-    if condition.metric not in history[-1]:
+def check_logged(condition: StopCondition, metrics: dict[str, float]) -> None:
+    """Raise :class:`StopMetricMissing` if an epoch's ``metrics`` lack the condition's metric."""
+    if condition.metric not in metrics:
         from altlearn.problem_text import did_you_mean
 
-        logged = sorted(name for name in history[-1] if name.startswith(METRIC_PREFIXES))
+        logged = sorted(metrics)
         raise StopMetricMissing(
             f"train.stop_when names {condition.metric!r}, which this run does not log; "
             f"{did_you_mean(condition.metric, logged)}its epoch metrics: {', '.join(logged)}"
         )
+
+
+def stop_reason(condition: StopCondition, smoothing: float, history: list[dict[str, float]]) -> str | None:
+    """Why training ends after the last epoch of ``history``, or None to go on (also when the
+    metric is not logged: :func:`check_logged` says so)."""
+    if not history or condition.metric not in history[-1]:
+        return None
     value = smoothed(history, condition.metric, smoothing)
     if not condition.met_by(value):
         return None

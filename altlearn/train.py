@@ -31,7 +31,7 @@ from altlearn.optim import build_scheduler
 from altlearn.param_groups import group_lr_hint, param_groups
 from altlearn.rules.base import RuleContext, brings_own_update
 from altlearn.spec import Spec
-from altlearn.stopping import StopCondition, stop_reason
+from altlearn.stopping import StopCondition, check_logged, stop_reason
 
 __all__ = ["CHECKPOINT_FORMAT", "DeviceUnavailable", "Observer", "Outcome", "Trainer"]
 
@@ -183,6 +183,8 @@ class Trainer:
                 self.epoch = epoch
                 self.stopped = self._stop_reason()  # before on_epoch_end: observers see the last epoch
                 self.notify("on_epoch_end", epoch, metrics)
+                if self.stop_condition is not None:  # after on_epoch_end: the epoch is logged
+                    check_logged(self.stop_condition, metrics)
             self.notify("on_train_end", metrics)
             return metrics
         except BaseException as exc:
@@ -197,11 +199,15 @@ class Trainer:
         """Whether the epoch just completed is the run's last (all epochs, or train.stop_when)."""
         return self.epoch == self.spec.train.epochs or self.stopped is not None
 
-    def _stop_reason(self) -> str | None:
+    @property
+    def stop_condition(self) -> StopCondition | None:
         when = self.spec.train.stop_when
-        if when is None:
-            return None
-        return stop_reason(StopCondition.parse(when), self.spec.train.stop_smoothing, self.history)
+        return None if when is None else StopCondition.parse(when)
+
+    def _stop_reason(self) -> str | None:
+        if self.stop_condition is None or self.epoch >= self.spec.train.epochs:
+            return None  # met at the last epoch, or never: not a stop before train.epochs
+        return stop_reason(self.stop_condition, self.spec.train.stop_smoothing, self.history)
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         spec, rule, opt = self.spec, self.rule, self.optimizer

@@ -85,6 +85,7 @@ def test_digits_run_is_recorded_completely(tmp_path, monkeypatch):
     assert tags["altlearn.rule"] == "bp" and tags["altlearn.dataset"] == "digits"
     assert tags["torch.version"] == torch.__version__
     assert tags["torch.cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert "altlearn.stopped" not in tags  # no train.stop_when: every epoch trained
     # per-epoch metrics under the shared names, one value per epoch
     for key in (
         "train_loss",
@@ -139,6 +140,50 @@ def test_a_run_ended_by_stop_when_is_finished_with_its_reason_and_final_checkpoi
     assert run.data.tags["altlearn.checkpoint_epoch"] == str(epochs[-1])  # the last epoch's, as always
     assert run.data.tags["altlearn.stopped"].startswith("train_accuracy is 0.9")
     assert f"stopped after epoch {epochs[-1]} of 30: train_accuracy is" in result.output
+
+
+def test_a_stop_metric_the_run_does_not_log_fails_it_after_logging_the_first_epoch(tmp_path):
+    result, client = run_cli(
+        tmp_path, write_spec(tmp_path, DIGITS_SPEC), "-s", "train.stop_when=train_acc >= 0.9"
+    )
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "train.stop_when names 'train_acc', which this run does not log" in result.output
+    assert "altlearn resume" not in result.output  # resuming would fail the same way
+    run = only_run(client)
+    assert run.info.status == "FAILED" and "altlearn.stopped" not in run.data.tags
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "test_accuracy")] == [1]
+
+
+def test_a_run_killed_after_its_stopping_epoch_resumes_to_finished_without_training_more(
+    tmp_path, monkeypatch
+):
+    from altlearn.tracking.checkpoints import FinalArtifacts
+
+    def interrupted(self, trainer, metrics):
+        raise KeyboardInterrupt
+
+    stop = [
+        "-s",
+        "train.epochs=30",
+        "-s",
+        "train.stop_when=train_accuracy >= 0.9",
+        "-s",
+        "tracking.log_model=false",
+    ]
+    spec = write_spec(tmp_path, DIGITS_SPEC)
+    with monkeypatch.context() as patch:
+        patch.setattr(FinalArtifacts, "on_train_end", interrupted)
+        result, client = run_cli(tmp_path, spec, *stop)
+    run = only_run(client)
+    assert run.info.status == "KILLED" and "altlearn.stopped" not in run.data.tags
+    epochs = [m.step for m in client.get_metric_history(run.info.run_id, "test_accuracy")]
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    resumed = CliRunner().invoke(main, ["resume", run.info.run_id, "--tracking-uri", uri])
+    assert resumed.exit_code == 0, resumed.output
+    run = only_run(client)
+    assert run.info.status == "FINISHED" and run.data.tags["altlearn.stopped"].startswith("train_accuracy is")
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "test_accuracy")] == epochs
+    assert f"stopped after epoch {epochs[-1]} of 30" in resumed.output
 
 
 def test_same_seed_gives_identical_metrics_and_another_seed_differs(tmp_path):

@@ -76,7 +76,7 @@ def test_a_bound_from_below_stops_on_a_falling_metric_and_an_unmet_one_trains_ev
     t.fit()
     losses = [m["test_loss"] for m in t.history]
     assert losses[-1] <= 0.5 and all(loss > 0.5 for loss in losses[:-1])
-    never = trainer(epochs=3, stop_when="train_accuracy >= 1.5")
+    never = trainer(epochs=3, stop_when="train_loss <= 0.0")  # cross-entropy stays above 0
     ends = Ends()
     never.observers.append(ends)
     never.fit()
@@ -115,7 +115,7 @@ def test_a_resumed_run_stops_where_an_uninterrupted_one_does():
 def test_a_run_resumed_after_its_stopping_epoch_trains_no_further():
     done = trainer(stop_when="train_accuracy >= 0.9")
     done.fit()
-    state = dict(done.state(), epoch=done.epoch)  # as if killed right after its last epoch
+    state = done.state()  # as if killed right after its last epoch, before the run ended
     again = trainer(stop_when="train_accuracy >= 0.9")
     again.restore(state)
     again.fit()
@@ -126,9 +126,10 @@ def test_a_run_resumed_after_its_stopping_epoch_trains_no_further():
     "condition, words",
     [
         ("train_accuracy > 0.9", "expected '<epoch metric> >= <number>'"),
-        ("accuracy >= 0.9", "'accuracy' is not an epoch metric: those start with train_, val_, test_"),
+        ("train accuracy >= 0.9", "expected '<epoch metric> >= <number>'"),
         ("train_loss <= low", "the bound 'low' is not a number"),
         ("train_loss <= nan", "the bound must be a finite number"),
+        ("train_accuracy >= 99.99", "an accuracy is a fraction from 0 to 1 (0.9999 for 99.99 %), not 99.99"),
         ("val_accuracy >= 0.9", "a val_ metric needs a validation split: set data.val_size"),
     ],
 )
@@ -146,16 +147,52 @@ def test_the_condition_is_kept_in_its_plain_spelling_and_a_val_metric_works_with
     assert spec.train.stop_when == "val_loss <= 0.1"
     with pytest.raises(SpecError, match="stop_smoothing"):
         validate({**BASE, "train": {"stop_when": "train_loss <= 0.1", "stop_smoothing": 1.0}})
+    with pytest.raises(SpecError) as error:
+        validate({**BASE, "train": {"stop_smoothing": 0.5}})
+    assert [str(p) for p in error.value.problems] == [
+        "train.stop_smoothing: smooths train.stop_when's metric, and train.stop_when is not set"
+    ]
+
+
+def test_a_val_metric_and_a_metric_the_rule_or_clipping_logs_can_stop_training():
+    val = Trainer(
+        validate(
+            {
+                **BASE,
+                "data": {**BASE["data"], "val_size": 300},
+                "train": {"epochs": 30, "stop_when": "val_accuracy >= 0.9"},
+            }
+        )
+    )
+    val.fit()
+    assert val.epoch < 30 and val.history[-1]["val_accuracy"] >= 0.9 > val.history[-2]["val_accuracy"]
+    clipped = trainer(clip_grad_norm=100.0, stop_when="grad_norm <= 1e6")  # logged under its own name
+    clipped.fit()
+    assert clipped.epoch == 1 and clipped.stopped.startswith("grad_norm is")
+
+
+def test_a_bound_first_met_at_the_last_epoch_is_no_early_stop():
+    t = trainer(stop_when="train_accuracy >= 0.9")
+    t.fit()
+    at_cap = trainer(epochs=t.epoch, stop_when="train_accuracy >= 0.9")
+    ends = Ends()
+    at_cap.observers.append(ends)
+    at_cap.fit()
+    assert at_cap.epoch == t.epoch and at_cap.stopped is None
+    assert ends.outcome.status == "FINISHED" and ends.outcome.stopped is None
 
 
 def test_a_metric_the_run_does_not_log_is_named_after_the_first_epoch_with_what_it_logs():
     t = trainer(stop_when="train_acuracy >= 0.9")
+    ends = Ends()
+    t.observers.append(ends)
     with pytest.raises(StopMetricMissing) as error:
         t.fit()
-    assert t.epoch == 1
+    assert t.epoch == 1 and ends.last_epoch_seen == [False]  # the epoch reached its observers
     message = str(error.value)
     assert "did you mean 'train_accuracy'?" in message
-    assert "its epoch metrics: test_accuracy, test_loss, train_accuracy, train_loss" in message
+    assert "its epoch metrics: epoch_seconds, lr, samples_per_second, test_accuracy, test_loss, " in message
+    assert ends.outcome.status == "FAILED"
 
 
 def test_validate_says_the_epochs_are_a_cap(tmp_path):

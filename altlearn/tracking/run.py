@@ -85,8 +85,9 @@ class RunRecorder(Observer):
         self.client.update_run(self.run_id, status="RUNNING")  # params and metrics stay
         tags = [mlflow.entities.RunTag(k, v) for k, v in {**owner_tags(), **self.extra_tags}.items()]
         self.client.log_batch(self.run_id, tags=tags, synchronous=True)
-        if ERROR_TAG in run.data.tags:
-            self.client.delete_tag(self.run_id, ERROR_TAG)
+        for stale in (ERROR_TAG, STOPPED_TAG):  # how the run ended before is not how it ends now
+            if stale in run.data.tags:
+                self.client.delete_tag(self.run_id, stale)
 
     def _log_spec(self) -> None:
         import mlflow.entities
