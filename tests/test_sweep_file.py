@@ -90,6 +90,14 @@ def test_a_base_file_that_is_not_there_is_one_problem_not_also_a_missing_base(tm
     assert "unless every case has its own base" in error.value.problems[0].message
 
 
+def test_a_mistake_made_by_set_on_the_command_line_is_blamed_on_it(tmp_path):
+    path = write_sweep(tmp_path, {"name": "cli", "set": {"train.epochs": 2}, "cases": [{"rule.type": "bp"}]})
+    with pytest.raises(SweepError) as error:
+        load_trials(path, ["train.epochs=0"])
+    assert "cases[0] (rule.type=bp): --set train.epochs=0: 0 is invalid" in error.value.report()
+    assert "set.train.epochs" not in error.value.report() and "base base.yaml" not in error.value.report()
+
+
 def test_the_sweep_files_own_problems_spell_values_as_yaml(tmp_path):
     path = write_sweep(
         tmp_path, {"name": "spelling", "grid": {"optimizer.lr": [None, None]}, "seeds": [True]}

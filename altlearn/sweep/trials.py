@@ -158,6 +158,10 @@ def _resolve(sweep, configuration: Configuration, seed, cli_overrides, problems)
     experiment = sweep.experiment or tracking.get("experiment") or "altlearn"
     run_name = f"{sweep.name}: {configuration.label}" + (f", seed {seed}" if seed is not None else "")
     raw["tracking"] = {**tracking, "experiment": experiment, "run_name": run_name}
+    # the command line's --set comes last, so a problem at its path is its doing
+    origins += [
+        Override(item.partition("=")[0].strip(), None, f"--set {item}", False) for item in cli_overrides
+    ]
     try:
         apply_overrides(raw, list(cli_overrides))
         return validate(raw, source=configuration.base.label)
