@@ -95,7 +95,10 @@ def validate(spec_path: str, overrides: tuple[str, ...]) -> None:
     layers = ", ".join(b.type for b in spec.layers)
     epochs = f"{spec.train.epochs} epoch{'s' if spec.train.epochs != 1 else ''}"
     if spec.train.stop_when:
-        epochs = f"up to {epochs}, until {spec.train.stop_when}"
+        smoothing = spec.train.stop_smoothing
+        epochs = f"up to {epochs}, until {spec.train.stop_when}" + (
+            f" (smoothed {smoothing:g})" if smoothing else ""
+        )
     click.echo(
         f"{printable(spec_path)}: ok: {spec.data.type}, rule {spec.rule.type}, {len(spec.layers)} layers "
         f"({layers}), {epochs}"

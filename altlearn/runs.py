@@ -34,6 +34,8 @@ class RunOutcome:
     exit_code: int  # as `altlearn run` would return it
     #: An unexpected exception (a bug, in altlearn or a plugin): the CLI shows its traceback.
     error: BaseException | None = None
+    #: for a FINISHED run: how train.stop_when ended it (stopped early, or not met), else None
+    stop_note: str | None = None
 
 
 class _SetUpFailed(Exception):
@@ -136,18 +138,16 @@ def _attach_observers(trainer, recorder, progress, quiet: bool) -> None:
 def _finished(final: dict, recorder, trainer, uri: str) -> RunOutcome:
     spec = trainer.spec
     if recorder.recorded != "FINISHED":
-        trained = (
-            f"trained to epoch {trainer.epoch} ({trainer.stopped})"
-            if trainer.stopped
-            else (f"trained all {spec.train.epochs} epochs")
-        )
+        trained = trainer.stopped or f"trained all {spec.train.epochs} epochs"
         message = f"{trained}, but {recorder.unrecorded}; " + _resume_hint(recorder, uri)
         return RunOutcome(recorder.run_id, "FAILED", _with_end_errors(message, trainer), EXIT_FAILED)
     summary = f"test accuracy {final['test_accuracy']:.2%}" if "test_accuracy" in final else "done"
-    if trainer.stopped:
-        summary = f"stopped after epoch {trainer.epoch} of {spec.train.epochs}: {trainer.stopped}; {summary}"
+    if trainer.stop_note:
+        summary = f"{trainer.stop_note}; {summary}"
     message = f"{summary}; {_where(recorder.run_id, uri, spec)}; view with: {printable(ui_command(uri))}"
-    return RunOutcome(recorder.run_id, "FINISHED", _with_end_errors(message, trainer), EXIT_OK)
+    return RunOutcome(
+        recorder.run_id, "FINISHED", _with_end_errors(message, trainer), EXIT_OK, stop_note=trainer.stop_note
+    )
 
 
 def _where(run_id: str, uri: str, spec) -> str:

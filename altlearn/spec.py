@@ -22,6 +22,7 @@ from altlearn.problem_text import did_you_mean
 from altlearn.spec_files import Problem, SpecError, apply_overrides, load_yaml, parse_yaml
 from altlearn.spec_model import SECTIONS, DataOptions, Spec, TopLevel, TrackingOptions, TrainOptions
 from altlearn.spec_network import check_network, data_info, network_layers
+from altlearn.stopping import StopCondition, unlikely_metric
 from altlearn.validator import Validator
 
 #: the type a section has when the spec leaves it out
@@ -59,6 +60,12 @@ def validate(raw: dict[str, Any], registry: Registry | None = None, source: str 
         v.problems += feasibility.data_problems(data, data_options)
         if train is not None and (train.stop_when or "").startswith("val_") and not data_options.val_size:
             v.add("train.stop_when", "a val_ metric needs a validation split: set data.val_size")
+    if train is not None and train.stop_when is not None and data_options is not None:
+        why = unlikely_metric(
+            StopCondition.parse(train.stop_when), data_options.val_size > 0, train.clip_grad_norm is not None
+        )
+        if why:
+            v.add("train.stop_when", why)
     if train is not None and train.stop_smoothing and train.stop_when is None:
         v.add("train.stop_smoothing", "smooths train.stop_when's metric, and train.stop_when is not set")
     v.raise_problems(source, SECTIONS)

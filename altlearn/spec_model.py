@@ -12,7 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from altlearn.component_ref import Block, ComponentRef
-from altlearn.stopping import StopCondition
+from altlearn.stopping import FORM, StopCondition
 from altlearn.values import (
     MAX_EXPERIMENT_NAME,
     MAX_RUN_NAME,
@@ -107,10 +107,14 @@ class TrainOptions(_Section):
         "(reduce-overhead uses CUDA graphs); true means default; see docs/performance.md",
     )
 
-    @field_validator("stop_when")
+    @field_validator("stop_when", mode="before")
     @classmethod
     def _stop_condition(cls, value):
-        return None if value is None else str(StopCondition.parse(value))  # its plain spelling
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise ValueError(f"expected text: {FORM}")
+        return str(StopCondition.parse(value))  # its plain spelling
 
     @field_validator("compile", mode="before")
     @classmethod

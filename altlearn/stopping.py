@@ -14,6 +14,7 @@ where an uninterrupted one would.
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from dataclasses import dataclass
@@ -32,6 +33,10 @@ class StopCondition:
     def parse(cls, text: str) -> StopCondition:
         match = _CONDITION.match(text)
         if match is None:
+            if re.fullmatch(r"\s*[A-Za-z][\w/.-]*\s*", text):  # `-s x=metric>=0.9` unquoted: '>' redirected
+                raise ValueError(
+                    f"expected {FORM}; on a command line, quote it: -s 'train.stop_when={text.strip()} >= ...'"
+                )
             raise ValueError(f"expected {FORM}")
         metric, op, bound_text = match["metric"], match["op"], match["bound"]
         try:
@@ -59,6 +64,33 @@ def smoothed(history: list[dict[str, float]], metric: str, smoothing: float) -> 
     return mean
 
 
+#: what train.clip_grad_norm logs per epoch (altlearn.train.CLIP_METRICS)
+CLIP_METRIC_NAMES = ("grad_norm", "clipped_fraction")
+
+
+def every_runs_metrics(validation: bool, clipping: bool) -> list[str]:
+    """The epoch metrics altlearn logs for every rule (a rule may log more under its own names)."""
+    names = ["train_loss", "train_accuracy", "test_loss", "test_accuracy", "lr", "epoch_seconds"]
+    names += ["samples_per_second"]
+    names += ["val_loss", "val_accuracy"] if validation else []
+    return names + (list(CLIP_METRIC_NAMES) if clipping else [])
+
+
+def unlikely_metric(condition: StopCondition, validation: bool, clipping: bool) -> str | None:
+    """Why the condition's metric is probably a mistake, seen before any training: a clipping
+    metric without clipping, or a near miss of a name every run logs. Any other name may be a
+    rule's own metric, which only its first epoch shows."""
+    metric, known = condition.metric, every_runs_metrics(validation, clipping)
+    if metric in known:
+        return None
+    if metric in CLIP_METRIC_NAMES:
+        return f"{metric} is logged only with train.clip_grad_norm"
+    close = difflib.get_close_matches(metric, known, n=1, cutoff=0.8)
+    if close or metric.lower() in known:
+        return f"{metric!r} is not a metric altlearn logs: did you mean {(close or [metric.lower()])[0]!r}?"
+    return None
+
+
 class StopMetricMissing(Exception):
     """train.stop_when names a metric the run does not log (known only once an epoch has run:
     a rule's own metrics are whatever its steps return)."""
@@ -84,5 +116,21 @@ def stop_reason(condition: StopCondition, smoothing: float, history: list[dict[s
     value = smoothed(history, condition.metric, smoothing)
     if not condition.met_by(value):
         return None
-    what = f"{condition.metric} smoothed over epochs ({smoothing:g})" if smoothing else condition.metric
-    return f"{what} is {value:.6g}, {condition.op} {condition.bound:g} (train.stop_when)"
+    return (
+        f"{_named(condition, smoothing)} is {value:.6g}, {condition.op} {condition.bound:g} (train.stop_when)"
+    )
+
+
+def unmet(condition: StopCondition, smoothing: float, history: list[dict[str, float]]) -> str | None:
+    """That a run trained every epoch without meeting the condition, with where the metric ended."""
+    if condition.metric not in history[-1]:
+        return None
+    value = smoothed(history, condition.metric, smoothing)
+    return (
+        f"train.stop_when ({condition}) not met in {len(history)} epochs: "
+        f"{_named(condition, smoothing)} ended at {value:.6g}"
+    )
+
+
+def _named(condition: StopCondition, smoothing: float) -> str:
+    return f"{condition.metric} smoothed over epochs ({smoothing:g})" if smoothing else condition.metric

@@ -31,7 +31,7 @@ from altlearn.optim import build_scheduler
 from altlearn.param_groups import group_lr_hint, param_groups
 from altlearn.rules.base import RuleContext, brings_own_update
 from altlearn.spec import Spec
-from altlearn.stopping import StopCondition, check_logged, stop_reason
+from altlearn.stopping import CLIP_METRIC_NAMES, StopCondition, check_logged, stop_reason, unmet
 
 __all__ = ["CHECKPOINT_FORMAT", "DeviceUnavailable", "Observer", "Outcome", "Trainer"]
 
@@ -40,7 +40,8 @@ CHECKPOINT_FORMAT = 2  # 2: every rule has extra state; generators saved by "lay
 
 
 #: what train.clip_grad_norm adds to a step's metrics, so a rule's own must not use these names
-CLIP_METRICS = ("grad_norm", "clipped_fraction")
+#: (kept in altlearn.stopping, which validation imports without torch)
+CLIP_METRICS = CLIP_METRIC_NAMES
 
 
 class TrainingDiverged(Exception):
@@ -207,7 +208,15 @@ class Trainer:
     def _stop_reason(self) -> str | None:
         if self.stop_condition is None or self.epoch >= self.spec.train.epochs:
             return None  # met at the last epoch, or never: not a stop before train.epochs
-        return stop_reason(self.stop_condition, self.spec.train.stop_smoothing, self.history)
+        reason = stop_reason(self.stop_condition, self.spec.train.stop_smoothing, self.history)
+        return reason and f"stopped after epoch {self.epoch} of {self.spec.train.epochs}: {reason}"
+
+    @property
+    def stop_note(self) -> str | None:
+        """After training: why it stopped early, or that train.stop_when was not met (or None)."""
+        if self.stopped or self.stop_condition is None or not self.history:
+            return self.stopped
+        return unmet(self.stop_condition, self.spec.train.stop_smoothing, self.history)
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         spec, rule, opt = self.spec, self.rule, self.optimizer

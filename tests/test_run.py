@@ -138,8 +138,28 @@ def test_a_run_ended_by_stop_when_is_finished_with_its_reason_and_final_checkpoi
     epochs = [m.step for m in client.get_metric_history(run.info.run_id, "test_accuracy")]
     assert run.info.status == "FINISHED" and len(epochs) < 30
     assert run.data.tags["altlearn.checkpoint_epoch"] == str(epochs[-1])  # the last epoch's, as always
-    assert run.data.tags["altlearn.stopped"].startswith("train_accuracy is 0.9")
-    assert f"stopped after epoch {epochs[-1]} of 30: train_accuracy is" in result.output
+    assert run.data.tags["altlearn.stopped"].startswith(
+        f"stopped after epoch {epochs[-1]} of 30: train_accuracy is 0.9"
+    )
+    assert run.data.tags["altlearn.stopped"] + "; test accuracy" in result.output
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    again = CliRunner().invoke(main, ["resume", run.info.run_id, "--tracking-uri", uri])
+    assert again.exit_code == 2 and f"finished: stopped after epoch {epochs[-1]} of 30" in again.output
+    assert "start a new run with another train.stop_when or none" in again.output
+
+
+def test_a_run_that_never_meets_stop_when_says_so_at_its_end(tmp_path):
+    never = ["-s", "train.stop_when=train_accuracy >= 1.0", "-s", "train.stop_smoothing=0.5"]
+    result, client = run_cli(
+        tmp_path, write_spec(tmp_path, DIGITS_SPEC), *never, "-s", "tracking.log_model=false"
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        "train.stop_when (train_accuracy >= 1.0) not met in 3 epochs: train_accuracy smoothed"
+        in result.output
+    )
+    run = only_run(client)
+    assert run.info.status == "FINISHED" and "altlearn.stopped" not in run.data.tags
 
 
 def test_a_stop_metric_the_run_does_not_log_fails_it_after_logging_the_first_epoch(tmp_path):
@@ -181,7 +201,9 @@ def test_a_run_killed_after_its_stopping_epoch_resumes_to_finished_without_train
     resumed = CliRunner().invoke(main, ["resume", run.info.run_id, "--tracking-uri", uri])
     assert resumed.exit_code == 0, resumed.output
     run = only_run(client)
-    assert run.info.status == "FINISHED" and run.data.tags["altlearn.stopped"].startswith("train_accuracy is")
+    assert run.info.status == "FINISHED" and run.data.tags["altlearn.stopped"].startswith(
+        "stopped after epoch"
+    )
     assert [m.step for m in client.get_metric_history(run.info.run_id, "test_accuracy")] == epochs
     assert f"stopped after epoch {epochs[-1]} of 30" in resumed.output
 

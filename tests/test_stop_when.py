@@ -130,6 +130,14 @@ def test_a_run_resumed_after_its_stopping_epoch_trains_no_further():
         ("train_loss <= low", "the bound 'low' is not a number"),
         ("train_loss <= nan", "the bound must be a finite number"),
         ("train_accuracy >= 99.99", "an accuracy is a fraction from 0 to 1 (0.9999 for 99.99 %), not 99.99"),
+        ("train_accuracy", "on a command line, quote it: -s 'train.stop_when=train_accuracy >= ...'"),
+        (0.95, "expected text: '<epoch metric> >= <number>'"),
+        (
+            "train_acuracy >= 0.9",
+            "'train_acuracy' is not a metric altlearn logs: did you mean 'train_accuracy'?",
+        ),
+        ("Test_Loss <= 0.1", "did you mean 'test_loss'?"),
+        ("grad_norm <= 10", "grad_norm is logged only with train.clip_grad_norm"),
         ("val_accuracy >= 0.9", "a val_ metric needs a validation split: set data.val_size"),
     ],
 )
@@ -168,7 +176,7 @@ def test_a_val_metric_and_a_metric_the_rule_or_clipping_logs_can_stop_training()
     assert val.epoch < 30 and val.history[-1]["val_accuracy"] >= 0.9 > val.history[-2]["val_accuracy"]
     clipped = trainer(clip_grad_norm=100.0, stop_when="grad_norm <= 1e6")  # logged under its own name
     clipped.fit()
-    assert clipped.epoch == 1 and clipped.stopped.startswith("grad_norm is")
+    assert clipped.epoch == 1 and clipped.stopped.startswith("stopped after epoch 1 of 30: grad_norm is")
 
 
 def test_a_bound_first_met_at_the_last_epoch_is_no_early_stop():
@@ -183,7 +191,7 @@ def test_a_bound_first_met_at_the_last_epoch_is_no_early_stop():
 
 
 def test_a_metric_the_run_does_not_log_is_named_after_the_first_epoch_with_what_it_logs():
-    t = trainer(stop_when="train_acuracy >= 0.9")
+    t = trainer(stop_when="train_acc >= 0.9")
     ends = Ends()
     t.observers.append(ends)
     with pytest.raises(StopMetricMissing) as error:

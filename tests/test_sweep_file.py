@@ -344,6 +344,18 @@ def test_progress_is_a_live_table_on_a_terminal_and_plain_lines_otherwise(tmp_pa
     assert "1 running, 1 failed" in text
     row = next(line for line in text.splitlines() if " bp " in line)
     assert "running" in row and "1/2" in row and "87.50%" in row
+    # a finished trial's note is how train.stop_when ended it, and nothing else
+    stopped = RunOutcome(
+        "r1", "FINISHED", "test accuracy 90.00%; MLflow run r1", 0, stop_note="stopped after epoch 1 of 2: x"
+    )
+    shown = io.StringIO()
+    finished = SweepDisplay(plans, stream=shown)
+    finished.update(Event(0, "epoch", epoch=1, epochs=2, test_accuracy=0.9))
+    finished.update(Event(0, "done", outcome=stopped))
+    assert (
+        shown.getvalue().splitlines()[-1]
+        == "[1/2] bp, seed 0: FINISHED: test acc 90.00%: stopped after epoch 1 of 2: x"
+    )
 
 
 def test_the_sweeps_own_writes_wait_out_a_momentary_sqlite_refusal():

@@ -78,7 +78,7 @@ class SweepDisplay:
             row.state = outcome.status.lower()
             # A finished trial's message only repeats its accuracy and run id: the note is for trouble.
             failed = outcome.status != "FINISHED" and outcome.message
-            row.note = brief(outcome.message)[:200] if failed else ""
+            row.note = brief(outcome.message)[:200] if failed else (outcome.stop_note or "")
             self._say(
                 row,
                 f"{outcome.status}{_accuracy(row.accuracy, ': test acc ')}{': ' + row.note if row.note else ''}",

@@ -63,7 +63,7 @@ def _result(plan: Plan, outcome: RunOutcome | None, runs: list) -> TrialResult:
         status,
         run.info.run_id,
         run.data.metrics.get("test_accuracy"),
-        None if status == "FINISHED" else message,
+        run.data.tags.get("altlearn.stopped") if status == "FINISHED" else message,  # no trouble to tell
         plan.action == "skip",
     )
 

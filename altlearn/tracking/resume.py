@@ -46,6 +46,12 @@ def resumable_run(uri: str, run_id: str):
     if run.info.lifecycle_stage != "active":
         raise ResumeError(f"run {run_id} is deleted; restore it in the MLflow UI first")
     if run.info.status == "FINISHED":
+        stopped = run.data.tags.get("altlearn.stopped")
+        if stopped:  # to train on, a new run: the stop would only be met again
+            raise ResumeError(
+                f"run {run_id} finished: {stopped}; there is nothing to resume (to train further, "
+                "start a new run with another train.stop_when or none)"
+            )
         raise ResumeError(f"run {run_id} finished; there is nothing to resume")
     if run.info.status == "RUNNING":
         _refuse_if_alive(run, uri)
