@@ -122,10 +122,13 @@ def stop_reason(condition: StopCondition, smoothing: float, history: list[dict[s
 
 
 def unmet(condition: StopCondition, smoothing: float, history: list[dict[str, float]]) -> str | None:
-    """That a run trained every epoch without meeting the condition, with where the metric ended."""
+    """That a run trained every epoch without meeting the condition, with where the metric ended
+    (None if it was met, at the last epoch)."""
     if condition.metric not in history[-1]:
         return None
     value = smoothed(history, condition.metric, smoothing)
+    if condition.met_by(value):
+        return None
     return (
         f"train.stop_when ({condition}) not met in {len(history)} epochs: "
         f"{_named(condition, smoothing)} ended at {value:.6g}"

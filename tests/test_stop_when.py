@@ -186,7 +186,7 @@ def test_a_bound_first_met_at_the_last_epoch_is_no_early_stop():
     ends = Ends()
     at_cap.observers.append(ends)
     at_cap.fit()
-    assert at_cap.epoch == t.epoch and at_cap.stopped is None
+    assert at_cap.epoch == t.epoch and at_cap.stopped is None and at_cap.stop_note is None  # nor "not met"
     assert ends.outcome.status == "FINISHED" and ends.outcome.stopped is None
 
 
