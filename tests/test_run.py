@@ -123,16 +123,19 @@ def test_digits_run_is_recorded_completely(tmp_path, monkeypatch):
     assert model_accuracy == pytest.approx(accuracy, abs=1e-6)
 
 
+#: digits meets this within a few of its 30 epochs
+STOP_AT_90 = [
+    "-s",
+    "train.epochs=30",
+    "-s",
+    "train.stop_when=train_accuracy >= 0.9",
+    "-s",
+    "tracking.log_model=false",
+]
+
+
 def test_a_run_ended_by_stop_when_is_finished_with_its_reason_and_final_checkpoint(tmp_path):
-    stop = [
-        "-s",
-        "train.epochs=30",
-        "-s",
-        "train.stop_when=train_accuracy >= 0.9",
-        "-s",
-        "tracking.log_model=false",
-    ]
-    result, client = run_cli(tmp_path, write_spec(tmp_path, DIGITS_SPEC), *stop)
+    result, client = run_cli(tmp_path, write_spec(tmp_path, DIGITS_SPEC), *STOP_AT_90)
     assert result.exit_code == 0, result.output
     run = only_run(client)
     epochs = [m.step for m in client.get_metric_history(run.info.run_id, "test_accuracy")]
@@ -182,18 +185,10 @@ def test_a_run_killed_after_its_stopping_epoch_resumes_to_finished_without_train
     def interrupted(self, trainer, metrics):
         raise KeyboardInterrupt
 
-    stop = [
-        "-s",
-        "train.epochs=30",
-        "-s",
-        "train.stop_when=train_accuracy >= 0.9",
-        "-s",
-        "tracking.log_model=false",
-    ]
     spec = write_spec(tmp_path, DIGITS_SPEC)
     with monkeypatch.context() as patch:
         patch.setattr(FinalArtifacts, "on_train_end", interrupted)
-        result, client = run_cli(tmp_path, spec, *stop)
+        result, client = run_cli(tmp_path, spec, *STOP_AT_90)
     run = only_run(client)
     assert run.info.status == "KILLED" and "altlearn.stopped" not in run.data.tags
     epochs = [m.step for m in client.get_metric_history(run.info.run_id, "test_accuracy")]
