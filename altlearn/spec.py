@@ -58,16 +58,8 @@ def validate(raw: dict[str, Any], registry: Registry | None = None, source: str 
             check_groups(v, network, layers, rule, optimizer)
     if data is not None and data_options is not None:
         v.problems += feasibility.data_problems(data, data_options)
-        if train is not None and (train.stop_when or "").startswith("val_") and not data_options.val_size:
-            v.add("train.stop_when", "a val_ metric needs a validation split: set data.val_size")
-    if train is not None and train.stop_when is not None and data_options is not None:
-        why = unlikely_metric(
-            StopCondition.parse(train.stop_when), data_options.val_size > 0, train.clip_grad_norm is not None
-        )
-        if why:
-            v.add("train.stop_when", why)
-    if train is not None and train.stop_smoothing and train.stop_when is None:
-        v.add("train.stop_smoothing", "smooths train.stop_when's metric, and train.stop_when is not set")
+    if train is not None:
+        _check_stop(v, train, data_options)
     v.raise_problems(source, SECTIONS)
     return Spec(
         name=top.name,
@@ -84,6 +76,22 @@ def validate(raw: dict[str, Any], registry: Registry | None = None, source: str 
         source=source,
         packages=v.packages,
     )
+
+
+def _check_stop(v: Validator, train: TrainOptions, data_options: DataOptions | None) -> None:
+    """train.stop_when against the rest of the spec: its metric must be one the run can log."""
+    if train.stop_when is None:
+        if train.stop_smoothing:
+            v.add("train.stop_smoothing", "smooths train.stop_when's metric, and train.stop_when is not set")
+        return
+    if data_options is None:
+        return  # the data section has its own problem
+    condition = StopCondition.parse(train.stop_when)
+    validation = data_options.val_size > 0
+    if condition.metric.startswith("val_") and not validation:
+        v.add("train.stop_when", "a val_ metric needs a validation split: set data.val_size")
+    elif why := unlikely_metric(condition, validation, train.clip_grad_norm is not None):
+        v.add("train.stop_when", why)
 
 
 def _required_block(v: Validator, raw: dict[str, Any], section: str, kind: str, common=None):

@@ -83,6 +83,8 @@ class Trainer:
         self.epoch = 0  # epochs completed
         self.history: list[dict[str, float]] = []
         self.stopped: str | None = None  # why train.stop_when ended training, once it has
+        when = self.spec.train.stop_when
+        self.stop_condition = None if when is None else StopCondition.parse(when)
         self.end_errors: list[str] = []  # observers that failed in on_exception / on_end
         self._contract_checked = False
 
@@ -199,11 +201,6 @@ class Trainer:
     def last_epoch(self) -> bool:
         """Whether the epoch just completed is the run's last (all epochs, or train.stop_when)."""
         return self.epoch == self.spec.train.epochs or self.stopped is not None
-
-    @property
-    def stop_condition(self) -> StopCondition | None:
-        when = self.spec.train.stop_when
-        return None if when is None else StopCondition.parse(when)
 
     def _stop_reason(self) -> str | None:
         if self.stop_condition is None or self.epoch >= self.spec.train.epochs:
