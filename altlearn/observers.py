@@ -32,19 +32,22 @@ Status = Literal["FINISHED", "FAILED", "KILLED"]
 @dataclass(frozen=True)
 class Outcome:
     """How ``Trainer.fit`` ended. FINISHED means every epoch the spec asks for was trained, or
-    its train.stop_when ended training (``stopped`` says why)."""
+    its train.stop_when ended training (``stopped`` says why); ``unmet`` says that a run with a
+    train.stop_when trained every epoch without meeting it."""
 
     status: Status
     epoch: int  # epochs completed
     epochs: int  # epochs the spec asks for
     error: BaseException | None = None
     stopped: str | None = None
+    unmet: str | None = None
 
     @classmethod
     def of(cls, trainer: Trainer, error: BaseException | None) -> Outcome:
         epochs = trainer.spec.train.epochs
         if error is None and trainer.last_epoch:
-            return cls("FINISHED", trainer.epoch, epochs, stopped=trainer.stopped)
+            unmet = None if trainer.stopped else trainer.stop_note
+            return cls("FINISHED", trainer.epoch, epochs, stopped=trainer.stopped, unmet=unmet)
         if isinstance(error, KeyboardInterrupt):  # Ctrl-C, and SIGTERM as Terminated
             return cls("KILLED", trainer.epoch, epochs, error)
         if error is None:  # cannot happen through fit(); never call a short run FINISHED

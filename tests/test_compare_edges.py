@@ -278,3 +278,26 @@ def test_the_alignment_note_gives_each_rule_without_a_panel_its_own_reason():
     assert note.endswith(
         "no alignment panel for it (ff's update has nothing to compare with the BP gradient)"
     )
+
+
+def test_runs_that_trained_to_the_cap_without_meeting_their_stop_are_named_in_a_note():
+    from altlearn.compare.comparison import build_report
+    from altlearn.compare.selection import RunData, Selection
+
+    unmet = "train.stop_when (train_accuracy >= 0.9999) not met in 299 epochs: ... ended at 0.9996"
+
+    def run(seed: int, tags: dict[str, str]) -> RunData:
+        params = {"seed": str(seed), "rule.type": "dfa", "train.epochs": "299"}
+        curves = {"test_accuracy": [(299, 0.982 + seed / 1000)]}
+        return RunData(f"run{seed}aaaaaa", "dfa", "FINISHED", params, tags, curves)
+
+    stopped = {"altlearn.stopped": "stopped after epoch 261 of 299: ..."}
+    report = build_report(
+        Selection("3 runs", [run(0, stopped), run(1, {"altlearn.stop_unmet": unmet}), run(2, {})])
+    )
+    assert (
+        "1 of 3 runs of 'rule.type=dfa' trained all 299 epochs without meeting their stop: their "
+        f"figures are at the cap, not at the stop (run run1aaaa: {unmet})"
+    ) in report.notes
+    every_stop_met = build_report(Selection("2 runs", [run(0, stopped), run(2, {})]))
+    assert not [note for note in every_stop_met.notes if "without meeting" in note]

@@ -163,6 +163,8 @@ def test_a_run_that_never_meets_stop_when_says_so_at_its_end(tmp_path):
     )
     run = only_run(client)
     assert run.info.status == "FINISHED" and "altlearn.stopped" not in run.data.tags
+    # the tag compare reads to tell runs at the cap from runs at their stop
+    assert run.data.tags["altlearn.stop_unmet"].startswith("train.stop_when (train_accuracy >= 1.0) not met")
 
 
 def test_a_stop_metric_the_run_does_not_log_fails_it_after_logging_the_first_epoch(tmp_path):

@@ -56,6 +56,7 @@ def build_report(selection: Selection, by: list[str] | None = None, strict: bool
             f"the best group {ranked[0].label!r} has one seed, so the p-values test against "
             f"{reference.label!r}, the best group with several seeds"
         )
+    notes.extend(_stop_unmet_notes(ranked))
     notes.extend(_alignment_notes(counted))
     return Report(selection, ranked, excluded, notes, by)
 
@@ -87,6 +88,23 @@ def _one_seed_notes(groups: list[GroupStats]) -> list[str]:
         f"{len(single)} group{'s have' if len(single) > 1 else ' has'} one seed ({which}): no std, "
         "no confidence interval and no t-test there; add seeds (e.g. altlearn run SPEC -s seed=1)"
     ]
+
+
+def _stop_unmet_notes(groups: list[GroupStats]) -> list[str]:
+    """Runs whose train.stop_when was never met ended at the epoch cap, not where the condition
+    holds: a group's figures then mix two different ends of training."""
+    notes = []
+    for stats in groups:
+        unmet = [run for run in stats.group.runs if run.tags.get("altlearn.stop_unmet")]
+        if unmet:
+            example = unmet[0]
+            notes.append(
+                f"{len(unmet)} of {len(stats.group.runs)} runs of {stats.label!r} trained all "
+                f"{example.params.get('train.epochs', '?')} epochs without meeting their stop: their "
+                f"figures are at the cap, not at the stop (run {example.run_id[:8]}: "
+                f"{example.tags['altlearn.stop_unmet']})"
+            )
+    return notes
 
 
 def _alignment_notes(runs: list[RunData]) -> list[str]:

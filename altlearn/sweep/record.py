@@ -231,8 +231,10 @@ def mark_lost(record: SweepRecord, trial: Trial, message: str, status: str = "FA
     """A trial whose process died cannot end its own run: end it here, with the reason."""
     runs = [r for r in children(record).get(trial.key, []) if r.info.status == "RUNNING"]
     for run in runs:
-        if "altlearn.stopped" in run.data.tags:  # written just before the end that never came
-            record.client.delete_tag(run.info.run_id, "altlearn.stopped")
+        # How train.stop_when ended it, written just before the end that never came:
+        for told in ("altlearn.stopped", "altlearn.stop_unmet"):
+            if told in run.data.tags:
+                record.client.delete_tag(run.info.run_id, told)
         record.client.set_tag(run.info.run_id, "altlearn.error", message[:5000])
         record.client.set_terminated(run.info.run_id, status)
     return runs[0].info.run_id if runs else None

@@ -63,9 +63,14 @@ def _result(plan: Plan, outcome: RunOutcome | None, runs: list) -> TrialResult:
         status,
         run.info.run_id,
         run.data.metrics.get("test_accuracy"),
-        run.data.tags.get("altlearn.stopped") if status == "FINISHED" else message,  # no trouble to tell
+        _stop_note(run.data.tags) if status == "FINISHED" else message,  # no trouble to tell
         plan.action == "skip",
     )
+
+
+def _stop_note(tags: dict[str, str]) -> str | None:
+    """A FINISHED run's word on its train.stop_when: when it stopped, or that it was never met."""
+    return tags.get("altlearn.stopped") or tags.get("altlearn.stop_unmet")
 
 
 def groups(results: list[TrialResult]) -> list[GroupResult]:

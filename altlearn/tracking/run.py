@@ -27,6 +27,7 @@ from altlearn.tracking.tags import _tags, owner_tags, spec_params
 ERROR_TAG = "altlearn.error"
 CHECKPOINT_EPOCH_TAG = "altlearn.checkpoint_epoch"
 STOPPED_TAG = "altlearn.stopped"  # why train.stop_when ended a FINISHED run before train.epochs
+STOP_UNMET_TAG = "altlearn.stop_unmet"  # a FINISHED run trained every epoch, its stop_when unmet
 CHECKPOINT_TAG = "altlearn.checkpoint"  # "<artifact path> <bytes> <sha256>" of the newest checkpoint
 
 
@@ -46,6 +47,7 @@ class RunRecorder(Observer):
         self.checkpoint_reference: str | None = None  # the CHECKPOINT_TAG of that checkpoint
         self.error_text: str | None = None
         self.stopped: str | None = None  # the outcome's train.stop_when reason, tagged at the end
+        self.stop_unmet: str | None = None  # or that the condition was never met, tagged at the end
         self.recorded: str | None = None  # the status the store holds, once written
         self.unrecorded: str | None = None  # why the end could not be written
 
@@ -85,7 +87,11 @@ class RunRecorder(Observer):
         self.client.update_run(self.run_id, status="RUNNING")  # params and metrics stay
         tags = [mlflow.entities.RunTag(k, v) for k, v in {**owner_tags(), **self.extra_tags}.items()]
         self.client.log_batch(self.run_id, tags=tags, synchronous=True)
-        for stale in (ERROR_TAG, STOPPED_TAG):  # how the run ended before is not how it ends now
+        for stale in (
+            ERROR_TAG,
+            STOPPED_TAG,
+            STOP_UNMET_TAG,
+        ):  # how the run ended before is not how it ends now
             if stale in run.data.tags:
                 self.client.delete_tag(self.run_id, stale)
 
@@ -113,6 +119,7 @@ class RunRecorder(Observer):
             status = "FAILED"
             self.error_text = f"the final checkpoint (epoch {outcome.epoch}) was not recorded"
         self.stopped = outcome.stopped if status == "FINISHED" else None
+        self.stop_unmet = outcome.unmet if status == "FINISHED" else None
         # A Ctrl-C now must not cut the ending short; the ending it would ask for is under way.
         with signals_deferred(drop=True):
             try:
@@ -129,4 +136,6 @@ class RunRecorder(Observer):
             self.client.set_tag(self.run_id, ERROR_TAG, self.error_text)
         if self.stopped is not None:
             self.client.set_tag(self.run_id, STOPPED_TAG, self.stopped)
+        if self.stop_unmet is not None:
+            self.client.set_tag(self.run_id, STOP_UNMET_TAG, self.stop_unmet)
         self.client.set_terminated(self.run_id, status, end_time=int(time.time() * 1000))
