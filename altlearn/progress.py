@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from altlearn.observers import Observer, Outcome
 from altlearn.printable import printable
+from altlearn.stopping import smoothed
 
 if TYPE_CHECKING:
     from altlearn.train import Trainer
@@ -35,15 +36,28 @@ def _summary(metrics: dict[str, float]) -> str:
     return "  ".join(parts)
 
 
+def _towards_stop(trainer: Trainer) -> str:
+    """Where train.stop_when's metric stands, as the stop reads it (smoothed if asked), so a run
+    that may train up to its cap shows how far it is from stopping."""
+    condition, history = trainer.stop_condition, trainer.history
+    if condition is None or not history or condition.metric not in history[-1]:
+        return ""
+    smoothing = trainer.spec.train.stop_smoothing
+    value = smoothed(history, condition.metric, smoothing)
+    return f"  stop at {condition}: {value:.6g}{' smoothed' if smoothing else ''}"
+
+
+def _epoch_line(trainer: Trainer, epoch: int, metrics: dict[str, float]) -> str:
+    return f"epoch {epoch}/{trainer.spec.train.epochs}  {_summary(metrics)}{_towards_stop(trainer)}"
+
+
 class PlainProgress(Observer):
     """For logs and CI: one line per epoch, flushed."""
 
     def __init__(self, stream=None) -> None:
         self.stream = stream or sys.stdout
-        self.epochs = 0
 
     def on_start(self, trainer: Trainer) -> None:
-        self.epochs = trainer.spec.train.epochs
         name, rule = _headline(trainer)
         print(
             f"training {name}: rule {rule}, {trainer.device}, "
@@ -53,7 +67,7 @@ class PlainProgress(Observer):
         )
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
-        print(f"epoch {epoch}/{self.epochs}  {_summary(metrics)}", file=self.stream, flush=True)
+        print(_epoch_line(trainer, epoch, metrics), file=self.stream, flush=True)
 
 
 class RichProgress(Observer):
@@ -106,7 +120,7 @@ class RichProgress(Observer):
         self.progress.update(self.task, completed=step, description=f"epoch {epoch}/{self.epochs}", live=live)
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
-        self.console.print(f"epoch {epoch}/{self.epochs}  {_summary(metrics)}")
+        self.console.print(_epoch_line(trainer, epoch, metrics), markup=False)
         if not trainer.last_epoch:
             self.progress.reset(self.task, description=f"epoch {epoch + 1}/{self.epochs}", live="")
         else:

@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from altlearn import plugins
 from altlearn.cli import main
+from altlearn.stopping import smoothed
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -163,6 +164,13 @@ def test_a_run_that_never_meets_stop_when_says_so_at_its_end(tmp_path):
     )
     run = only_run(client)
     assert run.info.status == "FINISHED" and "altlearn.stopped" not in run.data.tags
+    # each epoch's line shows the smoothed value the stop reads
+    accuracy = [m.value for m in client.get_metric_history(run.info.run_id, "train_accuracy")]
+    epoch_lines = [line for line in result.output.splitlines() if line.startswith("epoch ")]
+    assert len(epoch_lines) == len(accuracy) == 3
+    for epoch, line in enumerate(epoch_lines, 1):
+        value = smoothed([{"train_accuracy": a} for a in accuracy[:epoch]], "train_accuracy", 0.5)
+        assert line.endswith(f"  stop at train_accuracy >= 1.0: {value:.6g} smoothed")
     # the tag compare reads to tell runs at the cap from runs at their stop
     assert run.data.tags["altlearn.stop_unmet"].startswith("train.stop_when (train_accuracy >= 1.0) not met")
 
