@@ -217,16 +217,22 @@ def test_engine_options_that_do_not_fit_the_engine_are_user_errors(tmp_path, mon
     assert not (tmp_path / "mlflow.db").exists()
 
 
-def test_a_sweep_is_continued_by_name_may_grow_but_not_change_unless_fresh(tmp_path):
+def test_a_sweep_is_continued_by_name_may_grow_but_not_change_its_finished_trials_unless_fresh(tmp_path):
     from altlearn.sweep.record import SweepUsageError, open_sweep
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     path = write_sweep(tmp_path, {"name": "again", "seeds": [0, 1]})
     sweep, trials = load_trials(path)
     first = open_sweep(uri, sweep, trials, fresh=False)
+    started = []
     for trial in trials:  # both trials have started: each has its child run
-        tags = {"altlearn.sweep": first.run_id, "altlearn.trial_key": trial.key}
-        first.client.create_run(first.experiment_id, tags=tags)
+        tags = {
+            "altlearn.sweep": first.run_id,
+            "altlearn.trial_key": trial.key,
+            "altlearn.group": trial.label,
+        }
+        started.append(first.client.create_run(first.experiment_id, tags=tags).info.run_id)
+        first.client.log_param(started[-1], "seed", trial.seed)
     first.client.set_terminated(first.run_id, "KILLED")
     again = open_sweep(uri, sweep, trials, fresh=False)
     assert again.continued and again.run_id == first.run_id
@@ -242,8 +248,17 @@ def test_a_sweep_is_continued_by_name_may_grow_but_not_change_unless_fresh(tmp_p
     record.client.set_terminated(first.run_id, "KILLED")
 
     changed = load_trials(path, ["train.epochs=3"])[1]  # the trials it ran are not in this file
-    with pytest.raises(SweepUsageError, match="2 trial.*no longer makes.*another name.*--fresh"):
+    record.client.set_terminated(started[1], "FINISHED")
+    with pytest.raises(SweepUsageError, match="1 finished trial.*no longer makes.*another name.*--fresh"):
         open_sweep(uri, sweep, changed, fresh=False)
+    # trials that never finished (a configuration fixed after it failed) leave the sweep instead
+    record.client.set_terminated(started[1], "FAILED")
+    fixed = open_sweep(uri, sweep, changed, fresh=False)
+    assert fixed.continued and fixed.run_id == first.run_id
+    assert fixed.dropped == (f"{trials[0].label} seed 0", f"{trials[0].label} seed 1")
+    assert all("altlearn.superseded" in fixed.client.get_run(r).data.tags for r in started)
+    fixed.client.set_terminated(first.run_id, "KILLED")
+    assert open_sweep(uri, sweep, changed, fresh=False).dropped == ()  # left once, not again
     fresh = open_sweep(uri, sweep, changed, fresh=True)
     assert not fresh.continued and fresh.run_id != first.run_id
 

@@ -39,6 +39,9 @@ class SweepRecord:
     experiment_id: str
     run_id: str
     continued: bool
+    # Trials of an earlier run of the sweep that the file no longer makes and that never finished
+    # (a configuration fixed after it failed): their labels; their runs are tagged superseded.
+    dropped: tuple[str, ...] = ()
 
 
 def trial_tags(record: SweepRecord, trial: Trial) -> dict[str, str]:
@@ -64,7 +67,9 @@ def open_sweep(uri: str, sweep: SweepFile, trials: list[Trial], fresh: bool) -> 
     previous = None if fresh else _previous_parent(client, experiment_id, sweep.name)
     if previous is not None:
         record = SweepRecord(client, uri, experiment_id, previous.info.run_id, continued=True)
-        _check_continuable(previous, sweep, experiment, set(children(record)), {t.key for t in trials})
+        record.dropped = _drop_unfinished(
+            record, _left_behind(previous, sweep, experiment, children(record), {t.key for t in trials})
+        )
         client.update_run(record.run_id, status="RUNNING")
         client.set_tag(record.run_id, "altlearn.sweep_trials", trial_set)  # it may have grown
         client.set_tag(record.run_id, "altlearn.sweep_driver", _driver())
@@ -100,27 +105,44 @@ def _quoted(text: str) -> str:
     return text.replace("\\", "\\\\").replace("'", "\\'")
 
 
-def _check_continuable(
-    previous, sweep: SweepFile, experiment: str, recorded: set[str], keys: set[str]
-) -> None:
+def _left_behind(
+    previous, sweep: SweepFile, experiment: str, recorded: dict[str, list], keys: set[str]
+) -> list:
     """A sweep continues with the same trials or more (another seed, case or grid value: only the
-    new ones run); a trial it has already run that the file no longer makes would mix two
-    different sweeps in one record, so that is refused."""
+    new ones run). A trial it has already FINISHED that the file no longer makes would mix two
+    different sweeps in one record, so that is refused; the runs of trials that never finished
+    (a configuration fixed after it failed: a misspelt stop metric, an lr that diverged) are
+    returned, to leave the sweep."""
     run_id, tags = previous.info.run_id, previous.data.tags
-    recorded.discard("")  # a run without a trial key is not one of its trials
-    if recorded - keys:
-        raise SweepUsageError(
-            f"sweep {sweep.name!r} in experiment {experiment!r} is run {run_id}, which has "
-            f"{len(recorded - keys)} trial(s) that the file no longer makes (the file or a spec it "
-            "uses changed); a sweep may only grow. To keep that sweep, give this one another name; "
-            "to run this one as a new sweep run, add --fresh"
-        )
     host, _, pid = tags.get("altlearn.sweep_driver", "").rpartition(":")
     if previous.info.status == "RUNNING" and host == socket.gethostname() and _alive(pid):
         raise SweepUsageError(
             f"sweep {sweep.name!r} (run {run_id}) is running now in process {pid} on this machine; "
             "wait for it, or stop it (Ctrl-C) and run this again to continue it"
         )
+    gone = {  # runs of trials the file no longer makes ("": a run without a trial key), not yet left
+        key: runs
+        for key, runs in recorded.items()
+        if key and key not in keys and not all("altlearn.superseded" in r.data.tags for r in runs)
+    }
+    finished = [key for key, runs in gone.items() if any(r.info.status == "FINISHED" for r in runs)]
+    if finished:
+        raise SweepUsageError(
+            f"sweep {sweep.name!r} in experiment {experiment!r} is run {run_id}, which has "
+            f"{len(finished)} finished trial(s) that the file no longer makes (the file or a spec it "
+            "uses changed); a sweep may only grow. To keep that sweep, give this one another name; "
+            "to run this one as a new sweep run, add --fresh"
+        )
+    return [run for runs in gone.values() for run in runs]
+
+
+def _drop_unfinished(record: SweepRecord, runs: list) -> tuple[str, ...]:
+    """Tag the runs of trials that left the sweep superseded; their configurations' labels."""
+    for run in runs:
+        if "altlearn.superseded" not in run.data.tags:
+            record.client.set_tag(run.info.run_id, "altlearn.superseded", "its trial left the sweep file")
+    labels = {(run.data.tags.get("altlearn.group", "?"), run.data.params.get("seed", "?")) for run in runs}
+    return tuple(f"{label} seed {seed}" for label, seed in sorted(labels))
 
 
 def _alive(pid: str) -> bool:
