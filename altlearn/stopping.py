@@ -85,9 +85,12 @@ def unlikely_metric(condition: StopCondition, validation: bool, clipping: bool) 
         return None
     if metric in CLIP_METRIC_NAMES:
         return f"{metric} is logged only with train.clip_grad_norm"
+    # a near miss, a wrong case, or a shortened name (train_acc, val_acc: a rule's own metrics
+    # never begin a name altlearn logs for every rule)
     close = difflib.get_close_matches(metric, known, n=1, cutoff=0.8)
-    if close or metric.lower() in known:
-        return f"{metric!r} is not a metric altlearn logs: did you mean {(close or [metric.lower()])[0]!r}?"
+    close += [name for name in known if metric.lower() == name or ("_" in metric and name.startswith(metric))]
+    if close:
+        return f"{metric!r} is not a metric altlearn logs: did you mean {close[0]!r}?"
     return None
 
 

@@ -177,10 +177,10 @@ def test_a_run_that_never_meets_stop_when_says_so_at_its_end(tmp_path):
 
 def test_a_stop_metric_the_run_does_not_log_fails_it_after_logging_the_first_epoch(tmp_path):
     result, client = run_cli(
-        tmp_path, write_spec(tmp_path, DIGITS_SPEC), "-s", "train.stop_when=train_acc >= 0.9"
+        tmp_path, write_spec(tmp_path, DIGITS_SPEC), "-s", "train.stop_when=trainacc >= 0.9"
     )
     assert result.exit_code == 1 and "Traceback" not in result.output
-    assert "train.stop_when names 'train_acc', which this run does not log" in result.output
+    assert "train.stop_when names 'trainacc', which this run does not log" in result.output
     assert "altlearn resume" not in result.output  # resuming would fail the same way
     run = only_run(client)
     assert run.info.status == "FAILED" and "altlearn.stopped" not in run.data.tags

@@ -137,6 +137,7 @@ def test_a_run_resumed_after_its_stopping_epoch_trains_no_further():
             "'train_acuracy' is not a metric altlearn logs: did you mean 'train_accuracy'?",
         ),
         ("Test_Loss <= 0.1", "did you mean 'test_loss'?"),
+        ("train_acc >= 0.9", "'train_acc' is not a metric altlearn logs: did you mean 'train_accuracy'?"),
         ("grad_norm <= 10", "grad_norm is logged only with train.clip_grad_norm"),
         ("val_accuracy >= 0.9", "a val_ metric needs a validation split: set data.val_size"),
     ],
@@ -191,7 +192,7 @@ def test_a_bound_first_met_at_the_last_epoch_is_no_early_stop():
 
 
 def test_a_metric_the_run_does_not_log_is_named_after_the_first_epoch_with_what_it_logs():
-    t = trainer(stop_when="train_acc >= 0.9")
+    t = trainer(stop_when="trainacc >= 0.9")
     ends = Ends()
     t.observers.append(ends)
     with pytest.raises(StopMetricMissing) as error:
