@@ -85,10 +85,11 @@ def unlikely_metric(condition: StopCondition, validation: bool, clipping: bool) 
         return None
     if metric in CLIP_METRIC_NAMES:
         return f"{metric} is logged only with train.clip_grad_norm"
-    # a near miss, a wrong case, or a shortened name (train_acc, val_acc: a rule's own metrics
-    # never begin a name altlearn logs for every rule)
+    # A near miss, a wrong case, or a shortened name (train_acc, val_acc: no built-in rule's metric
+    # is the start of a name logged for every rule).
+    lower = metric.lower()
     close = difflib.get_close_matches(metric, known, n=1, cutoff=0.8)
-    close += [name for name in known if metric.lower() == name or ("_" in metric and name.startswith(metric))]
+    close += [name for name in known if lower == name or ("_" in lower and name.startswith(lower))]
     if close:
         return f"{metric!r} is not a metric altlearn logs: did you mean {close[0]!r}?"
     return None

@@ -138,6 +138,7 @@ def test_a_run_resumed_after_its_stopping_epoch_trains_no_further():
         ),
         ("Test_Loss <= 0.1", "did you mean 'test_loss'?"),
         ("train_acc >= 0.9", "'train_acc' is not a metric altlearn logs: did you mean 'train_accuracy'?"),
+        ("Train_Acc >= 0.9", "did you mean 'train_accuracy'?"),
         ("grad_norm <= 10", "grad_norm is logged only with train.clip_grad_norm"),
         ("val_accuracy >= 0.9", "a val_ metric needs a validation split: set data.val_size"),
     ],
