@@ -258,7 +258,12 @@ def test_a_sweep_is_continued_by_name_may_grow_but_not_change_its_finished_trial
     assert fixed.dropped == (f"{trials[0].label} seed 0", f"{trials[0].label} seed 1")
     assert all("altlearn.superseded" in fixed.client.get_run(r).data.tags for r in started)
     fixed.client.set_terminated(first.run_id, "KILLED")
-    assert open_sweep(uri, sweep, changed, fresh=False).dropped == ()  # left once, not again
+    again = open_sweep(uri, sweep, changed, fresh=False)
+    assert again.dropped == ()  # left once, not again
+    again.client.set_terminated(first.run_id, "KILLED")
+    again.client.set_terminated(started[1], "FINISHED")  # superseded, yet finished: it still counts
+    with pytest.raises(SweepUsageError, match="1 finished trial.*no longer makes"):
+        open_sweep(uri, sweep, changed, fresh=False)
     fresh = open_sweep(uri, sweep, changed, fresh=True)
     assert not fresh.continued and fresh.run_id != first.run_id
 

@@ -261,3 +261,30 @@ def test_case_and_seed_run_part_of_a_sweep_and_a_later_run_finishes_it(tmp_path)
     assert wrong.exit_code == 2 and "Traceback" not in wrong.output
     assert "--case '3x800 *' matches no configuration of this sweep" in wrong.output
     assert "'bp', 'dfa', 'fa'" in wrong.output and "--seed 7: this sweep has seeds 0, 1" in wrong.output
+
+
+def test_a_configuration_fixed_after_it_failed_replaces_it_and_the_finished_trials_are_kept(tmp_path):
+    from altlearn.compare.selection import open_store, select_sweep
+
+    typo = {"label": "stop", "train.stop_when": "trainacc >= 0.5"}  # a name only training finds missing
+    sweep = {"name": "fixed", "set": {"train.epochs": 2}, "cases": [{"label": "bp"}, typo]}
+    path = write_sweep(tmp_path, sweep)
+    args = ["sweep", str(path), "--workers", "1", "--tracking-uri", store(tmp_path), "-q"]
+    first = CliRunner().invoke(main, args)
+    assert first.exit_code == 1 and "trainacc" in first.output, first.output
+    _, before = sweep_runs(store(tmp_path))
+    (failed,) = [run for run in before if run.info.status == "FAILED"]
+
+    path.write_text(path.read_text().replace("trainacc", "train_accuracy"))
+    fixed = CliRunner().invoke(main, args)
+    assert fixed.exit_code == 0, fixed.output
+    assert "1 trial (stop seed 0) no longer in the file and never finished" in fixed.stderr
+    parent, children = sweep_runs(store(tmp_path))
+    assert parent.info.status == "FINISHED" and len(children) == 3  # bp was not trained again
+    by_id = {run.info.run_id: run for run in children}
+    assert by_id[failed.info.run_id].data.tags["altlearn.superseded"] == "true"
+    assert sorted(run.info.status for run in children) == ["FAILED", "FINISHED", "FINISHED"]
+    selection = select_sweep(open_store(store(tmp_path)), parent.info.run_id)
+    assert sorted(run.name.split(",")[0] for run in selection.runs) == ["fixed: bp", "fixed: stop"]
+    assert selection.notes[0].startswith("1 run of the sweep left out: tagged altlearn.superseded")
+    assert selection.notes[0].endswith(failed.info.run_id[:8])

@@ -97,10 +97,10 @@ def _stop_unmet_notes(groups: list[GroupStats]) -> list[str]:
     for stats in groups:
         unmet = [run for run in stats.group.runs if run.tags.get("altlearn.stop_unmet")]
         if unmet:
-            example = unmet[0]
+            example, epochs = unmet[0], sorted({run.params.get("train.epochs", "?") for run in unmet})
             notes.append(
                 f"{len(unmet)} of {len(stats.group.runs)} runs of {stats.label!r} trained all "
-                f"{example.params.get('train.epochs', '?')} epochs without meeting their stop: their "
+                f"{'/'.join(epochs)} epochs without meeting their stop: their "
                 f"figures are at the cap, not at the stop (run {example.run_id[:8]}: "
                 f"{example.tags['altlearn.stop_unmet']})"
             )

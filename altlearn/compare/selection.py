@@ -21,6 +21,7 @@ ALIGNMENT_ANGLE = (
     re.compile(r"^alignment/(?P<layer>.+)/angle$"),
 )
 SWEEP_KIND_TAG = "altlearn.kind"
+SUPERSEDED_TAG = "altlearn.superseded"  # as altlearn.sweep.record writes it
 PARENT_TAG = "mlflow.parentRunId"
 RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_RESULTS = 1000  # one page of MLflow's search; more pages are fetched as needed
@@ -112,9 +113,24 @@ def select_sweep(client, sweep_run_id: str, filter_string: str | None = None) ->
             f"run {sweep_run_id} has no child runs, so it is not a sweep's parent: give the run id "
             "`altlearn sweep` printed, or compare runs by id or with --experiment"
         )
-    runs = [_load(client, run) for run in children]
+    # A run the sweep replaced (its trial started again) or dropped (its trial left the file) is
+    # not one of its trials any more.
+    superseded = [run for run in children if SUPERSEDED_TAG in run.data.tags]
+    runs = [_load(client, run) for run in children if SUPERSEDED_TAG not in run.data.tags]
+    if not runs:
+        raise CompareError(
+            f"sweep {name!r} (run {sweep_run_id}) has no trials that count: every run is superseded"
+        )
     description = f"the {_count(runs, 'trial')} of sweep {name!r} (run {sweep_run_id})"
-    return Selection(description, runs, sweep_run_id)
+    notes = []
+    if superseded:
+        notes.append(
+            f"{_count(superseded, 'run')} of the sweep left out: tagged {SUPERSEDED_TAG} (started "
+            "again in a new run, or its trial left the sweep file): "
+            + ", ".join(run.info.run_id[:8] for run in superseded[:5])
+            + (" ..." if len(superseded) > 5 else "")
+        )
+    return Selection(description, runs, sweep_run_id, notes)
 
 
 def select_experiment(client, name: str, filter_string: str | None = None) -> Selection:

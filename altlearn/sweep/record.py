@@ -18,6 +18,8 @@ import yaml
 from altlearn.sweep.sweep_file import SweepFile
 from altlearn.sweep.trials import Trial
 
+SUPERSEDED_TAG = "altlearn.superseded"  # a trial run that no longer counts (replaced, or left the sweep)
+
 
 class SweepUsageError(Exception):
     """The sweep cannot run as asked; the message says why and what to do (exit code 2)."""
@@ -111,8 +113,7 @@ def _left_behind(
     """A sweep continues with the same trials or more (another seed, case or grid value: only the
     new ones run). A trial it has already FINISHED that the file no longer makes would mix two
     different sweeps in one record, so that is refused; the runs of trials that never finished
-    (a configuration fixed after it failed: a misspelt stop metric, an lr that diverged) are
-    returned, to leave the sweep."""
+    (a configuration edited after it failed or was stopped) are returned, to leave the sweep."""
     run_id, tags = previous.info.run_id, previous.data.tags
     host, _, pid = tags.get("altlearn.sweep_driver", "").rpartition(":")
     if previous.info.status == "RUNNING" and host == socket.gethostname() and _alive(pid):
@@ -120,11 +121,7 @@ def _left_behind(
             f"sweep {sweep.name!r} (run {run_id}) is running now in process {pid} on this machine; "
             "wait for it, or stop it (Ctrl-C) and run this again to continue it"
         )
-    gone = {  # runs of trials the file no longer makes ("": a run without a trial key), not yet left
-        key: runs
-        for key, runs in recorded.items()
-        if key and key not in keys and not all("altlearn.superseded" in r.data.tags for r in runs)
-    }
+    gone = {key: runs for key, runs in recorded.items() if key and key not in keys}  # "": no trial's
     finished = [key for key, runs in gone.items() if any(r.info.status == "FINISHED" for r in runs)]
     if finished:
         raise SweepUsageError(
@@ -133,14 +130,16 @@ def _left_behind(
             "uses changed); a sweep may only grow. To keep that sweep, give this one another name; "
             "to run this one as a new sweep run, add --fresh"
         )
-    return [run for runs in gone.values() for run in runs]
+    return [run for runs in gone.values() for run in runs if SUPERSEDED_TAG not in run.data.tags]
 
 
 def _drop_unfinished(record: SweepRecord, runs: list) -> tuple[str, ...]:
-    """Tag the runs of trials that left the sweep superseded; their configurations' labels."""
+    """Tag the runs of trials that left the sweep superseded (a run still RUNNING is one whose
+    process is gone, as for the trials plan_trials starts again: it ends KILLED); their labels."""
     for run in runs:
-        if "altlearn.superseded" not in run.data.tags:
-            record.client.set_tag(run.info.run_id, "altlearn.superseded", "its trial left the sweep file")
+        record.client.set_tag(run.info.run_id, SUPERSEDED_TAG, "true")
+        if run.info.status == "RUNNING":
+            record.client.set_terminated(run.info.run_id, "KILLED")
     labels = {(run.data.tags.get("altlearn.group", "?"), run.data.params.get("seed", "?")) for run in runs}
     return tuple(f"{label} seed {seed}" for label, seed in sorted(labels))
 
@@ -224,10 +223,12 @@ def plan_trials(record: SweepRecord, trials: list[Trial], selected: set[int] | N
         elif selected is not None and trial.index not in selected:
             plans.append(Plan(trial, "later"))
         elif checkpointed and _checkpoint_present(record, runs[0]):
+            if SUPERSEDED_TAG in runs[0].data.tags:  # it left the sweep once, and is back in the file
+                record.client.delete_tag(runs[0].info.run_id, SUPERSEDED_TAG)
             plans.append(Plan(trial, "resume", runs[0].info.run_id))
         else:
             for run in runs:
-                record.client.set_tag(run.info.run_id, "altlearn.superseded", "true")
+                record.client.set_tag(run.info.run_id, SUPERSEDED_TAG, "true")
             plans.append(Plan(trial, "start", checkpoint_gone=checkpointed))
     return plans
 
@@ -251,10 +252,11 @@ def _checkpoint_present(record: SweepRecord, run) -> bool:
 
 def mark_lost(record: SweepRecord, trial: Trial, message: str, status: str = "FAILED") -> str | None:
     """A trial whose process died cannot end its own run: end it here, with the reason."""
+    from altlearn.tracking.run import END_TAGS
+
     runs = [r for r in children(record).get(trial.key, []) if r.info.status == "RUNNING"]
     for run in runs:
-        # How train.stop_when ended it, written just before the end that never came:
-        for told in ("altlearn.stopped", "altlearn.stop_unmet"):
+        for told in END_TAGS:  # how it ended, written just before the end that never came
             if told in run.data.tags:
                 record.client.delete_tag(run.info.run_id, told)
         record.client.set_tag(run.info.run_id, "altlearn.error", message[:5000])

@@ -194,9 +194,8 @@ def _say_plan(options: SweepOptions, record: SweepRecord, plans: list[Plan], eng
     if record.dropped:  # even with --quiet: runs left the sweep
         which = ", ".join(record.dropped[:3]) + (" ..." if len(record.dropped) > 3 else "")
         _note(
-            f"{_count(len(record.dropped), 'unfinished trial')} of this sweep's earlier runs "
-            f"({which}) {'is' if len(record.dropped) == 1 else 'are'} no longer in the file (it "
-            "changed) and never finished: left out of the sweep, their runs tagged altlearn.superseded"
+            f"{_count(len(record.dropped), 'trial')} ({which}) no longer in the file and never "
+            "finished: left out of the sweep, their runs tagged altlearn.superseded"
         )
     if options.quiet:
         return

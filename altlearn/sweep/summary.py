@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 
 from altlearn.sweep.adapter import RunOutcome
-from altlearn.sweep.record import Plan, SweepRecord, children
+from altlearn.sweep.record import SUPERSEDED_TAG, Plan, SweepRecord, children
 from altlearn.sweep.trials import Trial
 
 NOT_STARTED = "NOT STARTED"
@@ -48,7 +48,7 @@ def collect(record: SweepRecord, plans: list[Plan], outcomes: dict[int, RunOutco
 def _result(plan: Plan, outcome: RunOutcome | None, runs: list) -> TrialResult:
     finished = [r for r in runs if r.info.status == "FINISHED"]
     mine = [r for r in runs if outcome is not None and r.info.run_id == outcome.run_id]
-    current = [r for r in runs if "altlearn.superseded" not in r.data.tags]
+    current = [r for r in runs if SUPERSEDED_TAG not in r.data.tags]
     run = (finished or mine or current or [None])[0]
     if run is None:
         status = outcome.status if outcome is not None else LATER if plan.action == "later" else NOT_STARTED

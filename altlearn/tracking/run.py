@@ -29,6 +29,7 @@ CHECKPOINT_EPOCH_TAG = "altlearn.checkpoint_epoch"
 STOPPED_TAG = "altlearn.stopped"  # why train.stop_when ended a FINISHED run before train.epochs
 STOP_UNMET_TAG = "altlearn.stop_unmet"  # a FINISHED run trained every epoch, its stop_when unmet
 CHECKPOINT_TAG = "altlearn.checkpoint"  # "<artifact path> <bytes> <sha256>" of the newest checkpoint
+END_TAGS = (ERROR_TAG, STOPPED_TAG, STOP_UNMET_TAG)  # how a run ended: cleared when it runs again
 
 
 class RunRecorder(Observer):
@@ -87,11 +88,7 @@ class RunRecorder(Observer):
         self.client.update_run(self.run_id, status="RUNNING")  # params and metrics stay
         tags = [mlflow.entities.RunTag(k, v) for k, v in {**owner_tags(), **self.extra_tags}.items()]
         self.client.log_batch(self.run_id, tags=tags, synchronous=True)
-        for stale in (
-            ERROR_TAG,
-            STOPPED_TAG,
-            STOP_UNMET_TAG,
-        ):  # how the run ended before is not how it ends now
+        for stale in END_TAGS:  # how the run ended before is not how it ends now
             if stale in run.data.tags:
                 self.client.delete_tag(self.run_id, stale)
 
