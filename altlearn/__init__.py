@@ -4,7 +4,7 @@ This package's top level imports neither torch nor mlflow, so ``altlearn --help`
 ``altlearn plugins`` start fast. Plugin authors import what they need from :mod:`altlearn.api`.
 """
 
-from altlearn.hookspecs import hookimpl
+from altlearn.registry.hookspecs import hookimpl
 from altlearn.version import __version__
 
 __all__ = ["__version__", "hookimpl"]

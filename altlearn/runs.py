@@ -10,15 +10,21 @@ mistake found there opens no run; from ``fit()`` on, observers record everything
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import click
 
-from altlearn.observers import Observer
-from altlearn.printable import printable
+from altlearn.errors import (
+    AltlearnError,
+    ExitCode,
+    RuleContractError,
+    SpecError,
+    StopMetricMissing,
+    TrackingFault,
+    TrainingDiverged,
+)
+from altlearn.text import printable
 from altlearn.tracking.store import ui_command
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+from altlearn.training.observers import Observer, Status, StopRun
 
 
 @dataclass
@@ -29,7 +35,7 @@ class RunOutcome:
     FINISHED, with a message that says so."""
 
     run_id: str | None
-    status: Literal["FINISHED", "FAILED", "KILLED"]
+    status: Status
     message: str | None
     exit_code: int  # as `altlearn run` would return it
     #: An unexpected exception (a bug, in altlearn or a plugin): the CLI shows its traceback.
@@ -39,7 +45,7 @@ class RunOutcome:
 
 
 class _SetUpFailed(Exception):
-    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+    def __init__(self, message: str, code: int = ExitCode.USAGE) -> None:
         super().__init__(message)
         self.outcome = RunOutcome(None, "FAILED", message, code)
 
@@ -53,22 +59,25 @@ def train_spec(
     extra_tags: dict[str, str] | None = None,
     parent_run_id: str | None = None,
     progress=None,
+    observers=(),
 ) -> RunOutcome:
     """Train ``spec`` (or continue run ``resume_run_id``) and record it in the store at ``uri``.
     ``extra_tags`` and ``parent_run_id`` become tags when the run opens; ``progress`` replaces
-    the default display (none if ``quiet``)."""
-    from altlearn.tracking.run import RunRecorder
+    the default display (none if ``quiet``); ``observers`` come last, after every epoch is logged
+    and checkpointed (a sweep's pruner)."""
+    from altlearn.tracking.recorder import RunRecorder
 
     try:
         trainer, client = _set_up(spec, uri, resume_run_id, quiet)
     except _SetUpFailed as failed:
         return failed.outcome
     except KeyboardInterrupt:
-        return RunOutcome(None, "KILLED", "interrupted before training started", EXIT_INTERRUPTED)
+        return RunOutcome(None, "KILLED", "interrupted before training started", ExitCode.INTERRUPTED)
     recorder = RunRecorder(
         client, uri, spec, resume_run_id=resume_run_id, extra_tags=extra_tags, parent_run_id=parent_run_id
     )
     _attach_observers(trainer, recorder, progress, quiet)
+    trainer.observers += list(observers)
     try:
         final = trainer.fit()
     except BaseException as exc:  # noqa: BLE001 - every ending becomes an outcome
@@ -77,28 +86,29 @@ def train_spec(
 
 
 def _set_up(spec, uri: str, resume_run_id: str | None, quiet: bool):
+    """Every AltlearnError of the set-up (store, checkpoint, data, device, a spec mistake found
+    only with the data) ends the run before it opens, with its report and its exit code."""
+    try:
+        return _connect_and_build(spec, uri, resume_run_id, quiet)
+    except AltlearnError as exc:
+        if isinstance(exc, SpecError):  # found only once the data is loaded (e.g. val_size too large)
+            exc.source = spec.source
+        raise _SetUpFailed(exc.report(), exc.exit_code) from None
+
+
+def _connect_and_build(spec, uri: str, resume_run_id: str | None, quiet: bool):
     import mlflow
 
-    from altlearn.components import DataUnavailable
-    from altlearn.spec_files import SpecError
-    from altlearn.tracking.resume import ResumeError, load_checkpoint
-    from altlearn.tracking.store import TrackingUnavailable, connect
-    from altlearn.train import DeviceUnavailable, Trainer
+    from altlearn.tracking.resume import load_checkpoint
+    from altlearn.tracking.store import connect
+    from altlearn.training.trainer import Trainer
 
-    try:  # the tracking store first: a wrong URI should cost seconds, not a loaded data set
-        client, _ = connect(uri)
-        state = load_checkpoint(uri, resume_run_id) if resume_run_id else None
-    except (TrackingUnavailable, ResumeError) as exc:
-        raise _SetUpFailed(str(exc)) from None
+    # The tracking store first: a wrong URI should cost seconds, not a loaded data set.
+    client, _ = connect(uri)
+    state = load_checkpoint(uri, resume_run_id) if resume_run_id else None
     mlflow.set_tracking_uri(uri)  # the model flavour and artifact stores resolve the store through it
-    try:
-        trainer = Trainer(spec)
-    except (DataUnavailable, DeviceUnavailable) as exc:
-        raise _SetUpFailed(str(exc)) from None
-    except SpecError as exc:  # found only once the data is loaded (e.g. val_size too large)
-        exc.source = spec.source
-        raise _SetUpFailed(exc.report()) from None
-    if state is not None:
+    trainer = Trainer(spec)
+    if state is not None and resume_run_id:  # a state is loaded only to resume a run
         _restore(trainer, state, resume_run_id, quiet)
     return trainer, client
 
@@ -117,9 +127,9 @@ def _restore(trainer, state: dict, run_id: str, quiet: bool) -> None:
 
 
 def _attach_observers(trainer, recorder, progress, quiet: bool) -> None:
-    from altlearn.progress import make_progress
     from altlearn.tracking.checkpoints import CheckpointObserver, FinalArtifacts
     from altlearn.tracking.metrics import MetricsObserver
+    from altlearn.training.progress import make_progress
 
     tracking = trainer.spec.tracking
     trainer.observers.insert(0, recorder)  # first: opens the run before, ends it before, the others
@@ -140,13 +150,17 @@ def _finished(final: dict, recorder, trainer, uri: str) -> RunOutcome:
     if recorder.recorded != "FINISHED":
         trained = trainer.stopped or f"trained all {spec.train.epochs} epochs"
         message = f"{trained}, but {recorder.unrecorded}; " + _resume_hint(recorder, uri)
-        return RunOutcome(recorder.run_id, "FAILED", _with_end_errors(message, trainer), EXIT_FAILED)
+        return RunOutcome(recorder.run_id, "FAILED", _with_end_errors(message, trainer), ExitCode.FAILED)
     summary = f"test accuracy {final['test_accuracy']:.2%}" if "test_accuracy" in final else "done"
     if trainer.stop_note:
         summary = f"{trainer.stop_note}; {summary}"
     message = f"{summary}; {_where(recorder.run_id, uri, spec)}; view with: {printable(ui_command(uri))}"
     return RunOutcome(
-        recorder.run_id, "FINISHED", _with_end_errors(message, trainer), EXIT_OK, stop_note=trainer.stop_note
+        recorder.run_id,
+        "FINISHED",
+        _with_end_errors(message, trainer),
+        ExitCode.OK,
+        stop_note=trainer.stop_note,
     )
 
 
@@ -166,27 +180,34 @@ class _RunAnnouncement(Observer):
         click.echo(f"{where}; watch it with: {printable(ui_command(self.uri))}")
 
 
-def _stopped(error: BaseException, recorder, trainer, uri: str) -> RunOutcome:
-    from altlearn.stopping import StopMetricMissing
-    from altlearn.tracking.store import TrackingFault
-    from altlearn.train import RuleContractError, TrainingDiverged
+#: Errors of the run itself, not of its surroundings: resuming would meet them again.
+_NOT_RESUMABLE = (TrainingDiverged, RuleContractError, StopMetricMissing)
 
-    status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
-    code, bug = EXIT_FAILED, None
+
+def _stopped(error: BaseException, recorder, trainer, uri: str) -> RunOutcome:
+    status: Status = "KILLED" if isinstance(error, (KeyboardInterrupt, StopRun)) else "FAILED"
+    code, bug = ExitCode.FAILED, None
     if isinstance(error, KeyboardInterrupt):
-        head, code = "interrupted", EXIT_INTERRUPTED
-    elif isinstance(error, TrainingDiverged):
-        head = f"training stopped: {error}"
-    elif isinstance(error, (RuleContractError, StopMetricMissing)):
-        head = str(error)
-    elif isinstance(error, TrackingFault):
-        head = f"training stopped after epoch {trainer.epoch}: {error}"
+        head, code = "interrupted", ExitCode.INTERRUPTED
+    elif isinstance(error, StopRun):  # ended on purpose by an observer (a sweep's pruner): no failure
+        return RunOutcome(recorder.run_id, status, _with_end_errors(str(error), trainer), ExitCode.OK)
+    elif isinstance(error, AltlearnError):  # a known ending: its report and code, no traceback
+        head, code = _stop_head(error, trainer), error.exit_code
     else:
         head, bug = f"training failed: {type(error).__name__}: {error}", error
     message = f"{head}\n{_what_is_recorded(recorder, status)}"
-    if not isinstance(error, (TrainingDiverged, RuleContractError, StopMetricMissing)) and recorder.run_id:
-        message += "; " + _resume_hint(recorder, uri)
+    if not isinstance(error, _NOT_RESUMABLE) and recorder.run_id:
+        interrupted_after = trainer.epoch if isinstance(error, KeyboardInterrupt) else None
+        message += "; " + _resume_hint(recorder, uri, interrupted_after)
     return RunOutcome(recorder.run_id, status, _with_end_errors(message, trainer), code, bug)
+
+
+def _stop_head(error: AltlearnError, trainer) -> str:
+    if isinstance(error, TrainingDiverged):
+        return f"training stopped: {error.report()}"
+    if isinstance(error, TrackingFault):  # which epochs are in the store
+        return f"training stopped after epoch {trainer.epoch}: {error.report()}"
+    return error.report()
 
 
 def _what_is_recorded(recorder, status: str) -> str:
@@ -203,14 +224,18 @@ def _what_is_recorded(recorder, status: str) -> str:
     )
 
 
-def _resume_hint(recorder, uri: str) -> str:
+def _resume_hint(recorder, uri: str, interrupted_after: int | None = None) -> str:
+    """How to continue the run; ``interrupted_after``: the epochs an interrupted run completed."""
     from altlearn.tracking.store import DEFAULT_TRACKING_URI
 
     if recorder.checkpoint_epoch is None:
+        if interrupted_after == 0:  # an interrupt checkpoints the last completed epoch: there was none
+            return "no epoch had completed, so there is no checkpoint to resume from: run it again"
         minutes = recorder.spec.tracking.checkpoint_minutes
         return (
             f"it has no checkpoint to resume from yet (one is written every "
-            f"tracking.checkpoint_minutes={minutes:g} and at the end; 0 writes one after every epoch)"
+            f"tracking.checkpoint_minutes={minutes:g}, at the end and on Ctrl-C or SIGTERM after "
+            "a completed epoch; 0 writes one after every epoch)"
         )
     option = "" if uri == DEFAULT_TRACKING_URI else f" --tracking-uri {printable(uri)}"
     return (

@@ -17,7 +17,7 @@ import time
 import torch
 from torch import nn
 
-from altlearn.losses import cross_entropy
+from altlearn.optim.losses import cross_entropy
 from altlearn.rules.backprop import Backprop
 from altlearn.rules.base import RuleContext
 from altlearn.rules.feedback.dfa import DirectFeedbackAlignment

@@ -23,13 +23,13 @@ from pathlib import Path
 
 import torch
 
-from altlearn.data import MNIST
-from altlearn.losses import cross_entropy
-from altlearn.network import build_network
-from altlearn.plugins import get_registry
+from altlearn.data.datasets import MNIST
+from altlearn.nn.network import build_network
+from altlearn.optim.losses import cross_entropy
+from altlearn.registry.registry import get_registry
 from altlearn.rules.base import RuleContext
 from altlearn.rules.goup import GoUp
-from altlearn.spec import Block
+from altlearn.spec.load import Block
 
 
 def mlp(hidden: list[int], activation: str, num_classes: int = 10) -> list[Block]:

@@ -20,8 +20,8 @@ import time
 import torch
 from torch import nn
 
-from altlearn.spec import validate
-from altlearn.train import Trainer
+from altlearn.spec.load import validate
+from altlearn.training.trainer import Trainer
 
 HIDDEN = 1000
 

@@ -51,8 +51,8 @@ def overrides_of(command: list[str]) -> list[str]:
 def time_trial(spec_path: Path, overrides: list[str], subset: int, device: str, threads: int) -> dict:
     import torch
 
-    from altlearn.spec import load_spec
-    from altlearn.train import Trainer
+    from altlearn.spec.load import load_spec
+    from altlearn.training.trainer import Trainer
 
     full = load_spec(spec_path, overrides)
     n_full = full.data_options.train_subset or 60000  # every set-up here trains on MNIST-sized data

@@ -1,6 +1,6 @@
 """Time one training step of FA and DFA against BP on a ResNet-20-shaped network (CIFAR-style).
 
-He et al. (2016)'s CIFAR ResNet-20, built from torch modules and ``altlearn.blocks.Residual``: a
+He et al. (2016)'s CIFAR ResNet-20, built from torch modules and ``altlearn.nn.composite.Residual``: a
 3x3 conv stem with 16 channels, 3 stages of 3 basic blocks (two 3x3 convs with batch norm) with 16,
 32 and 64 channels, a strided first block with a 1x1-conv + batch-norm projection shortcut in
 stages 2 and 3, global average pooling and a linear layer. Targets (issue 14): FA <= 1.3x BP
@@ -20,8 +20,8 @@ import time
 import torch
 from torch import nn
 
-from altlearn.blocks import Residual
-from altlearn.losses import cross_entropy
+from altlearn.nn.composite import Residual
+from altlearn.optim.losses import cross_entropy
 from altlearn.rules.backprop import Backprop
 from altlearn.rules.base import RuleContext
 from altlearn.rules.feedback.dfa import DirectFeedbackAlignment

@@ -26,7 +26,7 @@ COMMANDS = (("plugins",), ("--help",))
 
 def console_script() -> list[str]:
     script = Path(sys.executable).parent / "altlearn"
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "altlearn.cli"]
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "altlearn.cli.commands"]
 
 
 def wall_times(args: tuple[str, ...], runs: int) -> list[float]:
@@ -43,7 +43,7 @@ def wall_times(args: tuple[str, ...], runs: int) -> list[float]:
 def imported_modules(args: tuple[str, ...]) -> tuple[set[str], float]:
     """Top-level packages the command imported, and the seconds its imports took in total."""
     script = console_script()
-    target = script[1:] if script[0] == sys.executable else script  # "-m altlearn.cli" or the file
+    target = script[1:] if script[0] == sys.executable else script  # "-m altlearn.cli.commands" or the file
     result = subprocess.run(
         [sys.executable, "-X", "importtime", *target, *args], capture_output=True, text=True
     )

@@ -38,8 +38,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # hand_loops, when imported from tests
 from hand_loops import CNN, HAND_LOOPS, MLP, train_round  # noqa: E402
 
-from altlearn.spec import SpecError, load_spec, validate  # noqa: E402
-from altlearn.train import Trainer  # noqa: E402
+from altlearn.errors import SpecError
+from altlearn.spec.load import load_spec, validate
+from altlearn.training.trainer import Trainer  # noqa: E402
 
 NETWORKS: dict[str, MLP | CNN] = {
     "mlp1000": MLP((1000, 1000)),
@@ -711,7 +712,7 @@ def ff_60_epochs(device: str, overrides: list[str], log: Callable[[str], None] =
             "train": {},
             "tracking": {},
         }
-        from altlearn.spec import apply_overrides
+        from altlearn.spec.load import apply_overrides
 
         spec = validate(apply_overrides(raw, settings))
         source = "built-in"

@@ -9,7 +9,7 @@ import re
 import yaml
 from click.testing import CliRunner
 
-from altlearn.cli import main
+from altlearn.cli.commands import main
 
 SPEC = {
     "name": "digits-compare",

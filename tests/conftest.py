@@ -14,7 +14,7 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
 
 import pytest  # noqa: E402
 
-from altlearn import plugins  # noqa: E402
+from altlearn.registry import registry as plugins  # noqa: E402
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""altlearn.alignment: the angle and norm ratio between a rule's update and the BP gradient."""
+"""altlearn.training.alignment: the angle and norm ratio between a rule's update and the BP gradient."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import pytest
 import torch
 from torch import nn
 
-from altlearn.alignment import alignment
-from altlearn.losses import cross_entropy
+from altlearn.optim.losses import cross_entropy
 from altlearn.rules.backprop import Backprop
 from altlearn.rules.base import RuleContext
 from altlearn.rules.feedback.dfa import DirectFeedbackAlignment
 from altlearn.rules.feedback.fa import FeedbackAlignment
+from altlearn.training.alignment import alignment
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 

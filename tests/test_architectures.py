@@ -8,13 +8,13 @@ import torch
 from click.testing import CliRunner
 from pydantic import Field
 
-from altlearn import plugins
 from altlearn.api import Architecture, Params, hookimpl
-from altlearn.blocks import Residual
-from altlearn.cli import main
-from altlearn.network import build_network
-from altlearn.spec import load_spec_text, validate
-from altlearn.spec_network import module_location, written_path
+from altlearn.cli.commands import main
+from altlearn.nn.composite import Residual
+from altlearn.nn.network import build_network
+from altlearn.registry import registry as plugins
+from altlearn.spec.load import load_spec_text, validate
+from altlearn.spec.network import module_location, written_path
 from tests.test_run import write_spec
 from tests.test_spec import minimal, problems_of
 

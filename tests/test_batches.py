@@ -4,10 +4,10 @@ shuffled_batches(): every example once per epoch, in a seeded order."""
 import pytest
 import torch
 
-from altlearn.batches import num_batches, ordered_batches, prepare, shuffled_batches
-from altlearn.components import DataSplits
-from altlearn.spec_files import SpecError
-from altlearn.spec_model import DataOptions
+from altlearn.components.base import DataSplits
+from altlearn.data.batches import num_batches, ordered_batches, prepare, shuffled_batches
+from altlearn.errors import SpecError
+from altlearn.spec.model import DataOptions
 
 CPU = torch.device("cpu")
 

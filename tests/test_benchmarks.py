@@ -28,7 +28,7 @@ SMALL_MLP = MLP((64, 64))  # 32 units align too slowly under fa/dfa for a 3-epoc
 @pytest.fixture(scope="module")
 def mnist_subset():
     """2048 normalised MNIST training images (B, 1, 28, 28) and labels."""
-    from altlearn.data import MNIST
+    from altlearn.data.datasets import MNIST
 
     splits = MNIST.load(MNIST.Params())
     x, y = splits.train_x[:2048], splits.train_y[:2048]

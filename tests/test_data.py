@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from altlearn.components import DataUnavailable
-from altlearn.data import CIFAR10, IDX_NAMES, MNIST, Digits, FashionMNIST, read_cifar_batch, read_idx
+from altlearn.data.datasets import CIFAR10, IDX_NAMES, MNIST, Digits, FashionMNIST, read_cifar_batch, read_idx
+from altlearn.errors import DataUnavailable
 
 
 def write_idx(path: Path, array: np.ndarray) -> Path:

@@ -9,13 +9,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from altlearn import plugins
-from altlearn.batches import prepare
-from altlearn.cli import main
-from altlearn.components import DataSplits
-from altlearn.spec import validate
-from altlearn.spec_model import DataOptions
-from altlearn.train import Trainer
+from altlearn.cli.commands import main
+from altlearn.components.base import DataSplits
+from altlearn.data.batches import prepare
+from altlearn.registry import registry as plugins
+from altlearn.spec.load import validate
+from altlearn.spec.model import DataOptions
+from altlearn.training.trainer import Trainer
 from tests.test_run import write_spec
 from tests.test_spec import problems_of
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from altlearn.data import FASHION_MNIST_DEBIAN
-from altlearn.spec import load_spec
-from altlearn.train import Trainer
+from altlearn.data.datasets import FASHION_MNIST_DEBIAN
+from altlearn.spec.load import load_spec
+from altlearn.training.trainer import Trainer
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"
 
@@ -24,7 +24,7 @@ def installed():
 
 
 def test_fashion_mnist_loads_its_60000_and_10000_images(installed):
-    from altlearn.data import FashionMNIST
+    from altlearn.data.datasets import FashionMNIST
 
     params = FashionMNIST.Params()
     splits = FashionMNIST.load(params)

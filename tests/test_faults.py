@@ -27,8 +27,8 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-from altlearn import plugins
-from altlearn.cli import main
+from altlearn.cli.commands import main
+from altlearn.registry import registry as plugins
 
 TESTS = Path(__file__).parent
 EPOCHS = 4
@@ -348,7 +348,7 @@ def test_resume_of_a_run_whose_spec_artifact_is_empty_or_a_list_says_so(tmp_path
         assert "Traceback" not in result.output
 
 
-def test_resume_of_a_truncated_checkpoint_says_it_is_incomplete(tmp_path, with_fake_rules):
+def test_resume_of_a_run_whose_only_checkpoint_is_truncated_says_what_to_do(tmp_path, with_fake_rules):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     spec = fault_spec({"type": "interrupt", "at_step": 50})
     result = CliRunner().invoke(main, ["run", str(write_spec(tmp_path, spec)), "--tracking-uri", uri, "-q"])
@@ -358,14 +358,16 @@ def test_resume_of_a_truncated_checkpoint_says_it_is_incomplete(tmp_path, with_f
     stored.write_bytes(stored.read_bytes()[:1000])  # cut as a full disk or a lost connection would
     result = resume(uri, run.info.run_id)
     assert result.exit_code == 2, result.output
-    assert "is incomplete or changed (1000 of" in result.output and "Traceback" not in result.output
+    assert "has no intact checkpoint" in result.output and "Traceback" not in result.output
+    assert "trainer_state-epoch0001.pt is damaged (1000 bytes, expected" in result.output
+    assert "Start the run again with altlearn run" in result.output
 
 
 def test_no_mlflow_active_run_exists_while_training(tmp_path):
     """MLflow's exit hook ends the "active run" FINISHED: altlearn never makes one."""
-    from altlearn.observers import Observer
     from altlearn.runs import train_spec
-    from altlearn.spec import validate
+    from altlearn.spec.load import validate
+    from altlearn.training.observers import Observer
 
     seen = []
 

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from altlearn import spec_files
-from altlearn.cli import main
-from altlearn.spec import SpecError, load_spec
-from altlearn.spec_files import parse_yaml
+from altlearn.cli.commands import main
+from altlearn.errors import SpecError
+from altlearn.spec import files as spec_files
+from altlearn.spec.files import parse_yaml
+from altlearn.spec.load import load_spec
 
 ALTLEARN = Path(sys.executable).parent / "altlearn"
 VALID = "name: ok\ndata: {type: digits}\nnetwork: {layers: [{type: flatten}, {type: linear, out_features: 10}]}\nrule: {type: bp}\n"
@@ -138,7 +139,7 @@ def test_anchors_and_merge_keys_of_ordinary_specs_still_work(tmp_path):
 
 
 def test_a_logged_spec_text_is_read_within_the_same_bounds():
-    from altlearn.spec import load_spec_text
+    from altlearn.spec.load import load_spec_text
 
     with pytest.raises(SpecError, match="bound: alias expansion"):
         load_spec_text(VALID + alias_bomb(), source="the spec logged in run abc")

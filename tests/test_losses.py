@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from altlearn.losses import BCE, bce
+from altlearn.optim.losses import BCE, bce
 
 
 def test_bce_component_builds_the_bce_function():

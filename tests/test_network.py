@@ -5,11 +5,11 @@ import pytest
 import torch
 from torch import nn
 
-from altlearn import layers
-from altlearn.components import Layer, Params
-from altlearn.network import NetworkError, build_network
-from altlearn.plugins import PLUGIN_SELECTION_ENV, build_registry
-from altlearn.spec import Block
+from altlearn.components.base import Layer, Params
+from altlearn.nn import layers
+from altlearn.nn.network import NetworkError, build_network
+from altlearn.registry.registry import PLUGIN_SELECTION_ENV, build_registry
+from altlearn.spec.load import Block
 
 LAYER_CLASSES = {
     "flatten": layers.Flatten,

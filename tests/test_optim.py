@@ -4,8 +4,8 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from altlearn.losses import BCE, MSE, CrossEntropy
-from altlearn.optim import (
+from altlearn.optim.losses import BCE, MSE, CrossEntropy
+from altlearn.optim.optimizers import (
     SGD,
     Adam,
     AdamW,
@@ -16,7 +16,7 @@ from altlearn.optim import (
     Step,
     build_scheduler,
 )
-from altlearn.plugins import build_registry
+from altlearn.registry.registry import build_registry
 
 
 def params():
@@ -247,7 +247,7 @@ def test_schedule_option_bounds():
 def test_a_step_schedule_renders_back_and_keeps_its_sweep_key():
     """Milestones replace step_size: the rendered spec leaves it out (and reads back), and the
     values a sweep's trial key hashes are those of earlier versions: {type: step} is {type: step}."""
-    from altlearn.spec import load_spec_text
+    from altlearn.spec.load import load_spec_text
 
     base = (
         "name: x\ndata: {type: digits}\nnetwork: {layers: [{type: flatten}, {type: linear, out_features: 10}]}\n"

@@ -8,8 +8,9 @@ import copy
 import pytest
 import torch
 
-from altlearn.spec import SpecError, load_spec_text, validate
-from altlearn.train import Trainer
+from altlearn.errors import SpecError
+from altlearn.spec.load import load_spec_text, validate
+from altlearn.training.trainer import Trainer
 
 MLP = {
     "name": "groups",
@@ -222,7 +223,7 @@ def test_a_repeated_layers_path_takes_every_copy_as_the_spec_is_written():
 
 
 def test_a_diverging_grouped_run_names_the_groups_lr_too():
-    from altlearn.train import TrainingDiverged
+    from altlearn.errors import TrainingDiverged
 
     groups = [{"params": "network.layers[1]", "lr": 0.02}, {"params": "network.layers[3]", "lr": 1.0e37}]
     with pytest.raises(TrainingDiverged) as caught:
@@ -234,7 +235,7 @@ def test_a_diverging_grouped_run_names_the_groups_lr_too():
 def test_options_lists_the_parts_a_group_may_name():
     from click.testing import CliRunner
 
-    from altlearn.cli import main
+    from altlearn.cli.commands import main
 
     ff = CliRunner().invoke(main, ["options", "rule", "ff"])
     assert "parts an optimizer group may name" in ff.output

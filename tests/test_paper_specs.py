@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from altlearn.cli import main
+from altlearn.cli.commands import main
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from paper_epoch_times import PAPERS, header_commands  # noqa: E402

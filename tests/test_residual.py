@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from altlearn.blocks import Residual
-from altlearn.spec import validate
+from altlearn.nn.composite import Residual
+from altlearn.spec.load import validate
 from tests.test_spec import minimal, problems_of
 
 
@@ -31,7 +31,7 @@ def image_spec(*blocks, head=10):
 
 
 def build(spec):
-    from altlearn.network import build_network
+    from altlearn.nn.network import build_network
 
     return build_network(validate(spec).layers, (1, 8, 8))
 
@@ -197,7 +197,7 @@ def test_shape_errors_inside_residual_blocks_name_the_nested_path(block, path, w
 
 
 def test_a_residual_block_built_in_python_resolves_its_layers_with_the_installed_plugins():
-    from altlearn.residual import Residual as ResidualLayer
+    from altlearn.nn.residual import ResidualLayer
 
     params = ResidualLayer.Params(layers=["relu", {"type": "linear", "out_features": 3, "repeat": 2}])
     assert [b.type for b in params.layers] == ["relu", "linear", "linear"]
@@ -207,7 +207,7 @@ def test_a_residual_block_built_in_python_resolves_its_layers_with_the_installed
 
 
 def test_nested_layers_become_mlflow_params_by_their_expanded_position():
-    from altlearn.spec_model import flatten
+    from altlearn.spec.model import flatten
 
     params = flatten(validate(image_spec(basic_block(8) | {"repeat": 2})).to_dict())
     assert params["network.layers.2.type"] == "residual"

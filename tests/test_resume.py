@@ -13,10 +13,10 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-from altlearn import plugins
-from altlearn.cli import main
-from altlearn.spec import validate
-from altlearn.train import Observer, Trainer
+from altlearn.cli.commands import main
+from altlearn.registry import registry as plugins
+from altlearn.spec.load import validate
+from altlearn.training.trainer import Observer, Trainer
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -217,8 +217,10 @@ def test_ctrl_c_then_resume_finishes_the_same_run_as_if_never_interrupted(
     )
     assert sorted(os.listdir(checkpoint)) == [
         "state_dict.pt",
+        "trainer_state-epoch0002.pt",  # kept to fall back on, should epoch 3's be damaged
         "trainer_state-epoch0003.pt",
     ]  # epoch 1's is gone
+    assert run.data.tags["altlearn.checkpoint_previous"].startswith("checkpoint/trainer_state-epoch0002.pt ")
 
     # the same spec, never interrupted (the rule only fires once per process)
     other = tmp_path / "uninterrupted"
@@ -252,12 +254,13 @@ def test_resume_refuses_a_finished_run_an_unknown_run_and_a_run_without_checkpoi
     assert result.exit_code == 2 and "there is no MLflow database" in result.output
     assert not (elsewhere / "mlflow.db").exists()  # and none was created
 
-    # default checkpoint_minutes (10): Ctrl-C in epoch 2 of a seconds-long run left no checkpoint
-    spec = interrupted_spec(at_step=15, checkpoint_minutes=10)
+    # Ctrl-C in the first epoch (10 steps per epoch): no epoch completed, so there is no checkpoint
+    spec = interrupted_spec(at_step=5, checkpoint_minutes=10)
     spec["tracking"]["experiment"] = "early"
     result, client = cli(tmp_path, "run", write(tmp_path, spec, "early.yaml"))
     assert result.exit_code == 130
-    assert "no checkpoint to resume from yet" in result.output and "altlearn resume" not in result.output
+    assert "no epoch had completed, so there is no checkpoint" in result.output
+    assert "altlearn resume" not in result.output
     (early,) = client.search_runs([client.get_experiment_by_name("early").experiment_id])
     result, _ = cli(tmp_path, "resume", early.info.run_id)
     assert result.exit_code == 2

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from altlearn.losses import cross_entropy
+from altlearn.optim.losses import cross_entropy
 from altlearn.rules.base import RuleContext
 from altlearn.rules.forward_forward.model import (
     hard_wrong_labels,
@@ -210,7 +210,7 @@ def test_check_network_rejects_conv_layers():
     )
     problems = ForwardForward.check_network(network, ForwardForward.Params())
     assert problems == [(0, pytest.approx(problems[0][1]))]
-    assert "linear layers only" in problems[0][1]
+    assert problems[0][1].startswith("supports linear layers only; Conv2d has")  # no rule's name
     with pytest.raises(ValueError, match="linear layers only"):
         make_rule(network)
 
@@ -264,8 +264,8 @@ def test_goodness_inference_picks_the_label_with_the_highest_goodness_above_the_
 
 @pytest.fixture(scope="module")
 def mnist_subset():
-    from altlearn.components import DataUnavailable
-    from altlearn.data import MNIST
+    from altlearn.data.datasets import MNIST
+    from altlearn.errors import DataUnavailable
 
     try:
         splits = MNIST.load(MNIST.Params())

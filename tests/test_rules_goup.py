@@ -9,14 +9,14 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
-from altlearn.hookspecs import hookimpl
-from altlearn.losses import cross_entropy
-from altlearn.plugins import build_registry, get_registry
+from altlearn.errors import SpecError
+from altlearn.optim.losses import cross_entropy
+from altlearn.registry.hookspecs import hookimpl
+from altlearn.registry.registry import build_registry, get_registry
 from altlearn.rules.base import Rule, RuleContext
 from altlearn.rules.goup import GoUp, GoUpParams
 from altlearn.rules.goup_update import GoUpOptimizer
-from altlearn.spec import validate
-from altlearn.spec_files import SpecError
+from altlearn.spec.load import validate
 
 
 @pytest.fixture(autouse=True)
@@ -398,7 +398,7 @@ class _FakeLocal(Rule):
 class _FakePicky(Rule):
     @classmethod
     def check_network(cls, network, params):
-        return [(1, "fake cannot train this layer")]
+        return [(1, "cannot train this layer")]
 
 
 class _FakePlain(Rule):
@@ -423,9 +423,9 @@ def test_plugin_sources_are_judged_by_what_they_declare(fake_registry):
     for name, reason in [("own", "its own update"), ("local", "local objective")]:
         message = problems_of(goup_spec(name), fake_registry)["rule.source"]
         assert reason in message and "picky" in message.split("usable: ")[1]
-    # the source's check_network is GO-UP's
+    # the source's check_network is GO-UP's; its messages say which source refuses
     problems = problems_of(goup_spec("picky"), fake_registry)
-    assert problems == {"network.layers[1]": "rule 'goup': fake cannot train this layer"}
+    assert problems == {"network.layers[1]": "rule 'goup': gradient source 'picky': cannot train this layer"}
     # the source's package is recorded (for the run's tags) like a top-level rule's
     spec = validate(goup_spec({"type": "plain"}), fake_registry)
     assert spec.rule.params.source.component is _FakePlain and spec.packages == {"fakepkg": "1.0"}

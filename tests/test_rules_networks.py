@@ -7,16 +7,16 @@ import pytest
 import torch
 from torch import nn
 
-from altlearn.alignment import alignment
-from altlearn.blocks import Residual
-from altlearn.losses import cross_entropy
-from altlearn.network import metric_path, trainable_layers, yaml_path
+from altlearn.nn.composite import Residual
+from altlearn.nn.network import metric_path, trainable_layers, yaml_path
+from altlearn.optim.losses import cross_entropy
 from altlearn.rules.base import RuleContext
 from altlearn.rules.feedback.dfa import DirectFeedbackAlignment
 from altlearn.rules.feedback.fa import FeedbackAlignment
 from altlearn.rules.feedback.ifa import IndirectFeedbackAlignment
 from altlearn.rules.forward_forward.rule import ForwardForward
 from altlearn.rules.goup import GoUp
+from altlearn.training.alignment import alignment
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
@@ -124,7 +124,7 @@ def test_fa_leaves_the_network_a_plain_torch_module_after_a_step():
 
 @pytest.fixture(scope="module")
 def digits():
-    from altlearn.data import Digits
+    from altlearn.data.datasets import Digits
 
     splits = Digits.load(Digits.Params())
     normalise = lambda images: (images.flatten(1) - 0.3) / 0.4  # noqa: E731 - digits' mean and std
@@ -150,7 +150,7 @@ def residual_mlp(seed: int = 0) -> nn.Sequential:
     [("fa", {}), ("dfa", {}), ("dfa", {"feedback_points": "layers"}), ("signsym", {}), ("signsym_brsf", {})],
 )
 def test_rules_learn_real_digits_on_a_residual_mlp_with_normalisation(digits, name, options):
-    from altlearn.plugins import build_registry
+    from altlearn.registry.registry import build_registry
 
     cls = build_registry().get("rule", name).load()
     train_x, train_y, test_x, test_y = digits

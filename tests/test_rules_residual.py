@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from altlearn.blocks import Residual
-from altlearn.losses import cross_entropy
+from altlearn.nn.composite import Residual
+from altlearn.optim.losses import cross_entropy
 from altlearn.rules.backprop import Backprop
 from altlearn.rules.base import RuleContext
 from altlearn.rules.feedback.dfa import DirectFeedbackAlignment

@@ -14,9 +14,9 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-from altlearn import plugins
-from altlearn.cli import main
-from altlearn.stopping import smoothed
+from altlearn.cli.commands import main
+from altlearn.registry import registry as plugins
+from altlearn.spec.stopping import smoothed
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -115,7 +115,7 @@ def test_digits_run_is_recorded_completely(tmp_path, monkeypatch):
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     model_id = run.outputs.model_outputs[0].model_id
     model = mlflow.pytorch.load_model(f"models:/{model_id}")
-    from altlearn.data import Digits
+    from altlearn.data.datasets import Digits
 
     splits = Digits.load(Digits.Params())
     with torch.no_grad():
@@ -214,8 +214,8 @@ def test_a_run_killed_after_its_stopping_epoch_resumes_to_finished_without_train
 
 
 def test_same_seed_gives_identical_metrics_and_another_seed_differs(tmp_path):
-    from altlearn.spec import validate
-    from altlearn.train import Trainer
+    from altlearn.spec.load import validate
+    from altlearn.training.trainer import Trainer
 
     def history(seed):
         spec = validate({**DIGITS_SPEC, "seed": seed})
@@ -343,12 +343,12 @@ def test_a_signal_while_the_run_opens_ends_it_killed_not_finished(tmp_path, monk
 
 
 def test_ctrl_c_while_reading_the_spec_exits_130_with_a_message(tmp_path, monkeypatch):
-    import altlearn.spec
+    import altlearn.spec.load
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(altlearn.spec, "load_spec", interrupted)
+    monkeypatch.setattr(altlearn.spec.load, "load_spec", interrupted)
     result, _ = run_cli(tmp_path, write_spec(tmp_path, DIGITS_SPEC), "--quiet")
     assert result.exit_code == 130
     assert "interrupted before training started" in result.output
@@ -375,7 +375,7 @@ def free_port() -> int:
 def test_an_unusable_tracking_store_is_reported_before_the_data_loads(tmp_path, monkeypatch, make_uri, words):
     (tmp_path / "a_file").write_text("")
     (tmp_path / "not_a_db").write_text("certainly not sqlite " * 50)
-    from altlearn import train
+    from altlearn.training import trainer as train
 
     def no_training(*args, **kwargs):
         raise AssertionError("the trainer must not be built when the tracking store is unusable")
@@ -407,12 +407,17 @@ def test_two_runs_creating_one_new_experiment_both_get_it(tmp_path):
             self.lookups += 1
             return None if self.lookups == 1 else client.get_experiment_by_name(name)
 
-        def create_experiment(self, name, artifact_location=None):
+        def create_experiment(self, name, artifact_location=None, tags=None):
             client.create_experiment(name)  # the other process, a moment earlier
             raise MlflowException(f"Experiment(name={name}) already exists")
 
+        def set_experiment_tag(self, experiment_id, key, value):
+            client.set_experiment_tag(experiment_id, key, value)
+
     late = LateClient()
     assert experiment_id(late, "sweep", None) == client.get_experiment_by_name("sweep").experiment_id
+    # the other process's experiment is marked as holding training runs too
+    assert client.get_experiment_by_name("sweep").tags["mlflow.experimentKind"] == "custom_model_development"
 
 
 def test_nan_loss_stops_with_a_message_and_failed(tmp_path, with_fake_rules):
@@ -455,7 +460,7 @@ def test_three_mistakes_three_messages_exit_2_no_traceback(tmp_path):
     }
     path = write_spec(tmp_path, spec)
     proc = subprocess.run(
-        [sys.executable, "-m", "altlearn.cli", "validate", str(path)], capture_output=True, text=True
+        [sys.executable, "-m", "altlearn.cli.commands", "validate", str(path)], capture_output=True, text=True
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr + proc.stdout

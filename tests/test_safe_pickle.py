@@ -11,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 from test_data import write_cifar_folder
 
-from altlearn.cli import main
-from altlearn.components import DataUnavailable
-from altlearn.data import read_cifar_batch
-from altlearn.safe_pickle import RefusedPickle, load_data_pickle
+from altlearn.cli.commands import main
+from altlearn.data.datasets import read_cifar_batch
+from altlearn.data.safe_pickle import RefusedPickle, load_data_pickle
+from altlearn.errors import DataUnavailable
 
 
 class Payload:

@@ -8,12 +8,13 @@ import yaml
 from pydantic import Field
 
 import altlearn
-from altlearn.components import Params
-from altlearn.plugins import PLUGIN_SELECTION_ENV, build_registry
+from altlearn.components.base import Params
+from altlearn.errors import SpecError
+from altlearn.registry.registry import PLUGIN_SELECTION_ENV, build_registry
 from altlearn.rules.base import Rule
-from altlearn.spec import load_spec, validate
-from altlearn.spec_files import SpecError, apply_overrides
-from altlearn.spec_model import flatten
+from altlearn.spec.files import apply_overrides
+from altlearn.spec.load import load_spec, validate
+from altlearn.spec.model import flatten
 
 SPECS = sorted((Path(__file__).resolve().parents[1] / "specs").glob("*.yaml"))
 
@@ -118,9 +119,9 @@ def test_explicit_name_wins_over_the_file_stem(tmp_path):
 
 
 def test_resolved_blocks_carry_component_classes_and_parsed_params():
-    from altlearn.data import Digits
-    from altlearn.layers import Linear
-    from altlearn.optim import SGD
+    from altlearn.data.datasets import Digits
+    from altlearn.nn.layers import Linear
+    from altlearn.optim.optimizers import SGD
     from altlearn.rules.backprop import Backprop
 
     spec = validate(minimal(optimizer={"type": "sgd", "lr": 0.1}, seed=7))
@@ -302,6 +303,37 @@ def test_a_problem_keyed_by_a_module_path_is_reported_at_its_yaml_path():
     problems = problems_of(minimal(rule={"type": "nested_check"}), registry=registry)
     assert set(problems) == {"network.layers[1].layers[0]", "network"}
     assert "a nested layer it cannot train" in problems["network.layers[1].layers[0]"]
+
+
+@pytest.mark.parametrize(
+    "rule, layers, path, start",
+    [
+        ("fa", MLP[:1], "network", "rule 'fa': needs at least one trainable layer"),
+        ("dfa", MLP[:1] + MLP[3:], "network", "rule 'dfa': needs a hidden trainable layer before the output"),
+        (
+            "ifa",
+            [*MLP[:3], {"type": "batchnorm1d"}, *MLP[3:]],
+            "network.layers[3]",
+            "rule 'ifa': cannot have network.layers[3] (BatchNorm1d): it carries the error up",
+        ),
+        ("ff", MLP, "network.layers[3]", "rule 'ff': the last linear layer has no activation after it"),
+        (
+            {"type": "goup", "source": "dfa"},
+            MLP[:1] + MLP[3:],
+            "network",
+            "rule 'goup': gradient source 'dfa': needs a hidden trainable layer",
+        ),
+    ],
+)
+def test_a_rules_network_problems_name_it_once_by_its_registered_name(rule, layers, path, start):
+    """The validator prefixes a rule's check_network messages with its registered name; the
+    messages themselves name no rule (dfa's once called itself "direct feedback")."""
+    import re
+
+    problems = problems_of(minimal(rule=rule, network={"layers": copy.deepcopy(layers)}))
+    assert problems[path].startswith(start), problems
+    name = rule if isinstance(rule, str) else rule["type"]
+    assert re.findall(rf"\b{name}\b", problems[path]) == [name], problems[path]
 
 
 def test_a_rule_whose_check_network_is_broken_is_named_not_a_traceback():

@@ -7,10 +7,11 @@ import os
 import pytest
 import torch
 
-from altlearn.observers import Observer
-from altlearn.spec import SpecError, validate
-from altlearn.stopping import StopMetricMissing, smoothed
-from altlearn.train import Trainer
+from altlearn.errors import SpecError, StopMetricMissing
+from altlearn.spec.load import validate
+from altlearn.spec.stopping import smoothed
+from altlearn.training.observers import Observer
+from altlearn.training.trainer import Trainer
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -209,7 +210,7 @@ def test_validate_says_the_epochs_are_a_cap(tmp_path):
     import yaml
     from click.testing import CliRunner
 
-    from altlearn.cli import main
+    from altlearn.cli.commands import main
 
     path = tmp_path / "stop.yaml"
     path.write_text(yaml.safe_dump({**BASE, "train": {"epochs": 299, "stop_when": "train_accuracy>=0.9999"}}))

@@ -24,7 +24,7 @@ from sweep_helpers import (
     write_sweep,
 )
 
-from altlearn.cli import main
+from altlearn.cli.commands import main
 
 pytestmark = pytest.mark.slow
 

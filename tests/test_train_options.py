@@ -6,9 +6,10 @@ import pytest
 import torch
 from torch.nn.utils import parameters_to_vector
 
-from altlearn.observers import Observer
-from altlearn.spec import SpecError, validate
-from altlearn.train import Trainer
+from altlearn.errors import SpecError
+from altlearn.spec.load import validate
+from altlearn.training.observers import Observer
+from altlearn.training.trainer import Trainer
 
 BASE = {
     "name": "options",

@@ -9,9 +9,10 @@ from click.testing import CliRunner
 from pydantic import ValidationError
 
 from altlearn import api
-from altlearn.cli import main
-from altlearn.data import Digits
-from altlearn.spec import SpecError, apply_overrides, validate
+from altlearn.cli.commands import main
+from altlearn.data.datasets import Digits
+from altlearn.errors import SpecError
+from altlearn.spec.load import apply_overrides, validate
 
 MLP = [
     {"type": "flatten"},
@@ -160,9 +161,9 @@ def test_validate_and_run_report_them_with_exit_2_before_any_data_loads(tmp_path
 
 
 def test_more_layers_than_the_bound_are_refused_before_any_is_built(monkeypatch):
-    from altlearn import feasibility
+    from altlearn.components import values
 
-    monkeypatch.setattr(feasibility, "MAX_LAYERS", 5)
+    monkeypatch.setattr(values, "MAX_LAYERS", 5)
     validate(spec("network.layers={}".format([{"type": "flatten"}, *[{"type": "relu"}] * 3, MLP[-1]])))
     found = problems("network.layers={}".format([{"type": "flatten"}, *[{"type": "relu"}] * 4, MLP[-1]]))
     assert found == {"network.layers": "6 layers; altlearn takes at most 5"}

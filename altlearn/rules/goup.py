@@ -27,11 +27,11 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from altlearn.component_ref import Block, ComponentRef
-from altlearn.components import Params
+from altlearn.components.base import Params
+from altlearn.components.ref import Block, ComponentRef
+from altlearn.components.values import Real, Seed
 from altlearn.rules.base import Rule, RuleContext, brings_own_update
 from altlearn.rules.goup_update import NOISE_SEED_OFFSET, GoUpOptimizer, divergence_advice, parameter_problem
-from altlearn.values import Real, Seed
 
 # --------------------------------------------------------------------------- the gradient source
 
@@ -98,6 +98,7 @@ class GoUp(Rule):
     """GO-UP on top of any gradient source; the source fills .grad, :class:`GoUpOptimizer` steps."""
 
     Params = GoUpParams
+    params: GoUpParams
 
     def __init__(self, params: GoUpParams, context: RuleContext) -> None:
         super().__init__(params, context)
@@ -110,8 +111,12 @@ class GoUp(Rule):
         self._initial_norms: list[float] = []
 
     @classmethod
-    def check_network(cls, network: nn.Sequential, params: GoUpParams):
-        return params.source.component.check_network(network, params.source.params)
+    # A rule is only ever checked and built with its own Params (the validator parses its block).
+    def check_network(cls, network: nn.Sequential, params: GoUpParams):  # type: ignore[override]
+        # The validator names this rule ('goup'); which source refuses is said here.
+        source = params.source
+        found = source.component.check_network(network, source.params)
+        return [(key, f"gradient source {source.type!r}: {message}") for key, message in found]
 
     def _trained(self) -> list[tuple[str, nn.Parameter]]:
         # named_parameters() lists a shared parameter once, under its first name (network.*).

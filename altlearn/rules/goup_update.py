@@ -49,7 +49,8 @@ class GoUpOptimizer(torch.optim.Optimizer):
             raise ValueError(f"GO-UP needs noise_scale >= 0, got {noise_scale}")
         super().__init__(params, {"lr": lr, "noise_scale": noise_scale})
         self.seed = int(seed)
-        self._generators = DeviceGenerators(self.seed)
+        # exact: the seed is already GO-UP's own stream (seed + NOISE_SEED_OFFSET, documented)
+        self._generators = DeviceGenerators.exact(self.seed)
         #: sum over steps of (lr * noise_scale)^2 (largest over groups): the noise budget spent.
         #: Python floats, so tracking it costs no synchronisation.
         self.noise_budget = 0.0

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from altlearn.observers import Observer
 from altlearn.tracking.signals import signals_deferred
 from altlearn.tracking.store import store_errors
+from altlearn.training.observers import Observer
 
 
 class MetricsObserver(Observer):

@@ -1,8 +1,12 @@
-"""What `altlearn resume` continues from: a run's logged spec and its newest complete checkpoint.
+"""What `altlearn resume` continues from: a run's logged spec and its newest intact checkpoint.
+
+A run names its last two checkpoints in tags, each with its size and SHA-256 (tracking/checkpoints).
+The newest whose file matches its tag is the one resumed from; a damaged newer one (a short or
+changed file, or one gone from the store) is skipped with a note saying so.
 
 Every reason a run cannot be resumed is a ResumeError whose message says what to do: no such run,
-deleted, finished, still training in a live process, no checkpoint yet, an empty or damaged spec
-or checkpoint artifact.
+deleted, finished, still training in a live process, no checkpoint yet, no intact checkpoint, an
+empty or damaged spec artifact.
 """
 
 from __future__ import annotations
@@ -12,16 +16,13 @@ from pathlib import Path
 
 import yaml
 
-from altlearn.printable import printable
-from altlearn.spec_files import MAX_SPEC_BYTES, parse_yaml
-from altlearn.tracking.checkpoints import LEGACY_STATE_PATH, file_sha256
-from altlearn.tracking.run import CHECKPOINT_TAG
+from altlearn.errors import ResumeError
+from altlearn.spec.files import MAX_SPEC_BYTES, parse_yaml
+from altlearn.text import printable
+from altlearn.tracking.checkpoints import LEGACY_STATE_PATH, file_sha256, reference_epoch
+from altlearn.tracking.recorder import CHECKPOINT_PREVIOUS_TAG, CHECKPOINT_TAG
 from altlearn.tracking.store import connect, sqlite_path
 from altlearn.tracking.tags import OWNER_HOST, OWNER_PID, owner_alive
-
-
-class ResumeError(Exception):
-    """The run cannot be resumed; the message says why and what to do."""
 
 
 def resumable_run(uri: str, run_id: str):
@@ -111,14 +112,14 @@ def logged_spec(uri: str, run_id: str) -> str:
 
 
 def load_checkpoint(uri: str, run_id: str) -> dict:
-    """The trainer state of the run's newest complete checkpoint."""
+    """The trainer state of the run's newest intact checkpoint."""
     import torch
 
-    from altlearn.train import CHECKPOINT_FORMAT
+    from altlearn.training.trainer import CHECKPOINT_FORMAT
 
     _, run = resumable_run(uri, run_id)
     with tempfile.TemporaryDirectory() as tmp:
-        path = _download_checkpoint(run, uri, Path(tmp))
+        path = _intact_checkpoint(run, uri, Path(tmp))
         try:
             # weights_only: tensors and plain containers only, so a checkpoint on a shared server
             # cannot run code on the machine that resumes it.
@@ -133,36 +134,80 @@ def load_checkpoint(uri: str, run_id: str) -> dict:
     return state
 
 
-def _download_checkpoint(run, uri: str, folder: Path) -> Path:
+def _intact_checkpoint(run, uri: str, folder: Path) -> Path:
+    """The newest tagged checkpoint whose file matches its tag, downloaded into ``folder``. A file
+    that matches was written whole and synced before its tag (tracking/durable): one that does not
+    was damaged after (a repaired file system, a disk that lost its cache, a hand)."""
+    tags = run.data.tags
+    references = [tags[t].split() for t in (CHECKPOINT_TAG, CHECKPOINT_PREVIOUS_TAG) if tags.get(t)]
+    references = [r for r in references if len(r) == 3]
+    if not references:
+        return _legacy_checkpoint(run, uri, folder)
+    damaged: list[tuple[int | None, str]] = []  # (epoch, what is wrong) of each newer checkpoint skipped
+    for artifact, size, sha256 in references:
+        epoch = reference_epoch(artifact)
+        path, problem = _check(run, uri, folder, artifact, int(size), sha256)
+        if problem is None:
+            for skipped, why in damaged:
+                _note(f"the checkpoint of epoch {skipped} {why}: resuming from epoch {epoch}")
+            return path
+        damaged.append((epoch, problem))
+    listed = "; ".join(f"{artifact} {why}" for (artifact, _, _), (_, why) in zip(references, damaged))
+    raise ResumeError(
+        f"run {run.info.run_id} has no intact checkpoint to resume from: {listed} (artifact store "
+        f"{run.info.artifact_uri}). Was the store copied without its artifacts folder, or its file "
+        "system repaired after a crash? Start the run again with altlearn run"
+    )
+
+
+def _check(run, uri: str, folder: Path, artifact: str, size: int, sha256: str) -> tuple[Path, str | None]:
+    """The artifact downloaded into ``folder``, and None if it matches its tag, else what is wrong
+    with it."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    run_id = run.info.run_id
-    reference = run.data.tags.get(CHECKPOINT_TAG, "").split()
-    artifact = reference[0] if len(reference) == 3 else LEGACY_STATE_PATH
+    path = folder / artifact
     try:
         path = Path(
             mlflow.artifacts.download_artifacts(
-                run_id=run_id, artifact_path=artifact, dst_path=str(folder), tracking_uri=uri
+                run_id=run.info.run_id, artifact_path=artifact, dst_path=str(folder), tracking_uri=uri
+            )
+        )
+        found = path.stat().st_size
+        if found != size:
+            return path, f"is damaged ({found} bytes, expected {size})"
+        if file_sha256(path) != sha256:
+            return path, f"is damaged ({found} bytes as expected, but not those written: another SHA-256)"
+    except (MlflowException, OSError):
+        return path, "is gone from its artifact store"
+    return path, None
+
+
+def _note(text: str) -> None:
+    # as runs.py shows the notes of Trainer.restore, so that all of a resume's notes look alike
+    import click
+
+    click.echo(click.style("note: ", fg="yellow", bold=True) + text, err=True)
+
+
+def _legacy_checkpoint(run, uri: str, folder: Path) -> Path:
+    """A run without checkpoint tags: altlearn before tagged checkpoints, or none yet."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return Path(
+            mlflow.artifacts.download_artifacts(
+                run_id=run.info.run_id,
+                artifact_path=LEGACY_STATE_PATH,
+                dst_path=str(folder),
+                tracking_uri=uri,
             )
         )
     except (MlflowException, OSError):
-        if len(reference) == 3:
-            raise ResumeError(
-                f"run {run_id}'s checkpoint {artifact} is gone from its artifact store "
-                f"({run.info.artifact_uri}): was the store copied without its artifacts folder, or "
-                f"the folder deleted? Start the run again with altlearn run"
-            ) from None
         minutes = run.data.params.get("tracking.checkpoint_minutes", "unknown")
         raise ResumeError(
-            f"run {run_id} has no checkpoint to resume from: it stopped before its first one "
-            f"(tracking.checkpoint_minutes is {minutes}); start it again with altlearn run"
+            f"run {run.info.run_id} has no checkpoint to resume from: it stopped before its first one "
+            f"(tracking.checkpoint_minutes is {minutes}; an interrupt writes one only after a completed "
+            "epoch); start it again with altlearn run"
         ) from None
-    if len(reference) == 3 and (
-        path.stat().st_size != int(reference[1]) or file_sha256(path) != reference[2]
-    ):
-        raise ResumeError(
-            f"the checkpoint {artifact} of run {run_id} is incomplete or changed ({path.stat().st_size} of "
-            f"{reference[1]} bytes, or another checksum); start the run again with altlearn run"
-        )
-    return path

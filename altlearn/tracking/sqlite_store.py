@@ -14,15 +14,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from altlearn.printable import printable
+from altlearn.errors import StoreRepairFailed
+from altlearn.text import printable
 
 LOCK_SUFFIX = ".lock"
 LOCK_WAIT_SECONDS = 180  # creating a store takes seconds; ten waiting processes, a minute at most
 LEFTOVER_PREFIX = "_alembic_tmp_"  # alembic's copy of a table during a SQLite "batch" migration
-
-
-class StoreRepairFailed(Exception):
-    """A half-created store could not be completed; the message says what to do."""
 
 
 @contextmanager

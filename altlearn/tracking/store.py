@@ -14,10 +14,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from altlearn.printable import printable
+from altlearn.errors import TrackingFault, TrackingUnavailable
+from altlearn.text import printable
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 ARTIFACT_FOLDER = "mlartifacts"
+
+#: MLflow's experiment tag for what an experiment holds: altlearn's hold model-training runs
+#: ("custom_model_development", the UI's "Machine learning"), not GenAI traces. MLflow's UI picks an
+#: experiment's view from this tag unless its sidebar switch (GenAI / Model training, kept per
+#: browser) is enabled, which in MLflow 3.17 it always is: there the README's click still counts.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 
 #: MLflow's HTTP retries, bounded: a dead server is reported in about a minute, not after twelve.
 #: A user's own settings of these variables win.
@@ -27,10 +35,6 @@ SERVER_PATIENCE = {
     "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
 }
-
-
-class TrackingUnavailable(Exception):
-    """The MLflow tracking store cannot be used; the message names the URI and the cause."""
 
 
 def tracking_uri(cli_uri: str | None) -> str:
@@ -126,23 +130,40 @@ def _check_sqlite_folder(uri: str, db_path: Path) -> None:
 
 
 def experiment_id(client, name: str, db_path: Path | None) -> str:
+    """The id of experiment ``name``, created if new; either way marked as holding training runs
+    (``EXPERIMENT_KIND``) unless it already says what it holds."""
     from mlflow.exceptions import MlflowException
 
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
+        _mark_kind(client, experiment)
         return experiment.experiment_id
     artifact_location = None
     if db_path is not None:
         # Keep artifacts beside the database, where `mlflow ui` started in this folder finds them.
         artifact_location = (db_path.resolve().parent / ARTIFACT_FOLDER).as_uri()
     try:
-        return client.create_experiment(name, artifact_location=artifact_location)
+        return client.create_experiment(
+            name, artifact_location=artifact_location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+        )
     except MlflowException:
         # Another run of a sweep created it between our look-up and now: use theirs.
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
             raise
+        _mark_kind(client, experiment)
         return experiment.experiment_id
+
+
+def _mark_kind(client, experiment) -> None:
+    """Tag an experiment that has no kind yet; a kind someone chose stays. A store that refuses the
+    tag (a server's permissions) costs the UI's default view only, never the run."""
+    if EXPERIMENT_KIND_TAG in experiment.tags:
+        return
+    try:
+        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    except Exception:  # noqa: BLE001 - any store's refusal; the run goes on untagged
+        logging.getLogger(__name__).debug("could not tag the experiment's kind", exc_info=True)
 
 
 def _check_server_reachable(uri: str) -> None:
@@ -167,18 +188,6 @@ def _check_server_reachable(uri: str) -> None:
         ) from None
 
 
-class TrackingFault(Exception):
-    """Writing to the store failed during a run (locked, read-only, full, server gone).
-
-    The one place store and file-system failures become an outcome: training stops, the run's
-    end is recorded if the store takes it, and the message says what was and was not kept."""
-
-    def __init__(self, what: str, cause: BaseException) -> None:
-        self.what = what
-        self.cause = cause
-        super().__init__(f"{what} failed: {describe(cause)}")
-
-
 @contextmanager
 def store_errors(what: str) -> Iterator[None]:
     """Turn any failure of a store or artifact write inside the block into TrackingFault."""
@@ -187,7 +196,7 @@ def store_errors(what: str) -> Iterator[None]:
     except TrackingFault:
         raise
     except Exception as exc:  # noqa: BLE001 - sqlite, HTTP, OS and MLflow errors alike
-        raise TrackingFault(what, exc) from exc
+        raise TrackingFault(what, exc, describe(exc)) from exc
 
 
 #: How long the end of a run keeps trying a store that refuses writes (each SQLite attempt itself
@@ -207,5 +216,20 @@ def patiently(write, what: str):
             return write()
         except Exception as exc:  # noqa: BLE001 - retried, then reported as TrackingFault
             if time.monotonic() + 2 > deadline:
-                raise TrackingFault(what, exc) from exc
+                raise TrackingFault(what, exc, describe(exc)) from exc
             time.sleep(2)
+
+
+def all_runs(
+    client, experiment_ids: list[str], filter_string: str, order_by: list[str] | None = None
+) -> list:
+    """Every run the search finds, page by page (MLflow returns at most 1000 at a time)."""
+    runs, token = [], None
+    while True:
+        page = client.search_runs(
+            experiment_ids, filter_string, order_by=order_by, max_results=1000, page_token=token
+        )
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs

@@ -7,8 +7,8 @@ import platform
 import socket
 from pathlib import Path
 
-from altlearn.spec_keys import CONFIGURATION_TAG, spec_keys
-from altlearn.spec_model import Spec, flatten
+from altlearn.spec.keys import CONFIGURATION_TAG, spec_keys
+from altlearn.spec.model import Spec, flatten
 from altlearn.version import __version__
 
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on one param value is 6000 characters

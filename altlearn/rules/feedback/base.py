@@ -1,7 +1,7 @@
 """What the feedback-alignment rules (fa, dfa, ifa) share: options, feedback draws, feedback buffers.
 
-Vocabulary (trainable layer, block, prefix, module path) as in :mod:`altlearn.network`. A layer's
-*key* (:func:`altlearn.network.layer_key`) is its position in the top-level ``nn.Sequential`` (an
+Vocabulary (trainable layer, block, prefix, module path) as in :mod:`altlearn.nn.network`. A layer's
+*key* (:func:`altlearn.nn.network.layer_key`) is its position in the top-level ``nn.Sequential`` (an
 int, i.e. its index in the spec's ``network.layers``) or, for a layer nested in a residual block,
 its module path (``"3.body.0"``); feedback buffers are named ``feedback_<key>`` with the dots as
 underscores (``feedback_4``, ``feedback_3_body_0``). Which networks the rules accept is
@@ -15,18 +15,18 @@ random stream the forward weights were drawn from (which could make B correlate 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import Field
 from torch import nn
 
-from altlearn.components import Params
-from altlearn.network import LayerKey, layer_key, trainable_layers
+from altlearn.components.base import Params
+from altlearn.components.values import Real, Seed
+from altlearn.nn.network import LayerKey, layer_key, trainable_layers
 from altlearn.rules.base import Rule, RuleContext
 from altlearn.rules.feedback.checks import DROPOUT, ELEMENTWISE, NORMALISATION, RESHAPE, layer_problems
 from altlearn.rules.randomness import layer_seed
-from altlearn.values import Real, Seed
 
 #: Modules after a linear layer that keep its width (flatten of (B, n) is (B, n)).
 SHAPE_KEEPING = ELEMENTWISE + DROPOUT + RESHAPE + NORMALISATION
@@ -121,9 +121,8 @@ def buffer_name(key: LayerKey) -> str:
 class FeedbackRule(Rule):
     """Base of fa, dfa and ifa: options, the feedback seed and the ``feedback_<key>`` buffers."""
 
-    Params = FeedbackParams
-    #: name used in messages (the spec's rule.type)
-    rule_name = "feedback"
+    Params: ClassVar[type[FeedbackParams]] = FeedbackParams
+    params: FeedbackParams
 
     def __init__(self, params: FeedbackParams, context: RuleContext) -> None:
         super().__init__(params, context)
@@ -132,9 +131,9 @@ class FeedbackRule(Rule):
 
     @classmethod
     def check_network(cls, network, params):
-        return layer_problems(network, cls.rule_name)
+        return layer_problems(network)
 
-    def receiving_layer(self, key: LayerKey) -> nn.Module:
+    def receiving_layer(self, key: LayerKey) -> nn.Linear | nn.Conv2d:
         """The trainable layer whose feedback ``key`` names: the layer itself, or for a feedback
         point at a residual block's output the last trainable layer of its body."""
         module = self.network.get_submodule(str(key))

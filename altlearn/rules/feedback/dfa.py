@@ -26,7 +26,6 @@ class DirectFeedbackAlignment(DirectFeedbackRule):
     """DFA: the signal is the output error e itself; buffers ``feedback_<key>`` are (K, n_l)."""
 
     Params = DirectFeedbackParams
-    rule_name = "dfa"
 
     def direct_signal(self, error: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return error  # (B, K)

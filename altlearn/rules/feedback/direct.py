@@ -25,11 +25,12 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
+import torch.nn.grad
 from pydantic import Field
 from torch import nn
 
-from altlearn.blocks import Residual
-from altlearn.network import LayerKey, is_trainable, layer_key
+from altlearn.nn.composite import Residual
+from altlearn.nn.network import LayerKey, is_trainable, layer_key
 from altlearn.rules.base import RuleContext, accuracy
 from altlearn.rules.feedback.base import FeedbackParams, OutputFeedbackRule
 from altlearn.rules.feedback.checks import Problems, describe, layer_problems
@@ -93,7 +94,7 @@ class DirectFeedbackRule(OutputFeedbackRule):
     """
 
     Params = DirectFeedbackParams
-    rule_name = "direct feedback"
+    params: DirectFeedbackParams
 
     def __init__(self, params: DirectFeedbackParams, context: RuleContext) -> None:
         super().__init__(params, context)
@@ -107,12 +108,12 @@ class DirectFeedbackRule(OutputFeedbackRule):
 
     @classmethod
     def check_network(cls, network, params) -> Problems:
-        problems = layer_problems(network, cls.rule_name, min_trainable=2)
+        problems = layer_problems(network, min_trainable=2)
         units = split_units(_children(network, ""))
         if units and not is_trainable(units[-1].first):  # the output layer gets the true error
             last = units[-1]
             message = (
-                f"{cls.rule_name} needs the output layer to be a linear or conv2d layer outside "
+                "needs the output layer to be a linear or conv2d layer outside "
                 f"residual blocks, not {describe(last.key, last.first)}"
             )
             problems.append((last.key, message))

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from altlearn.network import LayerKey, trainable_layers
+from altlearn.nn.network import LayerKey, trainable_layers
 from altlearn.rules.base import RuleContext, accuracy
 from altlearn.rules.feedback.base import FeedbackParams, FeedbackRule, feedback_fan_in
 
@@ -132,7 +132,6 @@ class FeedbackAlignment(FeedbackRule):
     """
 
     Params = FeedbackParams
-    rule_name = "fa"
 
     def __init__(self, params: FeedbackParams, context: RuleContext) -> None:
         super().__init__(params, context)

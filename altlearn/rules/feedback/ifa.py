@@ -20,11 +20,13 @@ from each unit to itself (batch norm mixes the batch, layer norm the units), so 
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from altlearn.network import split_blocks
+from altlearn.nn.network import split_blocks
 from altlearn.rules.base import RuleContext, accuracy
 from altlearn.rules.feedback.base import FeedbackParams, OutputFeedbackRule
 from altlearn.rules.feedback.checks import DROPOUT, ELEMENTWISE, RESHAPE, layer_problems
@@ -34,14 +36,14 @@ def _forward_map(layer: nn.Module, delta: torch.Tensor) -> torch.Tensor:
     """The layer's linear map (no bias) applied to an error shaped like the layer's input."""
     if isinstance(layer, nn.Linear):
         return F.linear(delta, layer.weight)  # (B, in) -> (B, out)
-    return F.conv2d(delta, layer.weight, None, layer.stride, layer.padding, layer.dilation, layer.groups)
+    conv = cast(nn.Conv2d, layer)  # a block's layer is trainable: nn.Linear or nn.Conv2d
+    return F.conv2d(delta, conv.weight, None, conv.stride, conv.padding, conv.dilation, conv.groups)
 
 
 class IndirectFeedbackAlignment(OutputFeedbackRule):
     """IFA; one buffer ``feedback_<index>`` (K, n_1) for the first hidden layer only."""
 
     Params = FeedbackParams
-    rule_name = "ifa"
 
     def __init__(self, params: FeedbackParams, context: RuleContext) -> None:
         super().__init__(params, context)
@@ -54,11 +56,10 @@ class IndirectFeedbackAlignment(OutputFeedbackRule):
     def check_network(cls, network, params):
         return layer_problems(
             network,
-            cls.rule_name,
             min_trainable=2,
             allowed_post=ELEMENTWISE + DROPOUT + RESHAPE,
             hidden_post_reason=(
-                "ifa carries the error up through the hidden layers of a chain, which needs every "
+                "it carries the error up through the hidden layers of a chain, which needs every "
                 "unit mapped to itself (elementwise activations, dropout, flatten): no residual "
                 "blocks, normalisation or pooling; use strided conv2d instead of pooling, or rule fa "
                 "or dfa"
@@ -86,7 +87,7 @@ class IndirectFeedbackAlignment(OutputFeedbackRule):
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         pre, outputs, scores = self._forward_blocks(x)  # a_l (graph to W_l), h_l, (B, K)
         loss, error = self._output_error(scores, y)  # error (B, K)
-        deltas = []
+        deltas: list[torch.Tensor] = []
         signal = (error @ self._output_feedback(self._hidden[0].index, outputs[0])).view_as(outputs[0])
         for depth, block in enumerate(self._hidden):
             if depth > 0:

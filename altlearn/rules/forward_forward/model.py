@@ -4,7 +4,7 @@ Kept apart from the rule (:mod:`altlearn.rules.forward_forward.rule`) because th
 logged must classify on its own: :class:`FFClassifier` holds everything inference needs and nothing
 that training needs.
 
-A *block* (:class:`altlearn.network.LayerBlock`) is one ``nn.Linear`` plus the parameter-free
+A *block* (:class:`altlearn.nn.network.LayerBlock`) is one ``nn.Linear`` plus the parameter-free
 modules after it up to the next linear layer (its activation, dropout). Parameter-free modules
 before the first linear layer (flatten, pooling) are the *prefix*: they turn an image into the flat
 vector that the label is written into.
@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from altlearn.network import LayerBlock, split_blocks
+from altlearn.nn.network import LayerBlock, split_blocks
 
 InputNorm = Literal["l2", "rms"]
 Goodness = Literal["sum", "mean"]
@@ -36,14 +36,15 @@ def is_linear(module: nn.Module) -> bool:
 
 
 def network_problems(network: nn.Sequential, skip_first_layer: bool) -> list[tuple[int | None, str]]:
-    """Why Forward-Forward cannot train this network, as (layer index or None, message) pairs."""
+    """Why Forward-Forward cannot train this network, as (layer index or None, message) pairs; the
+    messages do not name the rule (the spec's validator prefixes its registered name)."""
     shape_problems = _unsupported_structure(network)
     if shape_problems:
         return shape_problems
     problems: list[tuple[int | None, str]] = [
         (
             index,
-            f"ff supports linear layers only; {type(module).__name__} has "
+            f"supports linear layers only; {type(module).__name__} has "
             "trainable parameters (conv2d and other layers are not supported)",
         )
         for index, module in enumerate(network)
@@ -51,15 +52,15 @@ def network_problems(network: nn.Sequential, skip_first_layer: bool) -> list[tup
     ]
     _, blocks = split_blocks(network, is_linear)
     if not blocks:
-        return [*problems, (None, "ff needs at least one linear layer")]
-    problems += [(block.index, _activation_problem(block, block is blocks[-1])) for block in blocks]
-    problems = [(index, message) for index, message in problems if message]
+        return [*problems, (None, "needs at least one linear layer")]
+    found = [(block.index, _activation_problem(block, block is blocks[-1])) for block in blocks]
+    problems += [(index, message) for index, message in found if message]
     if skip_first_layer and len(blocks) < 2:
         problems.append(
             (
                 None,
-                "with rule.skip_first_layer: true inference reads the layers above the "
-                "first, so ff needs at least two linear layers; add one or set "
+                "needs at least two linear layers with rule.skip_first_layer: true "
+                "(inference reads the layers above the first); add one or set "
                 "skip_first_layer: false",
             )
         )
@@ -69,19 +70,19 @@ def network_problems(network: nn.Sequential, skip_first_layer: bool) -> list[tup
 def _unsupported_structure(network: nn.Sequential) -> list[tuple[int | None, str]]:
     """Residual blocks and normalisation layers: FF defines neither (each layer is judged alone by
     its goodness; a skip connection or a norm layer has no goodness of its own)."""
-    from altlearn.blocks import Residual
+    from altlearn.nn.composite import Residual
 
     problems: list[tuple[int | None, str]] = []
     for index, module in enumerate(network):
         kind = type(module).__name__
         if isinstance(module, Residual):
             message = (
-                f"ff has no defined form for residual blocks ({kind}): it trains a chain of linear "
+                f"has no defined form for residual blocks ({kind}): it trains a chain of linear "
                 "layers, each by its own goodness; use a chain, or rule bp, fa or dfa"
             )
         elif isinstance(module, _NORMALISATION):
             message = (
-                f"ff does not support normalisation layers ({kind}): its own input normalisation "
+                f"does not support normalisation layers ({kind}): its own input normalisation "
                 "between layers (rule.input_norm) takes that role; remove the layer"
             )
         else:
@@ -97,12 +98,12 @@ def _activation_problem(block: LayerBlock, is_last: bool) -> str | None:
     if is_last:
         return (
             "the last linear layer has no activation after it: it looks like a "
-            "backprop output layer, which ff does not use (ff classifies by goodness "
+            "backprop output layer, which this rule does not use (it classifies by goodness "
             "or with its own softmax head, rule.inference); remove it, or add an "
-            "activation if it is meant as an ff layer"
+            "activation if it is meant as a layer trained by its goodness"
         )
     return (
-        "ff needs an activation (e.g. relu) after every linear layer: each "
+        "needs an activation (e.g. relu) after every linear layer: each "
         "linear layer and its activation form one locally trained block"
     )
 
@@ -118,7 +119,7 @@ def init_weights(linears: list[nn.Linear], seed: int) -> None:
                 linear.bias.zero_()
 
 
-def run_block(block: nn.Module, h: torch.Tensor, straight_through_relu: bool) -> torch.Tensor:
+def run_block(block: nn.Sequential, h: torch.Tensor, straight_through_relu: bool) -> torch.Tensor:
     """A block's forward pass; optionally ReLUs pass the gradient unchanged, also where they output 0.
 
     The goodness gradient 2h is zero at silent units anyway; the straight-through ReLU lets the
@@ -254,6 +255,7 @@ class FFClassifier(nn.Module):
         return per_layer[self.first_read :].sum(dim=0)
 
     def head_scores(self, flat: torch.Tensor) -> torch.Tensor:
+        assert self.head is not None, "inference: softmax_head always has a head"
         outputs = self.activities(overlay_neutral(flat, self.num_classes, self.neutral_value))
         return self.head(self.head_features(outputs))  # (B, K)
 

@@ -6,9 +6,9 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from altlearn.components import Params
+from altlearn.components.base import Params
+from altlearn.components.values import Count, Real
 from altlearn.rules.forward_forward.model import Goodness, Inference, InputNorm
-from altlearn.values import Count, Real
 
 
 class ForwardForwardParams(Params):

@@ -9,6 +9,8 @@ goodness up nor receive a gradient from the blocks above. See docs/rules/ff.md f
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -36,6 +38,9 @@ class ForwardForward(Rule):
 
     Params = ForwardForwardParams
     network_outputs_scores = False  # scores come from goodness or the rule's own head
+    params: ForwardForwardParams
+    head: nn.Linear | None
+    inference_model: FFClassifier
 
     def __init__(self, params: ForwardForwardParams, context: RuleContext) -> None:
         super().__init__(params, context)
@@ -75,7 +80,9 @@ class ForwardForward(Rule):
             self.register_buffer(f"mean_activity_{i}", torch.zeros(linear.out_features))
         self.num_layers = len(linears)
         self._steps = 0  # batches seen; picks the active layer under greedy (saved via extra state)
-        self._label_generators = DeviceGenerators(self.seed)  # wrong labels of negative data
+        # Wrong labels of negative data. exact: the stream the recorded ff runs drew from (it
+        # starts like the weight init's; another stream would change those results).
+        self._label_generators = DeviceGenerators.exact(self.seed)
 
     @classmethod
     def parameter_parts(cls, params):
@@ -96,7 +103,9 @@ class ForwardForward(Rule):
         """Layers that learn on the next batch."""
         if self.params.schedule == "simultaneous":
             return range(self.num_layers)
-        layer = min(self._steps // self.params.greedy_steps_per_layer, self.num_layers - 1)
+        steps_per_layer = self.params.greedy_steps_per_layer
+        assert steps_per_layer is not None  # schedule: greedy is validated to need it
+        layer = min(self._steps // steps_per_layer, self.num_layers - 1)
         return range(layer, layer + 1)
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -106,7 +115,7 @@ class ForwardForward(Rule):
         objective = torch.zeros((), device=flat.device)  # what is backpropagated (local terms only)
         head_scores = None
         if self.head is not None:
-            head_scores = self._head_scores(flat)  # (B, K)
+            head_scores = self._head_scores(self.head, flat)  # (B, K)
             head_loss = self.loss(head_scores, y)
             # the head's loss reaches only the head, so scaling it scales the head's step (SGD)
             objective = objective + p.head_grad_scale * head_loss
@@ -126,6 +135,7 @@ class ForwardForward(Rule):
         generator = self._label_generators.get(y.device)
         if self.params.negative_labels == "uniform":
             return wrong_labels(y, self.num_classes, generator)
+        assert head_scores is not None  # negative_labels: hard is validated to need softmax_head
         return hard_wrong_labels(y, head_scores.detach(), generator)
 
     def _ff_losses(self, flat, y, negative, active, metrics) -> tuple[torch.Tensor, torch.Tensor]:
@@ -140,7 +150,8 @@ class ForwardForward(Rule):
         )  # (2B, D)
         ff_total = torch.zeros((), device=flat.device)
         objective = torch.zeros((), device=flat.device)
-        for i, block in enumerate(self.inference_model.blocks):
+        for i, module in enumerate(self.inference_model.blocks):
+            block = cast(nn.Sequential, module)  # FFClassifier's blocks are each a Sequential
             with torch.set_grad_enabled(i in active):
                 # detach: a block never sends gradient to the blocks below it
                 h = run_block(
@@ -178,13 +189,13 @@ class ForwardForward(Rule):
         target = current.mean().detach() if p.peer_norm_target is None else p.peer_norm_target
         return (current - target).pow(2).mean()
 
-    def _head_scores(self, flat: torch.Tensor) -> torch.Tensor:
+    def _head_scores(self, head: nn.Linear, flat: torch.Tensor) -> torch.Tensor:
         """The softmax head's scores on the neutral-label pass; the blocks get no gradient from it."""
         model = self.inference_model
         with torch.no_grad():
             outputs = model.activities(overlay_neutral(flat, self.num_classes, model.neutral_value))
             features = model.head_features(outputs)  # (B, sum widths)
-        return self.head(features)  # (B, K)
+        return head(features)  # (B, K)
 
     def get_extra_state(self):
         # The label generators' states make a resumed run draw the same negative labels.

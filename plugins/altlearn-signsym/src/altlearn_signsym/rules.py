@@ -64,7 +64,6 @@ class SignSymmetry(FeedbackAlignment):
     """Sign-concordant feedback with fixed magnitudes: ``sign(W) * |F|`` or ``sign(W) * mean|F|``."""
 
     Params = SignSymmetryParams
-    rule_name = "signsym"
 
     def __init__(self, params: SignSymmetryParams, context: RuleContext) -> None:
         super().__init__(params, context)
@@ -93,7 +92,6 @@ class BatchwiseRandomSignSymmetry(FeedbackAlignment):
     """
 
     Params = FeedbackParams
-    rule_name = "signsym_brsf"
 
     def __init__(self, params: FeedbackParams, context: RuleContext) -> None:
         super().__init__(params, context)

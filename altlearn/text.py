@@ -1,0 +1,107 @@
+"""How altlearn words text for a person: problems (paths, short values, suggestions) and anything
+read from a file, a store or a plugin made safe for a terminal.
+
+Every module that reports a problem (the spec validator, the network section, the sweep file) words
+it the same way; every text that came from outside goes through :func:`printable` before it is
+printed. A spec is data, possibly someone else's: an ESC or BEL in a run name must not retitle,
+recolour or clear the user's terminal, so control characters are shown as Python escapes (``\\x1b``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from typing import Any
+
+# C0 controls, DEL and the C1 range (\x9b alone starts a CSI sequence on many terminals).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL_BUT_NEWLINE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+
+
+def _escape(match: re.Match) -> str:
+    return match.group().encode("unicode_escape").decode("ascii")
+
+
+def printable(value: object) -> str:
+    """``str(value)`` with every control character escaped, line breaks included."""
+    return _CONTROL.sub(_escape, str(value))
+
+
+def printable_message(text: str) -> str:
+    """A message of altlearn's own, which may span lines, with any other control escaped."""
+    return _CONTROL_BUT_NEWLINE.sub(_escape, text)
+
+
+# Keys people put in the wrong section (e.g. the rule's lr when the rule uses an optimizer):
+# where each one lives instead.
+HOME_OF_KEY = {
+    "lr": "optimizer.lr",
+    "momentum": "optimizer.momentum",
+    "weight_decay": "optimizer.weight_decay",
+    "betas": "optimizer.betas",
+    "epochs": "train.epochs",
+    "device": "train.device",
+    "batch_size": "data.batch_size",
+}
+
+
+def did_you_mean(word: Any, choices: list[str]) -> str:
+    close = difflib.get_close_matches(str(word), choices, n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
+def join(path: str, key: Any) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else str(key)
+
+
+def short(value: Any) -> str:
+    """The value as its user wrote it in YAML where Python spells it otherwise (true, null, .nan),
+    also inside lists and mappings, else its repr (quotes show that a value is text), cut to 60
+    characters."""
+    text = _yaml_spelling(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _yaml_spelling(value: Any) -> str:
+    if value is None or isinstance(value, bool):
+        return {True: "true", False: "false", None: "null"}[value]
+    if isinstance(value, float) and math.isnan(value):
+        return ".nan"
+    if isinstance(value, float) and math.isinf(value):
+        return ".inf" if value > 0 else "-.inf"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_yaml_spelling(item) for item in value) + "]"
+    if isinstance(value, dict):
+        pairs = (f"{_yaml_spelling(key)}: {_yaml_spelling(item)}" for key, item in value.items())
+        return "{" + ", ".join(pairs) + "}"
+    return repr(value)
+
+
+def elsewhere_hint(key: Any, path: str) -> str:
+    home = HOME_OF_KEY.get(str(key))
+    if home is None or home.split(".")[0] == path.split(".")[0].split("[")[0]:
+        return ""
+    return f" ({key!r} belongs in {home})"
+
+
+def article(noun: str) -> str:
+    return "an" if noun[:1] in "aeiou" else "a"
+
+
+def rewrite_generated(path, updated: str, check: bool, what: str, regenerate: str) -> int:
+    """The end of a docs generator (``python -m ...``): with ``check``, exit status 1 when the file
+    at ``path`` differs from ``updated``; otherwise write it if it changed. ``what`` names the
+    generated part ("option tables"), ``regenerate`` the command that writes it."""
+    text = path.read_text()
+    if check:
+        if updated != text:
+            print(f"{path}: {what} out of date; regenerate with: {regenerate}")
+            return 1
+        return 0
+    if updated != text:
+        path.write_text(updated)
+        print(f"{path}: {what} regenerated")
+    return 0
