@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 from sweep_helpers import DIGITS_BASE, write_sweep
 
-from altlearn.cli import main
-from altlearn.spec import load_spec_text
-from altlearn.sweep.sweep_file import SweepError
+from altlearn.cli.commands import main
+from altlearn.errors import SweepError
+from altlearn.spec.load import load_spec_text
 from altlearn.sweep.trials import load_trials
 
 
@@ -109,6 +109,126 @@ def test_the_sweep_files_own_problems_spell_values_as_yaml(tmp_path):
     assert "got [true]" in text and "None" not in text and "True" not in text
 
 
+def _problems(path) -> dict[str, str]:
+    with pytest.raises(SweepError) as error:
+        load_trials(path)
+    return {p.path: p.message for p in error.value.problems}
+
+
+def test_the_sweep_files_keys_are_checked_like_a_specs_with_did_you_mean_at_every_level(tmp_path):
+    space = {"optimizer.lr": {"unifrom": [0.1, 1]}, "data.batch_size": {"int_uniform": [1.5, 64]}}
+    sweep = {"name": "typos", "random": {"trials": 2, "sed": 1, "space": space}, "resorces": {"cpus": 1}}
+    problems = _problems(write_sweep(tmp_path, sweep))
+    assert problems["resorces"].startswith("unknown key; did you mean 'resources'? keys: name, ")
+    assert problems["random.sed"] == "unknown key; did you mean 'seed'? keys: trials, seed, space"
+    assert problems["random.space.optimizer.lr.unifrom"].startswith("unknown key; did you mean 'uniform'?")
+    assert problems["random.space.data.batch_size.int_uniform[0]"].startswith("1.5 is invalid: ")
+
+
+def test_every_number_of_the_sweep_file_is_finite_and_in_range(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    sweep = {
+        "name": "numbers",
+        "random": {"trials": 2, "seed": 2**64, "space": {"optimizer.lr": {"uniform": [0.1, float("inf")]}}},
+        "seeds": [0, 2**70],
+        "resources": {"cpus": float("nan"), "gpus": float("inf")},
+    }
+    path = write_sweep(tmp_path, sweep)
+    problems = _problems(path)
+    assert problems["resources.cpus"] == ".nan is invalid: Input should be a finite number"
+    assert problems["resources.gpus"] == ".inf is invalid: Input should be a finite number"
+    assert problems["random.space.optimizer.lr.uniform[1]"].startswith(".inf is invalid: ")
+    assert "signed 64 bits" in problems["random.seed"] and "signed 64 bits" in problems["seeds[1]"]
+    result = CliRunner().invoke(main, ["sweep", str(path), "--dry-run"])  # refused, not run to a crash
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    problems = _problems(write_sweep(tmp_path, {"name": "shares", "resources": {"cpus": 0, "gpus": 1e-9}}))
+    assert problems["resources.cpus"] == "0 is invalid: Input should be greater than 0"
+    assert problems["resources.gpus"].endswith("a trial takes 0 GPUs or at least 0.01 of one")
+
+
+def test_every_text_of_the_sweep_file_is_bounded_text(tmp_path):
+    from altlearn.components.values import MAX_RUN_NAME, MAX_TAG_VALUE
+
+    sweep = {"name": "n" * (MAX_RUN_NAME + 1), "description": {"a": "mapping"}, "experiment": ""}
+    problems = _problems(write_sweep(tmp_path, sweep))
+    assert problems["name"].endswith(f"is invalid: String should have at most {MAX_RUN_NAME} characters")
+    assert problems["description"] == "{'a': 'mapping'} is invalid: Input should be a valid string"
+    assert problems["experiment"] == "'' is invalid: String should have at least 1 character"
+    problems = _problems(write_sweep(tmp_path, {"name": "long", "description": "d" * (MAX_TAG_VALUE + 1)}))
+    assert problems["description"].endswith(f"at most {MAX_TAG_VALUE} characters")
+
+
+def test_a_label_too_long_is_blamed_on_the_label_and_long_names_still_make_run_names(tmp_path):
+    from altlearn.components.values import MAX_RUN_NAME
+
+    cases = [{"label": "x" * (MAX_RUN_NAME + 1), "rule.type": "fa"}, {"rule.type": "bp"}]
+    with pytest.raises(SweepError) as error:
+        load_trials(write_sweep(tmp_path, {"name": "long-label", "cases": cases}))
+    assert [p.path for p in error.value.problems] == ["cases[0].label"]
+    assert "tracking.run_name" not in error.value.report()
+    # a label at the bound: the trial's run name (its label first, then its seed; the sweep's name
+    # is its parent run's) is cut to what MLflow keeps
+    cases = [{"label": "x" * MAX_RUN_NAME, "rule.type": "fa"}, {"rule.type": "bp"}]
+    _, trials = load_trials(write_sweep(tmp_path, {"name": "n" * MAX_RUN_NAME, "cases": cases, "seeds": 1}))
+    assert [t.spec.tracking.run_name for t in trials][1] == "rule.type=bp, seed 0"
+    assert len(trials[0].spec.tracking.run_name) == MAX_RUN_NAME
+    assert trials[0].label == "x" * MAX_RUN_NAME and trials[0].spec.tracking.run_name.endswith("..., seed 0")
+
+
+def test_two_cases_with_one_label_are_an_error_naming_the_second_label(tmp_path):
+    cases = [{"label": "bp", "rule.type": "bp"}, {"label": "fa", "rule.type": "fa"}, {"label": "bp"}]
+    problems = _problems(write_sweep(tmp_path, {"name": "labels", "cases": cases}))
+    assert problems["cases[2].label"].startswith("'bp' is the label of cases[0] too;")
+
+
+def test_a_million_point_grid_is_refused_at_once_without_making_a_configuration(tmp_path, monkeypatch):
+    import time
+
+    from altlearn.spec import load
+    from altlearn.sweep import trials
+
+    def never(*args, **kwargs):
+        raise AssertionError("a configuration was made or validated")
+
+    monkeypatch.setattr(trials, "configurations", never)
+    monkeypatch.setattr(load, "validate", never)
+    monkeypatch.chdir(tmp_path)
+    grid = {f"network.layers[{i}].p": [n / 10 for n in range(10)] for i in range(6)}
+    path = write_sweep(tmp_path, {"name": "huge", "grid": grid})
+    started = time.monotonic()
+    result = CliRunner().invoke(main, ["sweep", str(path), "--dry-run"])
+    assert result.exit_code == 2, result.output
+    assert time.monotonic() - started < 20  # it used to validate a million trials (hours)
+    assert "the sweep makes 1,000,000 trials (grid.network.layers[0].p: 10 values x " in result.output
+    assert "more than the bound max_trials (100,000)" in result.output
+
+
+@pytest.mark.parametrize(
+    "sweep, factor",
+    [
+        ({"seeds": 10**9}, "seeds: 1,000,000,000 seeds"),  # it used to end in a MemoryError
+        ({"random": {"trials": 10**9, "space": {"optimizer.lr": {"uniform": [0.1, 1]}}}}, "random.trials"),
+        (
+            {"cases": [{"rule.type": "fa"}, {"rule.type": "bp"}], "seeds": 3, "max_trials": 5},
+            "cases: 2 cases",
+        ),
+    ],
+)
+def test_the_trial_count_is_bounded_naming_the_bound_and_each_factor(tmp_path, sweep, factor):
+    with pytest.raises(SweepError) as error:
+        load_trials(write_sweep(tmp_path, {"name": "many", **sweep}))
+    [problem] = error.value.problems
+    assert factor in problem.message and "max_trials" in problem.message
+
+
+def test_max_trials_lowers_or_raises_the_bound_up_to_its_ceiling(tmp_path):
+    from altlearn.sweep.grammar import MAX_TRIALS_CEILING
+
+    assert len(load_trials(write_sweep(tmp_path, {"name": "m", "seeds": 2, "max_trials": 2}))[1]) == 2
+    problems = _problems(write_sweep(tmp_path, {"name": "m", "max_trials": MAX_TRIALS_CEILING + 1}))
+    assert problems["max_trials"].endswith(f"less than or equal to {MAX_TRIALS_CEILING}")
+
+
 def test_cases_grid_and_seeds_multiply_and_keys_are_stable(tmp_path):
     path = write_sweep(
         tmp_path,
@@ -186,8 +306,8 @@ def test_dry_run_lists_trials_and_runs_nothing(tmp_path, monkeypatch):
 
 
 def test_default_workers_share_the_cores_and_gpu_trials_need_a_gpu(tmp_path, monkeypatch):
+    from altlearn.errors import SweepUsageError
     from altlearn.sweep import engines
-    from altlearn.sweep.record import SweepUsageError
     from altlearn.sweep.sweep_file import Resources
 
     monkeypatch.setattr(engines, "cpu_cores", lambda: 8)
@@ -218,7 +338,8 @@ def test_engine_options_that_do_not_fit_the_engine_are_user_errors(tmp_path, mon
 
 
 def test_a_sweep_is_continued_by_name_may_grow_but_not_change_its_finished_trials_unless_fresh(tmp_path):
-    from altlearn.sweep.record import SweepUsageError, open_sweep
+    from altlearn.errors import SweepUsageError
+    from altlearn.sweep.record import open_sweep
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     path = write_sweep(tmp_path, {"name": "again", "seeds": [0, 1]})
@@ -379,7 +500,7 @@ def test_progress_is_a_live_table_on_a_terminal_and_plain_lines_otherwise(tmp_pa
 
 
 def test_the_sweeps_own_writes_wait_out_a_momentary_sqlite_refusal():
-    from altlearn.sweep.store import retry_while_locked
+    from altlearn.sweep.locks import retry_while_locked
 
     calls = []
 
@@ -397,7 +518,7 @@ def test_the_sweeps_own_writes_wait_out_a_momentary_sqlite_refusal():
 
 
 def test_a_case_pattern_matches_a_label_exactly_a_case_of_a_grid_or_as_a_shell_pattern():
-    from altlearn.sweep.selection import matches
+    from altlearn.sweep.trial_filter import matches
 
     assert matches("network.layers[1].out_features=16", "network.layers[1].out_features=16")
     assert matches("bp, optimizer.lr=0.001", "bp") and not matches("bpx, optimizer.lr=0.001", "bp")
@@ -458,8 +579,8 @@ def test_a_failed_trials_one_line_note_names_its_first_spec_problem():
 
 def test_every_run_records_the_configuration_key_its_sweep_trial_would_have():
     """`altlearn run` of a trial's spec tags the run with the trial's group key, so compare can keep
-    a plain run and a sweep's seeds of the same configuration together (altlearn.spec_keys)."""
-    from altlearn.spec_keys import spec_keys
+    a plain run and a sweep's seeds of the same configuration together (altlearn.spec.keys)."""
+    from altlearn.spec.keys import spec_keys
     from altlearn.tracking.tags import _tags
 
     path = next(p for p in SHIPPED_SWEEPS if p.name == "nokland2016.yaml")
@@ -468,3 +589,11 @@ def test_every_run_records_the_configuration_key_its_sweep_trial_would_have():
         assert spec_keys(trial.spec) == (trial.key, trial.group_key)
         assert _tags(trial.spec)["altlearn.group_key"] == trial.group_key
     assert len({t.group_key for t in trials}) == 12 and len({t.key for t in trials}) == 36
+
+
+def test_workers_beyond_what_the_machine_runs_are_cut_to_a_bound():
+    from altlearn.sweep.engines import MAX_WORKERS_PER_FIT, TrialResources, cpu_cores, local_slots
+
+    slots = local_slots(TrialResources(cpus=1, gpus=0), 10**12)  # no MemoryError: a bounded list
+    assert len(slots) == cpu_cores() * MAX_WORKERS_PER_FIT
+    assert len(local_slots(TrialResources(cpus=1, gpus=0), 2)) == 2

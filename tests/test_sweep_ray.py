@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 from sweep_helpers import DIVERGING, start_sweep, store, sweep_runs, write_sweep
 
-from altlearn.cli import main
+from altlearn.cli.commands import main
 
 pytestmark = pytest.mark.slow
 RAY = Path(sys.executable).parent / "ray"
@@ -133,3 +133,26 @@ def test_a_sqlite_store_with_a_remote_cluster_is_refused_before_anything_runs(tm
     assert result.exit_code == 2, result.output
     assert "start an MLflow tracking server" in result.output and "--tracking-uri http://" in result.output
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_search_with_pruning_on_a_ray_cluster(tmp_path, ray_head):
+    """Each Ray task judges its trial against the store, as a local worker does."""
+    from test_tuning_sweep import BASE, SEARCH
+
+    address, env = ray_head
+    # Trials run two at a time here, and a hopeless trial starts when a good one has completed (see
+    # SEARCH), so it is judged against it.
+    path = write_sweep(tmp_path, SEARCH, BASE)
+    args = [str(path), "--engine", "ray", "--address", address, "--tracking-uri", store(tmp_path)]
+    process = start_sweep(args, tmp_path, env)
+    try:
+        output = process.communicate(timeout=RAY_SWEEP_TIMEOUT)[0]
+    finally:
+        process.kill()
+    assert process.returncode == 0, output
+    parent, children = sweep_runs(store(tmp_path))
+    search = [c for c in children if c.data.tags.get("altlearn.phase") == "search"]
+    finals = [c for c in children if c.data.tags.get("altlearn.phase") == "final"]
+    assert len(search) == 6 and len(finals) == 2 and parent.info.status == "FINISHED"
+    assert any("altlearn.pruned_epoch" in c.data.tags for c in search)
+    assert {c.data.tags["altlearn.search_params"] for c in finals} == {'{"optimizer.lr": 0.01}'}

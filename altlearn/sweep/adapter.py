@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from altlearn.runs import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, RunOutcome
+from altlearn.runs import RunOutcome
 
-__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "RunOutcome", "train_trial"]
+__all__ = ["RunOutcome", "train_trial"]
 
 
 def train_trial(spec, **options) -> RunOutcome:

@@ -12,17 +12,19 @@ import hashlib
 import os
 import socket
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
+from altlearn.errors import SweepUsageError
+from altlearn.sweep.configurations import Trial
 from altlearn.sweep.sweep_file import SweepFile
-from altlearn.sweep.trials import Trial
+from altlearn.tracking.sweep_tags import PHASE_TAG, PRUNED_TAG, SUPERSEDED_TAG
 
-SUPERSEDED_TAG = "altlearn.superseded"  # a trial run that no longer counts (replaced, or left the sweep)
-
-
-class SweepUsageError(Exception):
-    """The sweep cannot run as asked; the message says why and what to do (exit code 2)."""
+if TYPE_CHECKING:
+    from mlflow.entities import Run
+    from mlflow.tracking import MlflowClient
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,7 @@ class Plan:
 
 @dataclass
 class SweepRecord:
-    client: object  # MlflowClient
+    client: MlflowClient
     uri: str
     experiment_id: str
     run_id: str
@@ -60,10 +62,28 @@ def open_sweep(uri: str, sweep: SweepFile, trials: list[Trial], fresh: bool) -> 
     """The parent run: the newest one of this sweep in its experiment (reopened), or a new one.
 
     The store and the experiment are created here, once, before any worker starts: trials that
-    open their runs at the same moment then only ever write rows, never create a schema."""
-    from altlearn.tracking import connect
+    open their runs at the same moment then only ever write rows, never create a schema. Whether
+    the sweep is running already is checked and its driver tag written under one lock, so two
+    commands started at once on this machine cannot both pass the check."""
+    from filelock import FileLock
 
     experiment = trials[0].spec.tracking.experiment
+    with FileLock(_driver_lock(uri, experiment, sweep.name)):
+        return _open(uri, sweep, trials, fresh, experiment)
+
+
+def _driver_lock(uri: str, experiment: str, name: str) -> str:
+    """A lock file per (store, experiment, sweep name) in the temporary folder: the running check
+    reads this machine's processes, so a lock on this machine is the one that matters."""
+    import tempfile
+
+    digest = hashlib.sha256(f"{uri}\0{experiment}\0{name}".encode()).hexdigest()[:16]
+    return str(Path(tempfile.gettempdir()) / f"altlearn-sweep-{digest}.lock")
+
+
+def _open(uri: str, sweep: SweepFile, trials: list[Trial], fresh: bool, experiment: str) -> SweepRecord:
+    from altlearn.tracking.store import connect
+
     client, experiment_id = connect(uri, experiment)
     trial_set = hashlib.sha256(" ".join(sorted(t.key for t in trials)).encode()).hexdigest()[:12]
     previous = None if fresh else _previous_parent(client, experiment_id, sweep.name)
@@ -122,7 +142,12 @@ def _left_behind(
             "wait for it, or stop it (Ctrl-C) and run this again to continue it"
         )
     gone = {key: runs for key, runs in recorded.items() if key and key not in keys}  # "": no trial's
-    finished = [key for key, runs in gone.items() if any(r.info.status == "FINISHED" for r in runs)]
+    # A search's finals leave when its budget grew: its choice is made anew, and they no longer count.
+    finished = [
+        key
+        for key, runs in gone.items()
+        if any(r.info.status == "FINISHED" and r.data.tags.get(PHASE_TAG) != "final" for r in runs)
+    ]
     if finished:
         raise SweepUsageError(
             f"sweep {sweep.name!r} in experiment {experiment!r} is run {run_id}, which has "
@@ -185,25 +210,25 @@ def _log_description(record: SweepRecord, sweep: SweepFile, trials: list[Trial])
     record.client.log_text(record.run_id, yaml.safe_dump(listing, sort_keys=False), "trials.yaml")
 
 
-def children(record: SweepRecord) -> dict[str, list]:
+def children(record: SweepRecord) -> dict[str, list[Run]]:
     """The sweep's child runs by trial key, newest first."""
-    runs, token = [], None
-    while True:
-        page = record.client.search_runs(
-            [record.experiment_id],
-            filter_string=f"tags.`altlearn.sweep` = '{record.run_id}'",
-            order_by=["attributes.start_time DESC"],
-            max_results=1000,
-            page_token=token,
-        )
-        runs.extend(page)
-        token = page.token
-        if not token:
-            break
-    by_key: dict[str, list] = {}
+    from altlearn.tracking.store import all_runs
+
+    runs: list[Run] = all_runs(
+        record.client,
+        [record.experiment_id],
+        f"tags.`altlearn.sweep` = '{record.run_id}'",
+        order_by=["attributes.start_time DESC"],
+    )
+    by_key: dict[str, list[Run]] = {}
     for run in runs:
         by_key.setdefault(run.data.tags.get("altlearn.trial_key", ""), []).append(run)
     return by_key
+
+
+def _done(run) -> bool:
+    """A trial that needs no more training: FINISHED, or pruned by its search (never resumed)."""
+    return run.info.status == "FINISHED" or PRUNED_TAG in run.data.tags
 
 
 def plan_trials(record: SweepRecord, trials: list[Trial], selected: set[int] | None = None) -> list[Plan]:
@@ -216,7 +241,7 @@ def plan_trials(record: SweepRecord, trials: list[Trial], selected: set[int] | N
     plans = []
     for trial in trials:
         runs = existing.get(trial.key, [])
-        finished = [r for r in runs if r.info.status == "FINISHED"]
+        finished = [r for r in runs if _done(r)]
         checkpointed = bool(runs) and "altlearn.checkpoint_epoch" in runs[0].data.tags
         if finished:
             plans.append(Plan(trial, "skip", finished[0].info.run_id))
@@ -237,7 +262,7 @@ def _checkpoint_present(record: SweepRecord, run) -> bool:
     """Whether the checkpoint a run's tag names is still in its artifact store, at its size: a store
     copied to another machine without its artifacts folder, or a deleted folder, would otherwise
     make the trial fail to resume on every later run of the sweep."""
-    from altlearn.tracking.run import CHECKPOINT_TAG
+    from altlearn.tracking.recorder import CHECKPOINT_TAG
 
     reference = run.data.tags.get(CHECKPOINT_TAG, "").split()
     if len(reference) != 3 or not reference[1].isdigit():  # not ours to judge: the resume checks it
@@ -252,7 +277,7 @@ def _checkpoint_present(record: SweepRecord, run) -> bool:
 
 def mark_lost(record: SweepRecord, trial: Trial, message: str, status: str = "FAILED") -> str | None:
     """A trial whose process died cannot end its own run: end it here, with the reason."""
-    from altlearn.tracking.run import END_TAGS
+    from altlearn.tracking.recorder import END_TAGS
 
     runs = [r for r in children(record).get(trial.key, []) if r.info.status == "RUNNING"]
     for run in runs:

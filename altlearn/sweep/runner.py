@@ -1,29 +1,29 @@
 """``altlearn sweep``, start to end: resolve every trial, open (or continue) the sweep's MLflow
 run, run the trials on an engine with a live table, then summarise and end the parent run.
 
-Exit codes: 0 every trial finished; 1 a trial failed; 2 a user mistake (nothing ran, no MLflow run
-opened); 130 interrupted (running trials KILLED, the rest not started; running it again continues).
+It ends on :class:`altlearn.errors.ExitCode`'s codes; an interrupted sweep is continued by running
+it again (finished trials are skipped, stopped ones resume after their last completed epoch).
 """
 
 from __future__ import annotations
 
-import contextlib
-import signal
-import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import click
 
-from altlearn.sweep.display import SweepDisplay, brief
-from altlearn.sweep.jobs import Event, Job
+from altlearn.errors import ExitCode
+from altlearn.sweep.configurations import Trial
+from altlearn.sweep.display import SweepDisplay, summary_lines, trial_lines
+from altlearn.sweep.jobs import Event, Job, JobQueue
+from altlearn.sweep.locks import retry_while_locked, wait_for_sqlite_locks
 from altlearn.sweep.record import Plan, SweepRecord, mark_lost, open_sweep, plan_trials, trial_tags
-from altlearn.sweep.selection import select
-from altlearn.sweep.store import retry_while_locked, wait_for_sqlite_locks
-from altlearn.sweep.summary import LATER, NOT_STARTED, collect, end_parent, groups, log_summary, parent_status
-from altlearn.sweep.trials import Trial, load_trials
-
-EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+from altlearn.sweep.summary import DONE, NOT_STARTED, collect, end_parent, groups, log_summary, parent_status
+from altlearn.sweep.trial_filter import final_only, select
+from altlearn.sweep.trials import load_trials
+from altlearn.text import printable, printable_message
+from altlearn.tracking.signals import signals_deferred
+from altlearn.tracking.store import DEFAULT_TRACKING_URI, tracking_uri
 
 
 @dataclass(frozen=True)
@@ -39,31 +39,52 @@ class SweepOptions:
     quiet: bool = False
     cases: tuple[str, ...] = ()  # --case: run only the configurations matching these patterns
     seeds: tuple[int, ...] = ()  # --seed: run only these seeds
+    final_only: bool = False  # a search: only the finals of cases whose search is done
 
 
 def run_sweep(options: SweepOptions) -> int:
-    """Raises SweepError, SweepUsageError or TrackingUnavailable for user mistakes (exit 2)."""
+    """Raises an AltlearnError (SweepError, SweepUsageError, TrackingUnavailable...) for what stops
+    the sweep before its trials run; its exit code says whether a mistake or a fault."""
     from altlearn.sweep.engines import make_engine, trial_resources
-    from altlearn.tracking import tracking_uri
 
     sweep, trials = load_trials(options.path, list(options.overrides))
     selected = select(trials, options.cases, options.seeds) if options.cases or options.seeds else None
+    if options.final_only:
+        selected = final_only(sweep, trials, selected)
     resources = trial_resources([t.spec for t in trials], sweep.resources, options.workers)
     if options.dry_run:
         _print_trials(trials, selected)
-        return EXIT_OK
+        return ExitCode.OK
     uri = tracking_uri(options.tracking_uri)
     wait_for_sqlite_locks()  # the sweep writes too (a lost trial's end) while trials log
     engine = make_engine(options.engine, resources, options.workers, options.address, _absolute(uri))
+    slots = len(getattr(engine, "slots", ()))
+    if options.workers and slots and options.workers > slots:
+        _note(f"--workers {options.workers} is more than this machine can run side by side: using {slots}")
     engine.start(len(trials))
     try:
         record = open_sweep(_absolute(uri), sweep, trials, options.fresh)
         plans = plan_trials(record, trials, selected)
-        jobs = [_job(record, plan, resources.threads) for plan in plans if plan.action in ("start", "resume")]
+        if sweep.search is not None:
+            from altlearn.sweep.tuning import defer_finals
+
+            plans, notes = defer_finals(plans)
+            for note in notes:
+                _note(note)
         _say_plan(options, record, plans, engine.description)
-        return _run(options, record, engine, plans, jobs, uri)
+        return _run(options, record, engine, plans, _queue(options, sweep, record, plans, resources), uri)
     finally:
         engine.close()
+
+
+def _queue(options: SweepOptions, sweep, record: SweepRecord, plans: list[Plan], resources):
+    """The jobs to run: a fixed list, or for a search a queue that builds each when it starts."""
+    if sweep.search is not None:
+        from altlearn.sweep.tuning import SearchQueue
+
+        return SearchQueue(record, sweep, plans, list(options.overrides), resources.threads)
+    runnable = [plan for plan in plans if plan.action in ("start", "resume")]
+    return JobQueue([_job(record, plan, resources.threads) for plan in runnable])
 
 
 def _absolute(uri: str) -> str:
@@ -90,34 +111,24 @@ def _job(record: SweepRecord, plan: Plan, threads: int) -> Job:
 
 
 def _run(
-    options: SweepOptions, record: SweepRecord, engine, plans: list[Plan], jobs: list[Job], uri: str
+    options: SweepOptions, record: SweepRecord, engine, plans: list[Plan], queue: JobQueue, uri: str
 ) -> int:
-    trials = {p.trial.index: p.trial for p in plans}
     outcomes: dict = {}
     display = SweepDisplay(plans, quiet=options.quiet)
-
-    def on_event(event: Event) -> None:
-        if event.kind == "lost":  # its process died: the sweep ends the trial's run for it
-            lost = trials[event.index]
-            run_id = retry_while_locked(
-                lambda: mark_lost(record, lost, event.outcome.message, event.outcome.status)
-            )
-            event = replace(event, kind="done", outcome=replace(event.outcome, run_id=run_id))
-        if event.kind == "done":
-            outcomes[event.index] = event.outcome
-        display.update(event)
-
+    on_event = _event_handler(record, plans, outcomes, queue, display)
     interrupted, fault = False, None
     display.start()
     try:
-        engine.run(jobs, on_event)
+        engine.run(queue, on_event)
     except KeyboardInterrupt:
         interrupted = True
     except Exception as exc:  # noqa: BLE001 - the engine itself broke: record it, then report
         fault = exc
     finally:
         display.stop()
-    with _signals_ignored():  # the parent run's ending must not itself be cut short
+    # The parent run's ending must not itself be cut short; a signal meanwhile asks for the
+    # ending already under way, so it is absorbed.
+    with signals_deferred(drop=True):
         results = retry_while_locked(lambda: collect(record, plans, outcomes))
         summary = groups(results)
         retry_while_locked(lambda: log_summary(record, results, summary))
@@ -128,23 +139,49 @@ def _run(
         raise fault
     if interrupted:
         _say_interrupted(options, record, results, uri)
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
+    for note in queue.notes:
+        _note(note)
     compare_at_end(uri, record.run_id, options.quiet)
     _say_later(options, record, plans, status, uri)
     _say_where(record, uri)
     ran = [r for p, r in zip(plans, results) if p.action != "later"]
-    return EXIT_OK if all(r.status == "FINISHED" for r in ran) else EXIT_FAILED
+    return ExitCode.OK if all(r.status in DONE for r in ran) else ExitCode.FAILED
+
+
+def _event_handler(record: SweepRecord, plans: list[Plan], outcomes: dict, queue, display):
+    """What the sweep does with each event of a trial: a lost trial's run is ended here (one that
+    died before opening its run stays out of ``outcomes``: NOT STARTED, and started next time)."""
+    trials = {p.trial.index: p.trial for p in plans}
+
+    def on_event(event: Event) -> None:
+        never_opened = False
+        if event.kind == "lost":  # its process died: the sweep ends the trial's run for it
+            lost, outcome = trials[event.index], event.outcome
+            assert outcome is not None and outcome.message is not None  # an engine says how it was lost
+            message, status = outcome.message, outcome.status
+            run_id = retry_while_locked(lambda: mark_lost(record, lost, message, status))
+            never_opened = run_id is None
+            event = replace(event, kind="done", outcome=replace(outcome, run_id=run_id))
+        if event.kind == "done":
+            if not never_opened:
+                outcomes[event.index] = event.outcome
+            queue.done(event)
+        display.update(event)
+
+    return on_event
 
 
 def compare_at_end(uri: str, sweep_run_id: str, quiet: bool) -> None:
-    """THE call site of altlearn.compare.compare_sweep (issue 13): the comparison of a completed
+    """The one call site of altlearn.compare.compare_sweep: the comparison of a completed
     sweep's configurations (tables, figures, HTML report) logged to its parent run."""
-    from altlearn.compare import CompareError, compare_sweep
+    from altlearn.compare import compare_sweep
+    from altlearn.errors import AltlearnError
 
     try:
         report = compare_sweep(uri, sweep_run_id)
-    except CompareError as exc:
-        _note(f"no comparison report for this sweep: {exc}")
+    except AltlearnError as exc:  # one that says itself why (nothing to compare, the store...)
+        _note(f"no comparison report for this sweep: {exc.report()}")
         return
     except Exception as exc:  # noqa: BLE001 - the sweep's own results are logged; say why, go on
         _note(f"no comparison report for this sweep: {type(exc).__name__}: {exc}")
@@ -156,19 +193,6 @@ def compare_at_end(uri: str, sweep_run_id: str, quiet: bool) -> None:
         )
 
 
-@contextlib.contextmanager
-def _signals_ignored():
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 # ------------------------------------------------------------------------------ what is printed
 
 
@@ -177,17 +201,8 @@ def _count(n: int, noun: str) -> str:
 
 
 def _print_trials(trials: list[Trial], selected: set[int] | None) -> None:
-    configurations = len({t.group_key for t in trials})
-    seeds = len({t.seed for t in trials})
-    click.echo(
-        f"{_count(len(trials), 'trial')}: {_count(configurations, 'configuration')} x {_count(seeds, 'seed')}"
-        + ("" if selected is None else f"; {len(selected)} selected by --case/--seed, listed below")
-    )
-    click.echo(f"{'#':>4}  {'trial key':<12}  {'group key':<12}  {'seed':>4}  configuration")
-    for trial in trials if selected is None else [t for t in trials if t.index in selected]:
-        click.echo(
-            f"{trial.index + 1:>4}  {trial.key:<12}  {trial.group_key:<12}  {trial.seed:>4}  {trial.label}"
-        )
+    for line in trial_lines(trials, selected):
+        click.echo(line)
 
 
 def _say_plan(options: SweepOptions, record: SweepRecord, plans: list[Plan], engine: str) -> None:
@@ -219,22 +234,12 @@ def _say_plan(options: SweepOptions, record: SweepRecord, plans: list[Plan], eng
 
 
 def _print_summary(results, summary) -> None:
-    width = max((len(g.label) for g in summary), default=10)
-    click.echo(f"{'configuration':<{width}}  finished  test accuracy (mean +- std)")
-    for g in summary:
-        value = "" if g.mean is None else f"{g.mean:.2%}" + (f" +- {g.std:.2%}" if g.std is not None else "")
-        click.echo(f"{g.label:<{width}}  {g.finished:>3}/{g.trials:<4}  {value}")
-    for r in results:
-        if r.status not in ("FINISHED", NOT_STARTED, LATER):
-            click.echo(
-                f"trial {r.trial.index + 1} ({r.trial.label}, seed {r.trial.seed}) {r.status}: {brief(r.message)}"
-            )
+    for line in summary_lines(results, summary):
+        click.echo(line)
 
 
 def _uri_option(uri: str) -> str:
-    from altlearn.tracking import DEFAULT_TRACKING_URI
-
-    return "" if uri == DEFAULT_TRACKING_URI else f" --tracking-uri {uri}"
+    return "" if uri == DEFAULT_TRACKING_URI else f" --tracking-uri {printable(uri)}"
 
 
 def _say_interrupted(options: SweepOptions, record: SweepRecord, results, uri: str) -> None:
@@ -244,7 +249,8 @@ def _say_interrupted(options: SweepOptions, record: SweepRecord, results, uri: s
         f"interrupted: {_count(killed, 'running trial')} ended KILLED "
         f"({'its metrics are' if killed == 1 else 'their metrics are'} kept), {waiting} not started; "
         f"the sweep's run {record.run_id} is KILLED. Continue it "
-        f"(finished trials are skipped, stopped ones resume from their checkpoints) with: "
+        f"(finished trials are skipped; stopped ones resume in their own runs after their last "
+        f"completed epoch, and one stopped in its first epoch starts again) with: "
         f"{_same_command(options, uri)}"
     )
 
@@ -278,7 +284,7 @@ def _quoted(text: str) -> str:
 
 
 def _say_where(record: SweepRecord, uri: str) -> None:
-    from altlearn.printable import printable
+    from altlearn.text import printable
     from altlearn.tracking.store import ui_command
 
     click.echo(
@@ -287,4 +293,5 @@ def _say_where(record: SweepRecord, uri: str) -> None:
 
 
 def _note(message: str) -> None:
-    click.echo(click.style("note: ", fg="yellow", bold=True) + message, err=True)
+    # Notes quote labels and errors read from the store: escaped on the way out.
+    click.echo(click.style("note: ", fg="yellow", bold=True) + printable_message(message), err=True)

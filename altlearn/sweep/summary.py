@@ -12,18 +12,22 @@ import time
 from dataclasses import dataclass
 
 from altlearn.sweep.adapter import RunOutcome
-from altlearn.sweep.record import SUPERSEDED_TAG, Plan, SweepRecord, children
-from altlearn.sweep.trials import Trial
+from altlearn.sweep.configurations import Trial
+from altlearn.sweep.record import Plan, SweepRecord, children
+from altlearn.tracking.sweep_tags import PRUNED_TAG, SUPERSEDED_TAG
 
 NOT_STARTED = "NOT STARTED"
 LATER = "LATER"  # not selected by --case/--seed, and no run of it yet
+PRUNED = "PRUNED"  # a search trial its pruner stopped: ended as planned (its run is KILLED)
+#: how a trial may end and leave its sweep complete
+DONE = ("FINISHED", PRUNED)
 MAX_METRIC_NAME = 250
 
 
 @dataclass(frozen=True)
 class TrialResult:
     trial: Trial
-    status: str  # FINISHED, FAILED, KILLED, RUNNING (its process vanished), NOT STARTED or LATER
+    status: str  # FINISHED, PRUNED, FAILED, KILLED, RUNNING (its process vanished), NOT STARTED, LATER
     run_id: str | None
     test_accuracy: float | None
     message: str | None
@@ -46,7 +50,7 @@ def collect(record: SweepRecord, plans: list[Plan], outcomes: dict[int, RunOutco
 
 
 def _result(plan: Plan, outcome: RunOutcome | None, runs: list) -> TrialResult:
-    finished = [r for r in runs if r.info.status == "FINISHED"]
+    finished = [r for r in runs if r.info.status == "FINISHED" or PRUNED_TAG in r.data.tags]
     mine = [r for r in runs if outcome is not None and r.info.run_id == outcome.run_id]
     current = [r for r in runs if SUPERSEDED_TAG not in r.data.tags]
     run = (finished or mine or current or [None])[0]
@@ -57,7 +61,7 @@ def _result(plan: Plan, outcome: RunOutcome | None, runs: list) -> TrialResult:
     message = run.data.tags.get("altlearn.error") or (outcome.message if outcome else None)
     # A trial left for later keeps whatever its old run says (KILLED, FAILED, or RUNNING in a store
     # copied mid-training) until it runs: it waits, it has not failed in this run of the sweep.
-    status = LATER if plan.action == "later" else run.info.status
+    status = LATER if plan.action == "later" else PRUNED if PRUNED_TAG in run.data.tags else run.info.status
     return TrialResult(
         plan.trial,
         status,
@@ -76,21 +80,28 @@ def _stop_note(tags: dict[str, str]) -> str | None:
 def groups(results: list[TrialResult]) -> list[GroupResult]:
     by_group: dict[str, list[TrialResult]] = {}
     for result in results:
-        by_group.setdefault(result.trial.group_key, []).append(result)
+        by_group.setdefault(_group_of(result.trial), []).append(result)
     out = []
     for key, members in by_group.items():
         values = [r.test_accuracy for r in members if r.status == "FINISHED" and r.test_accuracy is not None]
+        trial = members[0].trial
         out.append(
             GroupResult(
                 key,
-                members[0].trial.label,
+                f"{trial.case}, search" if trial.phase == "search" else trial.label,
                 len(members),
-                len(values),
+                sum(r.status in DONE for r in members),
                 statistics.fmean(values) if values else None,
                 statistics.stdev(values) if len(values) > 1 else None,
             )
         )
     return out
+
+
+def _group_of(trial: Trial) -> str:
+    """A search's trials are one line per case (they have no test accuracy); any other trial is
+    grouped with the seeds of its configuration."""
+    return f"search of {trial.case}" if trial.phase == "search" else trial.group_key
 
 
 def parent_status(results: list[TrialResult], interrupted: bool) -> str:
@@ -101,7 +112,7 @@ def parent_status(results: list[TrialResult], interrupted: bool) -> str:
         return "KILLED"
     if "FAILED" in statuses or "RUNNING" in statuses:  # RUNNING: a process that vanished
         return "FAILED"
-    return "FINISHED" if statuses == {"FINISHED"} else "KILLED"
+    return "FINISHED" if statuses <= set(DONE) else "KILLED"
 
 
 def log_summary(record: SweepRecord, results: list[TrialResult], summary: list[GroupResult]) -> None:
@@ -121,7 +132,7 @@ def log_summary(record: SweepRecord, results: list[TrialResult], summary: list[G
             for k, v in values.items()
             if v is not None
         ]
-    for status in ("FINISHED", "FAILED", "KILLED", NOT_STARTED, LATER):
+    for status in ("FINISHED", PRUNED, "FAILED", "KILLED", NOT_STARTED, LATER):
         count = sum(r.status == status for r in results)
         metrics.append(mlflow.entities.Metric(f"trials_{status.lower().replace(' ', '_')}", count, now, 0))
     for start in range(0, len(metrics), 1000):  # MLflow takes at most 1000 metrics per batch

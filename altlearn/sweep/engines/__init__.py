@@ -13,7 +13,7 @@ import math
 import os
 from dataclasses import dataclass
 
-from altlearn.sweep.record import SweepUsageError
+from altlearn.errors import SweepUsageError
 from altlearn.sweep.sweep_file import Resources
 
 ENGINES = ("local", "ray")
@@ -74,12 +74,18 @@ def make_engine(name: str, resources: TrialResources, workers: int | None, addre
     return LocalEngine(local_slots(resources, workers))
 
 
+#: --workers may ask for more trials side by side than the cores (or GPU shares) hold, up to this
+#: many times as many (trials that wait on I/O); more only slows every trial down, and a huge number
+#: would start a process per unit: it is cut to this bound, with a note.
+MAX_WORKERS_PER_FIT = 4
+
+
 def local_slots(resources: TrialResources, workers: int | None) -> list[dict[str, str]]:
     """One environment per worker process: CUDA trials see only their GPU (CUDA_VISIBLE_DEVICES),
     so that one trial per GPU (or 1/gpus trials, when gpus < 1) run side by side."""
     if resources.gpus <= 0:
-        count = workers or max(1, cpu_cores() // max(1, math.ceil(resources.cpus)))
-        return [{} for _ in range(count)]
+        fits = max(1, cpu_cores() // max(1, math.ceil(resources.cpus)))
+        return [{} for _ in range(min(workers or fits, fits * MAX_WORKERS_PER_FIT))]
     import torch
 
     gpu_count = torch.cuda.device_count()
@@ -89,5 +95,5 @@ def local_slots(resources: TrialResources, workers: int | None) -> list[dict[str
             "set resources.gpus: 0 or train.device: cpu"
         )
     per_gpu = max(1, math.floor(1 / resources.gpus)) if resources.gpus < 1 else 1
-    count = workers or gpu_count * per_gpu
+    count = min(workers or gpu_count * per_gpu, gpu_count * per_gpu * MAX_WORKERS_PER_FIT)
     return [{"CUDA_VISIBLE_DEVICES": str((i // per_gpu) % gpu_count)} for i in range(count)]

@@ -17,11 +17,18 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections import deque
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
-from altlearn.sweep.adapter import EXIT_FAILED, RunOutcome
-from altlearn.sweep.jobs import Event, Job
+from altlearn.errors import ExitCode, WorkersCannotStart
+from altlearn.sweep.adapter import RunOutcome
+from altlearn.sweep.jobs import Event, Job, JobQueue
+from altlearn.tracking.signals import Terminated, ignore_signals, raise_signals, signals_blocked
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+    from multiprocessing.context import SpawnContext
+    from multiprocessing.process import BaseProcess
 
 POLL_SECONDS = 0.2
 STOP_SECONDS = 120  # a stopped trial ends its run (and may finish a checkpoint) within this
@@ -29,14 +36,10 @@ EXIT_SECONDS = 2
 MAX_START_FAILURES = 3  # workers dying before their first trial: a broken environment, not bad luck
 
 
-class WorkersCannotStart(Exception):
-    """Worker processes die as they start (a broken installation): a fault, not one trial's."""
-
-
 @dataclass
 class _Worker:
-    process: object  # multiprocessing.Process
-    conn: object  # the sweep's end of the worker's pipe: jobs out, events in
+    process: BaseProcess
+    conn: Connection  # the sweep's end of the worker's pipe: jobs out, events in
     env: dict[str, str]
     job: Job | None = None
     ran_a_trial: bool = False
@@ -47,7 +50,7 @@ class LocalEngine:
     def __init__(self, slots: list[dict[str, str]]) -> None:
         self.slots = slots  # one environment per worker
         self.workers: list[_Worker] = []
-        self.context = None
+        self.context: SpawnContext | None = None
         self.start_failures = 0
 
     @property
@@ -63,37 +66,44 @@ class LocalEngine:
             self.workers.append(self._spawn(env))
 
     def _spawn(self, env: dict[str, str]) -> _Worker:
-        ours, theirs = self.context.Pipe()
-        process = self.context.Process(target=_worker_main, args=(env, theirs), daemon=True)
+        context = self.context
+        assert context is not None  # made by start()
+        ours, theirs = context.Pipe()
+        process = context.Process(target=_worker_main, args=(env, theirs), daemon=True)
         process.start()
         theirs.close()
         return _Worker(process, ours, env)
 
-    def run(self, jobs: list[Job], on_event) -> None:
-        pending = deque(jobs)
+    def run(self, queue: JobQueue, on_event) -> None:
         try:
-            while pending or self._busy():
-                self._dispatch(pending)
+            while not queue.exhausted() or self._busy():
+                if self._dispatch(queue) and not self._busy():
+                    # Nothing runs and nothing is ready: no trial's end can make a job ready.
+                    raise RuntimeError("the sweep's queue holds jobs, but none can start")
                 self._pump(on_event, POLL_SECONDS)
         except KeyboardInterrupt as exc:
-            from altlearn.tracking import Terminated
-
-            pending.clear()  # pending trials are not started
+            queue.clear()  # pending trials are not started
             self._stop(on_event, signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
             raise
 
     def _busy(self) -> list[_Worker]:
         return [w for w in self.workers if w.job is not None]
 
-    def _dispatch(self, pending: deque) -> None:
+    def _dispatch(self, queue: JobQueue) -> bool:
+        """Hand a job to each idle worker while the queue has one ready. True when an idle worker
+        found no job ready although the queue is not exhausted (it waits for a trial's end)."""
         for worker in self.workers:
-            if worker.job is None and pending and worker.process.is_alive():
-                job = pending.popleft()
-                try:
-                    worker.conn.send(job)
-                    worker.job = job
-                except OSError:  # it died just now: the job waits for the replacement
-                    pending.appendleft(job)
+            if worker.job is not None or not worker.process.is_alive():
+                continue
+            job = queue.take()
+            if job is None:
+                return not queue.exhausted()
+            try:
+                worker.conn.send(job)
+                worker.job = job
+            except OSError:  # it died just now: the job waits for the replacement
+                queue.put_back(job)
+        return False
 
     def _pump(self, on_event, timeout: float) -> None:
         """Pass on the workers' events; report the trial of a worker that died, and replace it."""
@@ -105,7 +115,7 @@ class LocalEngine:
             self.workers.remove(worker)
             how = _exit_description(worker.process.exitcode)
             if worker.job is not None:
-                outcome = RunOutcome(None, "FAILED", f"its worker process died ({how})", EXIT_FAILED)
+                outcome = RunOutcome(None, "FAILED", f"its worker process died ({how})", ExitCode.FAILED)
                 on_event(Event(worker.job.index, "lost", outcome=outcome))
             elif not worker.ran_a_trial:
                 self.start_failures += 1
@@ -122,7 +132,8 @@ class LocalEngine:
         wait_for = timeout  # for the first event; then only what is already there
         while True:
             channels = {w.conn: w for w in self.workers if w.channel_open}
-            ready = wait(list(channels), wait_for) if channels else []
+            # wait() returns some of the objects it is given: here, connections
+            ready = cast("list[Connection]", wait(list(channels), wait_for)) if channels else []
             if not ready:
                 return
             wait_for = 0.0
@@ -151,6 +162,7 @@ class LocalEngine:
         except KeyboardInterrupt:
             pass
         for worker in self._busy():
+            assert worker.job is not None  # busy: it has a job
             worker.process.kill()
             worker.process.join(5)
             outcome = RunOutcome(None, "KILLED", "interrupted (its worker process was killed)", 130)
@@ -194,7 +206,9 @@ def _exit_description(code: int | None) -> str:
 def _worker_main(env: dict[str, str], conn) -> None:
     os.setpgrp()  # the terminal's Ctrl-C goes to the sweep alone; it forwards one signal
     os.environ.update(env)  # before torch is imported: CUDA_VISIBLE_DEVICES
-    _ignore_signals()
+    # Between trials there is nothing to stop: a late signal must not kill the worker while it
+    # reports a trial's outcome.
+    ignore_signals()
     from altlearn.sweep.worker import prepare, run_job
 
     prepare()  # while the sweep opens its MLflow run, not on the first trial's clock
@@ -206,13 +220,13 @@ def _worker_main(env: dict[str, str], conn) -> None:
             return  # the sweep is gone
         if job is None:
             return
-        _handle_signals()
+        raise_signals()  # a trial stops on Ctrl-C or SIGTERM like `altlearn run`
         try:
             outcome = run_job(job, lambda event: _send(conn, event))
         except KeyboardInterrupt:  # arrived after the trial's run had ended
-            outcome = RunOutcome(None, "KILLED", "interrupted", 130)
+            outcome = RunOutcome(None, "KILLED", "interrupted", ExitCode.INTERRUPTED)
         finally:
-            _ignore_signals()
+            ignore_signals()
         try:
             _send(conn, Event(job.index, "done", outcome=outcome))
         except OSError:
@@ -223,26 +237,5 @@ def _send(conn, event: Event) -> None:
     """Send one event whole: Ctrl-C or SIGTERM arriving mid-write would leave half a message in
     the pipe and the sweep could not read this worker's next one, so the two wait until it is out
     (a blocked signal stays pending and is handled right after)."""
-    stop_signals = {signal.SIGINT, signal.SIGTERM}
-    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
-    try:
+    with signals_blocked():
         conn.send(event)
-    finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
-
-
-def _ignore_signals() -> None:
-    """Between trials there is nothing to stop: a late signal must not kill the worker while it
-    reports a trial's outcome."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-
-def _handle_signals() -> None:
-    from altlearn.tracking import Terminated
-
-    def terminate(signum, frame):
-        raise Terminated
-
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, terminate)

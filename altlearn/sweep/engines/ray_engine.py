@@ -8,11 +8,13 @@ trial; a crashed trial is reported as lost instead, and running the sweep again 
 
 from __future__ import annotations
 
+import logging
 import time
+from typing import Any
 
-from altlearn.sweep.adapter import EXIT_FAILED, RunOutcome
-from altlearn.sweep.jobs import Event, Job
-from altlearn.sweep.record import SweepUsageError
+from altlearn.errors import ExitCode, SweepUsageError
+from altlearn.sweep.adapter import RunOutcome
+from altlearn.sweep.jobs import Event, Job, JobQueue
 
 POLL_SECONDS = 0.2
 STOP_SECONDS = 120
@@ -31,9 +33,9 @@ class RayEngine:
         self.resources = resources
         self.address = address
         self.uri = uri
-        self.ray = None
+        self.ray: Any = None  # the ray module once started (Ray is an optional dependency)
         self.connected_here = False
-        self.events = None
+        self.events: Any = None  # a ray.util.queue.Queue while the trials run
 
     @property
     def description(self) -> str:
@@ -57,7 +59,7 @@ class RayEngine:
                     address=self.address,
                     include_dashboard=False,
                     log_to_driver=False,  # trials report through events; their output would garble the table
-                    logging_level="warning",
+                    logging_level=logging.WARNING,
                 )
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise SweepUsageError(
@@ -78,21 +80,37 @@ class RayEngine:
             "http://HOST:5000 (see docs/sweeps.md)"
         )
 
-    def run(self, jobs: list[Job], on_event) -> None:
+    def run(self, queue: JobQueue, on_event) -> None:
         from ray.util.queue import Queue
 
         self.events = Queue()
         task = self.ray.remote(_trial_task).options(
             num_cpus=self.resources.cpus, num_gpus=self.resources.gpus, max_retries=0
         )
-        running = {task.remote(job, self.events): job for job in jobs}
+        # As many tasks in flight as the cluster can run at once: a search's queue builds each job
+        # when it is taken, from the trials finished by then.
+        room = self._room()
+        running: dict = {}
         started: set[int] = set()
         try:
-            while running:
+            while not queue.exhausted() or running:
+                while len(running) < room and (job := queue.take()) is not None:
+                    running[task.remote(job, self.events)] = job
+                if not running and not queue.exhausted():
+                    raise RuntimeError("the sweep's queue holds jobs, but none can start")
                 self._step(running, started, on_event, POLL_SECONDS)
         except KeyboardInterrupt:
+            queue.clear()
             self._stop(running, started, on_event)
             raise
+
+    def _room(self) -> int:
+        """Trials the cluster can run side by side (at least one)."""
+        total = self.ray.cluster_resources()
+        room = int(total.get("CPU", 1) // max(self.resources.cpus, 1e-9)) if self.resources.cpus else 1
+        if self.resources.gpus:
+            room = min(room, int(total.get("GPU", 0) // self.resources.gpus))
+        return max(1, room)
 
     def _step(self, running: dict, started: set[int], on_event, timeout: float) -> None:
         done, _ = self.ray.wait(list(running), num_returns=1, timeout=timeout)
@@ -121,7 +139,7 @@ class RayEngine:
             outcome = RunOutcome(None, "KILLED", "interrupted (the Ray task was cancelled)", 130)
         except exceptions.RayError as exc:  # the worker or its node died
             outcome = RunOutcome(
-                None, "FAILED", f"its Ray task died ({type(exc).__name__}: {exc})"[:2000], EXIT_FAILED
+                None, "FAILED", f"its Ray task died ({type(exc).__name__}: {exc})"[:2000], ExitCode.FAILED
             )
         return Event(job.index, "lost", outcome=outcome)
 
