@@ -20,6 +20,9 @@ from compare_runs import compare, compare_json, final_value, tag_as_sweep, train
 from scipy import stats
 
 from altlearn.compare import compare_sweep
+from altlearn.compare.labels import readable
+
+FORMATS = ("png", "svg", "pdf")  # every figure is written in each
 
 EXPERIMENT = "compare"
 GROUPS = {  # label (as the default grouping writes it) -> (overrides, seeds)
@@ -116,7 +119,7 @@ def test_running_runs_and_the_sweep_parent_are_listed_not_counted(store):
     assert any(store["parent"] in note and "--sweep" in note for note in document["notes"])
     result = compare(store["uri"], "--experiment", EXPERIMENT)  # the rich table
     assert result.exit_code == 0, result.output
-    assert "rule.type=dfa, optimizer.lr=0.01" in result.stdout
+    assert "dfa, lr 0.01" in result.stdout  # the label as a reader writes it
     assert f"not counted: run {store['running']} (still-training) is still RUNNING" in result.stderr
 
 
@@ -133,7 +136,7 @@ def test_markdown_and_csv_carry_the_same_numbers(store):
         accuracy = group["test_accuracy"]
         assert float(row["test_accuracy_mean"]) == pytest.approx(accuracy["mean"])
         assert float(row["test_accuracy_ci95_low"]) == pytest.approx(accuracy["ci95"][0])
-        cell = f"| {group['group']} | {group['n']} | {100 * accuracy['mean']:.2f} ± {100 * accuracy['std']:.2f} |"
+        cell = f"| {readable(group['group'])} | {group['n']} | {100 * accuracy['mean']:.2f} ± {100 * accuracy['std']:.2f} |"
         assert cell in markdown
     assert markdown.splitlines()[1].startswith("| --- | ---: |")
 
@@ -163,15 +166,8 @@ def test_compare_sweep_logs_its_report_to_the_parent(store, tmp_path):
     assert {g.label: g.n for g in report.groups} == dict.fromkeys(SWEEP_GROUPS, 3)
     assert report.groups[0].test_accuracy.mean >= report.groups[1].test_accuracy.mean
     logged = {a.path for a in store["client"].list_artifacts(store["parent"], "compare")}
-    expected = {
-        "report.html",
-        "table.md",
-        "table.csv",
-        "table.json",
-        "learning_curves.png",
-        "alignment.png",
-        "test_error.png",
-    }
+    figures = {f"{name}.{ext}" for name in ("learning_curves", "alignment", "test_error") for ext in FORMATS}
+    expected = {"report.html", "report.md", "table.md", "table.csv", "table.json", "table.tex", *figures}
     assert logged == {f"compare/{name}" for name in expected}  # one lr only: no accuracy-vs-lr figure
     assert not (tmp_path / "accuracy_vs_lr.png").exists()
     downloaded = mlflow.artifacts.download_artifacts(
@@ -248,7 +244,7 @@ def test_report_renders_in_headless_chromium(store, tmp_path):
         browser.close()
     assert len(images) == 4  # every figure, each decoded by the browser (not broken)
     assert all(done and w > 100 and h > 100 and src == "data:image/png;base64," for done, w, h, src in images)
-    assert sorted(cells) == sorted(GROUPS)  # every group's row rendered in the table
+    assert sorted(cells) == sorted(map(readable, GROUPS))  # every group's row rendered in the table
     pixels = matplotlib.image.imread(io.BytesIO(base64.b64decode(shot["data"])), format="png")
     assert pixels.shape[0] > 2000 and pixels.shape[1] == 1400  # the whole page, figures below the table
     assert pixels.std() > 0.05  # not a blank page

@@ -11,9 +11,9 @@ import mlflow
 import pytest
 from compare_runs import compare, compare_json, train, write_spec
 
-from altlearn.compare import CompareError
 from altlearn.compare.comparison import build_report
 from altlearn.compare.selection import open_store, select_run_ids
+from altlearn.errors import CompareError
 
 EXPERIMENT = "edges"
 
@@ -77,7 +77,7 @@ def test_no_runs_match(store):
 def test_wrong_run_ids_and_sources(store):
     user_error(compare(store["uri"], "0" * 32), f"no run '{'0' * 32}' in this tracking store")
     user_error(compare(store["uri"], "not a run"), "is not a run id")
-    user_error(compare(store["uri"]), "exactly one of --sweep RUN_ID, --experiment NAME or run ids")
+    user_error(compare(store["uri"]), "exactly one of --sweep NAME, --experiment NAME or run ids")
     user_error(
         compare(store["uri"], "--experiment", EXPERIMENT, "--sweep", store["ids"]["bp0"]),
         "given: --sweep and --experiment",
@@ -185,7 +185,7 @@ def test_unfinished_runs_are_listed_with_their_status(store):
 def test_help_imports_neither_torch_mlflow_nor_matplotlib():
     code = textwrap.dedent("""
         import sys
-        from altlearn.cli import main
+        from altlearn.cli.commands import main
         for args in (["--help"], ["compare", "--help"]):
             try:
                 main(args)

@@ -1,8 +1,11 @@
 """``altlearn compare``: which rule wins, by how much, with statistics and pictures.
 
-Modules, in the order data flows through them: selection (runs from the tracking store), grouping
-(seeds of one configuration), stats (mean, std, interval, Welch's test), comparison (the report),
-table, figures and html_report (its forms), outputs (files and artifacts).
+Modules, in the order data flows through them: selection (runs from the tracking store; sweep_lookup
+finds a sweep by name; search_file reads a search's settings from its sweep file), grouping (seeds of
+one configuration), stats (mean, std, interval, Welch's test), search, best_of and pairwise (each case
+at its best: a search's choice or a grid's, and the tests between cases), comparison and at_best (the
+report), labels (readable names, colours), table, latex, setup, figures, search_figures and
+html_report (its forms), outputs (files and artifacts), export_study (an Optuna storage).
 
 Nothing heavy is imported here: the command line imports this package only when compare runs.
 """
@@ -13,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from altlearn.compare.errors import CompareError
+from altlearn.errors import CompareError
 
 if TYPE_CHECKING:
     from altlearn.compare.comparison import Report
@@ -31,33 +34,55 @@ def compare(
     by: list[str] | None = None,
     out_dir: Path | None = None,
     log: bool = True,
+    select_by: str | None = None,
+    per: list[str] | None = None,
+    export_study: Path | None = None,
 ) -> Report:
-    """Compare the runs chosen by exactly one of ``sweep``, ``experiment`` or ``run_ids``.
+    """Compare the runs chosen by exactly one of ``sweep`` (its name or its parent run's id),
+    ``experiment`` or ``run_ids``.
 
-    With ``out_dir`` the table (md, csv, json), the figures and report.html are written there. A
-    sweep's outputs are also logged to its parent run (under compare/), with or without ``out_dir``,
-    unless ``log`` is False: then nothing is written to the store.
-    Raises CompareError with a message for the user when there is nothing sensible to compare.
+    A sweep with a search reports each case at its best: the configuration its search chose, and
+    that configuration's test accuracy over fresh seeds, with pairwise tests between the cases.
+    ``select_by`` (a validation metric) with ``per`` (params, default rule.type) gives the same
+    view of a grid: per value of ``per``, the configuration with the best mean ``select_by``.
+    ``export_study``: also write a search's trials as an Optuna storage (SQLite) there.
+
+    With ``out_dir`` the tables (md, csv, json, tex), the figures and report.html are written there.
+    A sweep's outputs are also logged to its parent run (under compare/), with or without
+    ``out_dir``, unless ``log`` is False: then nothing is written to the store.
+    Raises CompareError with a message for the user when there is nothing sensible to compare, or
+    when ``out_dir`` cannot be a folder or cannot be written to.
     """
-    from altlearn.compare.comparison import build_report
-    from altlearn.compare.outputs import log_to_run, write_outputs
+    from altlearn.compare.at_best import build
     from altlearn.compare.selection import open_store
 
     _check_choice(sweep, experiment, run_ids, filter_string)
+    _check_options(select_by, per, out_dir, export_study)
     client = open_store(uri)
-    selection = _select(client, sweep, experiment, run_ids, filter_string)
+    selection = _select(client, sweep, experiment, run_ids, filter_string, (select_by,) if select_by else ())
     # A sweep varies what it was told to vary: differing networks there are the experiment itself.
-    report = build_report(selection, by, strict=sweep is None)
+    report = build(selection, by, strict=sweep is None, select_by=select_by, per=per)
+    if export_study is not None:
+        from altlearn.compare.export_study import export_study as write_study
+
+        write_study(report, Path(export_study), selection.sweep_name or selection.sweep_run_id or "sweep")
+    return _deliver(client, report, selection.sweep_run_id if log else None, out_dir)
+
+
+def _deliver(client, report: Report, parent: str | None, out_dir: Path | None) -> Report:
+    """The files into ``out_dir``, and to the sweep's ``parent`` run (None: not logged)."""
+    from altlearn.compare.outputs import log_to_run, write_outputs
+
     if out_dir is not None:
         write_outputs(report, Path(out_dir))
-    if sweep is None or not log:
+    if parent is None:
         return report
     if out_dir is not None:
-        log_to_run(client, sweep, report)
+        log_to_run(client, parent, report)
         return report
     with tempfile.TemporaryDirectory(prefix="altlearn-compare-") as tmp:
         write_outputs(report, Path(tmp))
-        log_to_run(client, sweep, report)
+        log_to_run(client, parent, report)
     report.files = {}  # they lived in the temporary folder; the run's artifacts hold them now
     return report
 
@@ -65,6 +90,21 @@ def compare(
 def compare_sweep(uri: str, sweep_run_id: str, out_dir: Path | None = None) -> Report:
     """The comparison `altlearn sweep` runs at its end: its trials, outputs logged to its parent."""
     return compare(uri, sweep=sweep_run_id, out_dir=out_dir)
+
+
+def _check_options(select_by, per, out_dir, export_study) -> None:
+    """What can be refused before the store is read: a test metric to choose by, an --out or an
+    --export-study that cannot be written."""
+    from altlearn.compare.best_of import check_select_by
+    from altlearn.compare.outputs import check_folder
+
+    check_select_by(select_by, per)
+    if out_dir is not None:
+        check_folder(Path(out_dir))
+    if export_study is not None:
+        from altlearn.compare.export_study import check_study_path
+
+        check_study_path(Path(export_study))
 
 
 def _check_choice(sweep, experiment, run_ids, filter_string) -> None:
@@ -75,18 +115,22 @@ def _check_choice(sweep, experiment, run_ids, filter_string) -> None:
     ]
     if len(chosen) != 1:
         raise CompareError(
-            "choose the runs with exactly one of --sweep RUN_ID, --experiment NAME or run ids"
+            "choose the runs with exactly one of --sweep NAME, --experiment NAME or run ids"
             + (f" (given: {' and '.join(chosen)})" if chosen else "")
         )
     if filter_string and run_ids:
         raise CompareError("--filter narrows --experiment or --sweep; it does not apply to run ids")
 
 
-def _select(client, sweep, experiment, run_ids, filter_string):
+def _select(client, sweep, experiment, run_ids, filter_string, extra: tuple[str, ...]):
     from altlearn.compare import selection
+    from altlearn.compare.sweep_lookup import find_sweep
 
     if sweep:
-        return selection.select_sweep(client, sweep, filter_string)
+        run_id, notes = find_sweep(client, sweep)
+        chosen = selection.select_sweep(client, run_id, filter_string, extra)
+        chosen.notes[:0] = notes
+        return chosen
     if experiment:
-        return selection.select_experiment(client, experiment, filter_string)
-    return selection.select_run_ids(client, list(run_ids))
+        return selection.select_experiment(client, experiment, filter_string, extra)
+    return selection.select_run_ids(client, list(run_ids), extra)

@@ -6,13 +6,16 @@ its status and the reason it was left out, so a half-finished sweep is never mis
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from altlearn.compare.errors import CompareError
-from altlearn.compare.grouping import check_setups, group_runs
+from altlearn.compare.grouping import Group, check_setups, group_runs
+from altlearn.compare.search import Tuning
 from altlearn.compare.selection import RunData, Selection
 from altlearn.compare.stats import GroupStats, rank, summarize
+from altlearn.errors import CompareError
+from altlearn.tracking.sweep_tags import PRUNED_TAG, SUPERSEDED_TAG
 
 
 @dataclass
@@ -30,12 +33,24 @@ class Report:
     by: list[str] | None = None
     files: dict[str, Path] = field(default_factory=dict)  # output name -> file written (write_outputs)
     logged_to_run: str | None = None  # the run the outputs were logged to as artifacts, if any
+    tuning: Tuning | None = None  # each case at its best: a search sweep, or --select-by
+    exported_study: Path | None = None  # --export-study: the Optuna storage written
 
 
 def build_report(selection: Selection, by: list[str] | None = None, strict: bool = True) -> Report:
     """``strict``: runs of different data sets or networks are an error unless ``by`` is given."""
+    counted, excluded, notes = counted_runs(selection.runs, selection.description)
+    groups = group_runs(counted, by)
+    notes = list(selection.notes) + notes + check_setups(counted, groups, strict and not by, by)
+    return ranked_report(selection, groups, excluded, notes, by)
+
+
+def counted_runs(runs: list[RunData], description: str) -> tuple[list[RunData], list[ExcludedRun], list[str]]:
+    """The runs that count (FINISHED, with a finite final test accuracy, their non-finite points
+    taken out), those that do not with the reason, and a note on the non-finite points; an error
+    when none counts."""
     counted, excluded = [], []
-    for run in selection.runs:
+    for run in runs:
         reason = exclusion_reason(run)
         if reason:
             excluded.append(ExcludedRun(run, reason))
@@ -43,9 +58,15 @@ def build_report(selection: Selection, by: list[str] | None = None, strict: bool
             counted.append(run)
     if not counted:
         statuses = "; ".join(f"{e.run.run_id[:8]} {e.reason}" for e in excluded)
-        raise CompareError(f"none of {selection.description} can be compared yet: {statuses}")
-    groups = group_runs(counted, by)
-    notes = list(selection.notes) + check_setups(counted, groups, strict and not by)
+        raise CompareError(f"none of {description} can be compared yet: {statuses}")
+    counted, non_finite = without_non_finite(counted)
+    return counted, excluded, non_finite
+
+
+def ranked_report(
+    selection: Selection, groups: list[Group], excluded: list[ExcludedRun], notes: list[str], by=None
+) -> Report:
+    """The groups summarised and ranked (tested against the best), with the notes they call for."""
     ranked = rank([summarize(group) for group in groups])
     for stats in ranked:
         notes.extend(stats.notes)
@@ -57,7 +78,7 @@ def build_report(selection: Selection, by: list[str] | None = None, strict: bool
             f"{reference.label!r}, the best group with several seeds"
         )
     notes.extend(_stop_unmet_notes(ranked))
-    notes.extend(_alignment_notes(counted))
+    notes.extend(_alignment_notes([run for group in groups for run in group.runs]))
     return Report(selection, ranked, excluded, notes, by)
 
 
@@ -65,6 +86,10 @@ def exclusion_reason(run: RunData) -> str | None:
     """Why a run stays out of the statistics, or None if it counts."""
     epochs = run.params.get("train.epochs", "?")
     done = run.curves["test_accuracy"][-1][0] if run.curves.get("test_accuracy") else 0
+    if PRUNED_TAG in run.tags:  # a search's trial it stopped early: evidence, never a result
+        return f"was pruned by its search after epoch {run.tags[PRUNED_TAG]}: a pruned run never counts"
+    if SUPERSEDED_TAG in run.tags:  # --experiment or ids (--sweep leaves these out with a note)
+        return "is tagged altlearn.superseded: its sweep replaced it (a trial started again) or dropped it"
     if run.status == "RUNNING":
         return f"is still RUNNING ({done} of {epochs} epochs logged): left out until it finishes"
     if run.status == "FAILED":
@@ -76,7 +101,40 @@ def exclusion_reason(run: RunData) -> str | None:
         return f"is {run.status}: not started"
     if not run.curves.get("test_accuracy"):
         return "FINISHED but logged no test_accuracy (not an altlearn training run?)"
+    final = run.curves["test_accuracy"][-1][1]
+    if not math.isfinite(final):
+        # A nan in the mean makes every number of its group nan, and its group "best" in the ranking.
+        return f"FINISHED but its final test_accuracy is {final} (did it diverge?): no number to count"
+    if not 0.0 <= final <= 1.0:  # written into the store by hand or by another tool: not altlearn's
+        return f"FINISHED but its final test_accuracy is {final}, not a fraction from 0 to 1: not counted"
     return None
+
+
+def without_non_finite(runs: list[RunData]) -> tuple[list[RunData], list[str]]:
+    """The runs with every nan or inf point taken out of their curves (the figures and the numbers
+    read finite values only), and a note naming the runs that had any. A run whose final test
+    accuracy is not finite never gets here: exclusion_reason leaves it out."""
+    cleaned, found = [], []
+    for run in runs:
+        bad = {key: text for key, curve in run.curves.items() if (text := _spelled(curve))}
+        if not bad:
+            cleaned.append(run)
+            continue
+        curves = {key: [(s, v) for s, v in curve if math.isfinite(v)] for key, curve in run.curves.items()}
+        cleaned.append(replace(run, curves={key: curve for key, curve in curves.items() if curve}))
+        found.append(f"run {run.run_id[:8]} ({run.name}): " + ", ".join(f"{k} {v}" for k, v in bad.items()))
+    if not found:
+        return cleaned, []
+    more = f"; and {len(found) - 5} more runs" if len(found) > 5 else ""
+    return cleaned, [
+        "non-finite metric values left out of the statistics and figures: " + "; ".join(found[:5]) + more
+    ]
+
+
+def _spelled(curve) -> str:
+    """'nan at step 3, inf at step 4' for a curve's non-finite points (the first few; '' if none)."""
+    points = [f"{value} at step {step}" for step, value in curve if not math.isfinite(value)]
+    return ", ".join(points[:3]) + (f" (+{len(points) - 3} more)" if len(points) > 3 else "")
 
 
 def _one_seed_notes(groups: list[GroupStats]) -> list[str]:

@@ -7,21 +7,26 @@ and the metric curves the statistics and figures need, so nothing later talks to
 
 from __future__ import annotations
 
+import math
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from altlearn.compare.errors import CompareError
+from altlearn.compare.search_file import SearchPlan, parse_plan, read_sweep_text
+from altlearn.errors import CompareError
+from altlearn.tracking.sweep_tags import PHASE_TAG, SUPERSEDED_TAG
 
 # The per-epoch metrics the table and figures read (names as altlearn's tracking logs them).
-CURVE_METRICS = ("test_accuracy", "val_accuracy", "epoch_seconds", "samples_per_second")
+# cpu_seconds: a run's process CPU time, where it logs one (a search's cost prefers it to epoch time)
+CURVE_METRICS = ("test_accuracy", "val_accuracy", "epoch_seconds", "samples_per_second", "cpu_seconds")
 # Alignment angles: today's `alignment/angle_layer1`, and the `alignment/<layer>/angle` form.
 ALIGNMENT_ANGLE = (
     re.compile(r"^alignment/angle_(?P<layer>.+)$"),
     re.compile(r"^alignment/(?P<layer>.+)/angle$"),
 )
 SWEEP_KIND_TAG = "altlearn.kind"
-SUPERSEDED_TAG = "altlearn.superseded"  # as altlearn.sweep.record writes it
+
 PARENT_TAG = "mlflow.parentRunId"
 RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_RESULTS = 1000  # one page of MLflow's search; more pages are fetched as needed
@@ -37,6 +42,7 @@ class RunData:
     params: dict[str, str]
     tags: dict[str, str]
     curves: dict[str, Curve] = field(default_factory=dict)
+    start_time: int = 0  # milliseconds since the epoch, as MLflow keeps it
 
     @property
     def seed(self) -> str:
@@ -69,11 +75,14 @@ class Selection:
     runs: list[RunData]
     sweep_run_id: str | None = None
     notes: list[str] = field(default_factory=list)  # runs left out of the selection itself, and why
+    plan: SearchPlan | None = None  # a search sweep's settings, from the sweep file on its parent
+    sweep_name: str | None = None
 
 
 def open_store(uri: str):
     """An MlflowClient for ``uri``; a missing SQLite file is an error, not a new empty store."""
-    from altlearn.tracking import TrackingUnavailable, connect
+    from altlearn.errors import TrackingUnavailable
+    from altlearn.tracking import connect
 
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).exists():
         raise CompareError(
@@ -87,36 +96,26 @@ def open_store(uri: str):
     return client
 
 
-def select_sweep(client, sweep_run_id: str, filter_string: str | None = None) -> Selection:
-    """The trials of a sweep: every run whose MLflow parent is ``sweep_run_id``."""
+def select_sweep(
+    client, sweep_run_id: str, filter_string: str | None = None, extra: tuple[str, ...] = ()
+) -> Selection:
+    """The trials of a sweep: every run whose MLflow parent is ``sweep_run_id``. ``extra``: metric
+    curves to read besides the table's (a --select-by metric); a search's objective is read too."""
     parent = _get_run(client, sweep_run_id, "--sweep")
-    query = f"tags.`{PARENT_TAG}` = '{sweep_run_id}'"
-    if filter_string:
-        query += f" and {filter_string}"
-    experiment_ids = [parent.info.experiment_id]
-    children = _search(client, experiment_ids, query, filter_string)
-    if not children:  # trials logged to other experiments than their parent
-        experiment_ids = [e.experiment_id for e in client.search_experiments()]
-        children = _search(client, experiment_ids, query, filter_string)
+    children = _children(client, parent, filter_string)
     name = parent.data.tags.get("altlearn.sweep_name") or parent.info.run_name or sweep_run_id
     if not children:
-        if filter_string:
-            raise CompareError(
-                f"no trial of sweep {name!r} ({sweep_run_id}) matches --filter {filter_string!r}"
-            )
-        if parent.data.tags.get(SWEEP_KIND_TAG) == "sweep":
-            raise CompareError(
-                f"sweep {name!r} (run {sweep_run_id}) has no trials yet: they appear as child runs "
-                "once `altlearn sweep` starts them"
-            )
-        raise CompareError(
-            f"run {sweep_run_id} has no child runs, so it is not a sweep's parent: give the run id "
-            "`altlearn sweep` printed, or compare runs by id or with --experiment"
-        )
+        _no_trials(parent, name, filter_string)
     # A run the sweep replaced (its trial started again) or dropped (its trial left the file) is
     # not one of its trials any more.
     superseded = [run for run in children if SUPERSEDED_TAG in run.data.tags]
-    runs = [_load(client, run) for run in children if SUPERSEDED_TAG not in run.data.tags]
+    current = [run for run in children if SUPERSEDED_TAG not in run.data.tags]
+    plan = None
+    if any(PHASE_TAG in run.data.tags for run in current):
+        text = read_sweep_text(client, sweep_run_id)
+        plan = parse_plan(text) if text else None
+        extra = (*extra, plan.objective if plan else "val_accuracy")
+    runs = [_load(client, run, extra) for run in current]
     if not runs:
         raise CompareError(
             f"sweep {name!r} (run {sweep_run_id}) has no trials that count: every run is superseded"
@@ -130,16 +129,44 @@ def select_sweep(client, sweep_run_id: str, filter_string: str | None = None) ->
             + ", ".join(run.info.run_id[:8] for run in superseded[:5])
             + (" ..." if len(superseded) > 5 else "")
         )
-    return Selection(description, runs, sweep_run_id, notes)
+    return Selection(description, runs, sweep_run_id, notes, plan, name)
 
 
-def select_experiment(client, name: str, filter_string: str | None = None) -> Selection:
+def _children(client, parent, filter_string: str | None) -> list:
+    query = f"tags.`{PARENT_TAG}` = '{parent.info.run_id}'"
+    if filter_string:
+        query += f" and {filter_string}"
+    children = search_runs(client, [parent.info.experiment_id], query, filter_string)
+    if not children:  # trials logged to other experiments than their parent
+        experiment_ids = [e.experiment_id for e in client.search_experiments()]
+        children = search_runs(client, experiment_ids, query, filter_string)
+    return children
+
+
+def _no_trials(parent, name: str, filter_string: str | None) -> None:
+    sweep_run_id = parent.info.run_id
+    if filter_string:
+        raise CompareError(f"no trial of sweep {name!r} ({sweep_run_id}) matches --filter {filter_string!r}")
+    if parent.data.tags.get(SWEEP_KIND_TAG) == "sweep":
+        raise CompareError(
+            f"sweep {name!r} (run {sweep_run_id}) has no trials yet: they appear as child runs "
+            "once `altlearn sweep` starts them"
+        )
+    raise CompareError(
+        f"run {sweep_run_id} has no child runs, so it is not a sweep's parent: give the run id "
+        "`altlearn sweep` printed, or compare runs by id or with --experiment"
+    )
+
+
+def select_experiment(
+    client, name: str, filter_string: str | None = None, extra: tuple[str, ...] = ()
+) -> Selection:
     """The experiment's active runs (narrowed by ``filter_string``); sweep parents are left out."""
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
         known = ", ".join(repr(e.name) for e in client.search_experiments()) or "none"
         raise CompareError(f"no experiment {name!r} in this tracking store; its experiments: {known}")
-    found = _search(client, [experiment.experiment_id], filter_string or "", filter_string)
+    found = search_runs(client, [experiment.experiment_id], filter_string or "", filter_string)
     notes, runs = [], []
     for run in found:
         if run.data.tags.get(SWEEP_KIND_TAG) == "sweep":
@@ -149,7 +176,7 @@ def select_experiment(client, name: str, filter_string: str | None = None) -> Se
                 f"training run (compare its trials alone with --sweep {run.info.run_id})"
             )
         else:
-            runs.append(_load(client, run))
+            runs.append(_load(client, run, extra))
     if not runs:
         narrowed = f" matching --filter {filter_string!r}" if filter_string else ""
         raise CompareError(f"no runs in experiment {name!r}{narrowed}")
@@ -157,7 +184,7 @@ def select_experiment(client, name: str, filter_string: str | None = None) -> Se
     return Selection(description + (f" where {filter_string}" if filter_string else ""), runs, notes=notes)
 
 
-def select_run_ids(client, run_ids: list[str]) -> Selection:
+def select_run_ids(client, run_ids: list[str], extra: tuple[str, ...] = ()) -> Selection:
     unique = list(dict.fromkeys(run_ids))  # a run named twice counts once
     runs = []
     for run_id in unique:
@@ -167,7 +194,7 @@ def select_run_ids(client, run_ids: list[str]) -> Selection:
                 f"run {run_id} is the parent of a sweep, not a training run: compare its trials "
                 f"with --sweep {run_id}"
             )
-        runs.append(_load(client, run))
+        runs.append(_load(client, run, extra))
     return Selection(f"the {_count(runs, 'run')} given by id", runs)
 
 
@@ -191,7 +218,7 @@ def _get_run(client, run_id: str, option: str):
     return run
 
 
-def _search(client, experiment_ids: list[str], query: str, user_filter: str | None) -> list:
+def search_runs(client, experiment_ids: list[str], query: str, user_filter: str | None) -> list:
     from mlflow.exceptions import MlflowException
 
     runs, token = [], None
@@ -210,16 +237,17 @@ def _search(client, experiment_ids: list[str], query: str, user_filter: str | No
             return runs
 
 
-def _load(client, run) -> RunData:
+def _load(client, run, extra: tuple[str, ...] = ()) -> RunData:
     data = RunData(
         run_id=run.info.run_id,
         name=run.info.run_name or run.info.run_id,
         status=run.info.status,
         params=dict(run.data.params),
         tags=dict(run.data.tags),
+        start_time=run.info.start_time or 0,
     )
     for key in run.data.metrics:
-        if key in CURVE_METRICS or any(p.match(key) for p in ALIGNMENT_ANGLE):
+        if key in CURVE_METRICS or key in extra or any(p.match(key) for p in ALIGNMENT_ANGLE):
             data.curves[key] = _history(client, run.info.run_id, key)
     return data
 
@@ -230,4 +258,11 @@ def _history(client, run_id: str, key: str) -> Curve:
     for metric in client.get_metric_history(run_id, key):
         if metric.step not in by_step or metric.timestamp >= by_step[metric.step][0]:
             by_step[metric.step] = (metric.timestamp, metric.value)
-    return [(step, value) for step, (_, value) in sorted(by_step.items())]
+    return [(step, _unclamped(value)) for step, (_, value) in sorted(by_step.items())]
+
+
+def _unclamped(value: float) -> float:
+    """MLflow's SQL stores keep an inf as the largest float: read it back as the inf it was."""
+    if abs(value) == sys.float_info.max:
+        return math.copysign(math.inf, value)
+    return value

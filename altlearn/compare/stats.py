@@ -56,18 +56,18 @@ def estimate(values: list[float]) -> Estimate:
     from scipy import stats
 
     n = len(values)
-    mean = math.fsum(values) / n
+    mean = _sum(values) / n
     if n < 2:
         return Estimate(values, mean)
-    std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
-    half = stats.t.ppf(0.5 + CONFIDENCE / 2, df=n - 1) * std / math.sqrt(n)
+    std = math.sqrt(_sum([(v - mean) * (v - mean) for v in values]) / (n - 1))
+    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, df=n - 1)) * std / math.sqrt(n)
     return Estimate(values, mean, std, max(0.0, mean - half), min(1.0, mean + half))
 
 
 def summarize(group: Group) -> GroupStats:
     """The table's numbers for one group of FINISHED runs that all logged test_accuracy."""
     runs = group.runs
-    accuracies = [run.final("test_accuracy") for run in runs]
+    accuracies = [run.curves["test_accuracy"][-1][1] for run in runs]  # each logged one
     best_vals = [
         max(v for _, v in run.curves["val_accuracy"]) for run in runs if run.curves.get("val_accuracy")
     ]
@@ -93,9 +93,18 @@ def summarize(group: Group) -> GroupStats:
 def _mean_of_run_means(runs, key: str) -> float | None:
     # Each run weighs the same, however many epochs it has.
     means = [
-        math.fsum(v for _, v in run.curves[key]) / len(run.curves[key]) for run in runs if run.curves.get(key)
+        _sum([v for _, v in run.curves[key]]) / len(run.curves[key]) for run in runs if run.curves.get(key)
     ]
-    return math.fsum(means) / len(means) if means else None
+    return _sum(means) / len(means) if means else None
+
+
+def _sum(values: list[float]) -> float:
+    """The exact sum, or inf where it overflows (math.fsum raises then): values no real run logs,
+    which the table shows as inf and JSON as null, never as a traceback."""
+    try:
+        return math.fsum(values)
+    except OverflowError:
+        return math.inf
 
 
 def rank(groups: list[GroupStats]) -> list[GroupStats]:
