@@ -3,23 +3,25 @@
 Everything listed in ``__all__`` is kept stable across minor versions; anything else in altlearn
 may change. (Importing this module imports torch.) The contracts themselves live with their base
 classes: :mod:`altlearn.rules.base` for rules (the whole rule contract, on one screen), and
-:mod:`altlearn.components` for data sets and layers, :mod:`altlearn.optim` and
-:mod:`altlearn.losses` for optimizers, schedules and losses; docs/plugin-hooks.md shows them all.
+:mod:`altlearn.components.base` for data sets and layers, :mod:`altlearn.optim.optimizers` and
+:mod:`altlearn.optim.losses` for optimizers, schedules and losses; docs/plugin-hooks.md shows them all
+(its table of this module's names is generated from ``__all__``). :mod:`altlearn.testing` checks a
+rule against its contract; :func:`validate_spec` and :func:`train` run a spec in this process.
 """
 
-from altlearn.component_ref import Block, ComponentRef
-from altlearn.components import (
-    Architecture,
-    DataInfo,
-    Dataset,
-    DataSplits,
-    DataUnavailable,
-    Layer,
-    Params,
-)
-from altlearn.hookspecs import hookimpl
-from altlearn.losses import Loss
-from altlearn.network import (
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from altlearn.components.base import Architecture, DataInfo, Dataset, DataSplits, Layer, Params
+from altlearn.components.ref import ComponentRef
+from altlearn.components.validated import Block
+from altlearn.errors import DataUnavailable, SpecError
+from altlearn.nn.network import (
     TRAINABLE,
     LayerBlock,
     LayerKey,
@@ -29,12 +31,15 @@ from altlearn.network import (
     trainable_layers,
     yaml_path,
 )
-from altlearn.optim import Optimizer, Schedule, ScheduleParams
-from altlearn.rules.base import LossFn, NoParams, Rule, RuleContext, accuracy
+from altlearn.optim.losses import Loss, LossFn
+from altlearn.optim.optimizers import Optimizer, Schedule, ScheduleParams
+from altlearn.registry.hookspecs import hookimpl
+from altlearn.rules.base import NoParams, Rule, RuleContext, accuracy
 from altlearn.rules.feedback.base import FeedbackParams, feedback_fan_in, feedback_spread, forward_fan_in
 from altlearn.rules.feedback.direct import DirectFeedbackParams, DirectFeedbackRule
 from altlearn.rules.feedback.fa import FeedbackAlignment
 from altlearn.rules.randomness import DeviceGenerators, layer_seed
+from altlearn.spec.model import Spec
 
 __all__ = [
     "hookimpl",
@@ -82,10 +87,52 @@ __all__ = [
     # subclass DirectFeedbackRule and override direct_signal()
     "DirectFeedbackRule",
     "DirectFeedbackParams",
+    # a spec, validated and trained in this process (a plugin's own tests)
+    "Spec",
+    "SpecError",
+    "validate_spec",
+    "train",
 ]
 
+
+def validate_spec(spec: Mapping[str, Any] | str | os.PathLike[str], overrides: Sequence[str] = ()) -> Spec:
+    """A spec validated with the installed plugins, as ``altlearn validate`` does it.
+
+    ``spec``: a mapping (what a YAML file holds) or a YAML file's path; ``overrides``: ``path=value``
+    strings as ``-s`` takes them (``["rule.feedback_scale=2"]``). Raises :class:`SpecError`, whose
+    ``problems`` list each mistake with its YAML path (``str(error)`` is what the command prints).
+    """
+    from altlearn.spec.files import apply_overrides
+    from altlearn.spec.load import load_spec, validate
+
+    if not isinstance(spec, Mapping):
+        return load_spec(Path(spec), list(overrides))
+    raw = copy.deepcopy(dict(spec))  # the overrides must not change the caller's mapping
+    apply_overrides(raw, list(overrides))
+    return validate(raw)
+
+
+def train(
+    spec: Spec | Mapping[str, Any] | str | os.PathLike[str], overrides: Sequence[str] = ()
+) -> dict[str, float]:
+    """Train ``spec`` in this process and return its last epoch's metrics, named as a run logs
+    them (``train_loss``, ``test_accuracy``, the rule's own, ...).
+
+    Nothing is recorded (no MLflow run, no checkpoint, no terminal output) and a failure is raised
+    as it happens. Like ``altlearn run`` it sets torch's global seed (``spec.seed``), its thread
+    count (``train.threads``) and TF32 on CUDA: process-wide settings.
+    """
+    from altlearn.training.trainer import Trainer
+
+    if not isinstance(spec, Spec):
+        spec = validate_spec(spec, overrides)
+    elif overrides:
+        raise ValueError("overrides apply to a spec before validation: pass the mapping or path")
+    return Trainer(spec).fit()
+
+
 # Option types with real ranges (Count, PositiveReal, Probability, Betas, ...) for plugins' Params.
-from altlearn.values import *  # noqa: E402, F403
-from altlearn.values import __all__ as _option_types  # noqa: E402
+from altlearn.components.values import *  # noqa: E402, F403
+from altlearn.components.values import __all__ as _option_types  # noqa: E402
 
 __all__ += _option_types

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from altlearn import plugins
-from altlearn.spec import validate
-from altlearn.train import Trainer
+from altlearn.registry import registry as plugins
+from altlearn.spec.load import validate
+from altlearn.training.trainer import Trainer
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "writing-plugins.md"
 # A file of the tutorial: its path in bold code, then its fenced contents.
@@ -74,8 +74,8 @@ def test_the_drtp_example_sends_the_target_to_hidden_layers_and_learns_digits():
     import torch
     from torch import nn
 
-    from altlearn.data import Digits
-    from altlearn.losses import cross_entropy
+    from altlearn.data.datasets import Digits
+    from altlearn.optim.losses import cross_entropy
     from altlearn.rules.base import RuleContext
 
     cls = drtp_rule_class()
@@ -98,3 +98,14 @@ def test_the_drtp_example_sends_the_target_to_hidden_layers_and_learns_digits():
     with torch.no_grad():
         accuracy = (net((splits.test_x - 0.3) / 0.4).argmax(1) == splits.test_y).float().mean()
     assert accuracy > 0.8, accuracy  # chance is 0.1
+
+
+def test_the_drtp_example_registers_a_name_no_builtin_has(monkeypatch):
+    """The page's copy of DRTP is registered under a name of its own: `drtp` is a built-in, which a
+    plugin's registration would not replace (it would be reached only as `altlearn-readout:drtp`)."""
+    monkeypatch.setenv(plugins.PLUGIN_SELECTION_ENV, "none")
+    section = PAGE.read_text().split("## A direct-feedback rule in a few lines")[1].split("\n## ")[0]
+    names = set(re.findall(r'register\(\s*"([^"]+)"', section))
+    assert names == {"my_drtp"}
+    assert "drtp" in plugins.build_registry().names("rule")
+    assert not names & set(plugins.build_registry().names("rule"))

@@ -23,9 +23,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from altlearn import plugins
-from altlearn.cli import main
-from altlearn.plugins import PLUGIN_SELECTION_ENV
+from altlearn.cli.commands import main
+from altlearn.registry import registry as plugins
+from altlearn.registry.registry import PLUGIN_SELECTION_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_PACKAGES = Path(__file__).resolve().parent / "plugin_packages"
@@ -144,11 +144,19 @@ def test_plugins_command_lists_packages_and_reports_broken_and_duplicate_ones(in
     assert "SystemExit: 3" in broken["broken_exit"]
     assert "ProcessExitCalled: the plugin called os._exit(4)" in broken["broken_hard_exit"]
     assert "exit_layer" not in rows  # registered just before the exit: not kept
-    # The duplicate is a conflict naming both packages, in the listing and below it.
-    assert rows["signsym"][1] == "(conflict)"
-    assert "altlearn-signsym" in " ".join(rows["signsym"]) and DUPE in " ".join(rows["signsym"])
+    # A name two plugins register is listed under each qualified name, with a conflict line below.
+    assert "signsym" not in rows
+    assert rows["altlearn-signsym:signsym"][1] == "altlearn-signsym"
+    assert rows[f"{DUPE}:signsym"][1:3] == [DUPE, "1.0.0"]
     conflict = next(line for line in result.stdout.splitlines() if line.startswith("conflict"))
-    assert "'signsym'" in conflict and "altlearn-signsym" in conflict and DUPE in conflict
+    assert conflict == (
+        f"conflict: rule 'signsym' is registered by {DUPE} and altlearn-signsym: "
+        f"write {DUPE}:signsym or altlearn-signsym:signsym"
+    )
+    # A plugin taking a built-in's name: the plain name stays altlearn's, with a note.
+    assert rows["bp"][1] == "altlearn" and rows[f"{DUPE}:bp"][1] == DUPE
+    note = next(line for line in result.stdout.splitlines() if line.startswith("note"))
+    assert f"rule 'bp' is registered by altlearn and {DUPE}: 'bp' means altlearn's own" in note
     assert "Traceback" not in result.stdout + result.stderr
 
     verbose = altlearn("plugins", "--verbose")
@@ -165,6 +173,7 @@ def test_plugin_selection_env_chooses_what_loads(installed):
     assert "bp" in rows and "mnist" in rows  # built-ins always load
     assert not {"signsym", "blobs", "dupe_only"} & set(rows)
     assert "broken plugins" not in nothing.stdout and "conflict" not in nothing.stdout
+    assert "note:" not in nothing.stdout
     left_out = next(line for line in nothing.stdout.splitlines() if line.startswith("left out by"))
     assert BROKEN in left_out and "altlearn-signsym" in left_out  # said once each, not imported
     assert left_out.count(BROKEN) == 1
@@ -203,13 +212,13 @@ BLOBS_SPEC = {
 
 
 def validate(raw: dict):
-    from altlearn.spec import validate as validate_spec
+    from altlearn.spec.load import validate as validate_spec
 
     return validate_spec(raw)
 
 
 def problems_of(raw: dict) -> dict[str, str]:
-    from altlearn.spec import SpecError
+    from altlearn.errors import SpecError
 
     with pytest.raises(SpecError) as info:
         validate(raw)
@@ -277,8 +286,19 @@ def test_spec_needing_a_broken_plugin_names_it_and_other_specs_still_work(select
     assert "is not a known rule" in message
     assert BROKEN in message and "not-installed-anywhere" in message
 
+    # The name two plugins register: refused, naming the qualified names; each of those works.
     message = problems_of({**BLOBS_SPEC, "rule": {"type": "signsym"}})["rule.type"]
-    assert "altlearn-signsym" in message and DUPE in message and PLUGIN_SELECTION_ENV in message
+    assert message == (
+        f"'signsym' is registered by {DUPE} and altlearn-signsym: write {DUPE}:signsym or altlearn-signsym:signsym"
+    )
+    spec = validate({**DIGITS_MLP, "name": "qualified", "rule": {"type": "altlearn-signsym:signsym"}})
+    assert spec.rule.type == "altlearn-signsym:signsym"
+    assert spec.rule.component.__module__ == "altlearn_signsym.rules"
+    assert spec.packages["altlearn-signsym"] == installed_version("altlearn-signsym")
+    assert "not a rule class" in problems_of({**BLOBS_SPEC, "rule": {"type": f"{DUPE}:signsym"}})["rule.type"]
+    # The built-in's name stays the built-in's; the plugin's is reached by its qualified name.
+    assert validate(BLOBS_SPEC).rule.component.__module__ == "altlearn.rules.backprop"
+    assert "not a rule class" in problems_of({**BLOBS_SPEC, "rule": {"type": f"{DUPE}:bp"}})["rule.type"]
 
     # A plugin whose target is not a component class: its error, at the path, no traceback.
     message = problems_of({**BLOBS_SPEC, "rule": {"type": "dupe_only"}})["rule.type"]
@@ -411,7 +431,7 @@ def test_goup_over_a_plugin_rule_trains_and_tags_that_plugin_version(selection, 
 
 
 def test_a_plugin_optimizer_trains_a_spec_and_is_tagged(selection, tmp_path, monkeypatch):
-    from altlearn.train import Trainer
+    from altlearn.training.trainer import Trainer
     from altlearn_testcomponents.optimizer import _SignSGD
 
     monkeypatch.chdir(tmp_path)

@@ -13,10 +13,12 @@ from types import SimpleNamespace
 import pytest
 
 import altlearn
-from altlearn import exit_guard, plugins
-from altlearn.plugins import PLUGIN_SELECTION_ENV, PluginError, build_registry
+from altlearn.errors import PluginError
+from altlearn.registry import exit_guard
+from altlearn.registry import registry as plugins
+from altlearn.registry.registry import PLUGIN_SELECTION_ENV, build_registry
 
-BUILTIN_RULES = {"bp", "fa", "dfa", "ifa", "ff", "goup"}
+BUILTIN_RULES = {"bp", "fa", "dfa", "ifa", "ff", "goup", "pc", "ep", "drtp", "pepita", "localloss", "fwdgrad"}
 BUILTIN_DATASETS = {"mnist", "fashion_mnist", "cifar10", "digits"}
 BUILTIN_LAYERS = {
     "flatten",
@@ -112,8 +114,8 @@ def test_builtins_are_listed_under_altlearn_with_its_version(monkeypatch):
 def test_builtin_targets_resolve_to_their_classes(monkeypatch):
     monkeypatch.setenv(PLUGIN_SELECTION_ENV, "none")
     registry = build_registry()
-    from altlearn.data import MNIST
-    from altlearn.layers import LeakyRelu
+    from altlearn.data.datasets import MNIST
+    from altlearn.nn.layers import LeakyRelu
     from altlearn.rules.backprop import Backprop
 
     assert registry.load("rule", "bp") is Backprop
@@ -148,7 +150,8 @@ def test_plugin_whose_import_raises_is_recorded_and_the_rest_still_works(install
 
 def the_problem_of_rule(rule_type: str, registry):
     """The one problem of a small valid spec whose rule is ``rule_type``."""
-    from altlearn.spec import SpecError, validate
+    from altlearn.errors import SpecError
+    from altlearn.spec.load import validate
 
     raw = {
         "name": "x",
@@ -170,7 +173,7 @@ def test_unknown_rule_error_names_broken_plugin_packages(install):
     assert "altlearn-signsym" in problem.message and "needs scipy" in problem.message
 
 
-def test_duplicate_name_is_a_conflict_naming_both_packages(install):
+def test_duplicate_names_are_kept_each_under_its_qualified_name(install):
     install(
         "shadow",
         "altlearn-shadow",
@@ -180,36 +183,188 @@ def test_duplicate_name_is_a_conflict_naming_both_packages(install):
         @hookimpl
         def altlearn_register_rules(register):
             register("bp", "shadow:Backprop")         # taken by altlearn itself
-            register("shadowrule", "shadow:Other")    # new: still usable
+            register("shadowrule", "shadow:Other")    # new: plain and qualified
     """,
     )
     install("twin1", "altlearn-twin-a", GOOD_PLUGIN.format(name="twin"))
     install("twin2", "altlearn-twin-b", GOOD_PLUGIN.format(name="twin"))
     registry = build_registry()
 
+    assert registry.broken == []  # a clash never makes a plugin broken
+    assert set(registry.packages) == {"altlearn-shadow", "altlearn-twin-a", "altlearn-twin-b"}
     conflicts = {(c.kind, c.name): c for c in registry.conflicts}
     assert set(conflicts) == {("rule", "bp"), ("rule", "twin")}
     assert conflicts["rule", "bp"].packages == ["altlearn", "altlearn-shadow"]
     assert conflicts["rule", "twin"].packages == ["altlearn-twin-a", "altlearn-twin-b"]
-    for name, packages in (
-        ("bp", "(altlearn and altlearn-shadow)"),
-        ("twin", "(altlearn-twin-a and altlearn-twin-b)"),
-    ):
-        with pytest.raises(PluginError) as info:
-            registry.get("rule", name)
-        assert packages in str(info.value)
-        assert PLUGIN_SELECTION_ENV in str(info.value)  # tells the user how to resolve it
-    assert "rename it in altlearn-shadow" in conflicts["rule", "bp"].message()  # not "uninstall"
-    assert "uninstall one" in conflicts["rule", "twin"].message()
+
+    # A plugin cannot replace a built-in: the plain name stays altlearn's.
+    assert registry.get("rule", "bp").package == "altlearn"
+    assert registry.get("rule", "altlearn:bp").package == "altlearn"
+    assert registry.get("rule", "altlearn-shadow:bp").package == "altlearn-shadow"
+    assert registry.get("rule", "altlearn_Shadow:bp").package == "altlearn-shadow"  # any pip spelling
+    assert conflicts["rule", "bp"].message() == (
+        "'bp' is registered by altlearn and altlearn-shadow: 'bp' means altlearn's own; "
+        "write altlearn-shadow:bp for the plugin's"
+    )
+    # Two plugins: the plain name is ambiguous, each qualified name is not.
+    with pytest.raises(PluginError) as info:
+        registry.get("rule", "twin")
+    assert str(info.value) == (
+        "'twin' is registered by altlearn-twin-a and altlearn-twin-b: "
+        "write altlearn-twin-a:twin or altlearn-twin-b:twin"
+    )
+    assert registry.get("rule", "altlearn-twin-a:twin").package == "altlearn-twin-a"
+    assert registry.get("rule", "altlearn-twin-b:twin").package == "altlearn-twin-b"
+    # Every component has a qualified name, clashing or not.
     assert registry.get("rule", "shadowrule").package == "altlearn-shadow"
+    assert registry.get("rule", "altlearn-shadow:shadowrule").package == "altlearn-shadow"
+    assert registry.get("rule", "altlearn:dfa").package == "altlearn"
+
+    listed = {(name, c.package) for name, c in registry.listing("rule")}
+    assert {("bp", "altlearn"), ("altlearn-shadow:bp", "altlearn-shadow")} <= listed
+    assert {
+        ("altlearn-twin-a:twin", "altlearn-twin-a"),
+        ("altlearn-twin-b:twin", "altlearn-twin-b"),
+    } <= listed
+    assert not {"twin", "altlearn:bp"} & {name for name, _ in listed}
+
+
+@pytest.mark.parametrize(
+    ("name", "error", "words"),
+    [
+        (
+            "altlearn-nope:twin",
+            PluginError,
+            ["package altlearn-nope registers no rule 'twin'", "write altlearn-twin-a:twin"],
+        ),
+        ("altlearn-twin-a:bp", PluginError, ["altlearn does: write bp"]),
+        ("altlearn-twin-a:nothing", KeyError, []),
+        (":bp", KeyError, []),
+    ],
+)
+def test_a_qualified_name_that_matches_no_registration_says_what_to_write(install, name, error, words):
+    install("twin1", "altlearn-twin-a", GOOD_PLUGIN.format(name="twin"))
+    install("twin2", "altlearn-twin-b", GOOD_PLUGIN.format(name="twin"))
+    with pytest.raises(error) as info:
+        build_registry().get("rule", name)
+    for text in words:
+        assert text in str(info.value)
+
+
+PLUGIN_DRTP = """
+    from altlearn import hookimpl
+    from altlearn.rules.feedback.drtp import DirectRandomTargetProjection
+
+    class PluginDRTP(DirectRandomTargetProjection):
+        pass
+
+    @hookimpl
+    def altlearn_register_rules(register):
+        register("drtp", f"{__name__}:PluginDRTP", summary="the plugin's DRTP")
+"""
+
+
+def spec_with_rule(rule_type: str, registry):
+    from altlearn.spec.load import validate
+
+    raw = {
+        "name": "x",
+        "data": {"type": "digits"},
+        "rule": {"type": rule_type},
+        "network": {
+            "layers": [
+                {"type": "flatten"},
+                {"type": "linear", "out_features": 16},
+                {"type": "tanh"},
+                {"type": "linear", "out_features": 10},
+            ]
+        },
+    }
+    return validate(raw, registry)
+
+
+def test_a_plugin_registering_a_builtin_name_leaves_it_the_builtin_and_is_reached_qualified(install):
+    from altlearn.rules.feedback.drtp import DirectRandomTargetProjection
+    from altlearn.tracking.tags import _tags
+
+    install("x", "altlearn-x", PLUGIN_DRTP, version="0.9")
+    registry = build_registry()
     assert registry.broken == []
 
+    builtin = spec_with_rule("drtp", registry)
+    assert builtin.rule.component is DirectRandomTargetProjection
+    assert builtin.packages == {}  # nothing of the plugin's is used
+    assert spec_with_rule("altlearn:drtp", registry).rule.component is DirectRandomTargetProjection
 
-def test_conflict_is_reported_by_spec_validation(install):
-    install("shadow", "altlearn-shadow", GOOD_PLUGIN.format(name="bp"))
-    problem = the_problem_of_rule("bp", build_registry())
+    plugin = spec_with_rule("altlearn-x:drtp", registry)
+    assert plugin.rule.component.__name__ == "PluginDRTP"
+    assert plugin.rule.component is not DirectRandomTargetProjection
+    assert plugin.rule.type == "altlearn-x:drtp"  # what the spec wrote, as the run records it
+    assert plugin.packages == {"altlearn-x": "0.9"}
+    tags = _tags(plugin)
+    assert tags["altlearn.rule"] == "altlearn-x:drtp" and tags["plugin.altlearn-x"] == "0.9"
+    assert "plugin.altlearn-x" not in _tags(builtin)
+
+
+def test_a_name_two_plugins_register_is_refused_at_validation_naming_the_qualified_names(install):
+    from altlearn.rules.backprop import Backprop
+
+    install("twin1", "altlearn-twin-a", GOOD_PLUGIN.format(name="twin"))
+    install(
+        "twin2",
+        "altlearn-twin-b",
+        """
+        from altlearn import hookimpl
+
+        @hookimpl
+        def altlearn_register_rules(register):
+            register("twin", "altlearn.rules.backprop:Backprop")
+    """,
+        version="2.0",
+    )
+    registry = build_registry()
+    problem = the_problem_of_rule("twin", registry)
     assert problem.path == "rule.type"
-    assert "(altlearn and altlearn-shadow)" in problem.message
+    assert problem.message == (
+        "'twin' is registered by altlearn-twin-a and altlearn-twin-b: "
+        "write altlearn-twin-a:twin or altlearn-twin-b:twin"
+    )
+    spec = spec_with_rule("altlearn-twin-b:twin", registry)
+    assert spec.rule.component is Backprop and spec.packages == {"altlearn-twin-b": "2.0"}
+    # an unknown name's error lists the names that can be written: the clashing ones qualified
+    known = the_problem_of_rule("twim", registry).message.split("known: ")[1]
+    assert {"altlearn-twin-a:twin", "altlearn-twin-b:twin"} <= set(known.split(", "))
+    assert "twin" not in known.split(", ")
+    # the other one's target does not exist: its own error, not the clash
+    assert "altlearn-twin-a" in the_problem_of_rule("altlearn-twin-a:twin", registry).message
+
+
+def test_plugins_command_lists_each_registration_of_a_clashing_name(install):
+    from click.testing import CliRunner
+
+    from altlearn.cli.commands import main
+
+    install("x", "altlearn-x", PLUGIN_DRTP, version="0.9")
+    install("twin1", "altlearn-twin-a", GOOD_PLUGIN.format(name="twin"))
+    install("twin2", "altlearn-twin-b", GOOD_PLUGIN.format(name="twin"))
+    result = CliRunner().invoke(main, ["plugins"])
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line.split() for line in result.output.splitlines() if line.startswith("  ")}
+    assert rows["drtp"][1] == "altlearn"
+    assert rows["altlearn-x:drtp"][1:4] == ["altlearn-x", "0.9", "the"]
+    assert rows["altlearn-twin-a:twin"][1] == "altlearn-twin-a"
+    assert rows["altlearn-twin-b:twin"][1] == "altlearn-twin-b"
+    assert "twin" not in rows
+    lines = result.output.splitlines()
+    assert (
+        "note: rule 'drtp' is registered by altlearn and altlearn-x: 'drtp' means altlearn's own; "
+        + ("write altlearn-x:drtp for the plugin's")
+        in lines
+    )
+    assert any(
+        line.startswith("conflict: rule 'twin' is registered by altlearn-twin-a and altlearn-twin-b: write ")
+        for line in lines
+    )
 
 
 def test_misspelled_hook_makes_the_plugin_broken_not_silently_ignored(install):
@@ -478,12 +633,12 @@ def test_get_registry_is_cached_until_reset(fresh_registry):
     assert plugins.get_registry() is not first
 
 
-HEAVY = ("torch", "mlflow")
+HEAVY = ("torch", "mlflow", "optuna")
 
 
 def test_plugins_command_imports_neither_torch_nor_mlflow():
     script = Path(sys.executable).with_name("altlearn")
-    command = [str(script), "plugins"] if script.is_file() else ["-m", "altlearn.cli", "plugins"]
+    command = [str(script), "plugins"] if script.is_file() else ["-m", "altlearn.cli.commands", "plugins"]
     env = {k: v for k, v in os.environ.items() if k != PLUGIN_SELECTION_ENV}
     result = subprocess.run(
         [sys.executable, "-X", "importtime", *command], capture_output=True, text=True, env=env, timeout=60
@@ -495,7 +650,7 @@ def test_plugins_command_imports_neither_torch_nor_mlflow():
         for line in result.stderr.splitlines()
         if line.startswith("import time:")
     }
-    assert "altlearn.plugins" in imported  # the import log was read correctly
+    assert "altlearn.registry.registry" in imported  # the import log was read correctly
     heavy = sorted(m for m in imported if m.split(".")[0] in HEAVY)
     assert heavy == []
 
@@ -503,9 +658,9 @@ def test_plugins_command_imports_neither_torch_nor_mlflow():
 def test_plugins_command_in_process_leaves_torch_unimported():
     code = textwrap.dedent("""
         import sys
-        from altlearn.cli import main
+        from altlearn.cli.commands import main
         main(["plugins", "--verbose"], standalone_mode=False)
-        print("HEAVY:", sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "mlflow")))
+        print("HEAVY:", sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "mlflow", "optuna")))
     """)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -579,7 +734,7 @@ def test_altlearn_plugins_survives_a_plugin_calling_os_exit(tmp_path):
     (dist / "entry_points.txt").write_text("[altlearn]\nexiting = exiting_plugin\n")
     env = {**os.environ, "PYTHONPATH": str(tmp_path), PLUGIN_SELECTION_ENV: "altlearn-exiting"}
     result = subprocess.run(
-        [sys.executable, "-m", "altlearn.cli", "plugins"],
+        [sys.executable, "-m", "altlearn.cli.commands", "plugins"],
         capture_output=True,
         text=True,
         env=env,

@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import ast
+import pickle
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from altlearn import api
-from altlearn.losses import cross_entropy
+from altlearn.errors import RuleContractError
+from altlearn.optim.losses import cross_entropy
 from altlearn.rules.backprop import Backprop
 from altlearn.rules.base import Rule, RuleContext, brings_own_update
 from altlearn.rules.feedback.fa import FeedbackAlignment
 from altlearn.rules.forward_forward.rule import ForwardForward
 from altlearn.rules.goup import GoUp
-from altlearn.spec import validate
-from altlearn.train import RuleContractError, Trainer
+from altlearn.rules.randomness import DEFAULT_STREAM
+from altlearn.spec.load import validate
+from altlearn.training.trainer import Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
@@ -53,6 +58,27 @@ def test_the_context_is_what_every_rule_reads():
     assert rule.network is network and rule.context.network is network
     assert (rule.loss, rule.num_classes, rule.seed) == (cross_entropy, 3, 7)
     assert [name for name, _ in rule.named_children()] == ["network"]  # trained, saved, moved
+
+
+def test_the_context_gives_each_examples_loss_whatever_the_losss_reduction():
+    scores, labels = torch.randn(5, 3), torch.tensor([0, 1, 2, 0, 1])
+    rule = Backprop(Backprop.Params(), context())
+    per_example = rule.example_loss(scores, labels)  # (B,)
+    torch.testing.assert_close(per_example, F.cross_entropy(scores, labels, reduction="none"))
+
+    def summed(s, y):  # a plugin loss that sums over the batch: still each example's own loss
+        return F.cross_entropy(s, y, reduction="sum")
+
+    summing = Backprop(Backprop.Params(), RuleContext(mlp(), summed, num_classes=3))
+    torch.testing.assert_close(summing.example_loss(scores, labels), per_example)
+
+    def no_vmap(s, y):  # data-dependent: vmap cannot batch it, so one example at a time
+        return F.cross_entropy(s, y) * (1.0 if float(s.sum()) > -1e9 else 0.0)
+
+    looping = Backprop(Backprop.Params(), RuleContext(mlp(), no_vmap, num_classes=3))
+    torch.testing.assert_close(looping.example_loss(scores, labels), per_example)
+    given = RuleContext(mlp(), cross_entropy, 3, example_loss=lambda s, y: s.sum(1))
+    assert Backprop(Backprop.Params(), given).example_loss(scores, labels).shape == (5,)
 
 
 def test_own_update_is_derived_from_overriding_make_optimizer():
@@ -113,7 +139,7 @@ class NoOptimizer(Backprop):
 
 
 def test_an_override_of_make_optimizer_must_return_an_optimizer(monkeypatch):
-    from altlearn import plugins
+    from altlearn.registry import registry as plugins
 
     class Plugin:
         @api.hookimpl
@@ -162,13 +188,45 @@ def draws(generators: api.DeviceGenerators, layer: int = 0, count: int = 3) -> t
     return torch.randn(count, generator=generators.get("cpu", layer))
 
 
-def test_device_generators_are_seeded_per_layer_when_asked():
-    shared = api.DeviceGenerators(5)
-    assert torch.equal(draws(shared, 1), torch.randn(3, generator=torch.Generator().manual_seed(5)))
+def test_device_generators_are_seeded_per_layer_and_never_replay_the_weight_init():
+    unnamed = api.DeviceGenerators(5)  # per_layer=None: the stream DEFAULT_STREAM, per layer
+    own = torch.Generator().manual_seed(api.layer_seed(5, 1, DEFAULT_STREAM))
+    assert torch.equal(draws(unnamed, 1), torch.randn(3, generator=own))
+    weight_init = torch.randn(3, generator=torch.Generator().manual_seed(5))  # torch.manual_seed(5)
+    assert not any(torch.equal(draws(api.DeviceGenerators(5), layer), weight_init) for layer in (0, 1))
+    assert not torch.equal(draws(api.DeviceGenerators(5), 0), draws(api.DeviceGenerators(5), 1))
     per_layer = api.DeviceGenerators(5, per_layer="mine")
     own = torch.Generator().manual_seed(api.layer_seed(5, 2, "mine"))
     assert torch.equal(draws(per_layer, 2), torch.randn(3, generator=own))
     assert not torch.equal(draws(api.DeviceGenerators(5, per_layer="mine"), 1), draws(per_layer, 2))
+    assert per_layer.seed_of("3.body.0") == api.layer_seed(5, "3.body.0", "mine")  # nested keys
+
+
+def test_exact_generators_start_from_the_seed_itself_on_every_layer():
+    """GO-UP's noise (seed + 7919) and ff's negative labels keep the streams their runs recorded."""
+    exact = api.DeviceGenerators.exact(5)
+    expected = torch.randn(3, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(draws(exact, 0), expected) and torch.equal(draws(exact, 7), expected)
+
+
+def test_draw_helpers_match_torch_and_run_eagerly_inside_a_compiled_step():
+    def step(generators, w):
+        noise = generators.rand(w.shape, device=w.device, layer=1) + generators.randn((3,), device=w.device)
+        labels = generators.randint(0, 10, (3,), device=w.device, layer="2.body.0")
+        return (w * 2 + noise).sum() + labels.sum()
+
+    eager, compiled = api.DeviceGenerators(4, per_layer="x"), api.DeviceGenerators(4, per_layer="x")
+    compiled_step = torch.compile(step, backend="eager")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Dynamo warns when it meets hashlib or a Generator argument
+        for _ in range(2):
+            assert torch.equal(step(eager, torch.ones(3)), compiled_step(compiled, torch.ones(3)))
+    assert all(torch.equal(eager.state()[k], compiled.state()[k]) for k in eager.state())
+    copied = pickle.loads(pickle.dumps(eager))  # a rule holding generators can still be pickled
+    assert torch.equal(copied.randn((3,), device="cpu"), eager.randn((3,), device="cpu"))
+    by_hand = torch.Generator().manual_seed(api.layer_seed(4, 1, "x"))
+    assert torch.equal(api.DeviceGenerators(4, per_layer="x").rand((3,), device="cpu", layer=1),
+                       torch.rand(3, generator=by_hand))  # fmt: skip
 
 
 def test_device_generators_continue_from_a_saved_state():
@@ -206,6 +264,18 @@ def test_the_signsym_plugin_imports_only_altlearn_api():
     from_altlearn = {name for name in imported if name == "altlearn" or name.startswith("altlearn.")}
     # altlearn itself only for hookimpl (the hook module must not import torch)
     assert from_altlearn == {"altlearn", "altlearn.api"}
+
+
+def test_the_signsym_tests_import_only_altlearn_api_and_altlearn_testing():
+    imported = set()
+    for path in (SIGNSYM_SOURCE.parent / "tests").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module)
+            elif isinstance(node, ast.Import):
+                imported.update(alias.name for alias in node.names)
+    from_altlearn = {name for name in imported if name == "altlearn" or name.startswith("altlearn.")}
+    assert from_altlearn == {"altlearn.api", "altlearn.testing"}
 
 
 def test_everything_in_the_api_is_importable_and_listed():

@@ -18,16 +18,15 @@ and reads them once per logging interval, so a step never forces a host synchron
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from altlearn.components import Params
-
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+from altlearn.components.base import Params
+from altlearn.components.base import Params as Options  # in class Rule, `Params` is its attribute
+from altlearn.optim.losses import LossFn
 
 
 class NoParams(Params):
@@ -42,43 +41,76 @@ class RuleContext:
     loss: LossFn  # loss(scores (B, K), labels (B,)) -> the batch's mean loss, a scalar tensor
     num_classes: int  # K
     seed: int = 0  # the spec's seed: derive the seeds of the rule's own random draws from it
+    #: example_loss(scores (B, K), labels (B,)) -> (B,): each example's loss as if it were a batch
+    #: of one, whatever the loss's own reduction; None: derived from ``loss`` (:func:`per_example`)
+    example_loss: LossFn | None = None
+
+
+def per_example(loss: LossFn) -> LossFn:
+    """``loss`` per example: ``(scores (B, K), labels (B,)) -> (B,)``, each the loss of a batch of
+    one, so a rule that sums over the batch (an energy) need not assume the loss averages."""
+
+    def one(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return loss(scores.unsqueeze(0), labels.unsqueeze(0))
+
+    def losses(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        try:
+            return torch.func.vmap(one)(scores, labels)
+        except RuntimeError:  # a plugin's loss vmap cannot batch (data-dependent): one by one
+            return torch.stack([one(s, y) for s, y in zip(scores, labels)])
+
+    return losses
 
 
 class Rule(nn.Module):
     """Base class of learning rules: set ``Params``, implement ``train_step``; the rest has defaults.
 
     ``__init__`` stores ``self.params``, ``self.context`` and, for short, ``self.network`` (a
-    submodule), ``self.loss``, ``self.num_classes`` and ``self.seed``; it refuses a network that
-    :meth:`check_network` finds problems with. Register fixed random tensors (feedback matrices) as
-    buffers: they move with ``.to(device)``, are saved in checkpoints and are never trained.
+    submodule), ``self.loss``, ``self.example_loss``, ``self.num_classes`` and ``self.seed``; it
+    refuses a network that :meth:`check_network` finds problems with. Register fixed random tensors
+    (feedback matrices) as buffers: they move with ``.to(device)``, are saved in checkpoints and are
+    never trained.
+
+    A rule is an ``nn.Module``: every module or tensor assigned to ``self`` is registered, moved and
+    saved. A slice of the network (``self.body = self.network[:3]``) registers its layers a second
+    time, under a second checkpoint key; keep such views in a plain list, a property, or set them
+    with ``object.__setattr__``.
     """
 
     Params: ClassVar[type[Params]] = NoParams
     #: True: the network's last layer gives the class scores (validation checks its width is K).
     network_outputs_scores: ClassVar[bool] = True
+    #: Optional conditions the rule is known to train under, each checked by altlearn.testing
+    #: when declared: "bf16" (train.precision: bf16 autocast), "compile" (train.compile).
+    supports: ClassVar[frozenset[str]] = frozenset()
 
-    def __init__(self, params: Params, context: RuleContext) -> None:
+    def __init__(self, params: Options, context: RuleContext) -> None:
         super().__init__()
         problems = self.check_network(context.network, params)
         if problems:  # a rule never trains a network it cannot handle (no silent BP fallback)
-            raise ValueError("; ".join(message for _, message in problems))
+            # The messages name no rule (validation prefixes the registered name): say the class.
+            messages = "; ".join(message for _, message in problems)
+            raise ValueError(f"{type(self).__name__} cannot train this network: {messages}")
         self.params, self.context = params, context
         self.network = context.network
         self.loss, self.num_classes, self.seed = context.loss, context.num_classes, context.seed
+        self.example_loss: LossFn = context.example_loss or per_example(context.loss)
 
     @classmethod
-    def check_network(cls, network: nn.Sequential, params: Params) -> list[tuple[int | str | None, str]]:
+    def check_network(cls, network: nn.Sequential, params: Options) -> list[tuple[int | str | None, str]]:
         """What makes this network untrainable by this rule: ``(layer key or None, message)``.
 
         The key is a top-level layer's index, or a nested layer's module path (``"3.body.1"``, as
         ``network.named_modules()`` names it). Also called at validation time, with the network on
         the meta device: inspect modules and shapes, do not compute. Each pair becomes a spec error
-        at the layer's YAML path (``network.layers[3].layers[1]``, :func:`altlearn.network.yaml_path`).
+        at the layer's YAML path (``network.layers[3].layers[1]``, :func:`altlearn.nn.network.yaml_path`),
+        prefixed with the rule's registered name (``rule 'fa': ``): a rule's only name is the one
+        it is registered under, so the message must not repeat it ("cannot train ...").
         """
         return []
 
     @classmethod
-    def parameter_parts(cls, params: Params) -> dict[str, str]:
+    def parameter_parts(cls, params: Options) -> dict[str, str]:
         """The rule's own submodules with trained parameters (not the network's layers) that an
         optimizer group may name under these options (``optimizer.groups: [{params: head, ...}]``),
         each with what it is; the attribute of that name must be an ``nn.Module``."""

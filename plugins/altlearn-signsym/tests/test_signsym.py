@@ -1,11 +1,11 @@
-"""altlearn-signsym: the feedback used in the backward pass, its magnitudes, per-batch redraws, seeds,
-and the package as altlearn sees it (listed, spec valid, option typos caught)."""
+"""altlearn-signsym: the rule contract (altlearn.testing), the feedback used in the backward pass,
+its magnitudes, per-batch redraws, seeds, and the package as altlearn sees it (registered with its
+version, spec valid, option typos caught, a run trains). Only altlearn.api and altlearn.testing are
+imported from altlearn: what any plugin package may rely on."""
 
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,11 +14,21 @@ import torch.nn.functional as F
 from pydantic import ValidationError
 from torch import nn
 
-from altlearn.api import RuleContext
+from altlearn.api import RuleContext, SpecError, train, validate_spec
+from altlearn.testing import parametrize_rule_checks
 from altlearn_signsym.rules import BatchwiseRandomSignSymmetry, SignSymmetry
 
 PACKAGE = Path(__file__).resolve().parents[1]
-ALTLEARN = Path(sys.executable).parent / "altlearn"
+
+
+# ------------------------------------------------------------------------------- the contract
+
+
+@parametrize_rule_checks("signsym", ("signsym", {"magnitude": "constant"}), "signsym_brsf")
+def test_follows_the_rule_contract(check):
+    """Every check of altlearn.testing: grads, metrics, seeds, checkpoints, the alignment
+    diagnostic (also right after a restore, brsf's generators not yet re-made), devices."""
+    check()
 
 
 def mlp(seed: int = 0) -> nn.Sequential:
@@ -242,15 +252,6 @@ def test_brsf_generator_states_survive_a_checkpoint():
     assert not torch.equal(unrestored, expected[0])  # the first draws differ from the later ones
 
 
-def test_brsf_alignment_right_after_a_restore_keeps_the_restored_stream():
-    from altlearn.alignment import alignment
-
-    expected, fresh = restored_after_two_steps()
-    alignment(fresh, *batch())  # uses the restored generators, then must put them back
-    for a, b in zip(expected, steps(fresh, 2)):
-        assert torch.equal(a, b)
-
-
 @pytest.mark.parametrize("init", ["gaussian", "like_forward"])
 def test_brsf_magnitudes_follow_the_feedback_init(init):
     rule = make(BatchwiseRandomSignSymmetry, feedback_init=init, feedback_scale=2.0)
@@ -266,40 +267,46 @@ def test_brsf_magnitudes_follow_the_feedback_init(init):
 # ------------------------------------------------------------------------- as altlearn sees it
 
 
-def altlearn(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(ALTLEARN), *args], capture_output=True, text=True, timeout=120)
-
-
-def test_listed_by_altlearn_plugins_with_the_package_version():
+def test_registered_with_the_package_version():
     from altlearn_signsym import __version__
 
-    result = altlearn("plugins")
-    assert result.returncode == 0, result.stderr
-    lines = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line.startswith("  ")}
     for name in ("signsym", "signsym_brsf"):
-        assert lines[name][1:3] == ["altlearn-signsym", __version__]
-
-
-def validate(*args: str):
-    """``altlearn validate`` in this process (torch is already imported here: a subprocess would
-    spend seconds importing it again)."""
-    from click.testing import CliRunner
-
-    from altlearn.cli import main
-
-    return CliRunner().invoke(main, ["validate", *args])
+        spec = validate_spec(PACKAGE / "specs" / "mnist_mlp_signsym.yaml", [f"rule={{type: {name}}}"])
+        assert (spec.rule.type, spec.rule.package, spec.rule.version) == (
+            name,
+            "altlearn-signsym",
+            __version__,
+        )
 
 
 def test_packaged_spec_is_valid_and_option_typos_are_caught():
-    spec = str(PACKAGE / "specs" / "mnist_mlp_signsym.yaml")
-    result = validate(spec)
-    assert result.exit_code == 0, result.output
-    result = validate(spec, "-s", "rule.magnitde=constant")
-    assert result.exit_code == 2
-    assert (
-        "rule.magnitde: 'magnitde' is not an option of rule 'signsym'; did you mean 'magnitude'?"
-        in result.output
+    spec = PACKAGE / "specs" / "mnist_mlp_signsym.yaml"
+    assert validate_spec(spec).rule.params.magnitude == "fixed_random"
+    with pytest.raises(SpecError) as raised:
+        validate_spec(spec, ["rule.magnitde=constant"])
+    assert "rule.magnitde: 'magnitde' is not an option of rule 'signsym'; did you mean 'magnitude'?" in str(
+        raised.value
     )
-    result = validate(spec, "-s", "rule.type=signsym_brsf")  # brsf has no magnitude option
-    assert result.exit_code == 2
-    assert "rule.magnitude" in result.output and "feedback_init" in result.output
+    with pytest.raises(SpecError) as raised:  # brsf has no magnitude option
+        validate_spec(spec, ["rule.type=signsym_brsf"])
+    assert "rule.magnitude" in str(raised.value) and "feedback_init" in str(raised.value)
+
+
+def test_trains_digits_in_process():
+    spec = {
+        "name": "signsym-digits",
+        "data": {"type": "digits", "batch_size": 32},
+        "network": {
+            "layers": [
+                {"type": "flatten"},
+                {"type": "linear", "out_features": 64},
+                {"type": "tanh"},
+                {"type": "linear", "out_features": 10},
+            ]
+        },
+        "rule": {"type": "signsym_brsf"},
+        "optimizer": {"type": "adam", "lr": 0.003},
+        "train": {"epochs": 2, "device": "cpu", "threads": 1},
+    }
+    metrics = train(spec)  # no MLflow, no subprocess
+    assert metrics["test_accuracy"] > 0.6, metrics  # chance is 0.1
