@@ -132,10 +132,11 @@ def best_epoch_error(stats) -> float:
 
 
 def summary_table(rows: list[dict], papers: dict, reports: dict) -> str:
-    """One line per published set-up: the paper's figures and ours (means over the finished seeds)."""
+    """One line per published set-up: the paper's figures, ours (means over the finished seeds) and
+    the project's target for them (a row's ``target`` in published.yaml; none: —)."""
     lines = [
-        "| set-up | spec | published | ours | seeds | epochs | command |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| set-up | spec | published | ours | target | seeds | epochs | command |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows:
         published = papers[row["sweep"]]["published"]
@@ -156,8 +157,8 @@ def summary_table(rows: list[dict], papers: dict, reports: dict) -> str:
             ours = f"{ours}; {earlier}" if any(measured) else earlier
         command = f"`altlearn sweep specs/sweeps/{row['file']}.yaml`"
         lines.append(
-            f"| {row['setup']} | `{row['spec']}` | {paper or 'none published'} | {ours} | {seeds} | "
-            f"{row['epochs']} | {command} |"
+            f"| {row['setup']} | `{row['spec']}` | {paper or 'none published'} | {ours} | "
+            f"{row.get('target') or '—'} | {seeds} | {row['epochs']} | {command} |"
         )
     return "\n".join(lines)
 

@@ -122,3 +122,16 @@ def test_a_sweep_that_held_out_a_validation_set_shows_its_val_error(monkeypatch)
     assert rows[3] == "| fa lr 0.005 | 1.70 | 1.70 | 1.95 | 1 | +0.00 | 1.70 | 2 | 2 |"
     plain = update.results_table(NS(groups=[group("bp", 0.99)], excluded=[]), {"bp": 0.91}, "plain")
     assert "val error" not in plain  # the tables of sweeps without a validation set stay as they are
+
+
+def test_the_summary_gives_each_set_ups_target_and_a_dash_where_none_is_set(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "results"))
+    import update
+
+    papers = {"sweep": {"published": {"bp": 1.59, "fa": 1.68}}}
+    row = {"setup": "BP", "spec": "s", "sweep": "sweep", "file": "f", "epochs": 100, "configurations": ["bp"]}
+    rows = [{**row, "target": "<= 1.7"}, {**row, "setup": "FA", "configurations": ["fa"]}]
+    lines = update.summary_table(rows, papers, {"sweep": None}).splitlines()
+    assert lines[0] == "| set-up | spec | published | ours | target | seeds | epochs | command |"
+    assert lines[2].startswith("| BP | `s` | 1.59 | not yet measured | <= 1.7 | 0 | 100 |")
+    assert lines[3].startswith("| FA | `s` | 1.68 | not yet measured | — | 0 | 100 |")
