@@ -285,6 +285,9 @@ def test_a_configuration_fixed_after_it_failed_replaces_it_and_the_finished_tria
     assert by_id[failed.info.run_id].data.tags["altlearn.superseded"] == "true"
     assert sorted(run.info.status for run in children) == ["FAILED", "FINISHED", "FINISHED"]
     selection = select_sweep(open_store(store(tmp_path)), parent.info.run_id)
-    assert sorted(run.name.split(",")[0] for run in selection.runs) == ["fixed: bp", "fixed: stop"]
+    assert sorted(run.name.split(",")[0] for run in selection.runs) == [
+        "bp",
+        "stop",
+    ]  # names lead with the label
     assert selection.notes[0].startswith("1 run of the sweep left out: tagged altlearn.superseded")
     assert selection.notes[0].endswith(failed.info.run_id[:8])
