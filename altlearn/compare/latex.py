@@ -13,7 +13,7 @@ from altlearn.compare.labels import readable
 from altlearn.compare.pairwise import PairTest
 from altlearn.compare.search import Tuning
 from altlearn.compare.stats import Estimate, GroupStats
-from altlearn.compare.table_best import case_label, chosen_text, evidence_text
+from altlearn.compare.table_best import chosen_text, evidence_text, pair_cells
 from altlearn.text import printable
 
 SPECIAL = {
@@ -161,17 +161,4 @@ def _pairs_table(report: Report) -> str:
 
 
 def _pair_row(pair: PairTest, tuning: Tuning) -> list[str]:
-    ci = (
-        f"[{100 * pair.ci_low:+.2f}, {100 * pair.ci_high:+.2f}]"
-        if pair.ci_low is not None and pair.ci_high is not None
-        else "--"
-    )
-    return [
-        escape(f"{case_label(tuning, pair.a)} vs {case_label(tuning, pair.b)}"),
-        f"by seed ({pair.pairs})" if pair.pairs else f"unpaired ({pair.a.n}, {pair.b.n})",
-        escape(pair.test or pair.note or "--"),
-        f"{100 * pair.difference:+.2f}",
-        ci,
-        _p(pair.p_value),
-        _p(pair.p_adjusted) if tuning.correction else "--",
-    ]
+    return pair_cells(pair, tuning, text=escape, p_text=_p, missing="--")

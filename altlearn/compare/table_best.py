@@ -120,21 +120,24 @@ def pair_explanation(tuning: Tuning) -> str:
     )
 
 
-def pair_cells(pair: PairTest, tuning: Tuning) -> list[str]:
+def pair_cells(pair: PairTest, tuning: Tuning, text=printable, p_text=None, missing: str = "-") -> list[str]:
+    """One pairwise test's cells; ``text`` makes a label safe for the format (printable for a
+    terminal, escape for LaTeX), ``p_text`` writes a p-value, ``missing`` stands for no value."""
+    p_text = p_text or _p
     pairing = f"by seed ({pair.pairs})" if pair.pairs else f"unpaired ({pair.a.n}, {pair.b.n})"
     ci = (
         f"[{100 * pair.ci_low:+.2f}, {100 * pair.ci_high:+.2f}]"
         if pair.ci_low is not None and pair.ci_high is not None
-        else "-"
+        else missing
     )
     return [
-        printable(f"{case_label(tuning, pair.a)} vs {case_label(tuning, pair.b)}"),
+        text(f"{case_label(tuning, pair.a)} vs {case_label(tuning, pair.b)}"),
         pairing,
-        pair.test or pair.note or "-",
+        text(pair.test or pair.note or missing),
         f"{100 * pair.difference:+.2f}",
         ci,
-        _p(pair.p_value),
-        _p(pair.p_adjusted) if tuning.correction else "-",
+        p_text(pair.p_value),
+        p_text(pair.p_adjusted) if tuning.correction else missing,
     ]
 
 
