@@ -22,3 +22,27 @@ def test_two_commands_started_at_once_run_the_sweep_once(tmp_path):
     assert "is running now" in refused and "Traceback" not in refused
     parent, children = sweep_runs(store(tmp_path))
     assert parent.info.status == "FINISHED" and len(children) == 1
+
+
+def test_a_trial_whose_worker_died_before_opening_its_run_is_not_started(monkeypatch):
+    """The engine reports the trial lost; the sweep finds no run of it to end: the summary says NOT
+    STARTED (and the next run of the sweep starts it), not FAILED with no run behind it."""
+    from altlearn.errors import ExitCode
+    from altlearn.sweep import runner
+    from altlearn.sweep.adapter import RunOutcome
+    from altlearn.sweep.configurations import Configuration, Trial
+    from altlearn.sweep.jobs import Event, JobQueue
+    from altlearn.sweep.record import Plan
+    from altlearn.sweep.summary import NOT_STARTED, _result
+
+    monkeypatch.setattr(runner, "mark_lost", lambda *args: None)  # no run of it in the store
+    trial = Trial(0, Configuration("cases[0]", "bp", None, ()), 0, None, "k", "g")
+    plans = [Plan(trial, "start")]
+    outcomes: dict = {}
+    seen = []
+    display = type("Display", (), {"update": lambda self, event: seen.append(event)})()
+    on_event = runner._event_handler(None, plans, outcomes, JobQueue([]), display)
+    lost = RunOutcome(None, "FAILED", "its worker process died (killed by SIGKILL)", ExitCode.FAILED)
+    on_event(Event(0, "lost", outcome=lost))
+    assert outcomes == {} and seen[0].kind == "done"
+    assert _result(plans[0], outcomes.get(0), []).status == NOT_STARTED
