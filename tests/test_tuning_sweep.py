@@ -4,6 +4,7 @@ continuing after Ctrl-C, and the grammar's mistakes."""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 
 import pytest
@@ -57,7 +58,8 @@ def chosen_values(children) -> set[str]:
     return {r.data.tags["altlearn.search_params"] for r in by_phase(children, "final")}
 
 
-def test_a_search_prunes_what_cannot_win_and_reruns_its_choice_on_fresh_seeds(tmp_path):
+def test_a_search_prunes_what_cannot_win_and_reruns_its_choice_on_fresh_seeds(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the artifacts go to ./mlartifacts
     result = run_sweep(tmp_path)
     assert result.exit_code == 0, result.output
     parent, children = sweep_runs(store(tmp_path))
@@ -81,6 +83,12 @@ def test_a_search_prunes_what_cannot_win_and_reruns_its_choice_on_fresh_seeds(tm
     again = run_sweep(tmp_path)
     assert again.exit_code == 0, again.output
     assert len(sweep_runs(store(tmp_path))[1]) == len(children)
+    # A store kept without its artifacts (as results/ keeps them) still reports the search.
+    shutil.rmtree(tmp_path / "mlartifacts")
+    args = ["compare", "--sweep", "digits-search", "--tracking-uri", store(tmp_path), "--format", "json"]
+    report = CliRunner().invoke(main, args)
+    assert report.exit_code == 0, report.output
+    assert '"optimizer.lr": "choice {0.01, 1e-9}"' in report.output  # its range, from the tag
 
 
 def test_ctrl_c_mid_search_then_continuing_chooses_what_an_uninterrupted_search_does(tmp_path):

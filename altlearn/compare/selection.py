@@ -15,7 +15,7 @@ from pathlib import Path
 
 from altlearn.compare.search_file import SearchPlan, parse_plan, read_sweep_text
 from altlearn.errors import CompareError
-from altlearn.tracking.sweep_tags import PHASE_TAG, SUPERSEDED_TAG
+from altlearn.tracking.sweep_tags import PHASE_TAG, SUPERSEDED_TAG, SWEEP_TEXT_TAG
 
 # The per-epoch metrics the table and figures read (names as altlearn's tracking logs them).
 # cpu_seconds: a run's process CPU time, where it logs one (a search's cost prefers it to epoch time)
@@ -112,7 +112,8 @@ def select_sweep(
     current = [run for run in children if SUPERSEDED_TAG not in run.data.tags]
     plan = None
     if any(PHASE_TAG in run.data.tags for run in current):
-        text = read_sweep_text(client, sweep_run_id)
+        # The file as a tag first: a store kept without its artifacts still has it.
+        text = parent.data.tags.get(SWEEP_TEXT_TAG) or read_sweep_text(client, sweep_run_id)
         plan = parse_plan(text) if text else None
         extra = (*extra, plan.objective if plan else "val_accuracy")
     runs = [_load(client, run, extra) for run in current]

@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING
 
 import yaml
 
+from altlearn.components.values import MAX_TAG_VALUE
 from altlearn.errors import SweepUsageError
 from altlearn.sweep.configurations import Trial
 from altlearn.sweep.sweep_file import SweepFile
-from altlearn.tracking.sweep_tags import PHASE_TAG, PRUNED_TAG, SUPERSEDED_TAG
+from altlearn.tracking.sweep_tags import PHASE_TAG, PRUNED_TAG, SUPERSEDED_TAG, SWEEP_TEXT_TAG
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -197,6 +198,8 @@ def _log_description(record: SweepRecord, sweep: SweepFile, trials: list[Trial])
     for key, value in counts.items():
         record.client.set_tag(record.run_id, key, str(value))
     record.client.log_text(record.run_id, sweep.text, "sweep.yaml")
+    if len(sweep.text) <= MAX_TAG_VALUE:
+        record.client.set_tag(record.run_id, SWEEP_TEXT_TAG, sweep.text)
     listing = [
         {
             "index": t.index,

@@ -1,6 +1,9 @@
 """The tags a sweep puts on its runs, beyond every run's own (tags.py): one place for the names
 that the sweep (altlearn.sweep), its search and compare read back."""
 
+#: the sweep file as written, on the parent run (when it fits a tag): a search's settings stay
+#: readable from a store kept without its artifacts (results/, a copied mlflow.db)
+SWEEP_TEXT_TAG = "altlearn.sweep_text"
 SUPERSEDED_TAG = "altlearn.superseded"  # a trial run that no longer counts (replaced, or left the sweep)
 PHASE_TAG = "altlearn.phase"  # a search's trials: search | final
 CASE_TAG = "altlearn.case"  # a hash of the case's label: safe inside an MLflow filter string
