@@ -30,7 +30,7 @@ from altlearn.tracking.sweep_tags import (
 )
 
 #: a metric a run may log with the CPU time its process used, in seconds (cumulative)
-CPU_METRIC = "cpu_seconds"
+CPU_METRIC = "epoch_cpu_seconds"  # per epoch: a run's CPU time is their sum
 
 
 @dataclass
@@ -118,11 +118,10 @@ def run_epochs(run: RunData) -> int:
 
 
 def run_seconds(run: RunData) -> float:
-    """The run's CPU time if it logged it, else its training time (the sum of epoch_seconds)."""
-    cpu = run.curves.get(CPU_METRIC)
-    if cpu:
-        return cpu[-1][1]
-    return math.fsum(value for _, value in run.curves.get("epoch_seconds", []))
+    """The run's training CPU time if it logged it, else its training time: the sum over epochs of
+    epoch_cpu_seconds, else of epoch_seconds."""
+    curve = run.curves.get(CPU_METRIC) or run.curves.get("epoch_seconds", [])
+    return math.fsum(value for _, value in curve)
 
 
 def phase(run: RunData) -> str:

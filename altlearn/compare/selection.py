@@ -18,8 +18,9 @@ from altlearn.errors import CompareError
 from altlearn.tracking.sweep_tags import PHASE_TAG, SUPERSEDED_TAG, SWEEP_TEXT_TAG
 
 # The per-epoch metrics the table and figures read (names as altlearn's tracking logs them).
-# cpu_seconds: a run's process CPU time, where it logs one (a search's cost prefers it to epoch time)
-CURVE_METRICS = ("test_accuracy", "val_accuracy", "epoch_seconds", "samples_per_second", "cpu_seconds")
+# epoch_cpu_seconds: an epoch's process CPU time (older runs lack it; a search's cost and the
+# leaderboard prefer it to wall time)
+CURVE_METRICS = ("test_accuracy", "val_accuracy", "epoch_seconds", "samples_per_second", "epoch_cpu_seconds")
 # Alignment angles: today's `alignment/angle_layer1`, and the `alignment/<layer>/angle` form.
 ALIGNMENT_ANGLE = (
     re.compile(r"^alignment/angle_(?P<layer>.+)$"),

@@ -73,7 +73,7 @@ CLIP_METRIC_NAMES = ("grad_norm", "clipped_fraction")
 def every_runs_metrics(validation: bool, clipping: bool) -> list[str]:
     """The epoch metrics altlearn logs for every rule (a rule may log more under its own names)."""
     names = ["train_loss", "train_accuracy", "test_loss", "test_accuracy", "lr", "epoch_seconds"]
-    names += ["samples_per_second"]
+    names += ["epoch_cpu_seconds", "samples_per_second"]
     names += ["val_loss", "val_accuracy"] if validation else []
     return names + (list(CLIP_METRIC_NAMES) if clipping else [])
 

@@ -118,7 +118,7 @@ class Trainer:
         sums = MetricSums()
         lr = opt.param_groups[0]["lr"]
         synchronize(self.device)
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         batches = shuffled_batches(
             self.data.train_x, self.data.train_y, spec.data_options.batch_size, self.shuffle
         )
@@ -143,9 +143,12 @@ class Trainer:
                 self._check_health(running, epoch, step)
                 self.notify("on_progress", epoch, step, running)
         synchronize(self.device)
-        seconds = time.perf_counter() - start
+        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
         result = {train_metric_name(k): v for k, v in sums.means().items()}
-        result.update(epoch_seconds=seconds, samples_per_second=sums.count / seconds, lr=lr)
+        # process CPU time (every thread of this process): the cost a 2-core and a 64-core machine
+        # report alike, where wall time depends on what else the machine runs
+        result.update(epoch_seconds=seconds, epoch_cpu_seconds=cpu_seconds, lr=lr)
+        result.update(samples_per_second=sums.count / seconds)
         return result
 
     def _clip(self, limit: float) -> dict[str, torch.Tensor]:
