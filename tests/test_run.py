@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from altlearn.cli.commands import main
 from altlearn.registry import registry as plugins
 from altlearn.spec.stopping import smoothed
+from altlearn.tracking.provenance import cpu_model
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -86,6 +87,7 @@ def test_digits_run_is_recorded_completely(tmp_path, monkeypatch):
     assert tags["altlearn.rule"] == "bp" and tags["altlearn.dataset"] == "digits"
     assert tags["torch.version"] == torch.__version__
     assert tags["torch.cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert tags["host.cpu"] == cpu_model()  # where its CPU-seconds were spent
     assert "altlearn.stopped" not in tags  # no train.stop_when: every epoch trained
     # per-epoch metrics under the shared names, one value per epoch
     for key in (
@@ -223,7 +225,11 @@ def test_same_seed_gives_identical_metrics_and_another_seed_differs(tmp_path):
         trainer = Trainer(spec)
         trainer.fit()
         return [
-            {k: v for k, v in h.items() if k not in ("epoch_seconds", "epoch_cpu_seconds", "samples_per_second")}
+            {
+                k: v
+                for k, v in h.items()
+                if k not in ("epoch_seconds", "epoch_cpu_seconds", "samples_per_second")
+            }
             for h in trainer.history
         ]
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from altlearn.spec.keys import CONFIGURATION_TAG, spec_keys
 from altlearn.spec.model import Spec, flatten
+from altlearn.tracking.provenance import provenance_tags
 from altlearn.version import __version__
 
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on one param value is 6000 characters
@@ -32,6 +33,7 @@ def _tags(spec: Spec) -> dict[str, str]:
         "torch.cpu_capability": _cpu_capability(torch),
         "mlflow.source.name": spec.source or "",
         "mlflow.source.type": "LOCAL",
+        **provenance_tags(),  # the CPU and the commit: where a row's CPU-seconds come from
     }
     for package, version in sorted(spec.packages.items()):
         tags[f"plugin.{package}"] = version
