@@ -61,6 +61,7 @@ class SweepModel(_Section):
     search: Search | None = None
     final: Final | None = None
     max_trials: Annotated[Count, Field(le=MAX_TRIALS_CEILING)] = MAX_TRIALS
+    extends: str | None = None  # merged in before validation (altlearn.sweep.extends)
 
 
 def unknown_key(loc: tuple) -> str:

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from altlearn.components.validator import pydantic_problems
 from altlearn.errors import Problem, SpecError, SweepError
 from altlearn.spec.files import load_yaml
+from altlearn.sweep.extends import with_extends
 from altlearn.sweep.file_model import SweepModel, unknown_key
 from altlearn.sweep.grammar import MAX_TRIALS, MAX_TRIALS_CEILING, Distribution, RandomSearch, Resources
 from altlearn.sweep.search_grammar import Final, Search, search_problems
@@ -75,11 +76,12 @@ def read_sweep(path: str | Path) -> tuple[SweepFile, list[Problem]]:
         raw = load_yaml(path)
     except SpecError as exc:
         raise SweepError(exc.problems, str(path)) from None
+    raw, merged_text = with_extends(raw, path) if isinstance(raw, dict) else (raw, None)
     problems: list[Problem] = []
     model = _validated(raw, problems) or SweepModel()
     sweep = SweepFile(
         path=path,
-        text=path.read_text(),
+        text=merged_text or path.read_text(),
         name=model.name or "",
         description=model.description,
         base=_base(model.base, "base", path, problems),
