@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from altlearn.compare.at_best import build
@@ -38,7 +39,12 @@ class Board:
     rows: list[str]  # the cases (their labels) in the order the plan lists them
     headline: bool = False  # the README's table
     published: dict[str, dict] = field(default_factory=dict)
-    refusals: dict[str, str] = field(default_factory=dict)  # rule -> why it cannot train the network
+    spec: str = ""  # the board's base spec, from the repository's root
+    refused: dict[str, list[str]] = field(default_factory=dict)  # label -> its -s overrides
+
+    def refusals(self, root: Path) -> dict[str, str]:
+        """Why each refused rule cannot train the board's network, as the validator says it."""
+        return {label: refusal(root / self.spec, overrides) for label, overrides in self.refused.items()}
 
     def quote(self, label: str) -> Published | None:
         entry = self.published.get(label)
@@ -125,6 +131,18 @@ def _versus_baseline(rows: list[Row]) -> None:
     adjusted = holm([row.versus_bp.p_value for row in others])
     for row, p in zip(others, adjusted):
         row.versus_bp.p_adjusted = p
+
+
+def refusal(spec: Path, overrides: list[str]) -> str:
+    """The validator's first problem with ``spec`` under ``overrides`` (a refused rule's reason)."""
+    from altlearn.errors import SpecError
+    from altlearn.spec.load import load_spec
+
+    try:
+        load_spec(spec, overrides)
+    except SpecError as exc:
+        return exc.problems[0].message
+    raise ValueError(f"{spec} with {overrides} validates: the rule is not refused, give it a row")
 
 
 def seconds_to_reach(run: RunData, accuracy: float) -> float | None:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from leaderboard_rows import Board, Row
 
-FIGURES = Path(__file__).resolve().parent.parent / "docs" / "leaderboard"
+ROOT = Path(__file__).resolve().parent.parent
+FIGURES = ROOT / "docs" / "leaderboard"
 #: one colour per family of rules (the figure's legend), colour-blind-safe (Okabe & Ito)
 FAMILY_COLOURS = {
     "backprop": "#000000",
@@ -85,7 +86,8 @@ def reach_text(row: Row, board: Board) -> str:
 
 def board_table(board: Board, rows: list[Row] | None) -> str:
     if not rows:
-        return f"Not run yet: `altlearn sweep {board.file}`."
+        refused = "".join(f"\n- `{rule}` is refused: {why}" for rule, why in board.refusals(ROOT).items())
+        return f"Not run yet: `altlearn sweep {board.file}`." + refused
     reach = f"{100 * board.reach:g} %"
     lines = [
         f"| rank | rule | family | chosen (on validation) | test accuracy % (mean ± std) | 95 % CI | vs BP: difference [95 % CI], Holm p | CPU-s / epoch | CPU-s to {reach} | published |",
@@ -109,8 +111,8 @@ def board_table(board: Board, rows: list[Row] | None) -> str:
             f"| {rank} | {row.label} | {row.family} | {chosen_text(row.chosen)} | {mean} | {interval} | "
             f"{versus_bp_text(row)} | {cpu} | {reach_text(row, board)} | {published} |"
         )
-    for rule, why in board.refusals.items():
-        lines.append(f"| – | {rule} | | cannot train this network: {why} | | | | | | |")
+    for rule, why in board.refusals(ROOT).items():
+        lines.append(f"| – | {rule} | | refused: {why.replace('|', '/')} | | | | | | |")
     return "\n".join(lines)
 
 
