@@ -68,7 +68,10 @@ class SnapshotAt(Observer):
 
 
 def without_timing(history):
-    return [{k: v for k, v in m.items() if k not in ("epoch_seconds", "epoch_cpu_seconds", "samples_per_second")} for m in history]
+    return [
+        {k: v for k, v in m.items() if k not in ("epoch_seconds", "epoch_cpu_seconds", "samples_per_second")}
+        for m in history
+    ]
 
 
 @pytest.mark.parametrize(

@@ -202,7 +202,10 @@ def test_a_metric_the_run_does_not_log_is_named_after_the_first_epoch_with_what_
     assert t.epoch == 1 and ends.last_epoch_seen == [False]  # the epoch reached its observers
     message = str(error.value)
     assert "did you mean 'train_accuracy'?" in message
-    assert "its epoch metrics: epoch_cpu_seconds, epoch_seconds, lr, samples_per_second, test_accuracy, test_loss, " in message
+    assert (
+        "its epoch metrics: epoch_cpu_seconds, epoch_seconds, lr, samples_per_second, test_accuracy, test_loss, "
+        in message
+    )
     assert ends.outcome.status == "FAILED"
 
 
