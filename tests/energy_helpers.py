@@ -77,8 +77,9 @@ def assert_state_round_trip_is_exact(rule_factory, x, y, steps=3):
         assert torch.equal(value, theirs[key]) if torch.is_tensor(value) else value == theirs[key]
 
 
-def digits_test_accuracy(rule_type: str) -> float:
-    """Train the digits MLP (64 relu units, Adam 3e-3, batch 64, 10 epochs) with ``-s rule.type=``."""
+def digits_test_accuracy(rule_type: str, *overrides: str) -> float:
+    """Train the digits MLP (64 relu units, Adam 3e-3, batch 64, 10 epochs) with ``-s rule.type=``
+    and ``overrides`` (``-s`` settings such as ``train.precision=bf16``)."""
     import mlflow
 
     from altlearn.runs import train_spec
@@ -87,7 +88,7 @@ def digits_test_accuracy(rule_type: str) -> float:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "digits.yaml"
         path.write_text(DIGITS_SPEC)
-        spec = load_spec(path, [f"rule.type={rule_type}"])
+        spec = load_spec(path, [f"rule.type={rule_type}", *overrides])
         uri = f"sqlite:///{folder}/mlflow.db"
         outcome = train_spec(spec, uri=uri, quiet=True)
         assert outcome.status == "FINISHED", outcome.message

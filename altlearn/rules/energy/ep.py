@@ -71,6 +71,7 @@ class EquilibriumPropagation(Rule):
     derivatives divided by beta."""
 
     Params: ClassVar[type[EquilibriumPropagationParams]] = EquilibriumPropagationParams
+    supports = frozenset({"bf16", "compile"})  # checked by altlearn.testing
     params: EquilibriumPropagationParams
 
     @classmethod
@@ -89,24 +90,26 @@ class EquilibriumPropagation(Rule):
         net, p = self.hopfield(), self.params
         with torch.no_grad():
             x0 = net.input(x)
-            start_states = net.initial_states(x0)
-            before_last = net.relax(x0, start_states, p.free_steps - 1)
-            free = net.relax(x0, before_last, 1)
+            bottom = net.bottom(x0)  # W_1 x0 + b_1: the same in every sweep of every phase
+            start_states = net.initial_states(x0, bottom)
+            before_last = net.relax(x0, start_states, p.free_steps - 1, bottom=bottom)
+            free = net.relax(x0, before_last, 1, bottom=bottom)
             moved = sum((a - b).abs().sum() for a, b in zip(free, before_last))  # a state per layer
             change = cast(torch.Tensor, moved) / len(x)
             betas = (p.beta, -p.beta) if p.symmetric_nudging else (p.beta, 0.0)
-            phases = [net.relax(x0, free, p.nudge_steps, beta, y) if beta else free for beta in betas]
+            phases = [net.relax(x0, free, p.nudge_steps, beta, y, bottom) if beta else free for beta in betas]
         self._weight_gradients(net, x0, phases, betas, y)
         with torch.no_grad():
             scores = net.scores(free)
-            start, end = net.energy(x0, start_states), net.energy(x0, free)
+            start, end = (net.energy(x0, states, bottom=bottom) for states in (start_states, free))
         metrics = {"loss": self.loss(scores, y), "accuracy": accuracy(scores, y), "ep/free_change": change}
         return metrics | energy_metrics("ep", start / len(x), end / len(x))
 
     def _weight_gradients(self, net: LayeredHopfield, x0, phases, betas, y) -> None:
         """``.grad`` = the contrast of the nudged energies' weight derivatives, / (beta_1 - beta_2) / B."""
         params = block_parameters(blocks_of(self.network)[1])
-        first, second = (net.energy(x0, states, beta, y) for states, beta in zip(phases, betas))
+        bottom = net.bottom(x0)  # with its graph to W_1 and b_1, shared by both phases' energies
+        first, second = (net.energy(x0, s, beta, y, bottom) for s, beta in zip(phases, betas))
         contrast = (first - second) / ((betas[0] - betas[1]) * len(x0))
         grads = torch.autograd.grad(contrast, params, allow_unused=True)
         for param, grad in zip(params, grads):

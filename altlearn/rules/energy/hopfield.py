@@ -59,32 +59,39 @@ class LayeredHopfield(nn.Module):
     def input(self, x: torch.Tensor) -> torch.Tensor:
         return run_prefix(self.prefix, x)
 
-    def initial_states(self, x0: torch.Tensor) -> list[torch.Tensor]:
+    def bottom(self, x0: torch.Tensor) -> torch.Tensor:
+        """W_1 x0 + b_1, the clamped input's drive of s_1: fixed while the states relax."""
+        return self.layers[0](x0)
+
+    def initial_states(self, x0: torch.Tensor, bottom: torch.Tensor | None = None) -> list[torch.Tensor]:
         """A feedforward pass through the layers, each output clipped to its box."""
-        states, below = [], x0
-        for layer, (low, high) in zip(self.layers, self.bounds):
-            below = layer(below).clamp(low, high)
+        states: list[torch.Tensor] = []
+        below = self.bottom(x0) if bottom is None else bottom
+        for n, (layer, (low, high)) in enumerate(zip(self.layers, self.bounds)):
+            below = (below if n == 0 else layer(below)).clamp(low, high)
             states.append(below)
         return states
 
     def scores(self, states: list[torch.Tensor]) -> torch.Tensor:
         return states[-1] if self.readout == "mse" else self.layers[-1](states[-1])
 
-    def relax(self, x0, states, steps: int, beta: float = 0.0, y=None) -> list[torch.Tensor]:
-        """``steps`` sweeps (odd layers, then even ones) on the energy nudged by ``beta``."""
+    def relax(self, x0, states, steps: int, beta: float = 0.0, y=None, bottom=None) -> list[torch.Tensor]:
+        """``steps`` sweeps (odd layers, then even ones) on the energy nudged by ``beta``;
+        ``bottom`` is :meth:`bottom` of ``x0`` when already known (it is computed once)."""
         states = list(states)
+        if steps and bottom is None:
+            bottom = self.bottom(x0)
         for _ in range(steps):
             for parity in (0, 1):
                 for index in range(parity, self.num_states, 2):
-                    states[index] = self._update(index, x0, states, beta, y)
+                    states[index] = self._update(index, bottom, states, beta, y)
         return states
 
-    def _update(self, index: int, x0, states, beta: float, y) -> torch.Tensor:
+    def _update(self, index: int, bottom, states, beta: float, y) -> torch.Tensor:
         """The minimiser of the (nudged) energy over state ``index`` given its neighbours."""
-        below = x0 if index == 0 else states[index - 1]
-        drive = self.layers[index](below)
+        drive = bottom if index == 0 else self.layers[index](states[index - 1])
         if index + 1 < len(self.layers) and index + 1 < self.num_states:
-            drive = drive + states[index + 1] @ self.layers[index + 1].weight
+            drive = torch.addmm(drive, states[index + 1], self.layers[index + 1].weight)
         low, high = self.bounds[index]
         last = index == self.num_states - 1
         if beta and last and self.readout == "mse":
@@ -96,12 +103,14 @@ class LayeredHopfield(nn.Module):
             drive = drive + beta * (error @ readout.weight)
         return drive.clamp(low, high)
 
-    def energy(self, x0, states, beta: float = 0.0, y=None) -> torch.Tensor:
-        """The batch's summed (nudged) energy E + beta * loss, differentiable in the weights."""
+    def energy(self, x0, states, beta: float = 0.0, y=None, bottom=None) -> torch.Tensor:
+        """The batch's summed (nudged) energy E + beta * loss, differentiable in the weights
+        (``bottom``: :meth:`bottom` of ``x0``, with its graph when W_1's derivative is wanted)."""
         total = x0.new_zeros(())
         below = x0
-        for layer, state in zip(self.layers, states):
-            total = total + state.pow(2).sum() / 2 - (state * layer(below)).sum()
+        for n, (layer, state) in enumerate(zip(self.layers, states)):
+            drive = layer(below) if n or bottom is None else bottom
+            total = total + state.pow(2).sum() / 2 - (state * drive).sum()
             below = state
         if beta:
             total = total + beta * self.loss(states, y)

@@ -9,10 +9,11 @@ the output is clamped to the target. The energy of a batch is
 
 with O = ||onehot(y) - f_L(v_{L-1})||^2 / 2 (``energy: se``) or the cross-entropy of the scores
 f_L(v_{L-1}) (``energy: ce``, PC-CE). Inference takes T steps v_l <- v_l - gamma dE/dv_l on every
-hidden value node at once (one autograd pass through the blocks per step, no Python work per unit,
-no host sync). The weights then get dE/dW_l / B at the relaxed values, with every v detached: layer
-l's gradient is its own term only, e_l dF_l/dW_l with e_l = v_l - f_l(v_{l-1}), its equilibrium
-prediction error; the spec's optimizer applies it.
+hidden value node at once (one autograd pass through blocks 2..L per step, no Python work per unit,
+no host sync; f_1(v_0) does not change while the values relax, so it is taken from the feedforward
+pass). The value nodes are float32 also under bf16 autocast. The weights then get dE/dW_l / B at
+the relaxed values, with every v detached: layer l's gradient is its own term only, e_l dF_l/dW_l
+with e_l = v_l - f_l(v_{l-1}), its equilibrium prediction error; the spec's optimizer applies it.
 
 ``incremental: true`` (iPC, Salvatori et al. 2024) takes the weight gradient at every inference
 step instead of only at the end. The trainer owns the optimizer and steps it once per batch, so
@@ -79,6 +80,7 @@ class PredictiveCoding(Rule):
     """``pc``: relax the value nodes on the prediction-error energy, then the local weight update."""
 
     Params: ClassVar[type[PredictiveCodingParams]] = PredictiveCodingParams
+    supports = frozenset({"bf16", "compile"})  # checked by altlearn.testing
     params: PredictiveCodingParams
 
     @classmethod
@@ -106,48 +108,87 @@ class PredictiveCoding(Rule):
                 states.append(run_block(block, states[-1]))
             scores = run_block(blocks[-1], states[-1])
         if target is None and self.params.energy == "se":
-            target = F.one_hot(y, scores.shape[-1]).to(scores.dtype)
-        values = [v.requires_grad_(True) for v in states[1:]]
-        start, end = self._relax_and_update(blocks, states[0], values, y, target)
+            target = F.one_hot(y, scores.shape[-1]).to(wide(scores).dtype)
+        # The value nodes are float32 also under bf16 autocast: an inference step moves them by
+        # less than bf16 resolves. f_1(v_0) = states[1] stays fixed while they relax (x and the
+        # weights do not change), so inference never recomputes the first block.
+        values = [wide(v).clone().requires_grad_(True) for v in states[1:]]
+        first = states[1] if values else None
+        start, end = self._relax_and_update(blocks, states[0], values, first, y, target)
         metrics = {"loss": self.loss(scores, y), "accuracy": accuracy(scores, y)}
         return metrics | energy_metrics("pc", start / len(x), end / len(x))
 
-    def _relax_and_update(self, blocks, x0, values, y, target) -> tuple[torch.Tensor, torch.Tensor]:
-        """T inference steps on ``values`` (in place), then ``.grad`` of the layers; (E_0, E_T)."""
+    def _relax_and_update(self, blocks, x0, values, first, y, target) -> tuple[torch.Tensor, torch.Tensor]:
+        """T inference steps on ``values`` (in place), then ``.grad`` of the layers; (E_0, E_T).
+
+        A step's gradients come from one autograd call over the blocks' predictions with their
+        energy derivatives as ``grad_outputs`` (dE/dp_l = -e_l; the output term's, in closed form):
+        dE/dv_l = e_l + (that call's gradient at v_l), and dE/dW_l its gradient at W_l.
+        """
         params = block_parameters(blocks)
         steps = self.params.inference_steps if values else 0  # nothing to relax in a one-layer net
-        lr = self.params.inference_lr
-        incremental = self.params.incremental
+        lr, incremental = self.params.inference_lr, self.params.incremental
         summed = [torch.zeros_like(p) for p in params] if incremental else []
-        start: torch.Tensor | None = None
+        energies: list[torch.Tensor] = []
         for step in range(steps + 1):
-            energy = self.energy(blocks, x0, values, y, target)
-            start = energy.detach() if start is None else start
+            weights = incremental or step == steps
             relaxing = values if step < steps else []
-            wanted = relaxing + (params if incremental or step == steps else [])
-            if not wanted:
-                break
-            grads = torch.autograd.grad(energy, wanted)
-            value_grads, param_grads = grads[: len(relaxing)], grads[len(relaxing) :]
+            below = values if relaxing or incremental else [v.detach() for v in values]
+            predictions = self.predictions(blocks, x0, below, None if weights else first)
+            signals, errors = self._signals(predictions, values, y, target)
+            if step == 0 or step == steps:
+                energies.append(self._energy(errors, predictions[-1], y, target))
+            live = [n for n, p in enumerate(predictions) if p.requires_grad]  # not a known f_1(v_0)
+            grads = torch.autograd.grad(
+                [predictions[n] for n in live],
+                relaxing + (params if weights else []),
+                [signals[n] for n in live],
+                allow_unused=True,
+            )
             with torch.no_grad():
-                for value, grad in zip(values, value_grads):
-                    value.sub_(grad, alpha=lr)
-                for total, grad in zip(summed, param_grads):
+                for value, error, grad in zip(values, errors, grads[: len(relaxing)]):
+                    value.sub_(error, alpha=lr).sub_(grad, alpha=lr)
+                for total, grad in zip(summed, grads[len(relaxing) :]):
                     total.add_(grad)
-        final = summed if incremental else list(param_grads)
+        final = summed if incremental else list(grads)
         scale = 1.0 / (len(x0) * (steps + 1 if incremental else 1))
         for param, grad in zip(params, final):
-            param.grad = grad * scale
-        assert start is not None  # set by step 0
-        return start, energy.detach()
+            param.grad = torch.zeros_like(param) if grad is None else grad * scale
+        return energies[0], energies[-1]
 
-    def energy(self, blocks, x0, values, y, target) -> torch.Tensor:
-        """The batch's summed energy at value nodes ``values`` (hidden block outputs, in order)."""
-        below = [x0, *values[:-1]] if values else []
-        total = x0.new_zeros(())
-        for block, inputs, value in zip(blocks[:-1], below, values):
-            total = total + (value - run_block(block, inputs)).pow(2).sum() / 2
-        scores = run_block(blocks[-1], values[-1] if values else x0)
+    def predictions(self, blocks, x0, values, first=None) -> list[torch.Tensor]:
+        """[f_1(v_0), ..., f_L(v_{L-1})]: each block's prediction of the value node above it, the
+        last one the scores; ``first`` is f_1(v_0) when already known (it is then not recomputed)."""
+        head = run_block(blocks[0], x0) if first is None else first
+        return [head, *(run_block(block, value) for block, value in zip(blocks[1:], values))]
+
+    def _signals(self, predictions, values, y, target) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """(dE/dp for every prediction p, the errors e_l = v_l - p_l), all without a graph."""
+        errors = [value.detach() - p.detach() for value, p in zip(values, predictions)]
+        scores = wide(predictions[-1].detach())
+        if self.params.energy == "ce":
+            output = scores.softmax(-1) - F.one_hot(y, scores.shape[-1]).to(scores.dtype)
+        else:
+            output = scores - target
+        signals = [-error for error in errors] + [output]
+        return [s.to(p.dtype) for s, p in zip(signals, predictions)], errors
+
+    def _energy(self, errors, scores, y, target) -> torch.Tensor:
+        """The batch's summed energy from the hidden errors and the scores (no graph)."""
+        total = errors[0].new_zeros(()) if errors else wide(scores.detach()).new_zeros(())
+        for error in errors:
+            total = total + error.pow(2).sum() / 2
+        scores = wide(scores.detach())
         if self.params.energy == "ce":
             return total + F.cross_entropy(scores, y, reduction="sum")
         return total + (target - scores).pow(2).sum() / 2
+
+    def energy(self, blocks, x0, values, y, target) -> torch.Tensor:
+        """The batch's summed energy at value nodes ``values`` (hidden block outputs, in order)."""
+        predictions = self.predictions(blocks, x0, values)
+        return self._energy(self._signals(predictions, values, y, target)[1], predictions[-1], y, target)
+
+
+def wide(t: torch.Tensor) -> torch.Tensor:
+    """At least float32 (bf16 activities under autocast), float64 kept."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
