@@ -23,7 +23,7 @@ from altlearn.rules.local.heads import similarity
 from altlearn.rules.local.localloss import LocalLoss
 from altlearn.rules.local.pepita import Pepita
 from altlearn.spec.load import validate
-from altlearn.testing import check_rule
+from altlearn.testing import check_rule, make_case, optional_checks
 from altlearn.training.trainer import Observer, Trainer
 
 TOL = dict(rtol=1e-10, atol=1e-12)
@@ -297,6 +297,47 @@ def digits_spec(rule: str, epochs: int = 10, **extra) -> dict:
 def test_defaults_learn_digits(rule, floor):
     metrics = Trainer(validate(digits_spec(rule))).fit()
     assert metrics["test_accuracy"] >= floor, metrics
+
+
+#: Measured under bf16 (seed 0): drtp 93.0 %, pepita 93.0 %, localloss 96.1 %, fwdgrad 87.2 %.
+@pytest.mark.parametrize(
+    "rule, floor", [("drtp", 0.89), ("pepita", 0.89), ("localloss", 0.93), ("fwdgrad", 0.80)]
+)
+def test_defaults_learn_digits_under_bf16(rule, floor):
+    spec = digits_spec(rule)
+    spec["train"]["precision"] = "bf16"
+    metrics = Trainer(validate(spec)).fit()
+    assert metrics["test_accuracy"] >= floor, metrics
+
+
+@pytest.mark.parametrize("cls", [LocalLoss, ForwardGradient, Pepita, DirectRandomTargetProjection])
+def test_bf16_and_compile_are_declared_so_the_kit_checks_them(cls):
+    expected = {"bf16"} if cls is DirectRandomTargetProjection else {"bf16", "compile"}
+    assert expected <= cls.supports
+
+
+def test_pepita_runs_its_step_in_float32_under_bf16_autocast():
+    """h - h' is about 1 % of h, below bf16's resolution: the update is float32's, bit for bit."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+    rule = Pepita(Pepita.Params(), RuleContext(net, cross_entropy, num_classes=10))
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(16, 1, 8, 8, generator=g), torch.randint(0, 10, (16,), generator=g)
+    plain = grads_of(rule, x, y)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        autocast = grads_of(rule, x, y)
+    for name, grad in plain.items():
+        assert autocast[name].dtype == torch.float32 and torch.equal(autocast[name], grad), name
+
+
+def test_drtp_compiles_on_mlps():
+    """drtp does not declare compile (on conv chains the first step draws the conv feedback, a
+    graph break the kit refuses); on an MLP every matrix is drawn when the rule is built."""
+
+    class CompiledDrtp(DirectRandomTargetProjection):
+        supports = frozenset({"compile"})
+
+    optional_checks.compiles(make_case(CompiledDrtp))
 
 
 class SnapshotAt(Observer):

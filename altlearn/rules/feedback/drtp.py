@@ -29,6 +29,9 @@ class DirectRandomTargetProjection(DirectFeedbackRule):
     """DRTP: the signal is the one-hot target over the batch size; buffers ``feedback_<key>`` (K, n_l)."""
 
     Params = DirectFeedbackParams
+    # train.compile works too, but is not declared: on conv chains the first step draws the conv
+    # feedback matrices (hashlib seeds, a graph break), which altlearn.testing's compile check refuses
+    supports = frozenset({"bf16"})  # checked by altlearn.testing
 
     def direct_signal(self, error: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         onehot = F.one_hot(y, self.num_classes).to(error.dtype)  # (B, K)

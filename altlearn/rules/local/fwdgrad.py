@@ -56,6 +56,7 @@ class ForwardGradient(Rule):
     """Forward gradients; with ``perturb: activities`` ``heads`` holds a linear head per hidden block."""
 
     Params = ForwardGradientParams
+    supports = frozenset({"bf16", "compile"})  # checked by altlearn.testing
     params: ForwardGradientParams
 
     def __init__(self, params: ForwardGradientParams, context: RuleContext) -> None:

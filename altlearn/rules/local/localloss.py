@@ -55,6 +55,7 @@ class LocalLoss(Rule):
     """Local losses on MLPs; ``heads`` holds one :class:`LocalHead` per hidden block."""
 
     Params = LocalLossParams
+    supports = frozenset({"bf16", "compile"})  # checked by altlearn.testing
     params: LocalLossParams
 
     def __init__(self, params: LocalLossParams, context: RuleContext) -> None:

@@ -16,6 +16,10 @@ s = h_L (B, K):
    with h'_0 = x'. No f'(a) appears and nothing travels backwards through any weight: each layer
    needs its own two activities and its input, plus the error sent to the input once.
 
+Both passes run in float32 also under ``train.precision: bf16`` (autocast is switched off for the
+step; evaluation stays under it): h_l - h'_l is about 1 % of h_l, which bf16's 8-bit mantissa
+does not resolve (the update then pointed elsewhere than in float32).
+
 Hidden blocks may contain only elementwise activations after their linear layer (h - h' is
 taken at the block's output); dropout and normalisation are refused (the two passes would differ
 by more than the modulation). Weight decay and learning-rate decay are the spec's optimizer and
@@ -54,6 +58,7 @@ class Pepita(Rule):
     """PEPITA on MLPs; buffer ``input_feedback`` is F (K, D)."""
 
     Params = PepitaParams
+    supports = frozenset({"bf16", "compile"})  # checked by altlearn.testing
     params: PepitaParams
     input_feedback: torch.Tensor  # a buffer
 
@@ -91,7 +96,8 @@ class Pepita(Rule):
         return loss.detach(), error
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        with torch.no_grad():
+        # float32 also under bf16 autocast: h - h' is about 1 % of h, below bf16's resolution
+        with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
             first = self._forward(x)
             loss, error = self._example_error(first[-1], y)
             modulation = error.to(self.input_feedback.dtype) @ self.input_feedback  # (B, D)
