@@ -13,9 +13,18 @@ memory rounds come last (the smallest peak of two counts).
     python benchmarks/suite.py --device cpu --rules bp,dfa --networks mlp4x2000 --steps 20
     python benchmarks/suite.py --device cuda --compile --rules bp --networks mlp4x2000
     python benchmarks/suite.py --ff-60-epochs                  # FF, 4x2000, 60 epochs (GPU)
+    python benchmarks/suite.py --rule-steps                    # pc, ep, localloss, fwdgrad, drtp,
+                                                               # pepita: step time / BP's (CPU)
 
 Prints a table and the acceptance ratios; ``--json out.json`` writes every figure. How each figure
 is measured: docs/performance.md.
+
+``--rule-steps`` (``rule_steps.py``) runs instead the rules that have no hand-written loop: each
+rule's step time as a ratio to BP's step on the same network (pcx's 784-128x3-10 MLP, batch 64,
+for pc with T = 5 and 20 and ep; the 4x2000 MLP, batch 128, for localloss, fwdgrad, drtp and
+pepita), with the bounds of issues 31 and 32. It has its own networks, batches and rules (the
+main run's ``--rules``, ``--networks`` and ``--batch-size`` do not apply; ``--steps`` overrides
+each group's default steps per round), so it is not part of the default run; it takes 2-4 minutes.
 """
 
 from __future__ import annotations
@@ -747,7 +756,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", choices=("cpu", "cuda", "all"), default="all")
     parser.add_argument("--rules", default=",".join(RULES))
     parser.add_argument("--networks", default=",".join(NETWORKS))
-    parser.add_argument("--steps", type=int, default=50, help="training steps per timed round")
+    parser.add_argument(
+        "--steps", type=int, help="training steps per timed round (50; --rule-steps: each group's own)"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds of each implementation")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument(
@@ -779,10 +790,21 @@ def main(argv: list[str] | None = None) -> int:
         metavar="PATH=VALUE",
         help="with --ff-60-epochs: spec overrides, e.g. train.compile=reduce-overhead",
     )
+    parser.add_argument(
+        "--rule-steps",
+        action="store_true",
+        help="instead: step time of pc, ep, localloss, fwdgrad, drtp and pepita as a ratio to BP's "
+        "(rule_steps.py; --device defaults to cpu here)",
+    )
+    parser.add_argument("--rule-groups", default="pcx_mlp,mlp4x2000", help="with --rule-steps")
     parser.add_argument("--json", type=Path, help="write every figure to this JSON file")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+
+    if args.rule_steps:
+        return rule_steps_main(args, parser)
+    args.steps = args.steps or 50
 
     if args.ff_60_epochs:
         device = "cuda" if args.device == "all" else args.device
@@ -823,6 +845,33 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(result["rows"]))
     print()
     print(format_summary(result["summary"]))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def rule_steps_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``--rule-steps``: every rule of rule_steps.GROUPS against BP on its group's network."""
+    import rule_steps  # it imports this module's helpers: loaded only when asked for
+
+    groups = [g.strip() for g in args.rule_groups.split(",") if g.strip()]
+    unknown = [g for g in groups if g not in rule_steps.GROUPS]
+    if unknown:
+        parser.error(f"unknown rule group: {', '.join(unknown)} (groups: {', '.join(rule_steps.GROUPS)})")
+    devices = devices_for("cpu" if args.device == "all" else args.device, print)
+    result: dict = {"machine": machine(), "devices": {}}
+    for device in devices:
+        result["devices"][device] = rule_steps.run_rule_steps(
+            groups, device, steps=args.steps, rounds=args.rounds
+        )
+        info = result["machine"]
+        print(
+            f"\n{device}: torch {info['torch']}, {info['threads']} thread(s), {info['cpu']}; best of "
+            f"{args.rounds} alternating rounds; ratio = step time / BP's step time on the same "
+            f"network; bounds judged on the {result['devices'][device]['settings']['judged_on']}"
+        )
+        print(rule_steps.format_table(result["devices"][device]["rows"]))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
         print(f"wrote {args.json}")
