@@ -45,19 +45,22 @@ def batch(n=7, seed=1):
     return torch.randn(n, 4, generator=g, dtype=torch.float64), torch.randint(0, 3, (n,), generator=g)
 
 
-def hand_pc(net, x, target, steps, lr):
-    """PC-SE by hand: returns the weight and bias gradients, in the network's parameter order."""
+def hand_pc(net, x, target, steps, lr, momentum=0.0):
+    """PC-SE by hand: returns the weight and bias gradients, in the network's parameter order.
+    With ``momentum``, the value nodes descend with heavy-ball velocities that start at zero."""
     w = [net[0].weight, net[2].weight, net[4].weight]
     b = [net[0].bias, net[2].bias, net[4].bias]
     with torch.no_grad():
         v1 = torch.tanh(x @ w[0].T + b[0])
         v2 = torch.tanh(v1 @ w[1].T + b[1])
+        u1, u2 = torch.zeros_like(v1), torch.zeros_like(v2)
         for _ in range(steps):
             h1, h2 = torch.tanh(x @ w[0].T + b[0]), torch.tanh(v1 @ w[1].T + b[1])
             e1, e2, e3 = v1 - h1, v2 - h2, target - (v2 @ w[2].T + b[2])
             d1 = e1 - ((1 - h2**2) * e2) @ w[1]
             d2 = e2 - e3 @ w[2]
-            v1, v2 = v1 - lr * d1, v2 - lr * d2
+            u1, u2 = momentum * u1 + d1, momentum * u2 + d2
+            v1, v2 = v1 - lr * u1, v2 - lr * u2
         h1, h2 = torch.tanh(x @ w[0].T + b[0]), torch.tanh(v1 @ w[1].T + b[1])
         e1, e2, e3 = v1 - h1, v2 - h2, target - (v2 @ w[2].T + b[2])
         deltas = [(1 - h1**2) * e1, (1 - h2**2) * e2, e3]
@@ -78,6 +81,20 @@ def test_update_matches_hand_computation(steps):
     reference = hand_pc(net, x, F.one_hot(y, 3).double(), steps, 0.2)
     for got, want in zip(grads, reference):
         torch.testing.assert_close(got, want, **TOL)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 6])
+def test_momentum_on_the_value_nodes_matches_hand_computation(steps):
+    net = mlp()
+    x, y = batch()
+    rule = make_rule(net, inference_steps=steps, inference_lr=0.2, inference_momentum=0.65)
+    grads, _ = grads_of(rule, x, y)
+    reference = hand_pc(net, x, F.one_hot(y, 3).double(), steps, 0.2, momentum=0.65)
+    for got, want in zip(grads, reference):
+        torch.testing.assert_close(got, want, **TOL)
+    if steps > 1:  # from the second step on, momentum moves the values elsewhere than plain steps
+        plain = hand_pc(net, x, F.one_hot(y, 3).double(), steps, 0.2)
+        assert any(not torch.allclose(got, want) for got, want in zip(grads, plain))
 
 
 def test_energy_decreases_monotonically_for_a_small_step():
@@ -206,7 +223,14 @@ def test_check_network_refuses_other_layers_at_their_path(module, words):
 
 
 @pytest.mark.parametrize(
-    "options", [{"inference_steps": -1}, {"inference_lr": 0}, {"energy": "kl"}, {"bogus": 1}]
+    "options",
+    [
+        {"inference_steps": -1},
+        {"inference_lr": 0},
+        {"inference_momentum": 1.0},
+        {"energy": "kl"},
+        {"bogus": 1},
+    ],
 )
 def test_params_are_validated(options):
     with pytest.raises(pydantic.ValidationError):

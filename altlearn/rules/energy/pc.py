@@ -60,6 +60,15 @@ class PredictiveCodingParams(Params):
         le=10.0,
         description="gamma: step size of the value nodes' gradient descent on the energy",
     )
+    inference_momentum: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description=(
+            "mu: heavy-ball momentum of the value nodes' descent (velocity = mu velocity + dE/dv, "
+            "reset every batch; pcx's SGD on the values); 0: plain gradient steps"
+        ),
+    )
     energy: Literal["se", "ce"] = Field(
         "se",
         description=(
@@ -128,6 +137,8 @@ class PredictiveCoding(Rule):
         params = block_parameters(blocks)
         steps = self.params.inference_steps if values else 0  # nothing to relax in a one-layer net
         lr, incremental = self.params.inference_lr, self.params.incremental
+        momentum = self.params.inference_momentum
+        velocities = [torch.zeros_like(v) for v in values] if momentum else []
         summed = [torch.zeros_like(p) for p in params] if incremental else []
         energies: list[torch.Tensor] = []
         for step in range(steps + 1):
@@ -146,8 +157,7 @@ class PredictiveCoding(Rule):
                 allow_unused=True,
             )
             with torch.no_grad():
-                for value, error, grad in zip(values, errors, grads[: len(relaxing)]):
-                    value.sub_(error, alpha=lr).sub_(grad, alpha=lr)
+                step_values(values, velocities, errors, grads[: len(relaxing)], lr, momentum)
                 for total, grad in zip(summed, grads[len(relaxing) :]):
                     total.add_(grad)
         final = summed if incremental else list(grads)
@@ -187,6 +197,17 @@ class PredictiveCoding(Rule):
         """The batch's summed energy at value nodes ``values`` (hidden block outputs, in order)."""
         predictions = self.predictions(blocks, x0, values)
         return self._energy(self._signals(predictions, values, y, target)[1], predictions[-1], y, target)
+
+
+def step_values(values, velocities, errors, grads, lr: float, momentum: float) -> None:
+    """One descent step of the value nodes, in place: dE/dv_l = e_l + grad_l, either taken
+    directly or accumulated into the velocities first (heavy ball, as torch's and optax's SGD)."""
+    for n, (value, error, grad) in enumerate(zip(values, errors, grads)):
+        if not momentum:
+            value.sub_(error, alpha=lr).sub_(grad, alpha=lr)
+            continue
+        velocity = velocities[n].mul_(momentum).add_(error).add_(grad)
+        value.sub_(velocity, alpha=lr)
 
 
 def wide(t: torch.Tensor) -> torch.Tensor:
