@@ -10,6 +10,7 @@ runs). Metrics stay on the device during an epoch and are read at most once per
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -206,7 +207,9 @@ class Trainer:
             "device": self.device.type,
             "epoch": self.epoch,
             "global_step": self.global_step,
-            "history": list(self.history),
+            # interned keys: pickle writes a key once per distinct object, so a history restored
+            # from a checkpoint and one built in this process make the same bytes
+            "history": [{sys.intern(key): value for key, value in epoch.items()} for epoch in self.history],
             "rule": self.rule.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
