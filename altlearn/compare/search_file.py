@@ -19,7 +19,6 @@ from altlearn.spec.axes import KINDS, AxisRange, direction_of
 
 SWEEP_FILE_ARTIFACT = "sweep.yaml"
 MAX_SWEEP_FILE_BYTES = 1_000_000
-PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 CASE_KEYS = ("label", "base", "search")  # a case's keys that are not overrides
 
 
@@ -122,21 +121,13 @@ def _axes(space: Any) -> dict[str, AxisRange]:
 
 def read_sweep_text(client, run_id: str) -> str | None:
     """The sweep file logged to the parent run, or None if it has none (or it cannot be read)."""
-    import os
+    from altlearn.tracking.store import quiet_downloads
 
-    # MLflow draws a progress bar for every download; compare's stderr is for its notes.
-    saved = os.environ.get(PROGRESS_BAR)
-    os.environ[PROGRESS_BAR] = "false"
     try:
-        with tempfile.TemporaryDirectory(prefix="altlearn-compare-") as folder:
+        with quiet_downloads(), tempfile.TemporaryDirectory(prefix="altlearn-compare-") as folder:
             local = Path(client.download_artifacts(run_id, SWEEP_FILE_ARTIFACT, folder))
             if local.stat().st_size > MAX_SWEEP_FILE_BYTES:  # a shared store's data: bounded
                 return None
             return local.read_text(encoding="utf-8")
     except Exception:  # noqa: BLE001 - no such artifact, a store without its artifacts, not text
         return None
-    finally:
-        if saved is None:
-            os.environ.pop(PROGRESS_BAR, None)
-        else:
-            os.environ[PROGRESS_BAR] = saved

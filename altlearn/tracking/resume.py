@@ -21,7 +21,7 @@ from altlearn.spec.files import MAX_SPEC_BYTES, parse_yaml
 from altlearn.text import printable
 from altlearn.tracking.checkpoints import LEGACY_STATE_PATH, file_sha256, reference_epoch
 from altlearn.tracking.recorder import CHECKPOINT_PREVIOUS_TAG, CHECKPOINT_TAG
-from altlearn.tracking.store import connect, sqlite_path
+from altlearn.tracking.store import connect, quiet_downloads, sqlite_path
 from altlearn.tracking.tags import OWNER_HOST, OWNER_PID, owner_alive
 
 
@@ -79,17 +79,12 @@ def _refuse_if_alive(run, uri: str) -> None:
 
 def logged_spec(uri: str, run_id: str) -> str:
     """The run's resolved spec (YAML text), checked to be a non-empty mapping."""
-    import mlflow
     from mlflow.exceptions import MlflowException
 
     resumable_run(uri, run_id)
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            path = Path(
-                mlflow.artifacts.download_artifacts(
-                    run_id=run_id, artifact_path="spec.yaml", dst_path=tmp, tracking_uri=uri
-                )
-            )
+            path = Path(_download(run_id=run_id, artifact_path="spec.yaml", dst_path=tmp, tracking_uri=uri))
             if path.stat().st_size > MAX_SPEC_BYTES:  # a logged spec is data from a shared store
                 raise OSError(f"{path.stat().st_size} bytes, more than any spec ({MAX_SPEC_BYTES})")
             text = path.read_text()
@@ -163,15 +158,12 @@ def _intact_checkpoint(run, uri: str, folder: Path) -> Path:
 def _check(run, uri: str, folder: Path, artifact: str, size: int, sha256: str) -> tuple[Path, str | None]:
     """The artifact downloaded into ``folder``, and None if it matches its tag, else what is wrong
     with it."""
-    import mlflow
     from mlflow.exceptions import MlflowException
 
     path = folder / artifact
     try:
         path = Path(
-            mlflow.artifacts.download_artifacts(
-                run_id=run.info.run_id, artifact_path=artifact, dst_path=str(folder), tracking_uri=uri
-            )
+            _download(run_id=run.info.run_id, artifact_path=artifact, dst_path=str(folder), tracking_uri=uri)
         )
         found = path.stat().st_size
         if found != size:
@@ -192,12 +184,11 @@ def _note(text: str) -> None:
 
 def _legacy_checkpoint(run, uri: str, folder: Path) -> Path:
     """A run without checkpoint tags: altlearn before tagged checkpoints, or none yet."""
-    import mlflow
     from mlflow.exceptions import MlflowException
 
     try:
         return Path(
-            mlflow.artifacts.download_artifacts(
+            _download(
                 run_id=run.info.run_id,
                 artifact_path=LEGACY_STATE_PATH,
                 dst_path=str(folder),
@@ -211,3 +202,10 @@ def _legacy_checkpoint(run, uri: str, folder: Path) -> Path:
             f"(tracking.checkpoint_minutes is {minutes}; an interrupt writes one only after a completed "
             "epoch); start it again with altlearn run"
         ) from None
+
+
+def _download(**where) -> str:
+    import mlflow
+
+    with quiet_downloads():
+        return mlflow.artifacts.download_artifacts(**where)

@@ -233,3 +233,22 @@ def all_runs(
         token = page.token
         if not token:
             return runs
+
+
+#: MLflow draws a progress bar on stderr for every artifact download unless this says false
+PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+
+
+@contextmanager
+def quiet_downloads() -> Iterator[None]:
+    """Artifact downloads without MLflow's progress bars: altlearn's stderr is for its own notes
+    (a resumed trial's checkpoint download would otherwise draw one in the sweep's output)."""
+    saved = os.environ.get(PROGRESS_BAR)
+    os.environ[PROGRESS_BAR] = "false"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(PROGRESS_BAR, None)
+        else:
+            os.environ[PROGRESS_BAR] = saved
