@@ -172,6 +172,9 @@ def replace_block(text: str, name: str, content: str) -> str:
     return f"{head}{start}\n{content}\n{END}{tail}"
 
 
+#: formats compare writes for papers (vector figures, LaTeX): not kept in the docs' folders
+PRINT_ONLY = {".pdf", ".svg", ".tex"}
+
 #: the report's time of generation: a report that differs only there is not rewritten
 GENERATED = re.compile(r"generated \d{4}-\d\d-\d\d \d\d:\d\d UTC")
 
@@ -181,7 +184,10 @@ def write_figures(report, folder: Path, write_outputs) -> None:
     its generation time (so re-running the docs on unchanged stores leaves git clean)."""
     html = folder / "report.html"
     before = html.read_text(encoding="utf-8") if html.exists() else None
-    write_outputs(report, folder)
+    written = write_outputs(report, folder)
+    for path in written.values():  # the doc links the HTML report, the PNGs and the tables
+        if path.suffix in PRINT_ONLY or path.name == "report.md":
+            path.unlink(missing_ok=True)
     if before is not None and GENERATED.sub("", before) == GENERATED.sub(
         "", html.read_text(encoding="utf-8")
     ):
