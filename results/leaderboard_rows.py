@@ -60,6 +60,7 @@ class Row:
     finals_planned: int
     trials_planned: int
     chosen: dict[str, Any] = field(default_factory=dict)
+    edges: dict[str, str] = field(default_factory=dict)  # path -> why its chosen value is at an edge
     stats: GroupStats | None = None
     versus_bp: PairTest | None = None
     cpu_per_epoch: float | None = None
@@ -110,7 +111,7 @@ def _add_finals(selection, rows: dict[str, Row], board: Board) -> None:
         row = rows.get(case.label)
         if row is None or case.stats is None:
             continue
-        row.chosen, row.stats = case.chosen_values, case.stats
+        row.chosen, row.edges, row.stats = case.chosen_values, case.edges, case.stats
         finals = case.stats.group.runs
         row.cpu_per_epoch = _mean(
             [_mean([v for _, v in r.curves.get("epoch_cpu_seconds", [])]) for r in finals]

@@ -41,8 +41,16 @@ def progress(row: Row) -> str:
     return ", ".join(parts) if done or row.searched else "not started"
 
 
-def chosen_text(chosen: dict) -> str:
-    return ", ".join(f"`{path}` {_number(value)}" for path, value in sorted(chosen.items())) or "—"
+def chosen_text(chosen: dict, edges: dict | None = None) -> str:
+    """The chosen values; one at an edge of its searched range is marked † (the best may lie
+    beyond it)."""
+    return (
+        ", ".join(
+            f"`{path}` {_number(value)}" + (" †" if path in (edges or {}) else "")
+            for path, value in sorted(chosen.items())
+        )
+        or "—"
+    )
 
 
 def _number(value) -> str:
@@ -102,17 +110,19 @@ def board_table(board: Board, rows: list[Row] | None) -> str:
                 mean, interval = accuracy_text(row)
                 status = f"{mean} so far ({status})"
             lines.append(
-                f"| – | {row.label} | {row.family} | {chosen_text(row.chosen)} | {status} | | | | | {published} |"
+                f"| – | {row.label} | {row.family} | {chosen_text(row.chosen, row.edges)} | {status} | | | | | {published} |"
             )
             continue
         mean, interval = accuracy_text(row)
         cpu = "—" if row.cpu_per_epoch is None else f"{row.cpu_per_epoch:.1f}"
         lines.append(
-            f"| {rank} | {row.label} | {row.family} | {chosen_text(row.chosen)} | {mean} | {interval} | "
+            f"| {rank} | {row.label} | {row.family} | {chosen_text(row.chosen, row.edges)} | {mean} | {interval} | "
             f"{versus_bp_text(row)} | {cpu} | {reach_text(row, board)} | {published} |"
         )
     for rule, why in board.refusals(ROOT).items():
         lines.append(f"| – | {rule} | | refused: {why.replace('|', '/')} | | | | | | |")
+    if any(row.edges for row in rows):
+        lines.append("\n† chosen at an edge of its searched range: the best may lie beyond it.")
     return "\n".join(lines)
 
 
