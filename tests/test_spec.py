@@ -81,6 +81,7 @@ rule: {type: bp}
         "train_subset": None,
         "test_subset": None,
         "normalize": True,
+        "augment": {"translate": 0, "hflip": False},
     }
     assert out["network"]["layers"] == [
         {"type": "flatten"},

@@ -16,9 +16,11 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
 from altlearn.registry.registry import Registry, build_registry
 from altlearn.spec.options_text import default_value, type_text, yaml_text
@@ -54,13 +56,24 @@ def tables(registry: Registry | None = None) -> dict[str, str]:
 
 
 def section_table(model: type[BaseModel]) -> str:
-    """One row per option of a fixed section (train, tracking, the options every data set has)."""
+    """One row per option of a fixed section (train, tracking, the options every data set has);
+    an option that is a mapping of options (``data.augment``) has one row per option inside it."""
     rows = ["| key | default | allowed | meaning |", "| --- | --- | --- | --- |"]
-    for key, info in model.model_fields.items():
+    for key, info in _options(model):
         rows.append(
             _row([f"`{key}`", yaml_text(default_value(info)), type_text(info), info.description or ""])
         )
     return "\n".join(rows) + "\n"
+
+
+def _options(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, FieldInfo]]:
+    """(dotted key, field) of each option of ``model``, those of nested models inside their own."""
+    for key, info in model.model_fields.items():
+        nested = info.annotation
+        if isinstance(nested, type) and issubclass(nested, BaseModel):
+            yield from _options(nested, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", info
 
 
 def component_table(registry: Registry, kind: str) -> str:

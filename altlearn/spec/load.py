@@ -10,7 +10,7 @@ Shapes are checked by building the network on torch's meta device (:mod:`altlear
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 from pydantic import BaseModel
@@ -27,6 +27,9 @@ from altlearn.spec.model import SECTIONS, DataOptions, Spec, TopLevel, TrackingO
 from altlearn.spec.network import check_network, data_info, network_layers
 from altlearn.spec.stopping import StopCondition, unlikely_metric
 from altlearn.text import did_you_mean
+
+if TYPE_CHECKING:
+    from altlearn.components.base import DataInfo
 
 #: the type a section has when the spec leaves it out
 _DEFAULT_TYPE = {"optimizer": "adam", "schedule": "constant"}
@@ -60,7 +63,7 @@ def validate(raw: dict[str, Any], registry: Registry | None = None, source: str 
         if network is not None and optimizer is not None:
             check_groups(v, network, layers, rule, optimizer)
     if data is not None and data_options is not None:
-        v.problems += feasibility.data_problems(data, data_options)
+        _check_data(v, data, data_options, info)
     if train is not None:
         _check_stop(v, train, data_options)
     v.raise_problems(source, SECTIONS)
@@ -89,6 +92,17 @@ _Model = TypeVar("_Model", bound=BaseModel)
 def _typed(model: type[_Model], parsed: BaseModel | None) -> _Model | None:
     """What the validator parsed with ``model`` (it returns a plain BaseModel), typed as ``model``."""
     return parsed if isinstance(parsed, model) else None
+
+
+def _check_data(v: Validator, data: Block, data_options: DataOptions, info: DataInfo | None) -> None:
+    """The data options against the data set: val_size against its size, augment against its
+    examples (images only, shifts up to half their side)."""
+    from altlearn.data.augment import augment_problem  # torch: only once a spec is validated
+
+    v.problems += feasibility.data_problems(data, data_options)
+    augment = data_options.augment
+    if info is not None and (why := augment_problem(augment.translate, augment.hflip, info.input_shape)):
+        v.add(f"data.{why[0]}", why[1])
 
 
 def _check_stop(v: Validator, train: TrainOptions, data_options: DataOptions | None) -> None:

@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from altlearn.components.ref import Block, ComponentRef
+from altlearn.components.validated import VALIDATOR_CONTEXT
 from altlearn.components.values import (
     MAX_EXPERIMENT_NAME,
     MAX_RUN_NAME,
@@ -47,6 +48,18 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class AugmentOptions(_Section):
+    """``data.augment``: random changes to each training image, drawn anew every epoch."""
+
+    translate: NonNegativeCount = Field(
+        0,
+        description="shift each training image by a random whole number of pixels in "
+        "[-translate, translate], drawn per image and axis; the uncovered border is black "
+        "(0: no shift; at most half the image's smaller side)",
+    )
+    hflip: bool = Field(False, description="mirror each training image left-right with probability 0.5")
+
+
 class DataOptions(_Section):
     """Options every data set has; the trainer applies them the same way to each."""
 
@@ -68,6 +81,23 @@ class DataOptions(_Section):
     normalize: bool = Field(
         True, description="standardise each channel with the training split's mean and std"
     )
+    augment: AugmentOptions = Field(
+        AugmentOptions.model_validate({}),  # frozen: one shared default is safe
+        description="augmentation of the training batches (images only; never validation or test)",
+    )
+
+    @field_validator("augment", mode="before")
+    @classmethod
+    def _augment(cls, value: Any, info: ValidationInfo) -> Any:
+        # Parsed by the spec's validator when there is one, so that a mistake is reported at
+        # data.augment.<option> against augment's own options (not against the data options).
+        scope = (info.context or {}).get(VALIDATOR_CONTEXT)
+        if scope is None or isinstance(value, AugmentOptions):
+            return value
+        parsed = scope.model(AugmentOptions, value, "augment", "data.augment")
+        if parsed is None:
+            scope.reported()
+        return parsed
 
 
 class TrainOptions(_Section):

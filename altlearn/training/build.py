@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from altlearn.components.base import DataInfo
+from altlearn.data.augment import Augmentation, make_augmentation
 from altlearn.data.batches import DeviceData, num_batches, prepare
 from altlearn.data.check import load_splits
 from altlearn.nn.network import build_network
@@ -46,6 +47,7 @@ class Setup:
     data: DeviceData  # normalised, on the device
     steps_per_epoch: int
     shuffle: torch.Generator  # the order of training batches: its own stream, saved in checkpoints
+    augment: Augmentation | None  # data.augment on training batches (its own stream), or None
     loss_fn: LossFn
     rule: Rule
     owns_update: bool  # the rule makes its own optimizer (there is no optimizer block)
@@ -62,6 +64,7 @@ def build(spec: Spec, observers: list[Observer]) -> Setup:
     """Build every part of a run of ``spec``, in the order of its random draws (see above)."""
     device, autocast = configure_torch(spec)
     info, data, shuffle = load_data(spec, device)
+    augment = make_augmentation(spec.data_options.augment, data, spec.seed)
     steps_per_epoch = num_batches(len(data.train_x), spec.data_options.batch_size)
     rule, loss_fn = build_rule(spec, info, device)
     owns_update = brings_own_update(spec.rule.component)
@@ -78,6 +81,7 @@ def build(spec: Spec, observers: list[Observer]) -> Setup:
         data=data,
         steps_per_epoch=steps_per_epoch,
         shuffle=shuffle,
+        augment=augment,
         loss_fn=loss_fn,
         rule=rule,
         owns_update=owns_update,

@@ -48,6 +48,7 @@ class Trainer:
         # The parts as the trainer's own attributes: the loop, observers and callers read them here.
         self.device, self.autocast = setup.device, setup.autocast
         self.info, self.data, self.shuffle = setup.info, setup.data, setup.shuffle
+        self.augment = setup.augment  # data.augment's random changes to training batches, or None
         self.steps_per_epoch, self.total_steps = setup.steps_per_epoch, setup.total_steps
         self.rule, self.loss_fn, self.owns_update = setup.rule, setup.loss_fn, setup.owns_update
         self.optimizer, self.scheduler, self.clipped = setup.optimizer, setup.scheduler, setup.clipped
@@ -124,6 +125,8 @@ class Trainer:
             self.data.train_x, self.data.train_y, spec.data_options.batch_size, self.shuffle
         )
         for step, (x, y) in enumerate(batches, start=1):
+            if self.augment is not None:  # training batches only; evaluation reads the data as is
+                x = self.augment(x)
             self.notify("on_batch_start", self.global_step, x, y)
             opt.zero_grad(set_to_none=True)
             with self.autocast():
@@ -216,6 +219,8 @@ class Trainer:
             "shuffle": self.shuffle.get_state(),
             "torch_rng": torch.get_rng_state(),  # dropout and other draws from the global stream
         }
+        if self.augment is not None:
+            state["augment"] = self.augment.generator.get_state()
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         return state
@@ -235,6 +240,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.shuffle.set_state(state["shuffle"])
+        if self.augment is not None:
+            self.augment.generator.set_state(state["augment"])
         torch.set_rng_state(state["torch_rng"])
         if "cuda_rng" in state and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
