@@ -8,14 +8,18 @@ grad L (E[v v^T] = I). ``num_directions`` k averages k such estimates (variance 
   network, L is the spec's loss; every parameter's .grad is its slice of (1/k) sum_j (grad L . v_j) v_j.
   Works on any network; the estimate's variance grows with the number of parameters.
 - ``perturb: activities`` (Ren, Kornblith, Liao & Hinton 2023, simplified): for every block l of
-  a chain of linear blocks the tangent perturbs the linear layer's output z_l (B, n_l), one
-  independent u_n per example; the loss is the block's own: for a hidden block the cross-entropy
-  of a linear head P_l on h_l = post(z_l) (the rule's ``heads``, trained by their exact local
-  gradient), for the output layer the spec's loss on the scores. Per example n,
+  a chain of linear blocks the direction perturbs the linear layer's output z_l (B, n_l), one per
+  example; per example n, with L_n the loss ``local_losses`` picks (true: the cross-entropy of a
+  linear head P_l on h_l = post(z_l), the rule's ``heads``, trained by their exact local gradient;
+  false: the spec's loss at the network's output, by forward mode through the layers above) and
+  the direction ``guess`` picks (random: u_n ~ N(0, I); local, Fournier et al. 2023: the local
+  head loss's gradient v_n = d l_n/dz_n, and the estimate projects on it),
 
-      g_n = (d L_n / d z_n . u_n) u_n       dW_l = (1/B) g^T h_{l-1}     db_l = (1/B) sum_n g_n
+      random: g_n = (dL_n/dz_n . u_n) u_n       local: g_n = (dL_n/dz_n . v_n) v_n / |v_n|^2
+      dW_l = (1/B) g^T h_{l-1}                  db_l = (1/B) sum_n g_n
 
-  (the z -> W step is exact and local). Block inputs are detached: no error crosses a layer.
+  (the z -> W step is exact and local). Block inputs are detached: no error crosses a layer, and no
+  autograd graph spans two blocks. :mod:`~altlearn.rules.local.fwdgrad_activities` has the step.
   Ren et al.'s local feature grouping and normalisation are not implemented.
 
 Tangents come from the rule's own seeded generators (``DeviceGenerators``, stream "fwdgrad"), saved
@@ -27,8 +31,7 @@ from __future__ import annotations
 from typing import Any, Literal, cast
 
 import torch
-import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
 from altlearn.components.base import Params
@@ -36,6 +39,7 @@ from altlearn.components.values import Count
 from altlearn.rules.base import Rule, RuleContext, accuracy
 from altlearn.rules.feedback.checks import ELEMENTWISE
 from altlearn.rules.local.chain import chain_problems, linear_blocks
+from altlearn.rules.local.fwdgrad_activities import activities_step
 from altlearn.rules.randomness import DeviceGenerators, layer_seed
 
 
@@ -46,14 +50,58 @@ class ForwardGradientParams(Params):
         "activities",
         description=(
             "weights: one tangent over all parameters, the global loss (Baydin et al. 2022); "
-            "activities: each linear layer's output, with a local loss per block (Ren et al. 2023)"
+            "activities: each linear layer's output (Ren et al. 2023), local_losses and guess say "
+            "which loss and which direction"
         ),
     )
     num_directions: Count = Field(1, le=4096, description="tangents averaged per step")
+    local_losses: bool = Field(
+        True,
+        description=(
+            "activities: true, each block's directional derivative is of its own local loss (a linear "
+            "head's cross-entropy, Ren et al. 2023); false, of the spec's loss at the network's output, "
+            "by forward mode through the layers above. Left out, false under perturb: weights or "
+            "guess: local, where it is the only choice"
+        ),
+    )
+    guess: Literal["random", "local"] = Field(
+        "random",
+        description=(
+            "activities: the direction; random: u ~ N(0, I) per example; local: the gradient of the "
+            "block's local head loss w.r.t. its activity, the estimate being the global gradient's "
+            "projection on it (Fournier et al. 2023). local needs local_losses: false, num_directions: 1"
+        ),
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _global_loss_unless_told(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "local_losses" in data:
+            return data
+        if data.get("perturb") == "weights" or data.get("guess") == "local":
+            return {**data, "local_losses": False}  # the only choice there
+        return data
+
+    @model_validator(mode="after")
+    def _combinations(self) -> ForwardGradientParams:
+        if self.perturb == "weights" and (self.local_losses or self.guess == "local"):
+            raise ValueError(
+                "rule.local_losses: true and rule.guess: local need perturb: activities (perturb: "
+                "weights differentiates the spec's loss along random weight tangents)"
+            )
+        if self.guess == "local" and self.local_losses:
+            raise ValueError(
+                "rule.local_losses: true with rule.guess: local would project the local loss's "
+                "gradient on itself, plain local learning (rule localloss, loss: pred); guess: local "
+                "estimates the spec's loss's gradient: leave local_losses out or write false"
+            )
+        if self.guess == "local" and self.num_directions != 1:
+            raise ValueError("rule.num_directions: guess: local has one direction, the local gradient")
+        return self
 
 
 class ForwardGradient(Rule):
-    """Forward gradients; with ``perturb: activities`` ``heads`` holds a linear head per hidden block."""
+    """Forward gradients; ``heads`` holds a linear head per hidden block where a local loss is used."""
 
     Params = ForwardGradientParams
     supports = frozenset({"bf16", "compile"})  # checked by altlearn.testing
@@ -62,7 +110,7 @@ class ForwardGradient(Rule):
     def __init__(self, params: ForwardGradientParams, context: RuleContext) -> None:
         super().__init__(params, context)
         self.generators = DeviceGenerators(self.seed, per_layer="fwdgrad")
-        if params.perturb == "activities":
+        if _uses_heads(params):
             _, blocks = linear_blocks(self.network)
             weight = blocks[0].layer.weight
             heads = {
@@ -82,7 +130,7 @@ class ForwardGradient(Rule):
 
     @classmethod
     def parameter_parts(cls, params) -> dict[str, str]:
-        if params.perturb == "activities":
+        if _uses_heads(params):
             return {"heads": "the hidden blocks' linear prediction heads (local losses)"}
         return {}
 
@@ -99,7 +147,7 @@ class ForwardGradient(Rule):
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.params.perturb == "weights":
             return self._weights_step(x, y)
-        return self._activities_step(x, y)
+        return activities_step(self, x, y)
 
     def _weights_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         named = [(name, p) for name, p in self.network.named_parameters() if p.requires_grad]
@@ -131,50 +179,10 @@ class ForwardGradient(Rule):
             p.grad = estimate
         return metrics
 
-    def _activities_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        prefix, blocks = linear_blocks(self.network)
-        h = x
-        for module in prefix:
-            h = module(h)
-        local: list[torch.Tensor] = []
-        for n, block in enumerate(blocks):
-            z = block.layer(h.detach())  # (B, n_l), a graph to this layer's parameters only
-            if n == len(blocks) - 1:
-                losses = self._perturb(z, self.example_loss, y, block.index)
-                return {"loss": losses.mean(), "accuracy": accuracy(z.detach(), y), **_hidden(local)}
-            head = self.heads[str(block.index)]
-            frozen = {k: v.detach() for k, v in head.named_parameters()}
 
-            def local_losses(a, labels, block=block, head=head, frozen=frozen):
-                scores = torch.func.functional_call(head, frozen, (block.run_post(a),))
-                return F.cross_entropy(scores, labels, reduction="none")
-
-            self._perturb(z, local_losses, y, block.index)
-            with torch.no_grad():
-                h = block.run_post(z.detach())
-            head_loss = F.cross_entropy(head(h), y)  # the head: its exact local gradient
-            head_loss.backward()
-            local.append(head_loss.detach())
-        raise AssertionError("unreachable: check_network requires an output layer")
-
-    def _perturb(self, z: torch.Tensor, example_losses, y: torch.Tensor, layer: int) -> torch.Tensor:
-        """Fill the layer's grads with the forward-gradient estimate of d(mean loss)/dz; return (B,) losses.
-
-        The k directions run as one batch of k*B copies of z (one jvp), each with its own tangent.
-        """
-        primal, k, batch = z.detach(), self.params.num_directions, z.shape[0]
-        copies = primal.repeat(k, *([1] * (z.dim() - 1)))  # (k*B, n)
-        u = self._tangent(copies, layer)  # an independent direction per example and per copy
-        with torch.no_grad():
-            result = torch.func.jvp(lambda a: example_losses(a, y.repeat(k)), (copies,), (u,))
-            losses, slopes = cast("tuple[torch.Tensor, torch.Tensor]", result)  # no aux: two values
-            estimate = (slopes.view(-1, *([1] * (z.dim() - 1))) * u).view(k, *z.shape).sum(0)
-        z.backward(estimate / (k * batch))
-        return losses[:batch]
-
-
-def _hidden(local: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {"fwdgrad/hidden": torch.stack(local).mean()} if local else {}
+def _uses_heads(params: ForwardGradientParams) -> bool:
+    """Whether a block's local loss is used: as the objective or as the guess."""
+    return params.perturb == "activities" and (params.local_losses or params.guess == "local")
 
 
 def _head(width: int, num_classes: int, seed: int, index: int) -> nn.Linear:
