@@ -184,10 +184,10 @@ def write_figures(report, folder: Path, write_outputs) -> None:
     its generation time (so re-running the docs on unchanged stores leaves git clean)."""
     html = folder / "report.html"
     before = html.read_text(encoding="utf-8") if html.exists() else None
-    written = write_outputs(report, folder)
-    for path in written.values():  # the doc links the HTML report, the PNGs and the tables
+    write_outputs(report, folder)
+    for path in folder.iterdir():  # the doc links the HTML report, the PNGs and the tables
         if path.suffix in PRINT_ONLY or path.name == "report.md":
-            path.unlink(missing_ok=True)
+            path.unlink()
     if before is not None and GENERATED.sub("", before) == GENERATED.sub(
         "", html.read_text(encoding="utf-8")
     ):
