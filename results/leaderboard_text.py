@@ -97,7 +97,10 @@ def board_table(board: Board, rows: list[Row] | None) -> str:
         refused = "".join(f"\n- `{rule}` is refused: {why}" for rule, why in board.refusals(ROOT).items())
         return f"Not run yet: `altlearn sweep {board.file}`." + refused
     reach = f"{100 * board.reach:g} %"
+    figure = f"![{board.title}: test accuracy with 95 % intervals per rule, coloured by family](leaderboard/{board.name}.svg)"
     lines = [
+        figure,
+        "",
         f"| rank | rule | family | chosen (on validation) | test accuracy % (mean ± std) | 95 % CI | vs BP: difference [95 % CI], Holm p | CPU-s / epoch | CPU-s to {reach} | published |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
