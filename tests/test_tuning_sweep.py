@@ -120,9 +120,14 @@ def test_ctrl_c_mid_search_then_continuing_chooses_what_an_uninterrupted_search_
 
 
 def test_final_only_runs_the_finals_of_a_finished_search(tmp_path):
-    assert run_sweep(tmp_path, SEARCH, "--final-only").exit_code == 0  # nothing searched: no finals
+    two_cases = {**SEARCH, "cases": [*SEARCH["cases"], {"label": "fa", "rule.type": "fa"}]}
+    result = run_sweep(tmp_path, two_cases, "--final-only", "--case", "fa")
+    assert result.exit_code == 0, result.output  # nothing searched: no finals
     _, children = sweep_runs(store(tmp_path))
     assert children == []
+    # the note names the case asked for, not the one --case left out
+    assert "'fa': its search is not done" in result.output
+    assert "'bp'" not in result.output
 
 
 @pytest.mark.parametrize(

@@ -179,10 +179,17 @@ def defer_finals(plans: list[Plan]) -> tuple[list[Plan], list[str]]:
         replace(p, action="later") if p.trial.case in waiting and p.trial.phase == "final" else p
         for p in plans
     ]
+    # said only of a case whose finals this run would otherwise have started: a case that --case
+    # left out waits by the user's choice, and fourteen notes about it would hide the one that counts
+    held = {
+        p.trial.case
+        for p in plans
+        if p.trial.phase == "final" and p.trial.case in waiting and p.action in ("start", "resume")
+    }
     notes = [
         f"{short(case)}: its search is not done, so its finals wait; run the sweep without "
         "--final-only (or with a --case that selects it) to finish it"
-        for case in sorted(waiting)
+        for case in sorted(held)
     ]
     return deferred, notes
 
