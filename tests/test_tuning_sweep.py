@@ -199,3 +199,14 @@ def test_the_dry_run_lists_each_cases_search_trials_and_finals(tmp_path):
     assert len(lines) == 4  # two finals per case
     again = run_sweep(tmp_path, two, "--dry-run")
     assert again.output == result.output
+
+
+def test_a_search_that_cannot_do_what_it_says_is_noted_before_it_runs(tmp_path):
+    quiet = run_sweep(tmp_path, SEARCH, "--dry-run")
+    assert quiet.exit_code == 0, quiet.output
+    assert "note:" not in quiet.output  # 5 start-up draws of 6 trials, pruning from epoch 1 of 3
+    search = {**SEARCH["search"], "startup_trials": 6, "pruner": {"type": "median", "min_epochs": 3}}
+    result = run_sweep(tmp_path, {**SEARCH, "search": search}, "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "search.startup_trials (6) is not below search.trials (6)" in result.output
+    assert "'bp': search.pruner.min_epochs (3) is not below its train.epochs (3)" in result.output

@@ -18,6 +18,7 @@ from altlearn.sweep.display import SweepDisplay, summary_lines, trial_lines
 from altlearn.sweep.jobs import Event, Job, JobQueue
 from altlearn.sweep.locks import retry_while_locked, wait_for_sqlite_locks
 from altlearn.sweep.record import Plan, SweepRecord, mark_lost, open_sweep, plan_trials, trial_tags
+from altlearn.sweep.search_trials import search_notes
 from altlearn.sweep.summary import DONE, NOT_STARTED, collect, end_parent, groups, log_summary, parent_status
 from altlearn.sweep.trial_filter import final_only, select
 from altlearn.sweep.trials import load_trials
@@ -48,6 +49,8 @@ def run_sweep(options: SweepOptions) -> int:
     from altlearn.sweep.engines import make_engine, trial_resources
 
     sweep, trials = load_trials(options.path, list(options.overrides))
+    for note in search_notes(trials):  # a search's settings that cannot do what they say
+        _note(note)
     selected = select(trials, options.cases, options.seeds) if options.cases or options.seeds else None
     if options.final_only:
         selected = final_only(sweep, trials, selected)

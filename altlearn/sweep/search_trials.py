@@ -183,3 +183,26 @@ def built_trial(slot: Trial, spec, label: str) -> Trial:
     return replace(
         slot, spec=spec, group_key=group_key, configuration=replace(slot.configuration, label=label)
     )
+
+
+def search_notes(trials: list[Trial]) -> list[str]:
+    """What in a valid search cannot do what it says: start-up draws that leave the sampler's model
+    nothing to choose, a pruner whose grace period outlasts a case's training."""
+    cases: dict[str, SearchCase] = {t.case: t.search for t in trials if t.phase == "search"}
+    notes: list[str] = []
+    settings = next(iter(cases.values())).settings if cases else None
+    if settings and settings.sampler == "tpe" and settings.startup_trials >= settings.trials:
+        notes.append(
+            f"search.startup_trials ({settings.startup_trials}) is not below search.trials "
+            f"({settings.trials}): every trial is a random draw and TPE never chooses one; lower "
+            "startup_trials or raise trials"
+        )
+    for label, case in cases.items():
+        pruner, epochs = case.settings.pruner, case.probe.train.epochs
+        if pruner.type != "none" and pruner.min_epochs >= epochs:
+            notes.append(
+                f"{label!r}: search.pruner.min_epochs ({pruner.min_epochs}) is not below its "
+                f"train.epochs ({epochs}): no trial of it can be pruned; lower min_epochs or set "
+                "pruner: none"
+            )
+    return notes
