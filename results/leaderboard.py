@@ -24,6 +24,7 @@ import yaml
 from leaderboard_rows import Board, board_rows
 from leaderboard_text import FIGURES, board_figure, board_table, headline_table, provenance_table
 from stores import StoreError, restore, snapshot
+from stores import replace_block as replace_stores_block
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -55,12 +56,7 @@ def read_board(board: Board, families: dict[str, str]):
 
 
 def replace_block(text: str, name: str, content: str, where: Path) -> str:
-    start = START.format(name)
-    if start not in text:
-        raise StoreError(f"{where} has no {start} ... {END} block")
-    head, rest = text.split(start, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{start}\n{content}\n{END}{tail}"
+    return replace_stores_block(text, START.format(name), END, content, str(where))
 
 
 def update(check: bool, page: Path = PAGE, readme: Path = README) -> int:

@@ -13,6 +13,16 @@ class StoreError(Exception):
     """A store cannot be kept or restored as asked; the message says why."""
 
 
+def replace_block(text: str, start: str, end: str, content: str, where: str) -> str:
+    """``text`` with what stands between the markers ``start`` and ``end`` replaced by ``content``:
+    the generated blocks of the docs (``where`` names the file in the error)."""
+    if start not in text:
+        raise StoreError(f"{where} has no {start} ... {end} block")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{content}\n{end}{tail}"
+
+
 def db_path(store: str | Path) -> Path:
     """A path, or a sqlite:/// tracking URI as altlearn and MLflow take it."""
     text = str(store)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import yaml
 from stores import StoreError, restore, snapshot
+from stores import replace_block as replace_stores_block
 
 HERE = Path(__file__).resolve().parent
 DOC = HERE.parent / "docs" / "reproductions.md"
@@ -164,12 +165,7 @@ def summary_table(rows: list[dict], papers: dict, reports: dict) -> str:
 
 
 def replace_block(text: str, name: str, content: str) -> str:
-    start = START.format(name)
-    if start not in text:
-        raise StoreError(f"the doc has no {start} ... {END} block for {name!r}")
-    head, rest = text.split(start, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{start}\n{content}\n{END}{tail}"
+    return replace_stores_block(text, START.format(name), END, content, f"the doc (block {name!r})")
 
 
 #: formats compare writes for papers (vector figures, LaTeX): not kept in the docs' folders
