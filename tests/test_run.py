@@ -216,6 +216,17 @@ def test_a_run_killed_after_its_stopping_epoch_resumes_to_finished_without_train
     assert f"stopped after epoch {epochs[-1]} of 30" in resumed.output
 
 
+def test_a_run_with_overrides_is_named_after_them_unless_the_spec_names_it(tmp_path):
+    path = write_spec(tmp_path, {**DIGITS_SPEC, "train": {"epochs": 1, "device": "cpu"}})
+    result, client = run_cli(tmp_path, path, "-s", "rule.type=fa", "-s", "data.augment={}", "-q")
+    assert result.exit_code == 0, result.output
+    assert only_run(client).info.run_name == "digits-e2e [rule.type=fa, data.augment={}]"
+    named = {**DIGITS_SPEC, "tracking": {"experiment": "named", "run_name": "mine"}}
+    result, client = run_cli(tmp_path, write_spec(tmp_path, named, "named.yaml"), "-s", "rule.type=fa")
+    assert result.exit_code == 0, result.output
+    assert only_run(client, "named").info.run_name == "mine"
+
+
 def test_same_seed_gives_identical_metrics_and_another_seed_differs(tmp_path):
     from altlearn.spec.load import validate
     from altlearn.training.trainer import Trainer

@@ -47,7 +47,23 @@ def run(spec_path: str, overrides: tuple[str, ...], tracking_uri: str | None, qu
     from altlearn.tracking.store import tracking_uri as resolve_uri
 
     spec = load_spec(spec_path, list(overrides))
+    if overrides and spec.tracking.run_name is None:
+        # the MLflow run says what -s changed: a run of digits_bp.yaml under -s rule.type=fa is
+        # no 'digits-bp' run
+        spec = load_spec(spec_path, [*overrides, _run_name_override(spec.name, overrides)])
     exit_with(train_spec(spec, uri=resolve_uri(tracking_uri), quiet=quiet))
+
+
+def _run_name_override(name: str, overrides: tuple[str, ...]) -> str:
+    """``tracking.run_name=...`` naming the spec and the overrides, e.g. ``digits-bp [rule.type=fa]``."""
+    import json
+
+    from altlearn.components.values import MAX_RUN_NAME
+
+    run_name = f"{name} [{', '.join(overrides)}]"
+    if len(run_name) > MAX_RUN_NAME:
+        run_name = run_name[: MAX_RUN_NAME - 4] + "...]"
+    return "tracking.run_name=" + json.dumps(run_name)  # a YAML string whatever the overrides hold
 
 
 @main.command()

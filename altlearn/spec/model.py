@@ -172,7 +172,11 @@ class TrackingOptions(_Section):
         max_length=MAX_EXPERIMENT_NAME,
         description="MLflow experiment; put runs you want to compare in one",
     )
-    run_name: str | None = Field(None, max_length=MAX_RUN_NAME, description="default: the spec's name")
+    run_name: str | None = Field(
+        None,
+        max_length=MAX_RUN_NAME,
+        description="default: the spec's name, and after it the -s overrides of altlearn run",
+    )
     log_model: bool = Field(True, description="log the trained model (an MLflow PyTorch model)")
     alignment_every: NonNegativeCount = Field(
         200,
