@@ -47,6 +47,9 @@ HOME_OF_KEY = {
 
 
 def did_you_mean(word: Any, choices: list[str]) -> str:
+    key, colon, value = str(word).partition(":")
+    if colon and key in choices:  # {lr:0.01} is YAML for a key 'lr:0.01' with no value
+        return f"did you mean {key + ': ' + value!r}? YAML needs a space after the colon; "
     close = difflib.get_close_matches(str(word), choices, n=1, cutoff=0.6)
     return f"did you mean {close[0]!r}? " if close else ""
 

@@ -714,3 +714,18 @@ def test_an_override_goes_into_a_plugin_rule_written_as_a_bare_name(plugin_regis
     path = write(tmp_path, "s.yaml", yaml.safe_dump(raw))
     spec = load_spec(path, ["rule.scale=2.0"], registry=plugin_registry)
     assert (spec.rule.type, spec.rule.params.scale) == ("scaled", 2.0)
+
+
+def test_a_colon_without_its_space_is_named_as_yaml_reads_it(tmp_path):
+    # YAML reads {type:linear} as one key 'type:linear' with no value, and lr:0.01 likewise
+    text = (
+        "name: t\ndata: {type: digits}\nnetwork:\n  layers: [{type: flatten}, {type:linear, out_features: 10}]\n"
+        "rule: {type: bp}\noptimizer: {type: adam, lr:0.01}\n"
+    )
+    with pytest.raises(SpecError) as info:
+        load_spec(write(tmp_path, "glued.yaml", text))
+    problems = {p.path: p.message for p in info.value.problems}
+    assert problems["network.layers[1].type"].startswith(
+        "missing; did you mean 'type: linear'? YAML needs a space"
+    )
+    assert "did you mean 'lr: 0.01'? YAML needs a space after the colon" in problems["optimizer.lr:0.01"]

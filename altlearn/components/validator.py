@@ -172,6 +172,10 @@ class Validator:
         type_name = options.pop("type", None)
         what = KIND_NOUNS[kind]
         if type_name is None:
+            glued = next((k for k in options if str(k).startswith("type:")), None)
+            if glued is not None:  # {type:linear}: one key 'type:linear', no value
+                self.add(type_path, "missing; " + did_you_mean(glued, ["type"]).removesuffix("; "))
+                return None, None
             choices = ", ".join(self.choices(kind, reference))
             self.add(type_path, f"missing; choose {article(what)} {what}: {choices}")
             return None, None
