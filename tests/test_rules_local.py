@@ -216,6 +216,27 @@ def test_localloss_layers_above_have_no_influence_and_predsim_weighs_its_parts()
     torch.testing.assert_close(again["0.weight"], mixed, **TOL)
 
 
+def test_localloss_reads_a_block_before_its_dropout_and_passes_it_on_after():
+    torch.manual_seed(1)
+    net = nn.Sequential(
+        nn.Linear(4, 3), nn.Tanh(), nn.Dropout(0.5),  # 0, 1, 2
+        nn.Linear(3, 3), nn.Tanh(),  # 3, 4
+        nn.Linear(3, 2),  # 5
+    ).double()  # fmt: skip
+    (x, y), rule = batch(), make_rule(LocalLoss, net)
+    torch.manual_seed(7)
+    got = grads_of(rule, x, y)
+    torch.manual_seed(7)  # the step's only draw: the same dropout mask
+    kept = F.dropout(torch.ones(5, 3, dtype=torch.float64), 0.5, training=True)
+    h1 = torch.tanh(x @ net[0].weight.T + net[0].bias)
+    own = torch.autograd.grad(rule.heads["0"](h1, y), [net[0].weight, net[0].bias])  # no mask
+    torch.testing.assert_close((got["0.weight"], got["0.bias"]), own, **TOL)
+    h2 = torch.tanh((h1 * kept).detach() @ net[3].weight.T + net[3].bias)  # the next block: masked
+    own = torch.autograd.grad(rule.heads["3"](h2, y), [net[3].weight, net[3].bias])
+    torch.testing.assert_close((got["3.weight"], got["3.bias"]), own, **TOL)
+    assert (kept == 0).any() and (kept != 0).any()
+
+
 def test_localloss_bpf_sends_the_head_error_through_a_fixed_matrix():
     net, (x, y) = mlp(), batch()
     rule = make_rule(LocalLoss, net, loss="pred", bpf=True, target_size=6)

@@ -17,7 +17,9 @@ head outputs target_size logits trained by binary cross-entropy towards (t > 0);
 reaches h_l through a fixed random matrix instead of its own weight (feedback alignment inside
 the head), so no weight carries an error backwards anywhere.
 
-The output layer is trained by the spec's loss on its detached input (its ordinary local gradient).
+A block that ends in dropout gives its loss the output before the dropout and the next block the
+output after it, as the authors' code does. The output layer is trained by the spec's loss on its
+detached input (its ordinary local gradient).
 All the block losses and the output loss go into one backward pass; because every block's input is
 detached, block l's parameters get the gradient of L_l alone (nothing from the blocks above).
 The heads are the rule's own parameters (``heads``, an optimizer group may name them) and are
@@ -87,8 +89,13 @@ class LocalLoss(Rule):
             h = module(h)
         local = []
         for block in blocks[:-1]:
-            h = block.run_post(block.layer(h.detach()))  # (B, n_l), no graph below this block
-            local.append(self.heads[str(block.index)](h, y))
+            kept, dropouts = _before_trailing_dropout(block.post)
+            h = block.layer(h.detach())  # no graph below this block
+            for module in kept:
+                h = module(h)  # (B, n_l)
+            local.append(self.heads[str(block.index)](h, y))  # before the dropout, as the code
+            for module in dropouts:
+                h = module(h)  # what the next block reads
         scores = blocks[-1].layer(h.detach())  # (B, K)
         loss = self.loss(scores, y)
         total = loss + torch.stack(local).sum()
@@ -98,3 +105,13 @@ class LocalLoss(Rule):
             "accuracy": accuracy(scores.detach(), y),
             "localloss/hidden": torch.stack(local).detach().mean(),
         }
+
+
+def _before_trailing_dropout(post: list[nn.Module]) -> tuple[list[nn.Module], list[nn.Module]]:
+    """A block's modules after its layer, split before the dropout layers that end it: the local
+    loss reads the block's output before them (the authors' code), the next block after them. A
+    dropout with other modules after it stays in the first part: the loss sees it."""
+    end = len(post)
+    while end and isinstance(post[end - 1], DROPOUT):
+        end -= 1
+    return post[:end], post[end:]
