@@ -65,6 +65,7 @@ class Row:
     versus_bp: PairTest | None = None
     cpu_per_epoch: float | None = None
     reach_seconds: list[float] = field(default_factory=list)  # per final that reached the accuracy
+    spent: dict[str, float] = field(default_factory=dict)  # phase -> its runs' training CPU-seconds
     provenance: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -93,6 +94,8 @@ def board_rows(uri: str, board: Board, families: dict[str, str]) -> list[Row]:
         row = rows.setdefault(
             case_of(run), Row(case_of(run), "other", {}, 0, finals_planned, plan.trials or 0)
         )
+        cpu = math.fsum(v for _, v in run.curves.get("epoch_cpu_seconds", []))
+        row.spent[phase(run)] = row.spent.get(phase(run), 0.0) + cpu  # pruned and unfinished too
         if phase(run) == "search":
             state = trial_state(run, plan.objective)
             row.searched[state] = row.searched.get(state, 0) + 1

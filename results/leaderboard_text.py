@@ -101,8 +101,8 @@ def board_table(board: Board, rows: list[Row] | None) -> str:
     lines = [
         figure,
         "",
-        f"| rank | rule | family | chosen (on validation) | test accuracy % (mean ± std) | 95 % CI | vs BP: difference [95 % CI], Holm p | CPU-s / epoch | CPU-s to {reach} | published |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        f"| rank | rule | family | chosen (on validation) | test accuracy % (mean ± std) | 95 % CI | vs BP: difference [95 % CI], Holm p | CPU-s / epoch | CPU-s to {reach} | CPU-min: search + finals | published |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for rank, row in enumerate(ranked(rows), start=1):
         quote = board.quote(row.label)
@@ -113,20 +113,34 @@ def board_table(board: Board, rows: list[Row] | None) -> str:
                 mean, interval = accuracy_text(row)
                 status = f"{mean} so far ({status})"
             lines.append(
-                f"| – | {row.label} | {row.family} | {chosen_text(row.chosen, row.edges)} | {status} | | | | | {published} |"
+                f"| – | {row.label} | {row.family} | {chosen_text(row.chosen, row.edges)} | {status} | | | | | "
+                f"{spent_text(row)} | {published} |"
             )
             continue
         mean, interval = accuracy_text(row)
         cpu = "—" if row.cpu_per_epoch is None else f"{row.cpu_per_epoch:.1f}"
         lines.append(
             f"| {rank} | {row.label} | {row.family} | {chosen_text(row.chosen, row.edges)} | {mean} | {interval} | "
-            f"{versus_bp_text(row)} | {cpu} | {reach_text(row, board)} | {published} |"
+            f"{versus_bp_text(row)} | {cpu} | {reach_text(row, board)} | {spent_text(row)} | {published} |"
         )
     for rule, why in board.refusals(ROOT).items():
-        lines.append(f"| – | {rule} | | refused: {why.replace('|', '/')} | | | | | | |")
+        lines.append(f"| – | {rule} | | refused: {why.replace('|', '/')} | | | | | | | |")
     if any(row.edges for row in rows):
         lines.append("\n† chosen at an edge of its searched range: the best may lie beyond it.")
+    search = sum(row.spent.get("search", 0.0) for row in rows)
+    finals = sum(row.spent.get("final", 0.0) for row in rows)
+    lines.append(
+        f"\nThe board's training so far: {(search + finals) / 3600:.1f} CPU-hours "
+        f"({search / 3600:.1f} searching, {finals / 3600:.1f} in finals; evaluation not counted)."
+    )
     return "\n".join(lines)
+
+
+def spent_text(row: Row) -> str:
+    """The training CPU time a row took: its search (pruned trials too) and its finals."""
+    if not row.spent:
+        return "—"
+    return f"{row.spent.get('search', 0.0) / 60:.0f} + {row.spent.get('final', 0.0) / 60:.0f}"
 
 
 def provenance_table(rows: list[Row] | None) -> str:

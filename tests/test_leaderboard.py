@@ -82,3 +82,30 @@ def test_an_unfinished_row_says_how_far_its_search_and_finals_are():
     finals = Row("pc", "energy-based", {"complete": 9, "pruned": 7}, 2, 5, 16)
     assert progress(finals) == "search 16/16 (7 pruned), finals 2/5"
     assert progress(Row("ep", "energy-based", {}, 0, 5, 16)) == "not started"
+
+
+def test_a_rows_cpu_time_sums_every_epoch_of_its_search_and_finals_as_the_store_holds_them():
+    import sqlite3
+
+    from leaderboard import load_boards, read_board, store_of
+
+    boards, families = load_boards()
+    board = boards["mnist-mlp"]
+    rows = {row.label: row for row in read_board(board, families)}
+    with sqlite3.connect(f"file:{store_of(board.name)}?mode=ro", uri=True) as db:
+        found = db.execute(
+            """SELECT ph.value, m.run_uuid, m.step, m.value, m.timestamp FROM metrics m
+               JOIN tags c ON c.run_uuid = m.run_uuid AND c.key = 'altlearn.case_label' AND c.value = 'bp'
+               JOIN tags ph ON ph.run_uuid = m.run_uuid AND ph.key = 'altlearn.phase'
+               WHERE m.key = 'epoch_cpu_seconds' AND m.run_uuid NOT IN
+                 (SELECT run_uuid FROM tags WHERE key = 'altlearn.superseded')"""
+        ).fetchall()
+    latest: dict[tuple[str, int], tuple[int, str, float]] = {}
+    for phase, run_id, step, value, stamp in found:  # a step logged twice (a resume): its latest
+        if (run_id, step) not in latest or stamp >= latest[run_id, step][0]:
+            latest[run_id, step] = (stamp, phase, value)
+    expected = {"search": 0.0, "final": 0.0}
+    for _, phase, value in latest.values():
+        expected[phase] += value
+    assert expected["search"] > 0 and expected["final"] > 0
+    assert rows["bp"].spent == pytest.approx(expected)
