@@ -33,7 +33,7 @@ from altlearn.training.trainer import Trainer
 
 TOL = dict(rtol=1e-10, atol=1e-12)
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
-GLOBAL = {"local_losses": False}
+GLOBAL = {"local_losses": False, "exact_output": False}  # every layer estimated
 LOCAL_GUESS = {"guess": "local"}
 
 
@@ -173,6 +173,8 @@ def test_the_diagnostics_and_refused_combinations():
         metrics = make_rule(ForwardGradient, net, **options).train_step(x, y)
         assert metrics["fwdgrad/slope"] > 0 and metrics["fwdgrad/slope"].dim() == 0
     assert ForwardGradient.Params(perturb="weights").local_losses is False  # the only choice there
+    assert ForwardGradient.Params(perturb="weights").exact_output is False
+    assert ForwardGradient.Params().exact_output is True
     refused = {
         "local_losses: true and rule.guess: local need perturb: activities": {
             "perturb": "weights",
@@ -180,6 +182,7 @@ def test_the_diagnostics_and_refused_combinations():
         },
         "would project the local loss's gradient on itself": {"guess": "local", "local_losses": True},
         "rule.num_directions": {"guess": "local", "num_directions": 2},
+        "exact_output: true needs perturb: activities": {"perturb": "weights", "exact_output": True},
     }
     for message, options in refused.items():
         spec = digits_spec("fwdgrad")

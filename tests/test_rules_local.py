@@ -452,6 +452,11 @@ def test_fwdgrad_activities_with_a_fixed_tangent_and_on_average():
     torch.testing.assert_close(got["0.weight"], estimate.T @ inputs, **TOL)
     torch.testing.assert_close(got["0.bias"], estimate.sum(0), **TOL)
     assert rule.heads["0"].weight.grad is not None  # the heads learn by their exact local gradient
+    h2, scores = forward(net, x)[1:]
+    output = (scores.softmax(1) - onehot(y)) / 5  # exact_output (the default): the readout's own
+    torch.testing.assert_close(got["4.weight"], output.T @ h2, **TOL)  # exact gradient, input detached
+    estimated = make_rule(ForwardGradient, net, exact_output=False)
+    assert not torch.allclose(grads_of(estimated, x, y)["4.weight"], output.T @ h2)
     averaged = make_rule(ForwardGradient, net, num_directions=3000)
     exact = dz.T @ inputs
     assert cosine(grads_of(averaged, x, y)["0.weight"].reshape(-1), exact.reshape(-1)) > 0.97

@@ -19,7 +19,10 @@ grad L (E[v v^T] = I). ``num_directions`` k averages k such estimates (variance 
       dW_l = (1/B) g^T h_{l-1}                  db_l = (1/B) sum_n g_n
 
   (the z -> W step is exact and local). Block inputs are detached: no error crosses a layer, and no
-  autograd graph spans two blocks. :mod:`~altlearn.rules.local.fwdgrad_activities` has the step.
+  autograd graph spans two blocks. The output layer is trained by its exact local gradient (the
+  spec's loss on its detached input; ``exact_output``, as Ren et al.'s code trains its readout) or,
+  with ``exact_output: false``, estimated like the hidden layers.
+  :mod:`~altlearn.rules.local.fwdgrad_activities` has the step.
   Ren et al.'s local feature grouping and normalisation are not implemented.
 
 Tangents come from the rule's own seeded generators (``DeviceGenerators``, stream "fwdgrad"), saved
@@ -73,10 +76,23 @@ class ForwardGradientParams(Params):
         ),
     )
 
+    exact_output: bool = Field(
+        True,
+        description=(
+            "activities: the output layer trained by its exact local gradient (the spec's loss on "
+            "its detached input, as Ren et al.'s code trains its readout); false: estimated along "
+            "random tangents like the hidden layers. Left out, false under perturb: weights"
+        ),
+    )
+
     @model_validator(mode="before")
     @classmethod
     def _global_loss_unless_told(cls, data: Any) -> Any:
-        if not isinstance(data, dict) or "local_losses" in data:
+        if not isinstance(data, dict):
+            return data
+        if data.get("perturb") == "weights" and "exact_output" not in data:
+            data = {**data, "exact_output": False}  # one tangent over every weight, the output's too
+        if "local_losses" in data:
             return data
         if data.get("perturb") == "weights" or data.get("guess") == "local":
             return {**data, "local_losses": False}  # the only choice there
@@ -88,6 +104,11 @@ class ForwardGradientParams(Params):
             raise ValueError(
                 "rule.local_losses: true and rule.guess: local need perturb: activities (perturb: "
                 "weights differentiates the spec's loss along random weight tangents)"
+            )
+        if self.perturb == "weights" and self.exact_output:
+            raise ValueError(
+                "rule.exact_output: true needs perturb: activities (perturb: weights estimates every "
+                "weight along one tangent)"
             )
         if self.guess == "local" and self.local_losses:
             raise ValueError(

@@ -12,8 +12,9 @@ For block l of a chain of linear blocks, with z_l (B, n_l) its linear layer's ou
   projection of the global gradient on the local one.
 
 The layer's gradients then come from ``z_l.backward(g / B)``: autograd on that one layer, its input
-detached. The output layer's own loss is the spec's: under ``guess: local`` its guess is its exact
-gradient, which it gets directly.
+detached. The output layer's own loss is the spec's; with ``exact_output`` (the default) or under
+``guess: local`` (whose guess there is the exact gradient) it gets that gradient directly, else it
+is estimated along random tangents too.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def _hidden_block(rule: ForwardGradient, chain: Sequence[LinearBlock], z: torch.
 
 def _output_block(rule: ForwardGradient, z: torch.Tensor, y: torch.Tensor, layer: int) -> torch.Tensor:
     """Fill the output layer's grads; return the (B,) losses."""
-    if rule.params.guess == "local":  # the guess, the spec's loss's gradient, is the exact gradient
+    if rule.params.exact_output or rule.params.guess == "local":  # local: the guess is the exact one
         losses = rule.example_loss(z, y)
         (losses.sum() / z.shape[0]).backward()
         return losses.detach()
