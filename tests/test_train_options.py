@@ -146,9 +146,13 @@ def test_clip_grad_norm_must_be_a_positive_number(bad, reason):
 
 def test_a_trainer_flushes_denormal_floats_to_zero():
     # Denormals (below 1.2e-38) multiply ~100x slower on x86 CPUs; weights decaying to zero make them
-    torch.set_flush_denormal(False)
-    tiny = torch.tensor([1.0e-39])
-    assert (tiny * 1.0).item() != 0.0  # this CPU computes denormals unless told not to
-    spec = validate({**BASE, "rule": {"type": "bp"}, "train": {"epochs": 1, "device": "cpu"}})
-    Trainer(spec)
-    assert (tiny * 1.0).item() == 0.0
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU has no flush-to-zero mode")
+    try:
+        tiny = torch.tensor([1.0e-39])
+        assert (tiny * 1.0).item() != 0.0  # this CPU computes denormals unless told not to
+        spec = validate({**BASE, "rule": {"type": "bp"}, "train": {"epochs": 1, "device": "cpu"}})
+        Trainer(spec)
+        assert (tiny * 1.0).item() == 0.0
+    finally:
+        torch.set_flush_denormal(True)  # as every trainer leaves it

@@ -45,7 +45,9 @@ def run(spec_path: str, overrides: tuple[str, ...], tracking_uri: str | None, qu
     from altlearn.runs import train_spec
     from altlearn.spec.load import load_spec
     from altlearn.tracking.store import tracking_uri as resolve_uri
+    from altlearn.training.build import flush_denormals
 
+    flush_denormals()  # before torch starts its worker threads: they keep the flag they start with
     spec = load_spec(spec_path, list(overrides))
     if overrides and spec.tracking.run_name is None:
         # the MLflow run says what -s changed: a run of digits_bp.yaml under -s rule.type=fa is
@@ -82,7 +84,9 @@ def resume(run_id: str, tracking_uri: str | None, quiet: bool) -> None:
     from altlearn.spec.load import load_spec_text
     from altlearn.tracking.resume import logged_spec
     from altlearn.tracking.store import tracking_uri as resolve_uri
+    from altlearn.training.build import flush_denormals
 
+    flush_denormals()  # before torch starts its worker threads (see altlearn run)
     uri = resolve_uri(tracking_uri)
     spec_text = logged_spec(uri, run_id)
     # A SpecError here is e.g. a plugin rule that is no longer installed.

@@ -47,7 +47,9 @@ def prepare() -> None:
     import altlearn.tracking.resume  # noqa: F401
     from altlearn.registry import registry as plugins
     from altlearn.sweep.locks import wait_for_sqlite_locks
+    from altlearn.training.build import flush_denormals
 
+    flush_denormals()  # before any torch work starts this worker's threads
     wait_for_sqlite_locks()
     plugins.get_registry()
 
