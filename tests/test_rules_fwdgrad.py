@@ -183,6 +183,7 @@ def test_the_diagnostics_and_refused_combinations():
         "would project the local loss's gradient on itself": {"guess": "local", "local_losses": True},
         "rule.num_directions": {"guess": "local", "num_directions": 2},
         "exact_output: true needs perturb: activities": {"perturb": "weights", "exact_output": True},
+        "exact_output: false has no meaning under guess: local": {"guess": "local", "exact_output": False},
     }
     for message, options in refused.items():
         spec = digits_spec("fwdgrad")

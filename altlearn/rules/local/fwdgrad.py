@@ -110,6 +110,11 @@ class ForwardGradientParams(Params):
                 "rule.exact_output: true needs perturb: activities (perturb: weights estimates every "
                 "weight along one tangent)"
             )
+        if self.guess == "local" and not self.exact_output:
+            raise ValueError(
+                "rule.exact_output: false has no meaning under guess: local, whose guess for the "
+                "output layer is its exact gradient: leave exact_output out"
+            )
         if self.guess == "local" and self.local_losses:
             raise ValueError(
                 "rule.local_losses: true with rule.guess: local would project the local loss's "
