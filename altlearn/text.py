@@ -46,10 +46,16 @@ HOME_OF_KEY = {
 }
 
 
+def glued_key(key: Any, choices: list[str]) -> str:
+    """For an unknown mapping key like 'lr:0.01' (YAML's reading of ``{lr:0.01}``: one key, no
+    value), the hint to put the space back; '' for any other key."""
+    name, colon, value = str(key).partition(":")
+    if colon and name in choices and value and not value[0].isspace():
+        return f"did you mean {name + ': ' + value!r}? YAML needs a space after the colon; "
+    return ""
+
+
 def did_you_mean(word: Any, choices: list[str]) -> str:
-    key, colon, value = str(word).partition(":")
-    if colon and key in choices:  # {lr:0.01} is YAML for a key 'lr:0.01' with no value
-        return f"did you mean {key + ': ' + value!r}? YAML needs a space after the colon; "
     close = difflib.get_close_matches(str(word), choices, n=1, cutoff=0.6)
     return f"did you mean {close[0]!r}? " if close else ""
 

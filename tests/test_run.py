@@ -218,9 +218,10 @@ def test_a_run_killed_after_its_stopping_epoch_resumes_to_finished_without_train
 
 def test_a_run_with_overrides_is_named_after_them_unless_the_spec_names_it(tmp_path):
     path = write_spec(tmp_path, {**DIGITS_SPEC, "train": {"epochs": 1, "device": "cpu"}})
-    result, client = run_cli(tmp_path, path, "-s", "rule.type=fa", "-s", "data.augment={}", "-q")
+    tags = 'tracking.tags={note: "ok \U0001f600"}'  # outside the BMP: no surrogate escapes
+    result, client = run_cli(tmp_path, path, "-s", "rule.type=fa", "-s", tags, "-q")
     assert result.exit_code == 0, result.output
-    assert only_run(client).info.run_name == "digits-e2e [rule.type=fa, data.augment={}]"
+    assert only_run(client).info.run_name == f"digits-e2e [rule.type=fa, {tags}]"
     named = {**DIGITS_SPEC, "tracking": {"experiment": "named", "run_name": "mine"}}
     result, client = run_cli(tmp_path, write_spec(tmp_path, named, "named.yaml"), "-s", "rule.type=fa")
     assert result.exit_code == 0, result.output

@@ -729,3 +729,6 @@ def test_a_colon_without_its_space_is_named_as_yaml_reads_it(tmp_path):
         "missing; did you mean 'type: linear'? YAML needs a space"
     )
     assert "did you mean 'lr: 0.01'? YAML needs a space after the colon" in problems["optimizer.lr:0.01"]
+    # a value with a colon is no glued key: the ordinary suggestion
+    problems = problems_of(minimal(rule={"type": "fa:2"}))
+    assert "YAML needs a space" not in problems["rule.type"] and "did you mean 'fa'?" in problems["rule.type"]

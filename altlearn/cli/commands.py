@@ -65,7 +65,9 @@ def _run_name_override(name: str, overrides: tuple[str, ...]) -> str:
     run_name = f"{name} [{', '.join(overrides)}]"
     if len(run_name) > MAX_RUN_NAME:
         run_name = run_name[: MAX_RUN_NAME - 4] + "...]"
-    return "tracking.run_name=" + json.dumps(run_name)  # a YAML string whatever the overrides hold
+    # a YAML string whatever the overrides hold; ensure_ascii would write an emoji as two \u escapes
+    # that YAML reads as unpaired surrogates, which no store can save
+    return "tracking.run_name=" + json.dumps(run_name, ensure_ascii=False)
 
 
 @main.command()

@@ -26,7 +26,7 @@ from altlearn.registry.registry import KIND_NOUNS, Registry
 if TYPE_CHECKING:
     from altlearn.components.ref import Reference
 
-from altlearn.text import article, did_you_mean, elsewhere_hint, join, short
+from altlearn.text import article, did_you_mean, elsewhere_hint, glued_key, join, short
 
 #: pydantic's error types of a number's bounds, which a nan fails without being out of them
 _BOUNDS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
@@ -57,7 +57,8 @@ def pydantic_problems(exc: ValidationError, path: str, model: type[BaseModel], o
             message = unknown(loc)
         elif kind == "extra_forbidden":
             message = (
-                f"{loc[-1]!r} is not an option of {owner}; {did_you_mean(loc[-1], options)}"
+                f"{loc[-1]!r} is not an option of {owner}; "
+                f"{glued_key(loc[-1], options) or did_you_mean(loc[-1], options)}"
                 f"its options are: {', '.join(options) or '(none)'}"
             )
         elif kind in ("missing", WORDED):
@@ -172,9 +173,9 @@ class Validator:
         type_name = options.pop("type", None)
         what = KIND_NOUNS[kind]
         if type_name is None:
-            glued = next((k for k in options if str(k).startswith("type:")), None)
-            if glued is not None:  # {type:linear}: one key 'type:linear', no value
-                self.add(type_path, "missing; " + did_you_mean(glued, ["type"]).removesuffix("; "))
+            glued = next((hint for k in options if (hint := glued_key(k, ["type"]))), "")
+            if glued:  # {type:linear}: one key 'type:linear', no value
+                self.add(type_path, "missing; " + glued.removesuffix("; "))
                 return None, None
             choices = ", ".join(self.choices(kind, reference))
             self.add(type_path, f"missing; choose {article(what)} {what}: {choices}")
@@ -211,7 +212,7 @@ class Validator:
         for key in [k for k in options if k not in params.model_fields]:
             self.add(
                 join(path, key),
-                f"{key!r} is not an option of {owner}; {did_you_mean(key, known)}its options are: "
+                f"{key!r} is not an option of {owner}; {glued_key(key, known) or did_you_mean(key, known)}its options are: "
                 f"{', '.join(known) or '(none)'}{elsewhere_hint(key, path) if hint else ''}",
             )
             options.pop(key)
