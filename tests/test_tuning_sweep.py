@@ -128,6 +128,8 @@ def test_final_only_runs_the_finals_of_a_finished_search(tmp_path):
     # the note names the case asked for, not the one --case left out
     assert "'fa': its search is not done" in result.output
     assert "'bp'" not in result.output
+    alone = run_sweep(tmp_path, two_cases, "--final-only")  # every case's finals were asked for
+    assert "'bp': its search is not done" in alone.output and "'fa': its search" in alone.output
 
 
 @pytest.mark.parametrize(
@@ -210,3 +212,6 @@ def test_a_search_that_cannot_do_what_it_says_is_noted_before_it_runs(tmp_path):
     assert result.exit_code == 0, result.output
     assert "search.startup_trials (6) is not below search.trials (6)" in result.output
     assert "'bp': search.pruner.min_epochs (3) is not below its train.epochs (3)" in result.output
+    two = {**SEARCH, "search": search, "cases": [*SEARCH["cases"], {"label": "fa", "rule.type": "fa"}]}
+    result = run_sweep(tmp_path, two, "--dry-run", "--case", "fa")
+    assert "'fa': search.pruner" in result.output and "'bp'" not in result.output  # --case's only

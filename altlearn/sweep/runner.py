@@ -49,11 +49,12 @@ def run_sweep(options: SweepOptions) -> int:
     from altlearn.sweep.engines import make_engine, trial_resources
 
     sweep, trials = load_trials(options.path, list(options.overrides))
-    for note in search_notes(trials):  # a search's settings that cannot do what they say
-        _note(note)
     selected = select(trials, options.cases, options.seeds) if options.cases or options.seeds else None
     if options.final_only:
         selected = final_only(sweep, trials, selected)
+    chosen = trials if selected is None else [t for t in trials if t.index in selected]
+    for note in search_notes(chosen):  # a search's settings that cannot do what they say
+        _note(note)
     resources = trial_resources([t.spec for t in trials], sweep.resources, options.workers)
     if options.dry_run:
         _print_trials(trials, selected)

@@ -199,7 +199,8 @@ def search_notes(trials: list[Trial]) -> list[str]:
         )
     for label, case in cases.items():
         pruner, epochs = case.settings.pruner, case.probe.train.epochs
-        if pruner.type != "none" and pruner.min_epochs >= epochs:
+        searched = any(axis.path == "train.epochs" for axis in case.settings.axes)  # the probe: its low end
+        if pruner.type != "none" and not searched and pruner.min_epochs >= epochs:
             notes.append(
                 f"{label!r}: search.pruner.min_epochs ({pruner.min_epochs}) is not below its "
                 f"train.epochs ({epochs}): no trial of it can be pruned; lower min_epochs or set "
