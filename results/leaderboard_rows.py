@@ -65,7 +65,9 @@ class Row:
     versus_bp: PairTest | None = None
     cpu_per_epoch: float | None = None
     reach_seconds: list[float] = field(default_factory=list)  # per final that reached the accuracy
-    spent: dict[str, float] = field(default_factory=dict)  # phase -> its runs' training CPU-seconds
+    # phase -> the training CPU-seconds of its runs that count (superseded runs and epochs trained
+    # again after a resume left out: a lower bound)
+    spent: dict[str, float] = field(default_factory=dict)
     provenance: dict[str, str] = field(default_factory=dict)
 
     @property

@@ -97,8 +97,12 @@ def test_a_rows_cpu_time_sums_every_epoch_of_its_search_and_finals_as_the_store_
             """SELECT ph.value, m.run_uuid, m.step, m.value, m.timestamp FROM metrics m
                JOIN tags c ON c.run_uuid = m.run_uuid AND c.key = 'altlearn.case_label' AND c.value = 'bp'
                JOIN tags ph ON ph.run_uuid = m.run_uuid AND ph.key = 'altlearn.phase'
-               WHERE m.key = 'epoch_cpu_seconds' AND m.run_uuid NOT IN
-                 (SELECT run_uuid FROM tags WHERE key = 'altlearn.superseded')"""
+               JOIN tags parent ON parent.run_uuid = m.run_uuid AND parent.key = 'mlflow.parentRunId'
+               WHERE m.key = 'epoch_cpu_seconds' AND parent.value = (
+                 SELECT r.run_uuid FROM runs r JOIN tags s ON s.run_uuid = r.run_uuid
+                 WHERE s.key = 'altlearn.sweep_name' AND s.value = ? ORDER BY r.start_time DESC LIMIT 1)
+               AND m.run_uuid NOT IN (SELECT run_uuid FROM tags WHERE key = 'altlearn.superseded')""",
+            (board.sweep,),
         ).fetchall()
     latest: dict[tuple[str, int], tuple[int, str, float]] = {}
     for phase, run_id, step, value, stamp in found:  # a step logged twice (a resume): its latest
