@@ -117,6 +117,7 @@ def test_different_networks_are_compared_only_with_by(store):
         compare(store["uri"], "--experiment", EXPERIMENT),
         "different data sets or networks",
         "network.layers.1.out_features: 32 (3 runs), 16 (1 run)",
+        "--filter \"params.`network.layers.1.out_features` = '32'\"",  # the filter that would help
         "--by",
     )
     document = compare_json(store["uri"], "--experiment", EXPERIMENT, "--by", "rule.type")

@@ -193,6 +193,17 @@ def _summary(differences: list[str], limit: int = 3) -> str:
     return shown + (f"; and {more} more params" if more > 0 else "")
 
 
+def _filter_example(runs: list[RunData]) -> str:
+    """A --filter that keeps the most common value of the first setup param the runs differ in."""
+    keys = sorted({k for run in runs for k in run.params if k.startswith(SETUP_PREFIXES)})
+    for key in keys:
+        counts = Counter(run.params.get(key, UNSET) for run in runs)
+        value = counts.most_common(1)[0][0]
+        if len(counts) > 1 and value != UNSET and "'" not in value and '"' not in value and "`" not in key:
+            return f"\"params.`{key}` = '{value}'\""
+    return "\"params.`data.type` = 'mnist'\""
+
+
 def check_setups(
     runs: list[RunData], groups: list[Group], strict: bool, by: list[str] | None = None
 ) -> list[str]:
@@ -203,9 +214,9 @@ def check_setups(
         raise CompareError(
             "the selected runs use different data sets or networks ("
             + _summary(differences)
-            + "), so one ranking of them says little. Narrow the selection (e.g. --filter "
-            "\"params.`data.type` = 'digits'\") or, to compare them anyway, choose the grouping with "
-            "--by (e.g. --by rule.type,data.type)"
+            + f"), so one ranking of them says little. Narrow the selection (e.g. --filter "
+            f"{_filter_example(runs)}) or, to compare them anyway, choose the grouping with "
+            "--by (e.g. --by rule.type)"
         )
     notes = ["the runs differ in data set or network: " + _summary(differences)] if differences else []
     notes += _unlabelled_setting_notes(runs, groups, by)
