@@ -28,6 +28,16 @@ def printable(value: object) -> str:
     return _CONTROL.sub(_escape, str(value))
 
 
+_MARKDOWN_SPECIAL = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "\\|", "`": "\\`"})
+
+
+def markdown_text(value: object) -> str:
+    """``printable(value)`` as literal Markdown text: a label from a store cannot become HTML
+    (``<script>``), code, a table cell's end or a link (``](`` loses its meaning; the intervals'
+    brackets stay as they are)."""
+    return printable(value).translate(_MARKDOWN_SPECIAL).replace("](", "]\\(")
+
+
 def printable_message(text: str) -> str:
     """A message of altlearn's own, which may span lines, with any other control escaped."""
     return _CONTROL_BUT_NEWLINE.sub(_escape, text)
@@ -53,6 +63,11 @@ def glued_key(key: Any, choices: list[str]) -> str:
     if colon and name in choices and value and not value[0].isspace():
         return f"did you mean {name + ': ' + value!r}? YAML needs a space after the colon; "
     return ""
+
+
+def key_hint(key: Any, choices: list[str]) -> str:
+    """For a key no model takes: how to put a lost space back, else the option probably meant."""
+    return glued_key(key, choices) or did_you_mean(key, choices)
 
 
 def did_you_mean(word: Any, choices: list[str]) -> str:

@@ -15,7 +15,7 @@ from altlearn.compare.comparison import Report
 from altlearn.compare.plotting import FigureFile
 from altlearn.compare.setup import setup_lines
 from altlearn.compare.table import sections, to_markdown
-from altlearn.text import printable
+from altlearn.text import markdown_text, printable
 from altlearn.version import __version__
 
 STYLE = """
@@ -93,14 +93,15 @@ def _table(anchor: str, headers, numeric_from: int, rows: list[list[str]], best_
 def render_markdown(report: Report, figures: list[FigureFile]) -> str:
     """The report as Markdown, to paste into a draft: the set-up, the tables, the notes, and the
     figures as links to their files beside it (PNG; SVG and PDF for print)."""
-    lines = [f"# altlearn compare: {printable(report.selection.description)}", "", "## Set-up", ""]
-    lines += [f"- **{name}**: {printable(text)}" for name, text in setup_lines(report)]
+    lines = [f"# altlearn compare: {markdown_text(report.selection.description)}", "", "## Set-up", ""]
+    lines += [f"- **{markdown_text(name)}**: {markdown_text(text)}" for name, text in setup_lines(report)]
     lines += ["", "## Results", "", to_markdown(report)]
     if report.notes:
-        lines += ["## Notes", "", *(f"- {printable(note)}" for note in report.notes), ""]
+        lines += ["## Notes", "", *(f"- {markdown_text(note)}" for note in report.notes), ""]
     for figure in figures:
         formats = ", ".join(f"[{path.suffix[1:].upper()}]({path.name})" for path in figure.formats[1:])
-        lines += [f"![{figure.title}]({figure.path.name})", "", f"*{figure.title}* ({formats})", ""]
+        title = markdown_text(figure.title)
+        lines += [f"![{title}]({figure.path.name})", "", f"*{title}* ({formats})", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 

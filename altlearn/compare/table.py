@@ -33,7 +33,7 @@ from altlearn.compare.table_best import (
     pair_explanation,
     tuning_record,
 )
-from altlearn.text import printable
+from altlearn.text import markdown_text, printable
 
 HEADERS = (
     "group",
@@ -137,7 +137,7 @@ def to_rich(report: Report):
 
 def markdown_table(headers: tuple[str, ...], numeric_from: int, rows: list[list[str]]) -> str:
     def line(values) -> str:
-        return "| " + " | ".join(v.replace("|", "\\|") for v in values) + " |"
+        return "| " + " | ".join(markdown_text(v) for v in values) + " |"
 
     align = ["---"] * numeric_from + ["---:"] * (len(headers) - numeric_from)
     lines = [line(headers), "| " + " | ".join(align) + " |"] + [line(row) for row in rows]
@@ -149,7 +149,8 @@ def to_markdown(report: Report) -> str:
     if len(found) == 1:
         return markdown_table(*found[0][2:])
     parts = [
-        f"**{title}** ({caption})\n\n" + markdown_table(headers, numeric_from, rows)
+        f"**{markdown_text(title)}** ({markdown_text(caption)})\n\n"
+        + markdown_table(headers, numeric_from, rows)
         for title, caption, headers, numeric_from, rows in found
     ]
     return "\n".join(parts)

@@ -26,7 +26,7 @@ from altlearn.registry.registry import KIND_NOUNS, Registry
 if TYPE_CHECKING:
     from altlearn.components.ref import Reference
 
-from altlearn.text import article, did_you_mean, elsewhere_hint, glued_key, join, short
+from altlearn.text import article, did_you_mean, elsewhere_hint, glued_key, join, key_hint, short
 
 #: pydantic's error types of a number's bounds, which a nan fails without being out of them
 _BOUNDS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
@@ -57,8 +57,7 @@ def pydantic_problems(exc: ValidationError, path: str, model: type[BaseModel], o
             message = unknown(loc)
         elif kind == "extra_forbidden":
             message = (
-                f"{loc[-1]!r} is not an option of {owner}; "
-                f"{glued_key(loc[-1], options) or did_you_mean(loc[-1], options)}"
+                f"{loc[-1]!r} is not an option of {owner}; {key_hint(loc[-1], options)}"
                 f"its options are: {', '.join(options) or '(none)'}"
             )
         elif kind in ("missing", WORDED):
@@ -162,8 +161,8 @@ class Validator:
         type_path = path if shorthand else join(path, "type")
         if shorthand:
             values = {"type": values}
+        what = KIND_NOUNS[kind]
         if not isinstance(values, dict):
-            what = KIND_NOUNS[kind]
             self.add(
                 path,
                 f"expected {article(what)} {what}'s name or a mapping with a 'type' key, got {short(values)}",
@@ -171,14 +170,10 @@ class Validator:
             return None, None
         options = dict(values)
         type_name = options.pop("type", None)
-        what = KIND_NOUNS[kind]
-        if type_name is None:
-            glued = next((hint for k in options if (hint := glued_key(k, ["type"]))), "")
-            if glued:  # {type:linear}: one key 'type:linear', no value
-                self.add(type_path, "missing; " + glued.removesuffix("; "))
-                return None, None
-            choices = ", ".join(self.choices(kind, reference))
-            self.add(type_path, f"missing; choose {article(what)} {what}: {choices}")
+        if type_name is None:  # {type:linear} is one key 'type:linear': the hint, not the choices
+            glued = next((hint.removesuffix("; ") for k in options if (hint := glued_key(k, ["type"]))), "")
+            choices = f"choose {article(what)} {what}: {', '.join(self.choices(kind, reference))}"
+            self.add(type_path, f"missing; {glued or choices}")
             return None, None
         found = self._component(kind, str(type_name), type_path, reference)
         if found is None:
@@ -212,7 +207,7 @@ class Validator:
         for key in [k for k in options if k not in params.model_fields]:
             self.add(
                 join(path, key),
-                f"{key!r} is not an option of {owner}; {glued_key(key, known) or did_you_mean(key, known)}its options are: "
+                f"{key!r} is not an option of {owner}; {key_hint(key, known)}its options are: "
                 f"{', '.join(known) or '(none)'}{elsewhere_hint(key, path) if hint else ''}",
             )
             options.pop(key)
