@@ -178,7 +178,8 @@ def headline_table(board: Board, rows: list[Row] | None) -> str:
     waiting = len(rows or []) - len(complete)
     if waiting:
         lines.append(
-            f"\n{waiting} more rules are still being tuned or re-run: [docs/leaderboard.md](docs/leaderboard.md)."
+            f"\n{waiting} more rule{'s are' if waiting > 1 else ' is'} still being tuned or re-run: "
+            "[docs/leaderboard.md](docs/leaderboard.md)."
         )
     return "\n".join(lines)
 

@@ -190,7 +190,7 @@ def _summary(differences: list[str], limit: int = 3) -> str:
     """The first few differing params in full, then how many more: a note stays one readable line."""
     shown = "; ".join(differences[:limit])
     more = len(differences) - limit
-    return shown + (f"; and {more} more params" if more > 0 else "")
+    return shown + (f"; and {more} more param{'s' if more > 1 else ''}" if more > 0 else "")
 
 
 def _filter_example(runs: list[RunData]) -> str:

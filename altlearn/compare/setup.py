@@ -100,7 +100,9 @@ def _params_text(runs: list[RunData], prefixes: tuple[str, ...], searched: dict[
 def _tag_text(runs: list[RunData], tag: str) -> str:
     values = Counter(run.tags.get(tag, "") for run in runs)
     values.pop("", None)
-    return ", ".join(f"{v} ({n} runs)" if len(values) > 1 else v for v, n in values.items())
+    return ", ".join(
+        f"{v} ({n} run{'s' if n != 1 else ''})" if len(values) > 1 else v for v, n in values.items()
+    )
 
 
 def _tuning_lines(report: Report) -> list[tuple[str, str]]:
