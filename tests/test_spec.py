@@ -221,7 +221,10 @@ def test_every_bad_override_is_reported_at_once(tmp_path):
         "--set optimizer.lr",
         "--set network.layers.7.bias=false",
     ]
-    assert info.value.source == str(path) and str(path) in info.value.report()
+    assert info.value.report().startswith(f"{path} with its -s overrides: 2 problems")
+    with pytest.raises(SpecError) as info:  # without overrides the header names the file alone
+        load_spec(write(tmp_path, "bad.yaml", yaml.safe_dump(minimal(train={"epochs": 0}))))
+    assert info.value.report().startswith(f"{tmp_path / 'bad.yaml'}: 1 problem")
 
 
 # ------------------------------------------------------------------------------ validation errors

@@ -173,7 +173,7 @@ def load_spec(path: str | Path, overrides: list[str] | None = None, registry: Re
     raw = load_yaml(path)
     try:
         apply_overrides(raw, overrides or [], registry)
-    except SpecError as exc:
-        exc.source = str(path)
+        return validate(raw, registry, source=str(path))
+    except SpecError as exc:  # the problems' paths are the spec's: say when -s had a hand in them
+        exc.source = f"{path} with its -s overrides" if overrides else str(path)
         raise
-    return validate(raw, registry, source=str(path))
