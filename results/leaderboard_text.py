@@ -194,7 +194,7 @@ def board_figure(board: Board, rows: list[Row], families: dict[str, str]) -> str
 
     measured = [row for row in ranked(rows) if row.stats][::-1]  # best at the top
     plt.rcParams["svg.hashsalt"] = board.name
-    figure, ax = plt.subplots(figsize=(7, 0.35 * max(len(measured), 3) + 1.2))
+    figure, ax = plt.subplots(figsize=(8.5, 0.35 * max(len(measured), 3) + 1.2))
     for y, row in enumerate(measured):
         estimate = row.stats.test_accuracy
         low = estimate.ci_low if estimate.ci_low is not None else estimate.mean
@@ -214,7 +214,8 @@ def board_figure(board: Board, rows: list[Row], families: dict[str, str]) -> str
     ax.set_title(board.title)
     seen = sorted({row.family for row in measured}, key=list(FAMILY_COLOURS).index)
     handles = [plt.Line2D([], [], marker="o", linestyle="", color=FAMILY_COLOURS[f]) for f in seen]
-    ax.legend(handles, seen, loc="lower right", fontsize=8)
+    # beside the axes: inside, it hid the points of whichever rules landed in its corner
+    ax.legend(handles, seen, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     ax.grid(axis="x", alpha=0.3)
     figure.tight_layout()
     buffer = io.StringIO()
