@@ -52,22 +52,23 @@ def run(spec_path: str, overrides: tuple[str, ...], tracking_uri: str | None, qu
     if overrides and spec.tracking.run_name is None:
         # the MLflow run says what -s changed: a run of digits_bp.yaml under -s rule.type=fa is
         # no 'digits-bp' run
-        spec = load_spec(spec_path, [*overrides, _run_name_override(spec.name, overrides)])
+        spec = _named_after(spec, overrides)
     exit_with(train_spec(spec, uri=resolve_uri(tracking_uri), quiet=quiet))
 
 
-def _run_name_override(name: str, overrides: tuple[str, ...]) -> str:
-    """``tracking.run_name=...`` naming the spec and the overrides, e.g. ``digits-bp [rule.type=fa]``."""
-    import json
+def _named_after(spec, overrides: tuple[str, ...]):
+    """``spec`` whose run is named after it and the overrides, e.g. ``digits-bp [rule.type=fa]``
+    (the tracking section validated again, not the whole spec)."""
+    import dataclasses
 
     from altlearn.components.values import MAX_RUN_NAME
+    from altlearn.spec.model import TrackingOptions
 
-    run_name = f"{name} [{', '.join(overrides)}]"
+    run_name = f"{spec.name} [{', '.join(overrides)}]"
     if len(run_name) > MAX_RUN_NAME:
         run_name = run_name[: MAX_RUN_NAME - 4] + "...]"
-    # a YAML string whatever the overrides hold; ensure_ascii would write an emoji as two \u escapes
-    # that YAML reads as unpaired surrogates, which no store can save
-    return "tracking.run_name=" + json.dumps(run_name, ensure_ascii=False)
+    tracking = TrackingOptions.model_validate({**spec.tracking.model_dump(), "run_name": run_name})
+    return dataclasses.replace(spec, tracking=tracking)
 
 
 @main.command()
