@@ -302,3 +302,18 @@ def test_runs_that_trained_to_the_cap_without_meeting_their_stop_are_named_in_a_
     ) in report.notes
     every_stop_met = build_report(Selection("2 runs", [run(0, stopped), run(2, {})]))
     assert not [note for note in every_stop_met.notes if "without meeting" in note]
+
+
+def test_a_single_epoch_axis_shows_whole_ticks_around_it():
+    from altlearn.compare.plotting import integer_ticks, new_figure
+
+    figure, axes = new_figure(4.0, 3.0)
+    one, many = axes[0][0], new_figure(4.0, 3.0)[1][0][0]
+    one.plot([1], [0.9], marker="o")
+    many.plot([1, 2, 3, 4], [0.5, 0.6, 0.7, 0.8])
+    for ax in (one, many):
+        integer_ticks(ax)
+        low, high = ax.get_xlim()
+        shown = [tick for tick in ax.get_xticks() if low <= tick <= high]
+        assert len(shown) >= 2 and all(float(tick).is_integer() for tick in shown), shown
+    assert one.get_xlim() == (0, 2)  # the point in the middle, not at an edge

@@ -129,6 +129,7 @@ def alignment(report: Report):
         title = shown(rule) if readable(stats.label) == rule else f"{shown(rule)}\n{group_label(stats)}"
         ax.set_title(title, fontsize="medium", color=rule_colour(rule))
         ax.grid(alpha=0.3)
+        integer_ticks(ax)
         ax.legend(fontsize="small")
     figure.suptitle("Update vs BP gradient per layer (mean ± std over seeds; the best group of each rule)")
     return figure

@@ -53,10 +53,16 @@ def save(figure, folder: Path, name: str, title: str) -> FigureFile:
 
 
 def integer_ticks(ax) -> None:
-    """Epochs and trial numbers are whole: no 2.5 on their axis."""
+    """Epochs, steps and trial numbers are whole: no 2.5 on their axis. Call it after drawing."""
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    low, high = ax.get_xlim()
+    if math.floor(high) - math.ceil(low) < 1:
+        # one epoch (or one measurement): the locator finds fewer than two whole numbers in the
+        # autoscaled margin around the point and falls back to 0.95, 1.00, 1.05
+        middle = round((low + high) / 2)
+        ax.set_xlim(middle - 1, middle + 1)
 
 
 def mean_curve(curves: list[Curve]) -> tuple[list[int], list[float], list[float]]:
