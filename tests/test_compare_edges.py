@@ -317,3 +317,10 @@ def test_a_single_epoch_axis_shows_whole_ticks_around_it():
         shown = [tick for tick in ax.get_xticks() if low <= tick <= high]
         assert len(shown) >= 2 and all(float(tick).is_integer() for tick in shown), shown
     assert one.get_xlim() == (0, 2)  # the point in the middle, not at an edge
+
+
+def test_seconds_keep_three_digits_with_their_zeros_and_no_exponent():
+    from altlearn.compare.formatting import seconds_text
+
+    shown = [seconds_text(s) for s in (0.3, 0.3051, 2.5, 12.0, 123.4, 4567.8)]
+    assert shown == ["0.300", "0.305", "2.50", "12.0", "123", "4,568"]

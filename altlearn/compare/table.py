@@ -19,7 +19,7 @@ import json
 import math
 
 from altlearn.compare.comparison import Report
-from altlearn.compare.formatting import interval, mean_std, p_value_text
+from altlearn.compare.formatting import interval, mean_std, p_value_text, seconds_text
 from altlearn.compare.labels import readable
 from altlearn.compare.stats import Estimate, GroupStats
 from altlearn.compare.table_best import (
@@ -104,7 +104,7 @@ def cells(stats: GroupStats) -> list[str]:
         interval(stats.test_error),
         mean_std(stats.best_val_accuracy) if stats.best_val_accuracy else "-",
         _epochs(stats.epochs),
-        f"{stats.seconds_per_epoch:.3g}" if stats.seconds_per_epoch is not None else "-",
+        seconds_text(stats.seconds_per_epoch) if stats.seconds_per_epoch is not None else "-",
         f"{stats.samples_per_second:,.0f}" if stats.samples_per_second is not None else "-",
         p_value_text(stats),
     ]

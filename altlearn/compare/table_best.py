@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from altlearn.compare.formatting import interval, mean_std, p_value_text
+from altlearn.compare.formatting import interval, mean_std, p_value_text, seconds_text
 from altlearn.compare.labels import number, range_text, readable
 from altlearn.compare.pairwise import PairTest
 from altlearn.compare.search import CaseChoice, Tuning
@@ -74,7 +74,7 @@ def budget_text(tuning: Tuning, case: CaseChoice) -> str:
 
 def cost_text(tuning: Tuning, case: CaseChoice) -> str:
     epochs = f"{case.epochs} {'trial-epochs' if tuning.mode == 'search' else 'run-epochs'}"
-    return epochs + (f", {case.seconds:.3g} s" if case.seconds > 0 else "")
+    return epochs + (f", {seconds_text(case.seconds)} s" if case.seconds > 0 else "")
 
 
 def at_best_cells(tuning: Tuning, case: CaseChoice) -> list[str]:
