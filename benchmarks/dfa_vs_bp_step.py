@@ -23,6 +23,7 @@ from altlearn.rules.base import RuleContext
 from altlearn.rules.feedback.dfa import DirectFeedbackAlignment
 from altlearn.rules.feedback.fa import FeedbackAlignment
 from altlearn.rules.feedback.ifa import IndirectFeedbackAlignment
+from altlearn.training.build import flush_denormals
 
 RULES = {
     "bp": Backprop,
@@ -49,6 +50,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--rules", default="bp,dfa,fa,ifa")
     args = parser.parse_args()
+    flush_denormals()  # as altlearn run does: a denormal weight would time the CPU's slow path
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     names = args.rules.split(",")

@@ -30,6 +30,7 @@ from altlearn.registry.registry import get_registry
 from altlearn.rules.base import RuleContext
 from altlearn.rules.goup import GoUp
 from altlearn.spec.load import Block
+from altlearn.training.build import flush_denormals
 
 
 def mlp(hidden: list[int], activation: str, num_classes: int = 10) -> list[Block]:
@@ -211,6 +212,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.table:
         print(table(args.table))
         return
+    flush_denormals()  # as altlearn run does: a denormal weight would time the CPU's slow path
     torch.set_num_threads(args.threads)
     data = load_mnist()
     with args.out.open("a") as out:

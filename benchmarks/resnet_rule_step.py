@@ -26,6 +26,7 @@ from altlearn.rules.backprop import Backprop
 from altlearn.rules.base import RuleContext
 from altlearn.rules.feedback.dfa import DirectFeedbackAlignment
 from altlearn.rules.feedback.fa import FeedbackAlignment
+from altlearn.training.build import flush_denormals
 
 RULES = {"bp": Backprop, "fa": FeedbackAlignment, "dfa": DirectFeedbackAlignment}
 
@@ -88,6 +89,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--input", default="3x32x32", help="C x H x W of one example, e.g. 1x28x28")
     parser.add_argument("--blocks-per-stage", type=int, default=3, help="3: ResNet-20, 9: ResNet-56")
     args = parser.parse_args(argv)
+    flush_denormals()  # as altlearn run does: a denormal weight would time the CPU's slow path
     torch.set_num_threads(args.threads)
     shape = tuple(int(n) for n in args.input.split("x"))
     torch.manual_seed(0)
