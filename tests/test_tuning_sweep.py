@@ -79,6 +79,13 @@ def test_a_search_prunes_what_cannot_win_and_reruns_its_choice_on_fresh_seeds(tm
     assert sorted(r.data.params["seed"] for r in finals) == ["1", "2"]  # fresh: the search ran seed 0
     assert all("test_accuracy" in r.data.metrics and r.info.status == "FINISHED" for r in finals)
     assert parent.info.status == "FINISHED"
+    # The closing table's search line names the trial the finals re-ran and its objective.
+    number = {r.data.tags["altlearn.chosen_trial"] for r in finals}.pop()
+    val = next(r for r in search if r.data.tags["altlearn.search_trial"] == number).data.metrics[
+        "val_accuracy"
+    ]
+    line = next(line for line in result.output.splitlines() if line.startswith("bp, search"))
+    assert line.split()[2:] == ["6/6", "chose", "trial", f"{number}:", "val_accuracy", f"{val:.2%}"], line
     # Running it again has nothing left to do: pruned trials are never resumed.
     again = run_sweep(tmp_path)
     assert again.exit_code == 0, again.output

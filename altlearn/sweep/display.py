@@ -200,6 +200,7 @@ def summary_lines(results: list[TrialResult], summary: list[GroupResult]) -> lis
     lines = [f"{'configuration':<{width}}  finished  test accuracy (mean +- std)"]
     for g, label in zip(summary, labels):
         value = "" if g.mean is None else f"{g.mean:.2%}" + (f" +- {g.std:.2%}" if g.std is not None else "")
+        value = value or printable(g.choice)
         lines.append(f"{label:<{width}}  {g.finished:>3}/{g.trials:<4}  {value}")
     for r in results:
         if r.status not in (*DONE, NOT_STARTED, LATER):

@@ -19,7 +19,16 @@ from altlearn.sweep.jobs import Event, Job, JobQueue
 from altlearn.sweep.locks import retry_while_locked, wait_for_sqlite_locks
 from altlearn.sweep.record import Plan, SweepRecord, mark_lost, open_sweep, plan_trials, trial_tags
 from altlearn.sweep.search_trials import search_notes
-from altlearn.sweep.summary import DONE, NOT_STARTED, collect, end_parent, groups, log_summary, parent_status
+from altlearn.sweep.summary import (
+    DONE,
+    NOT_STARTED,
+    collect,
+    end_parent,
+    groups,
+    log_summary,
+    parent_status,
+    search_choices,
+)
 from altlearn.sweep.trial_filter import final_only, select
 from altlearn.sweep.trials import load_trials
 from altlearn.text import printable, printable_message
@@ -134,7 +143,8 @@ def _run(
     # ending already under way, so it is absorbed.
     with signals_deferred(drop=True):
         results = retry_while_locked(lambda: collect(record, plans, outcomes))
-        summary = groups(results)
+        choices = retry_while_locked(lambda: search_choices(record, results))
+        summary = groups(results, choices)
         retry_while_locked(lambda: log_summary(record, results, summary))
         status = "FAILED" if fault else parent_status(results, interrupted)
         retry_while_locked(lambda: end_parent(record, status))

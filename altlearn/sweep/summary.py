@@ -42,6 +42,7 @@ class GroupResult:
     finished: int
     mean: float | None  # of the final test accuracy of its FINISHED trials
     std: float | None  # sample standard deviation (n - 1); None with fewer than 2
+    choice: str = ""  # a search's line: the trial it chose (or the best so far) on its objective
 
 
 def collect(record: SweepRecord, plans: list[Plan], outcomes: dict[int, RunOutcome]) -> list[TrialResult]:
@@ -77,7 +78,9 @@ def _stop_note(tags: dict[str, str]) -> str | None:
     return tags.get("altlearn.stopped") or tags.get("altlearn.stop_unmet")
 
 
-def groups(results: list[TrialResult]) -> list[GroupResult]:
+def groups(results: list[TrialResult], choices: dict[str, str] | None = None) -> list[GroupResult]:
+    """One line per configuration (a search's trials: one per case); ``choices``, from
+    :func:`search_choices`, says what each case's search chose."""
     by_group: dict[str, list[TrialResult]] = {}
     for result in results:
         by_group.setdefault(_group_of(result.trial), []).append(result)
@@ -93,8 +96,31 @@ def groups(results: list[TrialResult]) -> list[GroupResult]:
                 sum(r.status in DONE for r in members),
                 statistics.fmean(values) if values else None,
                 statistics.stdev(values) if len(values) > 1 else None,
+                (choices or {}).get(trial.case, "") if trial.phase == "search" else "",
             )
         )
+    return out
+
+
+def search_choices(record: SweepRecord, results: list[TrialResult]) -> dict[str, str]:
+    """Per searched case, the trial its search chose on its objective, read back from the store as
+    the finals read it (``chose trial 12: val_accuracy 98.12%``; ``best so far`` while trials of
+    the search have not finished). Without it a search's line would say only how many ran."""
+    from altlearn.sweep.study import chosen, search_trials
+
+    cases = {r.trial.case: r.trial.search for r in results if r.trial.phase == "search" and r.trial.search}
+    out = {}
+    for label, case in cases.items():
+        settings = case.settings
+        trials = search_trials(record.client, record.experiment_id, record.run_id, label, settings)
+        best = chosen(trials, settings.direction)
+        if best is None or best.value is None:
+            continue
+        done = sum(r.status in DONE for r in results if r.trial.phase == "search" and r.trial.case == label)
+        whole = sum(r.trial.phase == "search" and r.trial.case == label for r in results)
+        verb = "chose" if done == whole else "best so far:"
+        value = f"{best.value:.2%}" if "accuracy" in settings.objective else f"{best.value:.4g}"
+        out[label] = f"{verb} trial {best.number}: {settings.objective} {value}"
     return out
 
 
