@@ -165,3 +165,16 @@ def test_resnet_rule_step_benchmark_runs_every_rule_on_a_resnet(capsys):
     )
     assert set(median) == {"bp", "fa", "dfa"} and all(wall > 0 and cpu >= 0 for wall, cpu in median.values())
     assert "ResNet-8" in capsys.readouterr().out
+
+
+def test_optimizer_step_benchmark_times_both_kernels_on_the_same_update(monkeypatch, capsys):
+    import optimizer_step
+
+    monkeypatch.setitem(optimizer_step.NETWORKS, "tiny", [(16, 8), (16,)])
+    rows = optimizer_step.main(["--networks", "tiny", "--repeats", "2"])
+    assert [row["optimizer"] for row in rows] == ["adam", "adamw", "sgd-momentum"]
+    for row in rows:
+        assert row["parameters_m"] == pytest.approx(144 / 1e6)
+        assert row["default_ms"] > 0 and row["fused_ms"] > 0
+        assert row["max_difference"] < 1e-5  # the same update, to rounding
+    assert "tiny" in capsys.readouterr().out

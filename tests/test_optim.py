@@ -274,3 +274,26 @@ def test_a_per_epoch_schedule_holds_each_epochs_lr_at_its_start():
     assert [epoch[0] for epoch in by_epoch] == pytest.approx(expected)
     per_step = lrs(Linear, {**options, "per_epoch": False}, steps=300, total=300, per_epoch=3, lr=1.0)
     assert per_step[3 * 60 + 1] < per_step[3 * 60]  # the default still decays within an epoch
+
+
+def test_cpu_parameters_get_torchs_fused_kernel_where_it_has_one():
+    from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
+    expected = True if "cpu" in _get_fused_kernels_supported_devices() else None
+    for cls in (SGD, Adam, AdamW):
+        built = cls.build(cls.Params(), params())
+        assert built.param_groups[0]["fused"] is expected, cls
+    assert RMSprop.build(RMSprop.Params(), params()).param_groups[0].get("fused") is None
+    # the fused step is the same update as torch's default one, to rounding
+    data = torch.randn(64, 8)
+    results = []
+    for fused in (None, True):
+        torch.manual_seed(0)
+        layer = torch.nn.Linear(8, 4)
+        optimizer = torch.optim.Adam(layer.parameters(), lr=0.01, fused=fused)
+        for _ in range(20):
+            optimizer.zero_grad()
+            layer(data).square().mean().backward()
+            optimizer.step()
+        results.append(layer.weight.detach())
+    assert torch.allclose(results[0], results[1], atol=1e-6)
