@@ -263,7 +263,7 @@ def test_the_alignment_note_gives_each_rule_without_a_panel_its_own_reason():
     from altlearn.compare.selection import RunData
 
     def run(rule: str, aligned: bool, every: str = "200") -> RunData:
-        curves = {"alignment/angle_layer1": [(0, 40.0)]} if aligned else {}
+        curves = {"alignment/angle_layer1": [(0, 88.0), (200, 40.0)]} if aligned else {}
         params = {"rule.type": rule, "tracking.alignment_every": every}
         return RunData(run_id=rule, name=rule, status="FINISHED", params=params, tags={}, curves=curves)
 
@@ -279,6 +279,13 @@ def test_the_alignment_note_gives_each_rule_without_a_panel_its_own_reason():
     assert note.endswith(
         "no alignment panel for it (ff's update has nothing to compare with the BP gradient)"
     )
+    # a run shorter than alignment_every measured once, before training: no panel, and a note
+    once = run("dfa", True)
+    once.curves["alignment/angle_layer1"] = [(0, 91.0)]
+    assert not once.alignment_over_training() and run("fa", True).alignment_over_training()
+    (note,) = _alignment_notes([run("fa", True), once])
+    assert note.startswith("alignment of rule dfa was measured only once, at step 0 before any update")
+    assert "tracking.alignment_every 200 is more than the runs' training steps" in note
 
 
 def test_runs_that_trained_to_the_cap_without_meeting_their_stop_are_named_in_a_note():

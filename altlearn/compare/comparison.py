@@ -167,8 +167,13 @@ def _stop_unmet_notes(groups: list[GroupStats]) -> list[str]:
 
 def _alignment_notes(runs: list[RunData]) -> list[str]:
     without = sorted({run.rule for run in runs if not run.alignment_curves()})
+    once = sorted(
+        {run.rule for run in runs if run.alignment_curves()}
+        - {run.rule for run in runs if run.alignment_over_training()}
+    )
+    notes = [_measured_once_note(once, runs)] if once else []
     if not without:
-        return []
+        return notes
     if len(without) == len({run.rule for run in runs}):
         return [
             "no run logged alignment metrics (tracking.alignment_every is 0, or the rules have no "
@@ -176,8 +181,19 @@ def _alignment_notes(runs: list[RunData]) -> list[str]:
         ]
     return [
         f"no alignment metrics for rule {', '.join(without)}, so no alignment panel for "
-        f"{'them' if len(without) > 1 else 'it'} ({'; '.join(_why_unaligned(rule, runs) for rule in without)})"
+        f"{'them' if len(without) > 1 else 'it'} ({'; '.join(_why_unaligned(rule, runs) for rule in without)})",
+        *notes,
     ]
+
+
+def _measured_once_note(rules: list[str], runs: list[RunData]) -> str:
+    every = sorted({run.params.get("tracking.alignment_every", "?") for run in runs if run.rule in rules})
+    return (
+        f"alignment of rule {', '.join(rules)} was measured only once, at step 0 before any update "
+        f"(tracking.alignment_every {'/'.join(every)} is more than the runs' training steps), so "
+        f"{'they have' if len(rules) > 1 else 'it has'} no alignment panel: the angle at the random "
+        "start says nothing of training; lower tracking.alignment_every to see it"
+    )
 
 
 def _why_unaligned(rule: str, runs: list[RunData]) -> str:

@@ -93,6 +93,8 @@ def _alignment_panels(report: Report) -> list[tuple[str, GroupStats, dict[str, l
     for stats in report.groups:  # best first, so the first group of a rule is its best
         by_rule: dict[str, dict[str, list[Curve]]] = {}
         for run in stats.group.runs:
+            if not run.alignment_over_training():  # one measurement, before training: a note says so
+                continue
             for layer, curve in run.alignment_curves().items():
                 by_rule.setdefault(run.rule, {}).setdefault(layer, []).append(curve)
         for rule, layers in by_rule.items():

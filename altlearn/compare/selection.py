@@ -69,6 +69,12 @@ class RunData:
                     break
         return found
 
+    def alignment_over_training(self) -> bool:
+        """Whether alignment was measured at least twice: a run shorter than
+        ``tracking.alignment_every`` steps measured it once, at step 0, before any update, which
+        shows the random start (about 90 degrees for a feedback rule), not what training did."""
+        return any(len(curve) >= 2 for curve in self.alignment_curves().values())
+
 
 @dataclass
 class Selection:
