@@ -143,7 +143,9 @@ def test_ctrl_c_stops_the_sweep_and_running_it_again_continues_it(tmp_path):
     finally:
         process.kill()
     assert process.returncode == 130, output
-    assert "Continue it" in output and f"altlearn sweep {path}" in output
+    assert "Continue it" in output
+    # the same command, workers included: a search continued on other workers would draw otherwise
+    assert f"altlearn sweep {path} --workers 2 --tracking-uri {store(tmp_path)}" in output
     parent, children = sweep_runs(store(tmp_path))
     assert parent.info.status == "KILLED"
     stopped = {c.info.run_id: c for c in children if c.info.status == "KILLED"}
@@ -237,7 +239,8 @@ def test_case_and_seed_run_part_of_a_sweep_and_a_later_run_finishes_it(tmp_path)
     assert part.exit_code == 0, part.output
     assert "(2 to start, 0 to resume, 0 finished before, 4 not selected)" in part.output
     assert (
-        "4 trials of 6 not selected" in part.stderr and f"altlearn sweep {path} --tracking-uri" in part.stderr
+        "4 trials of 6 not selected" in part.stderr
+        and f"altlearn sweep {path} --workers 1 --tracking-uri" in part.stderr
     )
     parent, children = sweep_runs(store(tmp_path))
     assert parent.info.status == "KILLED"  # incomplete: never FINISHED with trials still to run

@@ -253,7 +253,7 @@ def _print_summary(results, summary) -> None:
 
 
 def _uri_option(uri: str) -> str:
-    return "" if uri == DEFAULT_TRACKING_URI else f" --tracking-uri {printable(uri)}"
+    return "" if uri == DEFAULT_TRACKING_URI else f" --tracking-uri {_quoted(printable(uri))}"
 
 
 def _say_interrupted(options: SweepOptions, record: SweepRecord, results, uri: str) -> None:
@@ -272,7 +272,7 @@ def _say_interrupted(options: SweepOptions, record: SweepRecord, results, uri: s
 def _say_later(options: SweepOptions, record: SweepRecord, plans: list[Plan], status: str, uri: str) -> None:
     later = sum(p.action == "later" for p in plans)
     if later:
-        unselected = replace(options, cases=(), seeds=())
+        unselected = replace(options, cases=(), seeds=(), final_only=False)
         state = "KILLED (incomplete)" if status == "KILLED" else f"{status} (a trial failed) and incomplete"
         _note(
             f"{_count(later, 'trial')} of {len(plans)} not selected by --case/--seed: the sweep's run "
@@ -282,12 +282,18 @@ def _say_later(options: SweepOptions, record: SweepRecord, plans: list[Plan], st
 
 
 def _same_command(options: SweepOptions, uri: str) -> str:
-    words = ["altlearn sweep", options.path] + [f"-s {o}" for o in options.overrides]
+    """The command that continues this sweep as it ran: the same overrides, selection and workers
+    (a search continued on other workers would draw other values than an uninterrupted one), each
+    word quoted for a shell."""
+    words = ["altlearn sweep", _quoted(options.path)] + [f"-s {_quoted(o)}" for o in options.overrides]
     words += [f"--case {_quoted(c)}" for c in options.cases] + [f"--seed {s}" for s in options.seeds]
+    words += ["--final-only"] if options.final_only else []
     if options.engine != "local":
         words.append(
-            f"--engine {options.engine}" + (f" --address {options.address}" if options.address else "")
+            f"--engine {options.engine}"
+            + (f" --address {_quoted(options.address)}" if options.address else "")
         )
+    words += [f"--workers {options.workers}"] if options.workers is not None else []
     return " ".join(words) + _uri_option(uri)
 
 
