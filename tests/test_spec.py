@@ -259,6 +259,13 @@ def test_a_report_words_what_was_wrong_where_it_was(tmp_path):
     )
 
 
+def test_a_misspelt_type_key_is_suggested_even_where_a_component_has_no_options():
+    # -s rule.tpye=fa on a bp spec: bp has no options, so 'type' is the only key it could mean
+    problems = problems_of(minimal(rule={"type": "bp", "tpye": "fa"}))
+    assert list(problems) == ["rule.tpye"]
+    assert "did you mean 'type'? its options are: (none)" in problems["rule.tpye"]
+
+
 @pytest.mark.parametrize(
     "section, values, path, suggestion",
     [

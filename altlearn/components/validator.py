@@ -207,7 +207,7 @@ class Validator:
         for key in [k for k in options if k not in params.model_fields]:
             self.add(
                 join(path, key),
-                f"{key!r} is not an option of {owner}; {key_hint(key, known)}its options are: "
+                f"{key!r} is not an option of {owner}; {key_hint(key, [*known, 'type'])}its options are: "
                 f"{', '.join(known) or '(none)'}{elsewhere_hint(key, path) if hint else ''}",
             )
             options.pop(key)
