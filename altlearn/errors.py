@@ -72,6 +72,8 @@ class ProblemsError(AltlearnError):
     #: whether each problem line repeats the file's name (a sweep's problems may come from its
     #: base spec, so each says which file it is in)
     name_each = False
+    #: what was not checked because of these problems, said after them
+    note = ""
 
     def __init__(self, problems: list[Problem], source: str | None = None) -> None:
         self.problems = problems
@@ -86,7 +88,9 @@ class ProblemsError(AltlearnError):
         count = len(self.problems)
         head = f"{where}{count} problem{'s' if count != 1 else ''} {self._in_what()}"
         each = where if self.name_each else ""
-        return "\n".join([head] + [f"  - {each}{p}" for p in self.problems])
+        return "\n".join(
+            [head] + [f"  - {each}{p}" for p in self.problems] + ([f"  ({self.note})"] if self.note else [])
+        )
 
     def _in_what(self) -> str:
         return f"in the {self.kind}"

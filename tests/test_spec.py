@@ -742,3 +742,19 @@ def test_a_colon_without_its_space_is_named_as_yaml_reads_it(tmp_path):
     # a value with a colon is no glued key: the ordinary suggestion
     problems = problems_of(minimal(rule={"type": "fa:2"}))
     assert "YAML needs a space" not in problems["rule.type"] and "did you mean 'fa'?" in problems["rule.type"]
+
+
+def test_a_report_that_could_not_check_the_shapes_says_they_come_next():
+    layers = [
+        {"type": "flatten"},
+        {"type": "lineaar", "out_features": 8},
+        {"type": "linear", "out_features": 5},
+    ]
+    with pytest.raises(SpecError) as info:
+        validate(minimal(network={"layers": layers}))
+    assert info.value.report().endswith("\n  (the network's shapes are checked once these are fixed)")
+    # fixed, the shape mistake comes in the next round, and that report promises nothing more
+    layers[1]["type"] = "linear"
+    with pytest.raises(SpecError) as info:
+        validate(minimal(network={"layers": layers}))
+    assert "must output 10 class scores" in info.value.report() and "(the" not in info.value.report()

@@ -58,7 +58,8 @@ def validate(raw: dict[str, Any], registry: Registry | None = None, source: str 
     rule, _ = _required_block(v, raw, "rule", "rule")
     optimizer = _optimizer(v, raw.get("optimizer"), rule)
     schedule, _ = v.block(_default_type(raw.get("schedule"), "schedule"), "schedule", "schedule")
-    if data is not None and info is not None and layers is not None and rule is not None:
+    shapes_checked = data is not None and info is not None and layers is not None and rule is not None
+    if shapes_checked:
         network = check_network(v, info, data, layers, rule, data_options)
         if network is not None and optimizer is not None:
             check_groups(v, network, layers, rule, optimizer)
@@ -66,7 +67,14 @@ def validate(raw: dict[str, Any], registry: Registry | None = None, source: str 
         _check_data(v, data, data_options, info)
     if train is not None:
         _check_stop(v, train, data_options)
-    v.raise_problems(source, SECTIONS)
+    try:
+        v.raise_problems(source, SECTIONS)
+    except SpecError as exc:
+        if not shapes_checked and raw.get("network") is not None:
+            # the shapes need a built network: without this, a fixed spec's next round of errors
+            # would break the promise of every mistake at once
+            exc.note = "the network's shapes are checked once these are fixed"
+        raise
     # Each part is None only with a problem recorded, and raise_problems has raised for those.
     assert top and train and tracking and data and data_options and rule and schedule and layers is not None
     return Spec(
