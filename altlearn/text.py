@@ -5,6 +5,7 @@ Every module that reports a problem (the spec validator, the network section, th
 it the same way; every text that came from outside goes through :func:`printable` before it is
 printed. A spec is data, possibly someone else's: an ESC or BEL in a run name must not retitle,
 recolour or clear the user's terminal, so control characters are shown as Python escapes (``\\x1b``).
+Durations are worded alike too (:func:`seconds_text`: a run's epochs, a comparison's columns).
 """
 
 from __future__ import annotations
@@ -129,3 +130,12 @@ def rewrite_generated(path, updated: str, check: bool, what: str, regenerate: st
         path.write_text(updated)
         print(f"{path}: {what} regenerated")
     return 0
+
+
+def seconds_text(seconds: float) -> str:
+    """Three significant digits with their trailing zeros (0.300 beside 0.305, not 0.3) and never
+    an exponent (a search's 1,234 s, not 1.23e+03)."""
+    if seconds >= 100:
+        return f"{seconds:,.0f}"
+    decimals = 1 if seconds >= 10 else 2 if seconds >= 1 else 3
+    return f"{seconds:.{decimals}f}"

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from altlearn.compare.stats import Estimate, GroupStats
+from altlearn.text import seconds_text
+
+__all__ = ["interval", "mean_std", "p_value_text", "seconds_text"]
 
 
 def mean_std(e: Estimate) -> str:
@@ -19,12 +22,3 @@ def p_value_text(stats: GroupStats) -> str:
     if stats.p_value is None:
         return stats.p_note
     return f"{stats.p_value:.3f}" if stats.p_value >= 0.001 else f"{stats.p_value:.1e}"
-
-
-def seconds_text(seconds: float) -> str:
-    """Three significant digits with their trailing zeros (0.300 beside 0.305, not 0.3) and never
-    an exponent (a search's 1,234 s, not 1.23e+03)."""
-    if seconds >= 100:
-        return f"{seconds:,.0f}"
-    decimals = 1 if seconds >= 10 else 2 if seconds >= 1 else 3
-    return f"{seconds:.{decimals}f}"

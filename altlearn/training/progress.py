@@ -7,7 +7,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from altlearn.spec.stopping import smoothed
-from altlearn.text import printable
+from altlearn.text import printable, seconds_text
 from altlearn.training.observers import Observer, Outcome
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ def _summary(metrics: dict[str, float]) -> str:
             value = metrics[key]
             parts.append(f"{label} {value:.2%}" if "accuracy" in key else f"{label} {value:.4f}")
     if "epoch_seconds" in metrics:
-        parts.append(f"{metrics['epoch_seconds']:.1f}s ({metrics['samples_per_second']:.0f}/s)")
+        parts.append(f"{seconds_text(metrics['epoch_seconds'])}s ({metrics['samples_per_second']:,.0f}/s)")
     return "  ".join(parts)
 
 
