@@ -85,7 +85,16 @@ def test_a_search_prunes_what_cannot_win_and_reruns_its_choice_on_fresh_seeds(tm
         "val_accuracy"
     ]
     line = next(line for line in result.output.splitlines() if line.startswith("bp, search"))
-    assert line.split()[2:] == ["6/6", "chose", "trial", f"{number}:", "val_accuracy", f"{val:.2%}"], line
+    assert line.split()[2:] == [
+        "6/6",
+        "chose",
+        "trial",
+        number,
+        "(lr",
+        "0.01):",
+        "val_accuracy",
+        f"{val:.2%}",
+    ], line
     # Running it again has nothing left to do: pruned trials are never resumed.
     again = run_sweep(tmp_path)
     assert again.exit_code == 0, again.output

@@ -104,9 +104,10 @@ def groups(results: list[TrialResult], choices: dict[str, str] | None = None) ->
 
 def search_choices(record: SweepRecord, results: list[TrialResult]) -> dict[str, str]:
     """Per searched case, the trial its search chose on its objective, read back from the store as
-    the finals read it (``chose trial 12: val_accuracy 98.12%``; ``best so far`` while trials of
+    the finals read it (``chose trial 12 (lr 0.0012): val_accuracy 98.12%``; ``best so far`` while trials of
     the search have not finished). Without it a search's line would say only how many ran."""
     from altlearn.sweep.study import chosen, search_trials
+    from altlearn.sweep.tuning import values_text
 
     cases = {r.trial.case: r.trial.search for r in results if r.trial.phase == "search" and r.trial.search}
     out = {}
@@ -120,7 +121,8 @@ def search_choices(record: SweepRecord, results: list[TrialResult]) -> dict[str,
         whole = sum(r.trial.phase == "search" and r.trial.case == label for r in results)
         verb = "chose" if done == whole else "best so far:"
         value = f"{best.value:.2%}" if "accuracy" in settings.objective else f"{best.value:.4g}"
-        out[label] = f"{verb} trial {best.number}: {settings.objective} {value}"
+        values = f" ({values_text(best.params)})" if best.params else ""
+        out[label] = f"{verb} trial {best.number}{values}: {settings.objective} {value}"
     return out
 
 

@@ -196,8 +196,13 @@ def defer_finals(plans: list[Plan]) -> tuple[list[Plan], list[str]]:
 
 def _label(trial: Trial, values: dict) -> str:
     """'fa, search 3: lr 0.0012, weight_decay 1e-05' or, for a final, 'fa: lr 0.0012, ...'."""
-    shown = ", ".join(f"{path.rsplit('.', 1)[-1]} {_short_value(v)}" for path, v in values.items())
+    shown = values_text(values)
     return f"{trial.label}: {shown}" if shown else trial.label
+
+
+def values_text(values: dict) -> str:
+    """A trial's searched values as its label shows them: 'lr 0.0012, weight_decay 1e-05'."""
+    return ", ".join(f"{path.rsplit('.', 1)[-1]} {_short_value(v)}" for path, v in values.items())
 
 
 def _short_value(value) -> str:
