@@ -594,6 +594,15 @@ def test_every_rule_keeps_one_colour_in_every_figure(store):
         for ax in titled:  # "fa: optimizer.lr" in the landscape, "fa" in the history
             label = ax.get_title().split(":")[0]
             assert to_hex(ax.title.get_color()) == colours[label]
+    # the landscape spans each searched range, its ends dashed, wherever the trials fell
+    panels = [
+        ax for ax in search_landscape(report).axes if ax.get_visible() and ax.get_title().endswith("lr")
+    ]
+    assert panels
+    for ax in panels:
+        low, high = ax.get_xlim()
+        assert low < 1.0e-4 and 1.0e-1 < high < 0.2 and ax.get_xscale() == "log"
+        assert {line.get_xdata()[0] for line in ax.get_lines()} >= {1.0e-4, 1.0e-1}
 
 
 def test_alignment_legends_name_layers_as_the_spec_builds_them():

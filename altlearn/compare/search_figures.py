@@ -88,9 +88,27 @@ def _landscape_panel(ax, tuning: Tuning, case: CaseChoice, path: str) -> None:
         ax.set_xlim(-0.5, len(categories) - 0.5)
     elif _log_axis(axis, [x for _, x, _ in points]):
         ax.set_xscale("log")
+    if categories is None and axis is not None:
+        _show_range(ax, axis, [float(x) for _, x, _ in shown_values])
     ax.set_title(f"{shown(case.label)}: {shown(path)}", fontsize="medium", color=colour)
     ax.set(xlabel=shown(path) + (" (log)" if ax.get_xscale() == "log" else ""), ylabel=_ylabel(tuning))
     ax.grid(alpha=0.3, which="both")
+
+
+def _show_range(ax, axis: AxisRange, drawn: list[float]) -> None:
+    """The searched range's ends as dashed lines, the axis spanning the range (and any value drawn
+    outside it, from a sweep whose range changed): a chosen value at its edge then shows as one,
+    not as the rightmost of the points."""
+    ends = sorted(float(v) for v in axis.values)
+    for end in ends:
+        ax.axvline(end, color="grey", linestyle="--", linewidth=0.8)
+    low, high = min(ends[0], *drawn), max(ends[-1], *drawn)
+    if axis.log and low > 0:
+        pad = (high / low) ** 0.04
+        ax.set_xlim(low / pad, high * pad)
+    else:
+        pad = 0.04 * (high - low) or 0.5
+        ax.set_xlim(low - pad, high + pad)
 
 
 def _categories(axis: AxisRange | None, values: list[Any]) -> list[Any] | None:

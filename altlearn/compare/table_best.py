@@ -74,7 +74,7 @@ def budget_text(tuning: Tuning, case: CaseChoice) -> str:
 
 def cost_text(tuning: Tuning, case: CaseChoice) -> str:
     epochs = f"{case.epochs} {'trial-epochs' if tuning.mode == 'search' else 'run-epochs'}"
-    return epochs + (f", {seconds_text(case.seconds)} s" if case.seconds > 0 else "")
+    return epochs + (f", {seconds_text(case.seconds)} s of training" if case.seconds > 0 else "")
 
 
 def at_best_cells(tuning: Tuning, case: CaseChoice) -> list[str]:
@@ -105,8 +105,9 @@ def at_best_explanation(tuning: Tuning) -> str:
         seeds, cost = "the chosen configuration's seeds", "epochs and seconds of every configuration tried"
     return (
         f"chosen: {chosen} ({way}; validation, never test), rank among those complete; test accuracy: "
-        f"mean ± std and 95% t interval over {seeds}; cost: {cost} (CPU time where the runs logged "
-        "it, else training time); p vs best: the pairwise test against the best case"
+        f"mean ± std and 95% t interval over {seeds}; cost: {cost} (the training epochs' CPU time "
+        "where the runs logged it, else their wall time; evaluation, data loading and each run's start "
+        "are not counted); p vs best: the pairwise test against the best case"
         + (", Holm-corrected" if tuning.correction else "")
     )
 
