@@ -67,14 +67,7 @@ def validate(raw: dict[str, Any], registry: Registry | None = None, source: str 
         _check_data(v, data, data_options, info)
     if train is not None:
         _check_stop(v, train, data_options)
-    try:
-        v.raise_problems(source, SECTIONS)
-    except SpecError as exc:
-        if not shapes_checked and raw.get("network") is not None:
-            # the shapes need a built network: without this, a fixed spec's next round of errors
-            # would break the promise of every mistake at once
-            exc.note = "the network's shapes are checked once these are fixed"
-        raise
+    _raise_problems(v, source, shapes_unchecked=not shapes_checked and raw.get("network") is not None)
     # Each part is None only with a problem recorded, and raise_problems has raised for those.
     assert top and train and tracking and data and data_options and rule and schedule and layers is not None
     return Spec(
@@ -92,6 +85,17 @@ def validate(raw: dict[str, Any], registry: Registry | None = None, source: str 
         source=source,
         packages=v.packages,
     )
+
+
+def _raise_problems(v: Validator, source: str | None, shapes_unchecked: bool) -> None:
+    try:
+        v.raise_problems(source, SECTIONS)
+    except SpecError as exc:
+        if shapes_unchecked:
+            # the shapes need a built network: without this, a fixed spec's next round of errors
+            # would break the promise of every mistake at once
+            exc.note = "the network's shapes are checked once these are fixed"
+        raise
 
 
 _Model = TypeVar("_Model", bound=BaseModel)
