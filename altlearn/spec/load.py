@@ -41,12 +41,7 @@ def validate(raw: dict[str, Any], registry: Registry | None = None, source: str 
     raw = dict(raw)
     if source and "name" not in raw:
         raw["name"] = Path(source).stem  # a spec file's name is a fine default run name
-    for key in raw:
-        if key not in SECTIONS:
-            v.add(
-                str(key),
-                f"unknown section; {did_you_mean(key, list(SECTIONS))}sections are: {', '.join(SECTIONS)}",
-            )
+    _check_sections(v, raw)
     top_values = {k: raw.get(k) for k in ("name", "seed", "description") if k in raw}
     top = _typed(TopLevel, v.model(TopLevel, top_values, "", "the spec"))
     train = _typed(TrainOptions, v.model(TrainOptions, raw.get("train"), "train", "train"))
@@ -58,8 +53,9 @@ def validate(raw: dict[str, Any], registry: Registry | None = None, source: str 
     rule, _ = _required_block(v, raw, "rule", "rule")
     optimizer = _optimizer(v, raw.get("optimizer"), rule)
     schedule, _ = v.block(_default_type(raw.get("schedule"), "schedule"), "schedule", "schedule")
-    shapes_checked = data is not None and info is not None and layers is not None and rule is not None
-    if shapes_checked:
+    shapes_checked = False
+    if data is not None and info is not None and layers is not None and rule is not None:
+        shapes_checked = True
         network = check_network(v, info, data, layers, rule, data_options)
         if network is not None and optimizer is not None:
             check_groups(v, network, layers, rule, optimizer)
@@ -85,6 +81,15 @@ def validate(raw: dict[str, Any], registry: Registry | None = None, source: str 
         source=source,
         packages=v.packages,
     )
+
+
+def _check_sections(v: Validator, raw: dict[str, Any]) -> None:
+    for key in raw:
+        if key not in SECTIONS:
+            v.add(
+                str(key),
+                f"unknown section; {did_you_mean(key, list(SECTIONS))}sections are: {', '.join(SECTIONS)}",
+            )
 
 
 def _raise_problems(v: Validator, source: str | None, shapes_unchecked: bool) -> None:
