@@ -23,12 +23,20 @@ from torch import nn
 
 NUM_CLASSES = 10
 IMAGE = (1, 28, 28)
+try:  # the devices torch has fused optimizer kernels for
+    from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
+    FUSED_DEVICES = set(_get_fused_kernels_supported_devices())
+except ImportError:
+    FUSED_DEVICES = {"cuda"}
 
 
 def adam(parameters, lr: float) -> torch.optim.Adam:
     """Adam with torch's fused kernel (CPU and CUDA), as a researcher who times a loop writes it and
     as altlearn builds it: otherwise the comparison would time two Adam implementations."""
-    return torch.optim.Adam(parameters, lr=lr, fused=True)
+    parameters = list(parameters)
+    fused = all(p.device.type in FUSED_DEVICES for p in parameters) or None  # CPU: torch >= 2.4
+    return torch.optim.Adam(parameters, lr=lr, fused=fused)
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,19 @@ def _fused(parameters: list) -> bool | None:
     return True if parameters and devices <= _fused_devices() else None
 
 
+def unfuse_for_strided_grads(optimizer) -> None:
+    """Back to torch's default step if a rule set a gradient laid out unlike its parameter
+    (``p.grad = (x.T @ e).T``): torch's fused CPU kernels read both as raw buffers and would apply
+    a silently wrong update. Gradients from ``.backward()`` always match; called after the first
+    step, before any optimizer state exists, so the default step starts clean."""
+    for group in optimizer.param_groups:
+        strided = any(p.grad is not None and p.grad.stride() != p.stride() for p in group["params"])
+        if group.get("fused") and strided:
+            for each in optimizer.param_groups:
+                each["fused"] = None
+            return
+
+
 def _fused_devices() -> set[str]:
     try:  # private, but the list torch's own optimizers check ``fused=True`` against
         from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
@@ -160,6 +173,9 @@ class _TorchOptimizer(Optimizer):
 
 class SGD(_TorchOptimizer):
     torch_name = "SGD"
+    # torch's fused SGD decides "first step" for the whole group: a parameter whose first gradient
+    # comes later (FF's greedy schedule) meets an empty momentum buffer and the step fails
+    fusable = False
 
     class Params(_OptimizerParams):
         lr: PositiveReal = Field(0.01, description="base learning rate")

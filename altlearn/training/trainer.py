@@ -20,6 +20,7 @@ from torch import nn
 
 from altlearn.data.batches import ordered_batches, shuffled_batches
 from altlearn.errors import TrainingDiverged
+from altlearn.optim.optimizers import unfuse_for_strided_grads
 from altlearn.optim.param_groups import group_lr_hint
 from altlearn.spec.model import Spec
 from altlearn.spec.stopping import CLIP_METRIC_NAMES, StopCondition, check_logged, stop_reason, unmet
@@ -136,6 +137,7 @@ class Trainer:
                 check_step_contract(
                     spec, rule, step_metrics, clipped=bool(self.clipped), owns_update=self.owns_update
                 )
+                unfuse_for_strided_grads(opt)
             if self.clipped and (limit := spec.train.clip_grad_norm) is not None:  # a limit: clipped
                 step_metrics = {**step_metrics, **self._clip(limit)}
             opt.step()
