@@ -133,9 +133,11 @@ def rewrite_generated(path, updated: str, check: bool, what: str, regenerate: st
 
 
 def seconds_text(seconds: float) -> str:
-    """Three significant digits with their trailing zeros (0.300 beside 0.305, not 0.3) and never
-    an exponent (a search's 1,234 s, not 1.23e+03)."""
-    if seconds >= 100:
-        return f"{seconds:,.0f}"
-    decimals = 1 if seconds >= 10 else 2 if seconds >= 1 else 3
-    return f"{seconds:.{decimals}f}"
+    """Three significant digits with their trailing zeros (0.300 beside 0.305, not 0.3; 0.0123)
+    and never an exponent (a search's 1,234 s, not 1.23e+03)."""
+    if not math.isfinite(seconds) or seconds <= 0:
+        return f"{seconds:.3f}" if math.isfinite(seconds) else str(seconds)
+    rounded = float(f"{seconds:.3g}")  # 9.996 -> 10.0: its digits are counted after rounding
+    if rounded >= 100:
+        return f"{seconds:,.0f}"  # whole seconds: a search's 4,568 s keeps its digits
+    return f"{rounded:.{2 - math.floor(math.log10(rounded))}f}"

@@ -329,5 +329,5 @@ def test_a_single_epoch_axis_shows_whole_ticks_around_it():
 def test_seconds_keep_three_digits_with_their_zeros_and_no_exponent():
     from altlearn.compare.formatting import seconds_text
 
-    shown = [seconds_text(s) for s in (0.3, 0.3051, 2.5, 12.0, 123.4, 4567.8)]
-    assert shown == ["0.300", "0.305", "2.50", "12.0", "123", "4,568"]
+    shown = [seconds_text(s) for s in (0.3, 0.3051, 2.5, 12.0, 123.4, 4567.8, 0.0123, 9.996, 99.96, 0.0)]
+    assert shown == ["0.300", "0.305", "2.50", "12.0", "123", "4,568", "0.0123", "10.0", "100", "0.000"]
