@@ -190,7 +190,8 @@ def _measured_once_note(rules: list[str], runs: list[RunData]) -> str:
     every = sorted({run.params.get("tracking.alignment_every", "?") for run in runs if run.rule in rules})
     return (
         f"alignment of rule {', '.join(rules)} was measured only once, at step 0 before any update "
-        f"(tracking.alignment_every {'/'.join(every)} is more than the runs' training steps), so "
+        f"(tracking.alignment_every {'/'.join(every)} is more than the runs' training steps, or they "
+        "stopped before a second measurement), so "
         f"{'they have' if len(rules) > 1 else 'it has'} no alignment panel: the angle at the random "
         "start says nothing of training; lower tracking.alignment_every to see it"
     )

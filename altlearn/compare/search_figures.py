@@ -89,7 +89,8 @@ def _landscape_panel(ax, tuning: Tuning, case: CaseChoice, path: str) -> None:
     elif _log_axis(axis, [x for _, x, _ in points]):
         ax.set_xscale("log")
     if categories is None and axis is not None:
-        _show_range(ax, axis, [float(x) for _, x, _ in shown_values])
+        numbers = [x for _, x, _ in points if isinstance(x, (int, float)) and not isinstance(x, bool)]
+        _show_range(ax, axis, [float(x) for x in numbers])
     ax.set_title(f"{shown(case.label)}: {shown(path)}", fontsize="medium", color=colour)
     ax.set(xlabel=shown(path) + (" (log)" if ax.get_xscale() == "log" else ""), ylabel=_ylabel(tuning))
     ax.grid(alpha=0.3, which="both")
@@ -102,7 +103,7 @@ def _show_range(ax, axis: AxisRange, drawn: list[float]) -> None:
     ends = sorted(float(v) for v in axis.values)
     for end in ends:
         ax.axvline(end, color="grey", linestyle="--", linewidth=0.8)
-    low, high = min(ends[0], *drawn), max(ends[-1], *drawn)
+    low, high = min([ends[0], *drawn]), max([ends[-1], *drawn])
     if axis.log and low > 0:
         pad = (high / low) ** 0.04
         ax.set_xlim(low / pad, high * pad)

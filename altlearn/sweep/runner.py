@@ -143,7 +143,7 @@ def _run(
     # ending already under way, so it is absorbed.
     with signals_deferred(drop=True):
         results = retry_while_locked(lambda: collect(record, plans, outcomes))
-        choices = retry_while_locked(lambda: search_choices(record, results))
+        choices = _search_choices(record, results)
         summary = groups(results, choices)
         retry_while_locked(lambda: log_summary(record, results, summary))
         status = "FAILED" if fault else parent_status(results, interrupted)
@@ -245,6 +245,15 @@ def _say_plan(options: SweepOptions, record: SweepRecord, plans: list[Plan], eng
             f"without its mlartifacts folder, or the folder deleted); the old runs are tagged "
             f"altlearn.superseded"
         )
+
+
+def _search_choices(record: SweepRecord, results) -> dict[str, str]:
+    """What each search chose, for the closing table: a nicety, so a store that fails to answer
+    costs its line, never the parent run's ending."""
+    try:
+        return retry_while_locked(lambda: search_choices(record, results))
+    except Exception:  # noqa: BLE001 - the table is shown without the choices
+        return {}
 
 
 def _print_summary(results, summary) -> None:

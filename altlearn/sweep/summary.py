@@ -117,9 +117,10 @@ def search_choices(record: SweepRecord, results: list[TrialResult]) -> dict[str,
         best = chosen(trials, settings.direction)
         if best is None or best.value is None:
             continue
-        done = sum(r.status in DONE for r in results if r.trial.phase == "search" and r.trial.case == label)
-        whole = sum(r.trial.phase == "search" and r.trial.case == label for r in results)
-        verb = "chose" if done == whole else "best so far:"
+        searched = [r for r in results if r.trial.phase == "search" and r.trial.case == label]
+        # a failed trial has ended too: the search chose without it, and its finals ran
+        ended = all(r.status in (*DONE, "FAILED") for r in searched)
+        verb = "chose" if ended else "best so far:"
         value = f"{best.value:.2%}" if "accuracy" in settings.objective else f"{best.value:.4g}"
         values = f" ({values_text(best.params)})" if best.params else ""
         out[label] = f"{verb} trial {best.number}{values}: {settings.objective} {value}"
