@@ -752,9 +752,18 @@ def test_a_report_that_could_not_check_the_shapes_says_they_come_next():
     ]
     with pytest.raises(SpecError) as info:
         validate(minimal(network={"layers": layers}))
-    assert info.value.report().endswith("\n  (the network's shapes are checked once these are fixed)")
+    assert info.value.report().endswith(
+        "\n  (the network's shapes, output and rule limits are checked once these are fixed)"
+    )
     # fixed, the shape mistake comes in the next round, and that report promises nothing more
     layers[1]["type"] = "linear"
     with pytest.raises(SpecError) as info:
         validate(minimal(network={"layers": layers}))
     assert "must output 10 class scores" in info.value.report() and "(the" not in info.value.report()
+    # a layer that cannot be built stops the build there: what follows it comes next too
+    layers.insert(2, {"type": "conv2d", "out_channels": 4, "kernel_size": 3})
+    with pytest.raises(SpecError) as info:
+        validate(minimal(network={"layers": layers}))
+    assert "network.layers[2]" in info.value.report() and info.value.report().endswith(
+        "limits are checked once these are fixed)"
+    )

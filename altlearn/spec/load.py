@@ -53,10 +53,10 @@ def validate(raw: dict[str, Any], registry: Registry | None = None, source: str 
     rule, _ = _required_block(v, raw, "rule", "rule")
     optimizer = _optimizer(v, raw.get("optimizer"), rule)
     schedule, _ = v.block(_default_type(raw.get("schedule"), "schedule"), "schedule", "schedule")
-    shapes_checked = False
+    shapes_checked = False  # the network built (on the meta device) and its checks ran
     if data is not None and info is not None and layers is not None and rule is not None:
-        shapes_checked = True
         network = check_network(v, info, data, layers, rule, data_options)
+        shapes_checked = network is not None
         if network is not None and optimizer is not None:
             check_groups(v, network, layers, rule, optimizer)
     if data is not None and data_options is not None:
@@ -99,7 +99,7 @@ def _raise_problems(v: Validator, source: str | None, shapes_unchecked: bool) ->
         if shapes_unchecked:
             # the shapes need a built network: without this, a fixed spec's next round of errors
             # would break the promise of every mistake at once
-            exc.note = "the network's shapes are checked once these are fixed"
+            exc.note = "the network's shapes, output and rule limits are checked once these are fixed"
         raise
 
 
