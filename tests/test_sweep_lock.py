@@ -46,3 +46,25 @@ def test_a_trial_whose_worker_died_before_opening_its_run_is_not_started(monkeyp
     on_event(Event(0, "lost", outcome=lost))
     assert outcomes == {} and seen[0].kind == "done"
     assert _result(plans[0], outcomes.get(0), []).status == NOT_STARTED
+
+
+def test_a_stopped_trial_the_sweep_did_not_reach_again_waits_rather_than_counting_as_stopped():
+    """A trial stopped in an earlier sitting and queued to resume, but interrupted before a worker
+    took it, keeps its old KILLED run: the summary counts it NOT STARTED (waiting), not among the
+    trials this interruption stopped; once it ran, its own outcome decides."""
+    from types import SimpleNamespace
+
+    from altlearn.sweep.adapter import RunOutcome
+    from altlearn.sweep.configurations import Configuration, Trial
+    from altlearn.sweep.record import Plan
+    from altlearn.sweep.summary import NOT_STARTED, _result
+
+    trial = Trial(0, Configuration("cases[0]", "bp", None, ()), 0, None, "k", "g")
+    old = SimpleNamespace(
+        info=SimpleNamespace(status="KILLED", run_id="r1"),
+        data=SimpleNamespace(tags={"altlearn.error": "interrupted (SIGTERM)"}, metrics={}),
+    )
+    waiting = _result(Plan(trial, "resume", "r1"), None, [old])
+    assert (waiting.status, waiting.run_id, waiting.message) == (NOT_STARTED, "r1", None)
+    stopped = _result(Plan(trial, "resume", "r1"), RunOutcome("r1", "KILLED", "interrupted", 130), [old])
+    assert stopped.status == "KILLED"

@@ -60,9 +60,21 @@ def _result(plan: Plan, outcome: RunOutcome | None, runs: list) -> TrialResult:
         message = outcome.message if outcome is not None else None
         return TrialResult(plan.trial, status, None, None, message, False)
     message = run.data.tags.get("altlearn.error") or (outcome.message if outcome else None)
-    # A trial left for later keeps whatever its old run says (KILLED, FAILED, or RUNNING in a store
-    # copied mid-training) until it runs: it waits, it has not failed in this run of the sweep.
-    status = LATER if plan.action == "later" else PRUNED if PRUNED_TAG in run.data.tags else run.info.status
+    # A trial left for later, or one this sweep meant to resume but stopped before it began, keeps
+    # whatever its old run says (KILLED, FAILED, or RUNNING in a store copied mid-training): it
+    # waits, it has not failed or been stopped in this run of the sweep.
+    waited = outcome is None and plan.action in ("start", "resume")
+    if waited:
+        message = None
+    status = (
+        LATER
+        if plan.action == "later"
+        else NOT_STARTED
+        if waited
+        else PRUNED
+        if PRUNED_TAG in run.data.tags
+        else run.info.status
+    )
     return TrialResult(
         plan.trial,
         status,
