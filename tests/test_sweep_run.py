@@ -294,3 +294,16 @@ def test_a_configuration_fixed_after_it_failed_replaces_it_and_the_finished_tria
     ]  # names lead with the label
     assert selection.notes[0].startswith("1 run of the sweep left out: tagged altlearn.superseded")
     assert selection.notes[0].endswith(failed.info.run_id[:8])
+
+
+def test_workers_beyond_the_machines_slots_are_lowered_and_the_continue_command_names_what_ran(capsys):
+    """A search continued on other workers would draw other values: the command printed after an
+    interruption must name the workers that ran (the slots), not the --workers asked for."""
+    from altlearn.sweep import runner
+
+    asked = runner.SweepOptions("sweep.yaml", workers=64)
+    ran = runner._clamp_workers(asked, 2)
+    assert ran.workers == 2 and "--workers 64 is more than this machine can run" in capsys.readouterr().err
+    assert runner._same_command(ran, "sqlite:///x.db").startswith("altlearn sweep sweep.yaml --workers 2 ")
+    assert runner._clamp_workers(runner.SweepOptions("sweep.yaml", workers=2), 2).workers == 2
+    assert runner._clamp_workers(runner.SweepOptions("sweep.yaml"), 2).workers is None

@@ -71,9 +71,7 @@ def run_sweep(options: SweepOptions) -> int:
     uri = tracking_uri(options.tracking_uri)
     wait_for_sqlite_locks()  # the sweep writes too (a lost trial's end) while trials log
     engine = make_engine(options.engine, resources, options.workers, options.address, _absolute(uri))
-    slots = len(getattr(engine, "slots", ()))
-    if options.workers and slots and options.workers > slots:
-        _note(f"--workers {options.workers} is more than this machine can run side by side: using {slots}")
+    options = _clamp_workers(options, len(getattr(engine, "slots", ())))
     engine.start(len(trials))
     try:
         record = open_sweep(_absolute(uri), sweep, trials, options.fresh)
@@ -88,6 +86,15 @@ def run_sweep(options: SweepOptions) -> int:
         return _run(options, record, engine, plans, _queue(options, sweep, record, plans, resources), uri)
     finally:
         engine.close()
+
+
+def _clamp_workers(options: SweepOptions, slots: int) -> SweepOptions:
+    """The options as the sweep runs them: ``--workers`` above the engine's ``slots`` is noted and
+    lowered, so the continue command printed later names the workers that really ran."""
+    if options.workers and slots and options.workers > slots:
+        _note(f"--workers {options.workers} is more than this machine can run side by side: using {slots}")
+        return replace(options, workers=slots)
+    return options
 
 
 def _queue(options: SweepOptions, sweep, record: SweepRecord, plans: list[Plan], resources):
