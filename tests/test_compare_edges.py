@@ -331,3 +331,25 @@ def test_seconds_keep_three_digits_with_their_zeros_and_no_exponent():
 
     shown = [seconds_text(s) for s in (0.3, 0.3051, 2.5, 12.0, 123.4, 4567.8, 0.0123, 9.996, 99.96, 0.0)]
     assert shown == ["0.300", "0.305", "2.50", "12.0", "123", "4,568", "0.0123", "10.0", "100", "0.000"]
+
+
+def test_an_alignment_panel_drawn_from_a_rules_lower_group_says_so():
+    """fa's best group (lr 0.01) measured alignment only at step 0; its lower group (lr 0.001) over
+    training: the panel draws the lower group and its title says it is not the best one."""
+    from altlearn.compare.comparison import build_report
+    from altlearn.compare.figures import _alignment_panels
+    from altlearn.compare.selection import RunData, Selection
+
+    def run(seed: int, lr: str, accuracy: float, alignment: list) -> RunData:
+        params = {"seed": str(seed), "rule.type": "fa", "optimizer.lr": lr, "tracking.alignment_every": "50"}
+        curves = {"test_accuracy": [(3, accuracy)], "alignment/angle_layer1": alignment}
+        return RunData(f"run{lr}{seed}aaaa", "fa", "FINISHED", params, {}, curves)
+
+    over_training = [(0, 89.0), (50, 60.0), (100, 45.0)]
+    runs = [run(s, "0.01", 0.95 + s / 100, [(0, 90.0)]) for s in (0, 1)]
+    runs += [run(s, "0.001", 0.90 + s / 100, over_training) for s in (0, 1)]
+    report = build_report(Selection("4 runs", runs), by=["optimizer.lr"])
+    (panel,) = _alignment_panels(report)
+    assert panel.below_best and {r.params["optimizer.lr"] for r in panel.stats.group.runs} == {"0.001"}
+    best_measured = build_report(Selection("2 runs", runs[2:]), by=["optimizer.lr"])
+    assert not _alignment_panels(best_measured)[0].below_best

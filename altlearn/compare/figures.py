@@ -16,6 +16,7 @@ one rule are told apart by their line style.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -87,9 +88,19 @@ def learning_curves(report: Report):
     return figure
 
 
-def _alignment_panels(report: Report) -> list[tuple[str, GroupStats, dict[str, list[Curve]]]]:
-    """Per rule with alignment metrics: its best-ranked group and each layer's curves over its seeds."""
-    panels, seen = [], set()
+@dataclass
+class _Panel:
+    rule: str
+    stats: GroupStats  # the group drawn
+    layers: dict[str, list[Curve]]  # each layer's curves over the group's seeds
+    below_best: bool  # the rule's better groups have no alignment over training: a lower one is drawn
+
+
+def _alignment_panels(report: Report) -> list[_Panel]:
+    """Per rule with alignment metrics: its best-ranked group that measured alignment over
+    training, and each layer's curves over its seeds."""
+    panels: dict[str, _Panel] = {}
+    ranked_rules: set[str] = set()  # rules whose best group has been passed
     for stats in report.groups:  # best first, so the first group of a rule is its best
         by_rule: dict[str, dict[str, list[Curve]]] = {}
         for run in stats.group.runs:
@@ -98,10 +109,9 @@ def _alignment_panels(report: Report) -> list[tuple[str, GroupStats, dict[str, l
             for layer, curve in run.alignment_curves().items():
                 by_rule.setdefault(run.rule, {}).setdefault(layer, []).append(curve)
         for rule, layers in by_rule.items():
-            if rule not in seen:
-                seen.add(rule)
-                panels.append((rule, stats, layers))
-    return panels
+            panels.setdefault(rule, _Panel(rule, stats, layers, below_best=rule in ranked_rules))
+        ranked_rules |= {run.rule for run in stats.group.runs}
+    return list(panels.values())
 
 
 def alignment(report: Report):
@@ -113,7 +123,8 @@ def alignment(report: Report):
     figure, axes = new_figure(5.0 * columns, 4.2 * rows, (rows, columns))
     for ax in axes.flat[len(panels) :]:
         ax.set_visible(False)
-    for ax, (rule, stats, layers) in zip(axes.flat, panels):
+    for ax, panel in zip(axes.flat, panels):
+        rule, stats, layers = panel.rule, panel.stats, panel.layers
         names = layer_names(layers, stats.group.runs[0].params)
         for index, layer in enumerate(sorted(layers, key=_layer_order)):
             steps, means, stds = mean_curve(layers[layer])
@@ -129,6 +140,8 @@ def alignment(report: Report):
             xlabel="training step", ylabel="angle to BP gradient (°)", ylim=(-3, max(95, ax.get_ylim()[1]))
         )
         title = shown(rule) if readable(stats.label) == rule else f"{shown(rule)}\n{group_label(stats)}"
+        if panel.below_best:  # its better groups did not measure alignment during training
+            title += "\n(not its best group: that one has no alignment over training)"
         ax.set_title(title, fontsize="medium", color=rule_colour(rule))
         ax.grid(alpha=0.3)
         integer_ticks(ax)
