@@ -226,7 +226,7 @@ def _what_is_recorded(recorder, status: str) -> str:
 
 def _resume_hint(recorder, uri: str, interrupted_after: int | None = None) -> str:
     """How to continue the run; ``interrupted_after``: the epochs an interrupted run completed."""
-    from altlearn.tracking.store import DEFAULT_TRACKING_URI
+    from altlearn.tracking.store import DEFAULT_TRACKING_URI, program
 
     if recorder.checkpoint_epoch is None:
         if interrupted_after == 0:  # an interrupt checkpoints the last completed epoch: there was none
@@ -239,7 +239,8 @@ def _resume_hint(recorder, uri: str, interrupted_after: int | None = None) -> st
         )
     option = "" if uri == DEFAULT_TRACKING_URI else f" --tracking-uri {printable(uri)}"
     return (
-        f"continue it after epoch {recorder.checkpoint_epoch} with: altlearn resume {recorder.run_id}{option}"
+        f"continue it after epoch {recorder.checkpoint_epoch} with: {program('altlearn')} resume "
+        f"{recorder.run_id}{option}"
     )
 
 

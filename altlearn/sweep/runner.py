@@ -33,7 +33,7 @@ from altlearn.sweep.trial_filter import final_only, select
 from altlearn.sweep.trials import load_trials
 from altlearn.text import printable, printable_message
 from altlearn.tracking.signals import signals_deferred
-from altlearn.tracking.store import DEFAULT_TRACKING_URI, tracking_uri
+from altlearn.tracking.store import DEFAULT_TRACKING_URI, program, tracking_uri
 
 
 @dataclass(frozen=True)
@@ -210,7 +210,7 @@ def compare_at_end(uri: str, sweep_run_id: str, quiet: bool) -> None:
     if not quiet and report.logged_to_run:
         click.echo(
             f"comparison (tables, figures, HTML) logged to the sweep run under compare/; again with: "
-            f"altlearn compare --sweep {sweep_run_id} --out DIR{_uri_option(uri)}"
+            f"{program('altlearn')} compare --sweep {sweep_run_id} --out DIR{_uri_option(uri)}"
         )
 
 
@@ -301,7 +301,9 @@ def _same_command(options: SweepOptions, uri: str) -> str:
     """The command that continues this sweep as it ran: the same overrides, selection and workers
     (a search continued on other workers would draw other values than an uninterrupted one), each
     word quoted for a shell."""
-    words = ["altlearn sweep", _quoted(options.path)] + [f"-s {_quoted(o)}" for o in options.overrides]
+    words = [f"{program('altlearn')} sweep", _quoted(options.path)] + [
+        f"-s {_quoted(o)}" for o in options.overrides
+    ]
     words += [f"--case {_quoted(c)}" for c in options.cases] + [f"--seed {s}" for s in options.seeds]
     words += ["--final-only"] if options.final_only else []
     if options.engine != "local":

@@ -43,18 +43,25 @@ def tracking_uri(cli_uri: str | None) -> str:
 
 
 def ui_command(uri: str) -> str:
-    """The command that opens MLflow's UI on ``uri``. ``mlflow`` is named by its full path when the
-    shell would not find this environment's own (altlearn started from a venv that is not active)."""
+    """The command that opens MLflow's UI on ``uri``."""
+    import shlex
+
+    return f"{program('mlflow')} ui --backend-store-uri {shlex.quote(uri)}"
+
+
+def program(name: str) -> str:
+    """``name`` (altlearn, mlflow) as the commands printed for the user write it: by its full path
+    when a shell would not find this environment's own (altlearn started from a venv that is not
+    active), else the bare name; quoted for a shell."""
     import shlex
     import shutil
     import sys
 
-    ours = Path(sys.executable).parent / "mlflow"
-    found = shutil.which("mlflow")
-    program = "mlflow"
+    ours = Path(sys.executable).parent / name
+    found = shutil.which(name)
     if ours.exists() and (found is None or Path(found).resolve() != ours.resolve()):
-        program = str(ours)
-    return f"{shlex.quote(program)} ui --backend-store-uri {shlex.quote(uri)}"
+        return shlex.quote(str(ours))
+    return name
 
 
 def sqlite_path(uri: str) -> Path | None:
