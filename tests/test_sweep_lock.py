@@ -68,3 +68,15 @@ def test_a_stopped_trial_the_sweep_did_not_reach_again_waits_rather_than_countin
     assert (waiting.status, waiting.run_id, waiting.message) == (NOT_STARTED, "r1", None)
     stopped = _result(Plan(trial, "resume", "r1"), RunOutcome("r1", "KILLED", "interrupted", 130), [old])
     assert stopped.status == "KILLED"
+    # interrupted while setting up, before its run (re)opened: it has not started either
+    before = RunOutcome(None, "KILLED", "interrupted before training started", 130)
+    assert _result(Plan(trial, "resume", "r1"), before, [old]).status == NOT_STARTED
+    assert _result(Plan(trial, "start"), before, []).status == NOT_STARTED
+    failed = RunOutcome(None, "FAILED", "the data set cannot be read", 1)  # a set-up failure stays one
+    assert _result(Plan(trial, "start"), failed, []).status == "FAILED"
+    # a signal that arrives after the trial's run finished: it finished
+    done = SimpleNamespace(
+        info=SimpleNamespace(status="FINISHED", run_id="r2"), data=SimpleNamespace(tags={}, metrics={})
+    )
+    late = RunOutcome(None, "KILLED", "interrupted", 130)
+    assert _result(Plan(trial, "start"), late, [done]).status == "FINISHED"

@@ -55,17 +55,29 @@ def _result(plan: Plan, outcome: RunOutcome | None, runs: list) -> TrialResult:
     mine = [r for r in runs if outcome is not None and r.info.run_id == outcome.run_id]
     current = [r for r in runs if SUPERSEDED_TAG not in r.data.tags]
     run = (finished or mine or current or [None])[0]
+    # A trial this sweep meant to run but stopped before it began (never handed to a worker, or
+    # interrupted before its run opened) has not started: the next run of the sweep starts or
+    # resumes it. One left for later, or waiting like this, keeps whatever its old run says
+    # (KILLED, FAILED, or RUNNING in a store copied mid-training): it has not failed or been stopped
+    # in this run of the sweep.
+    never_opened = outcome is not None and outcome.run_id is None and outcome.status == "KILLED"
+    waited = plan.action in ("start", "resume") and (outcome is None or never_opened)
     if run is None:
-        status = outcome.status if outcome is not None else LATER if plan.action == "later" else NOT_STARTED
-        message = outcome.message if outcome is not None else None
+        status = (
+            LATER
+            if plan.action == "later"
+            else NOT_STARTED
+            if waited
+            else outcome.status
+            if outcome
+            else NOT_STARTED
+        )
+        message = outcome.message if outcome is not None and not waited else None
         return TrialResult(plan.trial, status, None, None, message, False)
-    message = run.data.tags.get("altlearn.error") or (outcome.message if outcome else None)
-    # A trial left for later, or one this sweep meant to resume but stopped before it began, keeps
-    # whatever its old run says (KILLED, FAILED, or RUNNING in a store copied mid-training): it
-    # waits, it has not failed or been stopped in this run of the sweep.
-    waited = outcome is None and plan.action in ("start", "resume")
-    if waited:
-        message = None
+    waited = waited and run not in finished  # a late signal after its run finished changes nothing
+    message = (
+        None if waited else run.data.tags.get("altlearn.error") or (outcome.message if outcome else None)
+    )
     status = (
         LATER
         if plan.action == "later"
