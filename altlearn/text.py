@@ -66,6 +66,26 @@ def glued_key(key: Any, choices: list[str]) -> str:
     return ""
 
 
+_EXPONENT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
+
+
+def invalid(value: Any, kind: str, reason: str) -> str:
+    """pydantic's error ``kind`` on ``value`` as a problem's message: the value as YAML spells it,
+    pydantic's reason, and for a count written like 1e3 the number to write instead."""
+    return f"{short(value)} is invalid: {reason.removeprefix('Value error, ')}{exponent_hint(kind, value)}"
+
+
+def exponent_hint(kind: str, value: Any) -> str:
+    """For a count written like 1e3, which YAML reads as text (its numbers need a dot and a signed
+    exponent: 1.0e+3), the whole number to write; '' for any other error."""
+    if kind != "int_parsing" or not isinstance(value, str) or not _EXPONENT.fullmatch(value.strip()):
+        return ""
+    number = float(value)
+    if not number.is_integer() or abs(number) >= 1e18:
+        return f"; YAML reads {value} as text, not a number, and a count is a whole number"
+    return f"; YAML reads {value} as text, not a number: write {int(number)}"
+
+
 def key_hint(key: Any, choices: list[str]) -> str:
     """For a key no model takes: how to put a lost space back, else the option probably meant."""
     return glued_key(key, choices) or did_you_mean(key, choices)

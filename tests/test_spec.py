@@ -767,3 +767,22 @@ def test_a_report_that_could_not_check_the_shapes_says_they_come_next():
     assert "network.layers[2]" in info.value.report() and info.value.report().endswith(
         "limits are checked once these are fixed)"
     )
+
+
+def test_a_count_written_like_1e3_gets_the_number_to_write(tmp_path):
+    # YAML's numbers need a dot and a signed exponent (1.0e+3): 1e3 is text, which a float option
+    # accepts and a count refuses; the refusal says what YAML read and what to write
+    text = (
+        "name: t\ndata: {type: digits}\nnetwork:\n  layers: [{type: flatten}, {type: linear, out_features: 10}]\n"
+        "rule: {type: bp}\noptimizer: {type: adam, lr: 1e-3}\ntrain: {epochs: 1e3}\n"
+    )
+    with pytest.raises(SpecError) as info:
+        load_spec(write(tmp_path, "exp.yaml", text))
+    (problem,) = info.value.problems
+    assert problem.path == "train.epochs"
+    assert problem.message.endswith("; YAML reads 1e3 as text, not a number: write 1000")
+    from altlearn.text import exponent_hint
+
+    assert exponent_hint("int_parsing", "2.5e1") == "; YAML reads 2.5e1 as text, not a number: write 25"
+    assert "a count is a whole number" in exponent_hint("int_parsing", "1.5e0")
+    assert exponent_hint("int_parsing", "ten") == exponent_hint("greater_than", "1e3") == ""

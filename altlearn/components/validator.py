@@ -26,7 +26,7 @@ from altlearn.registry.registry import KIND_NOUNS, Registry
 if TYPE_CHECKING:
     from altlearn.components.ref import Reference
 
-from altlearn.text import article, did_you_mean, elsewhere_hint, glued_key, join, key_hint, short
+from altlearn.text import article, did_you_mean, elsewhere_hint, glued_key, invalid, join, key_hint, short
 
 #: pydantic's error types of a number's bounds, which a nan fails without being out of them
 _BOUNDS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
@@ -52,7 +52,7 @@ def pydantic_problems(exc: ValidationError, path: str, model: type[BaseModel], o
     options, problems = sorted(model.model_fields), []
     for err in [e for e in exc.errors() if e["type"] != _REPORTED]:
         kind, loc, value = err["type"], err["loc"], err.get("input")
-        message = f"{short(value)} is invalid: {err['msg'].removeprefix('Value error, ')}"
+        message = invalid(value, kind, err["msg"])
         if kind == "extra_forbidden" and unknown:
             message = unknown(loc)
         elif kind == "extra_forbidden":
