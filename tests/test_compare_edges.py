@@ -353,3 +353,32 @@ def test_an_alignment_panel_drawn_from_a_rules_lower_group_says_so():
     assert panel.below_best and {r.params["optimizer.lr"] for r in panel.stats.group.runs} == {"0.001"}
     best_measured = build_report(Selection("2 runs", runs[2:]), by=["optimizer.lr"])
     assert not _alignment_panels(best_measured)[0].below_best
+
+
+def test_repeats_of_one_seed_are_one_sample_not_several():
+    """Three runs of seed 0 (a spec run three times) and one of seed 1: n is 2 seeds, seed 0's value
+    the mean of its runs, and a note says so; a zero-width interval from repeats would be false
+    precision."""
+    from altlearn.compare.grouping import Group
+    from altlearn.compare.selection import RunData
+    from altlearn.compare.stats import summarize
+
+    def run(name: str, seed: str | None, accuracy: float) -> RunData:
+        params = {"rule.type": "bp"} | ({"seed": seed} if seed is not None else {})
+        return RunData(name, name, "FINISHED", params, {}, {"test_accuracy": [(3, accuracy)]})
+
+    runs = [run("a", "0", 0.90), run("b", "0", 0.90), run("c", "0", 0.93), run("d", "1", 0.95)]
+    stats = summarize(Group((("rule", "bp"),), runs, "bp"))
+    assert stats.seeds == ["0", "1"] and stats.n == 2
+    assert stats.test_accuracy.values == pytest.approx([0.91, 0.95])
+    assert stats.test_accuracy.std is not None and stats.test_accuracy.std > 0
+    assert (
+        "with seed 0: each is one sample" in stats.notes[0] and "counts 2 samples of 4 runs" in stats.notes[0]
+    )
+    unknown = summarize(Group((("rule", "bp"),), [run("e", None, 0.9), run("f", None, 0.8)], "bp"))
+    assert unknown.n == 2 and unknown.seeds == ["?", "?"] and not unknown.notes  # no seed: one each
+    # grouped by rule alone over two learning rates: each configuration's seed 0 is its own sample
+    other_lr = run("g", "0", 0.80)
+    other_lr.params["optimizer.lr"] = "0.1"
+    mixed = summarize(Group((("rule", "bp"),), [run("h", "0", 0.90), other_lr], "bp"))
+    assert mixed.n == 2 and mixed.seeds == ["0", "0"] and not mixed.notes

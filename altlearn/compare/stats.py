@@ -7,7 +7,7 @@ import math
 import warnings
 from dataclasses import dataclass, field
 
-from altlearn.compare.grouping import Group
+from altlearn.compare.grouping import NOT_SETTINGS, Group, config_params
 
 CONFIDENCE = 0.95
 
@@ -67,27 +67,58 @@ def estimate(values: list[float]) -> Estimate:
 def summarize(group: Group) -> GroupStats:
     """The table's numbers for one group of FINISHED runs that all logged test_accuracy."""
     runs = group.runs
-    accuracies = [run.curves["test_accuracy"][-1][1] for run in runs]  # each logged one
-    best_vals = [
-        max(v for _, v in run.curves["val_accuracy"]) for run in runs if run.curves.get("val_accuracy")
-    ]
+    seeds, accuracies = _per_seed(runs, [run.curves["test_accuracy"][-1][1] for run in runs])
+    with_val = [run for run in runs if run.curves.get("val_accuracy")]
+    best_vals = _per_seed(with_val, [max(v for _, v in run.curves["val_accuracy"]) for run in with_val])[1]
     stats = GroupStats(
         group=group,
-        seeds=[run.seed for run in runs],
+        seeds=seeds,
         test_accuracy=estimate(accuracies),
         test_error=estimate([1.0 - a for a in accuracies]),
-        best_val_accuracy=estimate(best_vals) if len(best_vals) == len(runs) else None,
+        best_val_accuracy=estimate(best_vals) if len(with_val) == len(runs) else None,
         epochs=[run.curves["test_accuracy"][-1][0] for run in runs],
         seconds_per_epoch=_mean_of_run_means(runs, "epoch_seconds"),
         samples_per_second=_mean_of_run_means(runs, "samples_per_second"),
     )
-    repeated = sorted({s for s in stats.seeds if stats.seeds.count(s) > 1})
-    if repeated:
+    if len(seeds) < len(runs):
+        repeated = sorted({run.seed for run in runs if run.seed != "?"} - set(_unrepeated(runs)))
         stats.notes.append(
-            f"group {group.label!r} has several runs with seed {', '.join(repeated)}: they are "
-            "counted as separate samples, though they may be repeats of one run"
+            f"group {group.label!r} has several runs of one configuration with seed "
+            f"{', '.join(repeated)}: each is one sample, the mean of its runs (repeats of a seed are "
+            f"not independent), so its n counts {len(seeds)} samples of {len(runs)} runs"
         )
     return stats
+
+
+def _per_seed(runs, values: list[float]) -> tuple[list[str], list[float]]:
+    """One value per seed of each configuration, in the runs' order: the mean over its runs. A
+    configuration's seed, not a run, is the unit of replication: a spec run three times with seed 0
+    is one sample, whose spread says nothing of seed-to-seed variation. A group that mixes
+    configurations (``--by rule.type``) keeps each configuration's seed 0 apart; runs without a
+    logged seed ('?') count one each."""
+    samples: dict[tuple, list[float]] = {}
+    seeds: list[str] = []
+    for index, (run, value) in enumerate(zip(runs, values)):
+        key = _sample_key(run, index)
+        if key not in samples:
+            samples[key] = []
+            seeds.append(run.seed)
+        samples[key].append(value)
+    return seeds, [_sum(group) / len(group) for group in samples.values()]
+
+
+def _sample_key(run, index: int) -> tuple:
+
+    if run.seed == "?":
+        return ("?", index)
+    settings = {k: v for k, v in config_params(run).items() if k not in NOT_SETTINGS}
+    return (run.seed, tuple(sorted(settings.items())))
+
+
+def _unrepeated(runs) -> list[str]:
+    """The seeds of runs that are the only one of their configuration and seed."""
+    keys = [_sample_key(run, i) for i, run in enumerate(runs)]
+    return [run.seed for run, key in zip(runs, keys) if keys.count(key) == 1]
 
 
 def _mean_of_run_means(runs, key: str) -> float | None:
