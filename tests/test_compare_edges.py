@@ -337,12 +337,12 @@ def test_an_alignment_panel_drawn_from_a_rules_lower_group_says_so():
     """fa's best group (lr 0.01) measured alignment only at step 0; its lower group (lr 0.001) over
     training: the panel draws the lower group and its title says it is not the best one."""
     from altlearn.compare.comparison import build_report
-    from altlearn.compare.figures import _alignment_panels
+    from altlearn.compare.figures import _alignment_panels, alignment
     from altlearn.compare.selection import RunData, Selection
 
-    def run(seed: int, lr: str, accuracy: float, alignment: list) -> RunData:
+    def run(seed: int, lr: str, accuracy: float, angles: list) -> RunData:
         params = {"seed": str(seed), "rule.type": "fa", "optimizer.lr": lr, "tracking.alignment_every": "50"}
-        curves = {"test_accuracy": [(3, accuracy)], "alignment/angle_layer1": alignment}
+        curves = {"test_accuracy": [(3, accuracy)], "alignment/angle_layer1": angles}
         return RunData(f"run{lr}{seed}aaaa", "fa", "FINISHED", params, {}, curves)
 
     over_training = [(0, 89.0), (50, 60.0), (100, 45.0)]
@@ -351,6 +351,9 @@ def test_an_alignment_panel_drawn_from_a_rules_lower_group_says_so():
     report = build_report(Selection("4 runs", runs), by=["optimizer.lr"])
     (panel,) = _alignment_panels(report)
     assert panel.below_best and {r.params["optimizer.lr"] for r in panel.stats.group.runs} == {"0.001"}
+    (axes,) = [ax for ax in alignment(report).axes if ax.get_visible()]
+    assert axes.get_title().startswith("fa\n") and "not its best group" in axes.get_title()
+    assert "90°: orthogonal, no alignment" in [t.get_text() for t in axes.get_legend().get_texts()]
     best_measured = build_report(Selection("2 runs", runs[2:]), by=["optimizer.lr"])
     assert not _alignment_panels(best_measured)[0].below_best
 

@@ -135,11 +135,18 @@ def alignment(report: Report):
             band(ax, steps, means, stds, shown(names.get(layer, layer)), **style)
         # 90°: unrelated to the gradient. The axis starts below 0 so a layer at 0° (DFA's output layer)
         # stays visible instead of hiding in the frame.
-        ax.axhline(90, color="grey", linestyle="--", linewidth=0.8)
+        ax.axhline(90, color="grey", linestyle="--", linewidth=0.8, label="90°: orthogonal, no alignment")
         ax.set(
             xlabel="training step", ylabel="angle to BP gradient (°)", ylim=(-3, max(95, ax.get_ylim()[1]))
         )
-        title = shown(rule) if readable(stats.label) == rule else f"{shown(rule)}\n{group_label(stats)}"
+        label = readable(stats.label)  # the rule's name once: "fa" or "fa, lr 1e-3", never both
+        title = (
+            shown(rule)
+            if label == rule
+            else group_label(stats)
+            if label.startswith((f"{rule},", f"{rule} "))
+            else f"{shown(rule)}\n{group_label(stats)}"
+        )
         if panel.below_best:  # its better groups did not measure alignment during training
             title += "\n(not its best group: that one has no alignment over training)"
         ax.set_title(title, fontsize="medium", color=rule_colour(rule))
