@@ -15,7 +15,7 @@ from altlearn.errors import AltlearnError, ExitCode
 
 SET_HELP = (
     "override a spec value: path=value, YAML-typed (optimizer.lr=0.01, train.device=cpu, "
-    "network.layers.1.out_features=400); repeatable"
+    "network.layers.1.out_features=400, or network.layers[1].out_features=400); repeatable"
 )
 
 
