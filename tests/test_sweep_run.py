@@ -306,6 +306,8 @@ def test_workers_beyond_the_machines_slots_are_lowered_and_the_continue_command_
     asked = runner.SweepOptions("sweep.yaml", workers=64)
     ran = runner._clamp_workers(asked, 2)
     assert ran.workers == 2 and "--workers 64 is more than this machine can run" in capsys.readouterr().err
-    assert runner._same_command(ran, "sqlite:///x.db").startswith("altlearn sweep sweep.yaml --workers 2 ")
+    assert "altlearn sweep sweep.yaml --workers 2 --tracking-uri" in runner._same_command(
+        ran, "sqlite:///x.db"
+    )
     assert runner._clamp_workers(runner.SweepOptions("sweep.yaml", workers=2), 2).workers == 2
     assert runner._clamp_workers(runner.SweepOptions("sweep.yaml"), 2).workers is None
