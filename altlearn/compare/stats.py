@@ -81,7 +81,8 @@ def summarize(group: Group) -> GroupStats:
         samples_per_second=_mean_of_run_means(runs, "samples_per_second"),
     )
     if len(seeds) < len(runs):
-        repeated = sorted({run.seed for run in runs if run.seed != "?"} - set(_unrepeated(runs)))
+        keys = [_sample_key(run, i) for i, run in enumerate(runs)]
+        repeated = sorted({run.seed for run, key in zip(runs, keys) if keys.count(key) > 1})
         stats.notes.append(
             f"group {group.label!r} has several runs of one configuration with seed "
             f"{', '.join(repeated)}: each is one sample, the mean of its runs (repeats of a seed are "
@@ -108,17 +109,10 @@ def _per_seed(runs, values: list[float]) -> tuple[list[str], list[float]]:
 
 
 def _sample_key(run, index: int) -> tuple:
-
     if run.seed == "?":
         return ("?", index)
     settings = {k: v for k, v in config_params(run).items() if k not in NOT_SETTINGS}
     return (run.seed, tuple(sorted(settings.items())))
-
-
-def _unrepeated(runs) -> list[str]:
-    """The seeds of runs that are the only one of their configuration and seed."""
-    keys = [_sample_key(run, i) for i, run in enumerate(runs)]
-    return [run.seed for run, key in zip(runs, keys) if keys.count(key) == 1]
 
 
 def _mean_of_run_means(runs, key: str) -> float | None:

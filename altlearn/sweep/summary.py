@@ -63,16 +63,9 @@ def _result(plan: Plan, outcome: RunOutcome | None, runs: list) -> TrialResult:
     never_opened = outcome is not None and outcome.run_id is None and outcome.status == "KILLED"
     waited = plan.action in ("start", "resume") and (outcome is None or never_opened)
     if run is None:
-        status = (
-            LATER
-            if plan.action == "later"
-            else NOT_STARTED
-            if waited
-            else outcome.status
-            if outcome
-            else NOT_STARTED
-        )
-        message = outcome.message if outcome is not None and not waited else None
+        ran = outcome is not None and not waited  # ended without a run: a set-up failure
+        status = LATER if plan.action == "later" else outcome.status if ran and outcome else NOT_STARTED
+        message = outcome.message if ran and outcome else None
         return TrialResult(plan.trial, status, None, None, message, False)
     waited = waited and run not in finished  # a late signal after its run finished changes nothing
     message = (
