@@ -24,6 +24,7 @@ import runpy
 import sys
 import types
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -56,7 +57,7 @@ def our_network() -> nn.Sequential:
     return nn.Sequential(*layers).double()
 
 
-def matched(theirs: nn.Module, ours: nn.Sequential, rule: LocalLoss):
+def matched(theirs: Any, ours: nn.Sequential, rule: LocalLoss):
     """(name, their tensor, our tensor) for every parameter and running statistic."""
     for i, block in enumerate(theirs.layers):
         linear, norm = ours[1 + 4 * i], ours[2 + 4 * i]
@@ -66,7 +67,7 @@ def matched(theirs: nn.Module, ours: nn.Sequential, rule: LocalLoss):
         yield f"block {i} bn bias", block.bn.bias, norm.bias
         yield f"block {i} bn running mean", block.bn.running_mean, norm.running_mean
         yield f"block {i} bn running var", block.bn.running_var, norm.running_var
-        head = rule.heads[str(1 + 4 * i)]
+        head: Any = rule.heads[str(1 + 4 * i)]
         if hasattr(head, "predict"):
             yield f"block {i} prediction head", block.decoder_y.weight, head.predict.weight
             yield f"block {i} prediction head bias", block.decoder_y.bias, head.predict.bias
@@ -81,7 +82,7 @@ def relative(a: torch.Tensor, b: torch.Tensor) -> float:
     return (a - b).abs().max().item() / max(a.abs().max().item(), 1e-30)
 
 
-def worst_difference(theirs: nn.Module, ours: nn.Sequential, rule: LocalLoss) -> tuple[float, str]:
+def worst_difference(theirs: Any, ours: nn.Sequential, rule: LocalLoss) -> tuple[float, str]:
     return max((relative(a, b), name) for name, a, b in matched(theirs, ours, rule))
 
 
@@ -100,7 +101,7 @@ def main() -> None:
     theirs, their_optimizer, loader = their["model"].double(), their["optimizer"], their["train_loader"]
     ours = our_network()
     context = RuleContext(ours, cross_entropy, num_classes=CLASSES, seed=0)
-    rule = LocalLoss(LocalLoss.Params(loss=options.loss), context).double()
+    rule = LocalLoss(LocalLoss.Params.model_validate({"loss": options.loss}), context).double()
     with torch.no_grad():
         for _, their_tensor, our_tensor in matched(theirs, ours, rule):
             our_tensor.copy_(their_tensor)
