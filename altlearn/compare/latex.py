@@ -155,7 +155,11 @@ def _pairs_table(report: Report) -> str:
         r"Pairwise tests: $\Delta$ is the first case's mean test accuracy minus the second's, with its "
         r"95\% $t$ interval; paired by seed where both ran the same seeds (paired $t$-test, Wilcoxon "
         r"signed-rank with 6 pairs or more), else Welch's $t$-test"
-        + (", Holm-corrected over all pairs." if tuning.correction else ".")
+        + (
+            ", Holm-corrected over all pairs."
+            if tuning.correction
+            else r"; one pair needs no correction ($p_{\mathrm{Holm}}$: --)."
+        )
     )
     return tabular(headers, rows, "lllrrrr", caption, "tab:altlearn-pairwise")
 

@@ -113,7 +113,11 @@ def at_best_explanation(tuning: Tuning) -> str:
 
 
 def pair_explanation(tuning: Tuning) -> str:
-    holm = f"; Holm-corrected over the {len(tuning.pairs)} pairs" if tuning.correction else ""
+    holm = (
+        f"; Holm-corrected over the {len(tuning.pairs)} pairs"
+        if tuning.correction
+        else "; one pair needs no correction for many comparisons (p (Holm): -)"
+    )
     return (
         "difference: mean test accuracy of the first case minus the second (per seed when paired), with "
         "its 95% t interval; paired by seed where both cases ran the same seeds (paired t-test, "
