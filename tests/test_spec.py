@@ -401,6 +401,18 @@ def test_unknown_top_level_section():
     assert "unknown section" in problems["trian"] and "did you mean 'train'?" in problems["trian"]
 
 
+def test_a_misspelt_sections_contents_are_checked_in_the_same_round_at_the_written_key():
+    raw = minimal(optimzer={"type": "adam", "lr": -1})
+    raw["rle"] = raw.pop("rule")
+    problems = problems_of(raw)
+    assert set(problems) == {"optimzer", "optimzer.lr", "rle"}  # no "rule: missing" either
+    assert "checked as optimizer's" in problems["optimzer"]
+    assert "-1 is invalid" in problems["optimzer.lr"]
+    # beside the real section, a look-alike is only reported: which one the user meant is unclear
+    both = problems_of(minimal(optimizer={"type": "adam"}, optimzer={"type": "adam", "lr": -1}))
+    assert list(both) == ["optimzer"] and "checked as" not in both["optimzer"]
+
+
 def test_missing_required_sections():
     problems = problems_of({"name": "t"})
     assert list(problems) == ["data", "network", "rule"]  # in the order of the file's sections

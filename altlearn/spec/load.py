@@ -9,6 +9,7 @@ Shapes are checked by building the network on torch's meta device (:mod:`altlear
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -41,7 +42,9 @@ def validate(raw: dict[str, Any], registry: Registry | None = None, source: str 
     raw = dict(raw)
     if source and "name" not in raw:
         raw["name"] = Path(source).stem  # a spec file's name is a fine default run name
-    _check_sections(v, raw)
+    read_as = _check_sections(v, raw)
+    for section, key in read_as.items():
+        raw[section] = raw.pop(key)
     top_values = {k: raw.get(k) for k in ("name", "seed", "description") if k in raw}
     top = _typed(TopLevel, v.model(TopLevel, top_values, "", "the spec"))
     train = _typed(TrainOptions, v.model(TrainOptions, raw.get("train"), "train", "train"))
@@ -63,6 +66,7 @@ def validate(raw: dict[str, Any], registry: Registry | None = None, source: str 
         _check_data(v, data, data_options, info)
     if train is not None:
         _check_stop(v, train, data_options)
+    v.problems = [_at_written_key(problem, read_as) for problem in v.problems]
     _raise_problems(v, source, shapes_unchecked=not shapes_checked and raw.get("network") is not None)
     # Each part is None only with a problem recorded, and raise_problems has raised for those.
     assert top and train and tracking and data and data_options and rule and schedule and layers is not None
@@ -83,13 +87,30 @@ def validate(raw: dict[str, Any], registry: Registry | None = None, source: str 
     )
 
 
-def _check_sections(v: Validator, raw: dict[str, Any]) -> None:
+def _check_sections(v: Validator, raw: dict[str, Any]) -> dict[str, str]:
+    """Report unknown sections; return {section: key} for the misspelt ones read as the section
+    they resemble (one the spec does not have), so that their contents are checked in the same
+    round instead of after the user fixed the name."""
+    read_as: dict[str, str] = {}
     for key in raw:
-        if key not in SECTIONS:
-            v.add(
-                str(key),
-                f"unknown section; {did_you_mean(key, list(SECTIONS))}sections are: {', '.join(SECTIONS)}",
-            )
+        if key in SECTIONS:
+            continue
+        close = difflib.get_close_matches(str(key), list(SECTIONS), n=1, cutoff=0.6)
+        if close and close[0] not in raw and close[0] not in read_as:
+            read_as[close[0]] = str(key)
+            guess = f"did you mean {close[0]!r}? (its contents are checked as {close[0]}'s) "
+        else:
+            guess = did_you_mean(key, list(SECTIONS))
+        v.add(str(key), f"unknown section; {guess}sections are: {', '.join(SECTIONS)}")
+    return read_as
+
+
+def _at_written_key(problem: Problem, read_as: dict[str, str]) -> Problem:
+    """``problem`` with its path under the misspelt key the spec wrote, where it was read as a section."""
+    for section, key in read_as.items():
+        if problem.path == section or problem.path.startswith((f"{section}.", f"{section}[")):
+            return Problem(key + problem.path[len(section) :], problem.message)
+    return problem
 
 
 def _raise_problems(v: Validator, source: str | None, shapes_unchecked: bool) -> None:
