@@ -14,7 +14,6 @@ its unfinished rows say how far their search and finals are.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 import tempfile
@@ -23,7 +22,7 @@ from pathlib import Path
 import yaml
 from leaderboard_rows import Board, board_rows
 from leaderboard_text import FIGURES, board_figure, board_table, headline_table, provenance_table
-from stores import StoreError, restore, snapshot
+from stores import StoreError, restore_kept, snapshot, store_commands
 from stores import replace_block as replace_stores_block
 
 HERE = Path(__file__).resolve().parent
@@ -89,16 +88,12 @@ def update(check: bool, page: Path = PAGE, readme: Path = README) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    parser, commands = store_commands(
+        __doc__,
+        ("board", "the board's name in leaderboard.yaml (mnist-mlp, ...)"),
+        "keep a consistent copy of a board's live store",
+        "copy a board's kept store to FOLDER/mlflow.db to continue it",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
-    keep = commands.add_parser("snapshot", help="keep a consistent copy of a board's live store")
-    keep.add_argument("board", help="the board's name in leaderboard.yaml (mnist-mlp, ...)")
-    keep.add_argument("live", help="the live store: a path or a sqlite:/// URI")
-    work = commands.add_parser("restore", help="copy a board's kept store to FOLDER/mlflow.db to continue it")
-    work.add_argument("board")
-    work.add_argument("folder", type=Path)
     docs = commands.add_parser("docs", help="rewrite docs/leaderboard.md, its figures and the README table")
     docs.add_argument("--check", action="store_true", help="only say whether they match the stores")
     docs.add_argument("--page", type=Path, default=PAGE, help="[default: %(default)s]")
@@ -112,13 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             kept = snapshot(boards[args.board].sweep, args.live, HERE)
             print(kept.replace(store_of(args.board)))
         elif args.command == "restore":
-            if not store_of(args.board).exists():
-                raise StoreError(f"no kept store {store_of(args.board)}")
-            target = restore(store_of(args.board), args.folder)
-            print(
-                f"{target}: continue with altlearn sweep {boards[args.board].file} "
-                f"--tracking-uri sqlite:///{target.resolve()}"
-            )
+            print(restore_kept(store_of(args.board), args.folder, boards[args.board].file))
         else:
             return update(args.check, args.page, args.readme)
     except StoreError as exc:

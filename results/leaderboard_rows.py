@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stores import latest_sweep
+
 from altlearn.compare.at_best import build
 from altlearn.compare.pairwise import PairTest, holm, pair_test
 from altlearn.compare.search import case_of, phase, trial_state
@@ -17,7 +19,6 @@ from altlearn.compare.stats import GroupStats
 from altlearn.errors import CompareError
 
 BASELINE = "bp"  # every row's p-value is against this row
-SWEEP_NAME_TAG = "altlearn.sweep_name"  # the sweep parent run's tag: its file's name: field
 
 
 @dataclass
@@ -77,15 +78,10 @@ class Row:
 
 def board_rows(uri: str, board: Board, families: dict[str, str]) -> list[Row]:
     client = open_store(uri)
-    parents = client.search_runs(
-        [e.experiment_id for e in client.search_experiments()],
-        filter_string=f"tags.`altlearn.kind` = 'sweep' and tags.`{SWEEP_NAME_TAG}` = '{board.sweep}'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
-    if not parents:
+    parent = latest_sweep(client, board.sweep)
+    if parent is None:
         return []
-    selection = select_sweep(client, parents[0].info.run_id)
+    selection = select_sweep(client, parent.info.run_id)
     plan = selection.plan
     finals_planned = plan.final_seeds if isinstance(plan.final_seeds, int) else len(plan.final_seeds or [])
     rows = {

@@ -3,8 +3,10 @@ folder (restore), with SQLite's own backup so that a store trials are writing to
 
 from __future__ import annotations
 
+import argparse
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 ARTIFACTS = "mlartifacts"  # where altlearn puts a SQLite store's artifacts: beside the database
 
@@ -21,6 +23,41 @@ def replace_block(text: str, start: str, end: str, content: str, where: str) -> 
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
     return f"{head}{start}\n{content}\n{end}{tail}"
+
+
+def store_commands(description: str, subject: tuple[str, str], snapshot_help: str, restore_help: str):
+    """The parser of a results script with its ``snapshot SUBJECT LIVE`` and ``restore SUBJECT
+    FOLDER`` commands (``subject``: its argument's name and help); and its subparsers, to add more."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    keep = commands.add_parser("snapshot", help=snapshot_help)
+    keep.add_argument(subject[0], help=subject[1])
+    keep.add_argument("live", help="the live store: a path or a sqlite:/// URI")
+    work = commands.add_parser("restore", help=restore_help)
+    work.add_argument(subject[0])
+    work.add_argument("folder", type=Path)
+    return parser, commands
+
+
+def restore_kept(kept: Path, folder: Path, sweep_file: str) -> str:
+    """Restore ``kept`` into ``folder``; the line that says how to continue its sweep there."""
+    if not kept.exists():
+        raise StoreError(f"no kept store {kept}")
+    target = restore(kept, folder)
+    return f"{target}: continue with altlearn sweep {sweep_file} --tracking-uri sqlite:///{target.resolve()}"
+
+
+def latest_sweep(client: Any, name: str) -> Any:
+    """The newest parent run of the sweeps called ``name`` in the MLflow ``client``'s store, or None."""
+    parents = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()],
+        filter_string=f"tags.`altlearn.kind` = 'sweep' and tags.`altlearn.sweep_name` = '{name}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return parents[0] if parents else None
 
 
 def db_path(store: str | Path) -> Path:

@@ -15,7 +15,6 @@ finished seeds, the difference, epochs and training minutes per trial; and the s
 
 from __future__ import annotations
 
-import argparse
 import re
 import shutil
 import sys
@@ -23,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 import yaml
-from stores import StoreError, restore, snapshot
+from stores import StoreError, latest_sweep, restore_kept, snapshot, store_commands
 from stores import replace_block as replace_stores_block
 
 HERE = Path(__file__).resolve().parent
@@ -42,15 +41,10 @@ def sweep_report(store: Path, name: str):
         copy = Path(tmp) / "mlflow.db"
         shutil.copyfile(store, copy)
         client = open_store(f"sqlite:///{copy}")
-        parents = client.search_runs(
-            [e.experiment_id for e in client.search_experiments()],
-            filter_string=f"tags.`altlearn.kind` = 'sweep' and tags.`altlearn.sweep_name` = '{name}'",
-            order_by=["attributes.start_time DESC"],
-            max_results=1,
-        )
-        if not parents:
+        parent = latest_sweep(client, name)
+        if parent is None:
             raise StoreError(f"{store} holds no sweep named {name!r}: keep it with the snapshot command")
-        return build_report(select_sweep(client, parents[0].info.run_id), None, strict=False), parents[0]
+        return build_report(select_sweep(client, parent.info.run_id), None, strict=False), parent
 
 
 def unfinished(report) -> dict[str, str]:
@@ -220,17 +214,21 @@ def update_docs(check: bool, doc: Path = DOC) -> int:
     return 0
 
 
+def sweep_file(name: str) -> str:
+    """The sweep file (relative to the repository) whose ``name:`` is ``name``."""
+    for path in sorted((HERE.parent / "specs" / "sweeps").glob("*.yaml")):
+        if (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("name") == name:
+            return str(path.relative_to(HERE.parent))
+    return "specs/sweeps/FILE.yaml (the file whose name: is " + name + ")"
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    parser, commands = store_commands(
+        __doc__,
+        ("name", "the sweep's name (its file's name: field)"),
+        "keep a consistent copy of a live sweep store as NAME.db",
+        "copy NAME.db to FOLDER/mlflow.db to continue its sweep there",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
-    keep = commands.add_parser("snapshot", help="keep a consistent copy of a live sweep store as NAME.db")
-    keep.add_argument("name", help="the sweep's name (its file's name: field)")
-    keep.add_argument("live", help="the live store: a path or a sqlite:/// URI")
-    work = commands.add_parser("restore", help="copy NAME.db to FOLDER/mlflow.db to continue its sweep there")
-    work.add_argument("name")
-    work.add_argument("folder", type=Path)
     docs = commands.add_parser("docs", help="rewrite docs/results/ and the doc's tables")
     docs.add_argument("--check", action="store_true", help="only say whether the doc is up to date")
     docs.add_argument(
@@ -241,13 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "snapshot":
             print(snapshot(args.name, args.live, HERE))
         elif args.command == "restore":
-            kept = HERE / f"{args.name}.db"
-            if not kept.exists():
-                raise StoreError(f"no kept store {kept}")
-            target = restore(kept, args.folder)
-            print(
-                f"{target}: continue with altlearn sweep specs/sweeps/FILE.yaml --tracking-uri sqlite:///{target.resolve()}"
-            )
+            print(restore_kept(HERE / f"{args.name}.db", args.folder, sweep_file(args.name)))
         else:
             return update_docs(args.check, args.doc)
     except StoreError as exc:
