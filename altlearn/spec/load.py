@@ -87,17 +87,17 @@ def validate(raw: dict[str, Any], registry: Registry | None = None, source: str 
     )
 
 
-def _check_sections(v: Validator, raw: dict[str, Any]) -> dict[str, str]:
+def _check_sections(v: Validator, raw: dict[str, Any]) -> dict[str, Any]:
     """Report unknown sections; return {section: key} for the misspelt ones read as the section
     they resemble (one the spec does not have), so that their contents are checked in the same
     round instead of after the user fixed the name."""
-    read_as: dict[str, str] = {}
+    read_as: dict[str, Any] = {}  # the key as YAML gave it (1: or on: are not text)
     for key in raw:
         if key in SECTIONS:
             continue
         close = difflib.get_close_matches(str(key), list(SECTIONS), n=1, cutoff=0.6)
         if close and close[0] not in raw and close[0] not in read_as:
-            read_as[close[0]] = str(key)
+            read_as[close[0]] = key
             guess = f"did you mean {close[0]!r}? (its contents are checked as {close[0]}'s) "
         else:
             guess = did_you_mean(key, list(SECTIONS))
@@ -105,11 +105,11 @@ def _check_sections(v: Validator, raw: dict[str, Any]) -> dict[str, str]:
     return read_as
 
 
-def _at_written_key(problem: Problem, read_as: dict[str, str]) -> Problem:
+def _at_written_key(problem: Problem, read_as: dict[str, Any]) -> Problem:
     """``problem`` with its path under the misspelt key the spec wrote, where it was read as a section."""
     for section, key in read_as.items():
         if problem.path == section or problem.path.startswith((f"{section}.", f"{section}[")):
-            return Problem(key + problem.path[len(section) :], problem.message)
+            return Problem(f"{key}{problem.path[len(section) :]}", problem.message)
     return problem
 
 
