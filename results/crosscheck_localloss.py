@@ -7,8 +7,8 @@ prints the largest relative difference of any parameter or batch-norm statistic.
 
     python results/crosscheck_localloss.py PATH/TO/local-loss/train.py [--steps 30] [--loss predsim]
 
-Set-up: the authors' flags for the Fashion-MNIST MLP (leaky ReLU, lr 5e-4) with dropout 0, so that
-no random draw separates the two. Their script runs from its own folder and reads (or downloads)
+Set-up: the authors' flags for the Fashion-MNIST MLP (leaky ReLU, lr 5e-4, dropout 0.025); both
+steps start from the same random state, so they draw the same dropout masks. Their script runs from its own folder and reads (or downloads)
 its data from ``../data`` beside it, as it does when you train with it; it needs torchvision. The
 one step the comparison leaves out: under ``predsim`` the authors scale the output layer's loss by
 1 - beta, which Adam's update ignores up to its epsilon (altlearn does not scale it).
@@ -37,9 +37,9 @@ from altlearn.rules.local.localloss import LocalLoss
 BLOCKS, WIDTH, CLASSES, LR = 3, 1024, 10, 5e-4
 
 
-def authors_model(train_py: Path, loss: str, dataset: str) -> dict:
+def authors_model(train_py: Path, loss: str, dataset: str, dropout: float) -> dict:
     """The globals of the authors' script after it built its model (zero epochs: no training)."""
-    flags = ["--model", "mlp", "--dataset", dataset, "--dropout", "0", "--num-layers", str(BLOCKS)]
+    flags = ["--model", "mlp", "--dataset", dataset, "--dropout", str(dropout), "--num-layers", str(BLOCKS)]
     flags += ["--epochs", "0", "--nonlin", "leakyrelu", "--no-print-stats", "--lr", str(LR)]
     flags += ["--loss-sup", loss]
     sys.argv = [str(train_py), *flags]
@@ -47,12 +47,12 @@ def authors_model(train_py: Path, loss: str, dataset: str) -> dict:
     return runpy.run_path(str(train_py), run_name="__main__")
 
 
-def our_network() -> nn.Sequential:
+def our_network(dropout: float) -> nn.Sequential:
     """The same MLP as altlearn's spec builds it (nokland2019_localloss_fashion_3x1024.yaml)."""
     layers: list[nn.Module] = [nn.Flatten()]
     for i in range(BLOCKS):
         layers += [nn.Linear(784 if i == 0 else WIDTH, WIDTH), nn.BatchNorm1d(WIDTH)]
-        layers += [nn.LeakyReLU(0.01), nn.Dropout(0.0)]
+        layers += [nn.LeakyReLU(0.01), nn.Dropout(dropout)]
     layers.append(nn.Linear(WIDTH, CLASSES))
     return nn.Sequential(*layers).double()
 
@@ -92,14 +92,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--loss", choices=["pred", "sim", "predsim"], default="predsim")
     parser.add_argument("--dataset", choices=["MNIST", "FashionMNIST"], default="FashionMNIST")
+    parser.add_argument("--dropout", type=float, default=0.025)
     parser.add_argument("--stub-torchvision-ops", action="store_true")
     options = parser.parse_args()
     if options.stub_torchvision_ops:
         sys.modules["torchvision._meta_registrations"] = types.ModuleType("torchvision._meta_registrations")
     torch.set_num_threads(1)
-    their = authors_model(options.train_py.resolve(), options.loss, options.dataset)
+    their = authors_model(options.train_py.resolve(), options.loss, options.dataset, options.dropout)
     theirs, their_optimizer, loader = their["model"].double(), their["optimizer"], their["train_loader"]
-    ours = our_network()
+    ours = our_network(options.dropout)
     context = RuleContext(ours, cross_entropy, num_classes=CLASSES, seed=0)
     rule = LocalLoss(LocalLoss.Params.model_validate({"loss": options.loss}), context).double()
     with torch.no_grad():
@@ -118,11 +119,13 @@ def run(steps, loader, theirs, their_optimizer, ours, rule, optimizer) -> None:
     start = [tensor.clone() for _, _, tensor in matched(theirs, ours, rule)]
     for step, (x, y) in enumerate(loader, start=1):
         x = x.double()
+        randomness = torch.get_rng_state()  # the same dropout masks for both
         their_optimizer.zero_grad()
         theirs.optim_zero_grad()  # their blocks step inside their forward pass
         scores, _ = theirs(x, y, F.one_hot(y, CLASSES).double())
         F.cross_entropy(scores, y).backward()
         their_optimizer.step()
+        torch.set_rng_state(randomness)
         optimizer.zero_grad()
         rule.train_step(x, y)
         optimizer.step()
