@@ -91,9 +91,15 @@ def key_hint(key: Any, choices: list[str]) -> str:
     return glued_key(key, choices) or did_you_mean(key, choices)
 
 
-def did_you_mean(word: Any, choices: list[str]) -> str:
+def closest(word: Any, choices: list[str]) -> str | None:
+    """The choice ``word`` most probably misspells, or None."""
     close = difflib.get_close_matches(str(word), choices, n=1, cutoff=0.6)
-    return f"did you mean {close[0]!r}? " if close else ""
+    return close[0] if close else None
+
+
+def did_you_mean(word: Any, choices: list[str]) -> str:
+    close = closest(word, choices)
+    return f"did you mean {close!r}? " if close else ""
 
 
 def join(path: str, key: Any) -> str:

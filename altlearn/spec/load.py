@@ -9,7 +9,6 @@ Shapes are checked by building the network on torch's meta device (:mod:`altlear
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -27,7 +26,7 @@ from altlearn.spec.files import apply_overrides, load_yaml, parse_yaml
 from altlearn.spec.model import SECTIONS, DataOptions, Spec, TopLevel, TrackingOptions, TrainOptions
 from altlearn.spec.network import check_network, data_info, network_layers
 from altlearn.spec.stopping import StopCondition, unlikely_metric
-from altlearn.text import did_you_mean
+from altlearn.text import closest, did_you_mean
 
 if TYPE_CHECKING:
     from altlearn.components.base import DataInfo
@@ -95,10 +94,10 @@ def _check_sections(v: Validator, raw: dict[str, Any]) -> dict[str, Any]:
     for key in raw:
         if key in SECTIONS:
             continue
-        close = difflib.get_close_matches(str(key), list(SECTIONS), n=1, cutoff=0.6)
-        if close and close[0] not in raw and close[0] not in read_as:
-            read_as[close[0]] = key
-            guess = f"did you mean {close[0]!r}? (its contents are checked as {close[0]}'s) "
+        close = closest(key, list(SECTIONS))
+        if close and close not in raw and close not in read_as:
+            read_as[close] = key
+            guess = f"did you mean {close!r}? (its contents are checked as {close}'s) "
         else:
             guess = did_you_mean(key, list(SECTIONS))
         v.add(str(key), f"unknown section; {guess}sections are: {', '.join(SECTIONS)}")
