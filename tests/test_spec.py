@@ -738,12 +738,17 @@ def test_an_override_goes_into_a_plugin_rule_written_as_a_bare_name(plugin_regis
     assert (spec.rule.type, spec.rule.params.scale) == ("scaled", 2.0)
 
 
+def digits_yaml(last_layer: str, tail: str) -> str:
+    """A digits spec as YAML text, written by hand (the mistakes below exist only as text)."""
+    return (
+        f"name: t\ndata: {{type: digits}}\nnetwork:\n  layers: [{{type: flatten}}, {last_layer}]\n"
+        f"rule: {{type: bp}}\n{tail}\n"
+    )
+
+
 def test_a_colon_without_its_space_is_named_as_yaml_reads_it(tmp_path):
     # YAML reads {type:linear} as one key 'type:linear' with no value, and lr:0.01 likewise
-    text = (
-        "name: t\ndata: {type: digits}\nnetwork:\n  layers: [{type: flatten}, {type:linear, out_features: 10}]\n"
-        "rule: {type: bp}\noptimizer: {type: adam, lr:0.01}\n"
-    )
+    text = digits_yaml("{type:linear, out_features: 10}", "optimizer: {type: adam, lr:0.01}")
     with pytest.raises(SpecError) as info:
         load_spec(write(tmp_path, "glued.yaml", text))
     problems = {p.path: p.message for p in info.value.problems}
@@ -784,9 +789,8 @@ def test_a_report_that_could_not_check_the_shapes_says_they_come_next():
 def test_a_count_written_like_1e3_gets_the_number_to_write(tmp_path):
     # YAML's numbers need a dot and a signed exponent (1.0e+3): 1e3 is text, which a float option
     # accepts and a count refuses; the refusal says what YAML read and what to write
-    text = (
-        "name: t\ndata: {type: digits}\nnetwork:\n  layers: [{type: flatten}, {type: linear, out_features: 10}]\n"
-        "rule: {type: bp}\noptimizer: {type: adam, lr: 1e-3}\ntrain: {epochs: 1e3}\n"
+    text = digits_yaml(
+        "{type: linear, out_features: 10}", "optimizer: {type: adam, lr: 1e-3}\ntrain: {epochs: 1e3}"
     )
     with pytest.raises(SpecError) as info:
         load_spec(write(tmp_path, "exp.yaml", text))
