@@ -8,8 +8,9 @@ prints the largest relative difference of any parameter or batch-norm statistic.
     python results/crosscheck_localloss.py PATH/TO/local-loss/train.py [--steps 30] [--loss predsim]
 
 Set-up: the authors' flags for the Fashion-MNIST MLP (leaky ReLU, lr 5e-4, dropout 0.025); both
-steps start from the same random state, so they draw the same dropout masks. Their script runs from its own folder and reads (or downloads)
-its data from ``../data`` beside it, as it does when you train with it; it needs torchvision. The
+steps start from the same random state, so they draw the same dropout masks. Their script runs from
+its own folder and reads (or downloads) its data from ``../data`` beside it, as it does when you
+train with it; it needs torchvision. The
 one step the comparison leaves out: under ``predsim`` the authors scale the output layer's loss by
 1 - beta, which Adam's update ignores up to its epsilon (altlearn does not scale it).
 ``--stub-torchvision-ops``: for a torchvision wheel whose compiled operators do not load against
