@@ -296,7 +296,7 @@ def test_cpu_parameters_get_torchs_fused_adam_where_it_has_one_and_never_fused_s
 
 
 def test_a_gradient_laid_out_unlike_its_parameter_falls_back_to_the_default_step():
-    from altlearn.optim.optimizers import unfuse_for_strided_grads
+    from altlearn.optim.fused import unfuse_for_strided_grads
 
     torch.manual_seed(0)
     x, e = torch.randn(16, 4), torch.randn(16, 3)
@@ -318,3 +318,63 @@ def test_a_gradient_laid_out_unlike_its_parameter_falls_back_to_the_default_step
     assert torch.allclose(results[1], reference.detach(), atol=1e-6)
     if Adam.build(Adam.Params(), params()).param_groups[0]["fused"]:  # torch's fused CPU kernel
         assert not torch.allclose(results[0], reference.detach(), atol=1e-3)  # why the fallback exists
+
+
+def test_fused_chooses_torchs_step_and_false_is_torchs_default_bit_for_bit():
+    """auto: the fused kernel where the device has one; false: torch's default step, the one most
+    papers' code ran, so a reproduction can follow it step for step; true: fused."""
+    from altlearn.optim.fused import _fused_devices
+
+    cpu_fused = "cpu" in _fused_devices()
+    for cls in (Adam, AdamW):
+        groups = {
+            choice: cls.build(cls.Params(fused=choice), params()).param_groups[0]
+            for choice in ("auto", False)
+        }
+        assert groups["auto"]["fused"] is (True if cpu_fused else None), cls
+        assert groups[False]["fused"] is False and not groups[False]["foreach"], cls
+    if cpu_fused:
+        assert Adam.build(Adam.Params(fused=True), params()).param_groups[0]["fused"] is True
+    torch.manual_seed(0)
+    grads = [torch.randn(5, 7) for _ in range(4)]
+    ours, reference = torch.nn.Parameter(torch.ones(5, 7)), torch.nn.Parameter(torch.ones(5, 7))
+    stepped = Adam.build(Adam.Params(lr=0.01, fused=False), [ours])
+    default = torch.optim.Adam([reference], lr=0.01)
+    for grad in grads:
+        ours.grad, reference.grad = grad.clone(), grad.clone()
+        stepped.step()
+        default.step()
+    assert torch.equal(ours.detach(), reference.detach())
+
+
+def test_fused_true_where_torch_has_no_kernel_names_the_device(monkeypatch):
+    from altlearn.errors import DeviceUnavailable
+    from altlearn.optim import fused
+
+    monkeypatch.setattr(fused, "_fused_devices", lambda: {"cuda"})
+    with pytest.raises(DeviceUnavailable, match=r"optimizer\.fused: true.*kernels for cpu.*fused: false"):
+        Adam.build(Adam.Params(fused=True), params())
+    assert Adam.build(Adam.Params(), params()).param_groups[0]["fused"] is None  # auto: torch's default
+
+
+def test_fused_is_one_choice_per_optimizer_and_auto_keeps_sweep_keys():
+    """A group cannot set fused (one kind of step per optimizer), SGD has none to choose, and the
+    default is left out of a rendered spec, so a sweep's trial keys stay those of earlier versions."""
+    from altlearn.errors import SpecError
+    from altlearn.spec.load import load_spec_text
+
+    base = (
+        "name: x\ndata: {type: digits}\nnetwork: {layers: [{type: flatten}, {type: linear, out_features: 10}]}\n"
+        "rule: {type: bp}\n"
+    )
+    assert load_spec_text(base + "optimizer: {type: adam}\n", source="auto").to_dict(explicit=True)[
+        "optimizer"
+    ] == {"type": "adam"}
+    chosen = load_spec_text(base + "optimizer: {type: adam, fused: false}\n", source="false")
+    assert chosen.to_dict(explicit=True)["optimizer"] == {"type": "adam", "fused": False}
+    assert load_spec_text(chosen.to_yaml(), source="again").to_dict() == chosen.to_dict()
+    grouped = base + "optimizer: {type: adam, groups: [{params: 'network.layers[1]', fused: false}]}\n"
+    with pytest.raises(SpecError, match=r"optimizer\.groups\[0\]\.fused"):
+        load_spec_text(grouped, source="grouped")
+    with pytest.raises(SpecError, match=r"optimizer\.fused"):
+        load_spec_text(base + "optimizer: {type: sgd, fused: false}\n", source="sgd")

@@ -3,6 +3,8 @@
 
 - ``optimizers``: the optimizer and schedule components (sgd, adam, adamw, rmsprop; constant,
   cosine, step, linear) and the per-step scheduler;
+- ``fused``: the ``fused`` option of adam and adamw, which step torch runs (its fused kernel or
+  its default per-tensor step);
 - ``param_groups``: ``optimizer.groups``, options for the layers a group names;
 - ``losses``: the loss components (cross_entropy, mse, bce) a rule's context hands it.
 """

@@ -26,6 +26,7 @@ from altlearn.components.values import (
     Probability,
     Real,
 )
+from altlearn.optim.fused import FusedChoice, fused_argument
 from altlearn.optim.param_groups import group_model, parse_group
 
 if TYPE_CHECKING:
@@ -71,37 +72,6 @@ class Schedule:
         raise NotImplementedError  # abstract
 
 
-def _fused(parameters: list) -> bool | None:
-    """Fused optimizer steps (one kernel over each tensor) where torch has them for the parameters'
-    device: on CUDA launch overhead dominates small nets, and on the CPU torch's default walks
-    each tensor several times, one operator per term: Adam over the 6 M parameters of a 3x1024
-    local-loss MLP took 48 ms a step that way and 7.6 ms fused (one thread; docs/performance.md).
-    None (torch's default) on a device without them, e.g. the CPU before torch 2.4."""
-    devices = {p.device.type for p in parameters}
-    return True if parameters and devices <= _fused_devices() else None
-
-
-def unfuse_for_strided_grads(optimizer) -> None:
-    """Back to torch's default step if a rule set a gradient laid out unlike its parameter
-    (``p.grad = (x.T @ e).T``): torch's fused CPU kernels read both as raw buffers and would apply
-    a silently wrong update. Gradients from ``.backward()`` always match; called after the first
-    step, before any optimizer state exists, so the default step starts clean."""
-    for group in optimizer.param_groups:
-        strided = any(p.grad is not None and p.grad.stride() != p.stride() for p in group["params"])
-        if group.get("fused") and strided:
-            for each in optimizer.param_groups:
-                each["fused"] = None
-            return
-
-
-def _fused_devices() -> set[str]:
-    try:  # private, but the list torch's own optimizers check ``fused=True`` against
-        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
-    except ImportError:
-        return {"cuda"}
-    return set(_get_fused_kernels_supported_devices())
-
-
 class _OptimizerParams(Params):
     lr: PositiveReal = Field(1e-3, description="base learning rate")
     weight_decay: NonNegativeReal = Field(0.0, description="L2 penalty added to the gradient")
@@ -139,15 +109,30 @@ class _OptimizerParams(Params):
 
     @model_serializer(mode="wrap")
     def _without_empty_groups(self, handler):
-        # A rendered spec (and the params a run logs) mention groups only when there are some.
+        # A rendered spec (and the params a run logs) mention groups only when there are some, and
+        # fused only when not auto: so a sweep trial's key stays that of earlier versions.
         data = handler(self)
-        if not self.groups and isinstance(data, dict):
-            data.pop("groups", None)
+        if isinstance(data, dict):
+            if not self.groups:
+                data.pop("groups", None)
+            if data.get("fused") == "auto":
+                data.pop("fused")
         return data
 
     def torch_options(self) -> dict:
         """The keyword arguments of the torch optimizer (the groups are its param groups)."""
-        return self.model_dump(exclude={"groups"})
+        return self.model_dump(exclude={"groups", "fused"})
+
+
+class _FusableParams(_OptimizerParams):
+    """The options of an optimizer torch has a fused kernel for (altlearn.optim.fused)."""
+
+    fused: FusedChoice = Field(
+        "auto",
+        description="torch's step: auto (its fused kernel where the device has one), true (fused, "
+        "or an error), false (its default per-tensor step, as most papers' code ran); the two "
+        "differ by float32 rounding only",
+    )
 
 
 class _TorchOptimizer(Optimizer):
@@ -167,7 +152,7 @@ class _TorchOptimizer(Optimizer):
 
         parameters = list(parameters)
         tensors = [t for item in parameters for t in (item["params"] if isinstance(item, dict) else [item])]
-        extra = {"fused": _fused(tensors)} if cls.fusable else {}
+        extra = {"fused": fused_argument(p.fused, tensors)} if cls.fusable else {}
         return getattr(torch.optim, cls.torch_name)(parameters, **p.torch_options(), **extra)
 
 
@@ -195,7 +180,7 @@ class SGD(_TorchOptimizer):
 class Adam(_TorchOptimizer):
     torch_name = "Adam"
 
-    class Params(_OptimizerParams):
+    class Params(_FusableParams):
         betas: Betas = Field((0.9, 0.999), description="moment decay rates, each in [0, 1)")
         eps: PositiveReal = Field(1e-8, description="added to the denominator for stability")
 

@@ -54,7 +54,7 @@ def group_model(params_class: type[Params]) -> type[ParamGroup]:
         fields: dict[str, Any] = {
             name: (_typed(field) | None, Field(None, description=field.description))
             for name, field in params_class.model_fields.items()
-            if name != "groups"
+            if name not in ("groups", "fused")  # one kind of step per optimizer
         }
         _GROUP_MODELS[params_class] = create_model(
             f"{params_class.__qualname__}Group", __base__=ParamGroup, **fields

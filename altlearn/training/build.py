@@ -162,7 +162,7 @@ def clipped_parameters(spec: Spec, optimizer: torch.optim.Optimizer) -> list[tor
 def compile_steps(rule: Rule, mode: str) -> tuple[StepFn, StepFn]:
     """The rule's train and eval steps, compiled unless train.compile is off. The rule's whole
     step (forward, its backward, metrics) becomes one compiled region; the optimizer step stays
-    eager (fused kernels on CUDA, see altlearn.optim.optimizers)."""
+    eager (fused kernels where torch has them, see altlearn.optim.fused)."""
     if mode == "off":
         return rule.train_step, rule.eval_step
     return torch.compile(rule.train_step, mode=mode), torch.compile(rule.eval_step, mode=mode)

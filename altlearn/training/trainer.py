@@ -20,7 +20,7 @@ from torch import nn
 
 from altlearn.data.batches import ordered_batches, shuffled_batches
 from altlearn.errors import TrainingDiverged
-from altlearn.optim.optimizers import unfuse_for_strided_grads
+from altlearn.optim.fused import unfuse_for_strided_grads
 from altlearn.optim.param_groups import group_lr_hint
 from altlearn.spec.model import Spec
 from altlearn.spec.stopping import CLIP_METRIC_NAMES, StopCondition, check_logged, stop_reason, unmet
