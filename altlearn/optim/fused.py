@@ -14,7 +14,7 @@ from typing import Literal
 from altlearn.errors import DeviceUnavailable
 
 #: the values of an optimizer's ``fused`` option
-FusedChoice = Literal["auto"] | bool
+FusedChoice = Literal["auto", True, False]
 
 
 def fused_argument(choice: FusedChoice, parameters: list) -> bool | None:

@@ -86,7 +86,10 @@ def _annotation_text(annotation: Any) -> str:
         named = [_annotation_text(a) for a in args if a is not type(None)]
         return " or ".join(named + (["null"] if type(None) in args else []))
     if origin is Literal:
-        return "one of " + ", ".join(str(value) for value in args)
+        # as a spec writes each value: true, not Python's True
+        return "one of " + ", ".join(
+            str(value).lower() if isinstance(value, bool) else str(value) for value in args
+        )
     if origin is not None:
         return f"{getattr(origin, '__name__', origin)}[{', '.join(_annotation_text(a) for a in args)}]"
     if annotation is type(None):
