@@ -24,13 +24,15 @@ def fused_argument(choice: FusedChoice, parameters: list) -> bool | None:
     dominates small nets, and on the CPU torch's default walks each tensor several times, one
     operator per term: Adam over the 6 M parameters of a 3x1024 local-loss MLP took 48 ms a step
     that way and 7.6 ms fused (one thread; docs/performance.md). None (torch's default) on a
-    device without them, e.g. the CPU before torch 2.4. ``false``: torch's default step.
-    ``true``: fused, or :class:`DeviceUnavailable` naming the device that has no kernels.
+    device without them, e.g. the CPU before torch 2.4. ``false``: None too, torch's default step,
+    what ``torch.optim.Adam(params)`` runs in papers' code (per tensor on the CPU, foreach on
+    CUDA: the same arithmetic). ``true``: fused, or :class:`DeviceUnavailable` naming the device
+    that has no kernels.
     """
     devices = {p.device.type for p in parameters}
     supported = _fused_devices()
     if choice is False:
-        return False
+        return None
     if choice is True:
         missing = sorted(devices - supported)
         if missing:

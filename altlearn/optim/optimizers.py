@@ -130,8 +130,8 @@ class _FusableParams(_OptimizerParams):
     fused: FusedChoice = Field(
         "auto",
         description="torch's step: auto (its fused kernel where the device has one), true (fused, "
-        "or an error), false (its default per-tensor step, as most papers' code ran); the two "
-        "differ by float32 rounding only",
+        "or an error), false (its default step, what torch.optim.Adam(params) in most papers' code "
+        "ran); the two differ by float32 rounding only",
     )
 
 
