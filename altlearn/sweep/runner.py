@@ -233,15 +233,7 @@ def _say_plan(options: SweepOptions, record: SweepRecord, plans: list[Plan], eng
             f"{_count(len(record.dropped), 'trial')} ({which}) no longer in the file and never "
             "finished: left out of the sweep, their runs tagged altlearn.superseded"
         )
-    if options.quiet:
-        return
-    counts = {a: sum(p.action == a for p in plans) for a in ("start", "resume", "skip", "later")}
-    how = "continuing" if record.continued else "starting"
-    later = f", {counts['later']} not selected" if counts["later"] else ""
-    click.echo(
-        f"{how} sweep run {record.run_id}: {len(plans)} trials ({counts['start']} to start, "
-        f"{counts['resume']} to resume, {counts['skip']} finished before{later}); {engine}"
-    )
+    # even with --quiet: work a user thought was kept is done again
     gone = [p.trial for p in plans if p.checkpoint_gone]
     if gone:
         which = ", ".join(f"{t.label} seed {t.seed}" for t in gone[:3]) + (" ..." if len(gone) > 3 else "")
@@ -252,6 +244,15 @@ def _say_plan(options: SweepOptions, record: SweepRecord, plans: list[Plan], eng
             f"without its mlartifacts folder, or the folder deleted); the old runs are tagged "
             f"altlearn.superseded"
         )
+    if options.quiet:
+        return
+    counts = {a: sum(p.action == a for p in plans) for a in ("start", "resume", "skip", "later")}
+    how = "continuing" if record.continued else "starting"
+    later = f", {counts['later']} not selected" if counts["later"] else ""
+    click.echo(
+        f"{how} sweep run {record.run_id}: {len(plans)} trials ({counts['start']} to start, "
+        f"{counts['resume']} to resume, {counts['skip']} finished before{later}); {engine}"
+    )
 
 
 def _search_choices(record: SweepRecord, results) -> dict[str, str]:
