@@ -49,7 +49,8 @@ def sweep_report(store: Path, name: str):
 
 def unfinished(report) -> dict[str, str]:
     """Configuration label -> what its trial is doing, for trials that have not finished: running
-    (epoch k of N), stopped to be resumed, or failed with the first words of its error."""
+    (epoch k of N), stopped (a kept store has no checkpoints: the sweep runs it again), or failed
+    with the first words of its error."""
     out = {}
     for excluded in report.excluded if report else []:
         run = excluded.run
@@ -63,7 +64,8 @@ def unfinished(report) -> dict[str, str]:
             error = (run.tags.get("altlearn.error") or "no error recorded").splitlines()[0]
             state = f"FAILED at {at}: {error.split(';')[0][:100]}"  # the error's first clause
         else:
-            state = f"{run.status} at {at}; the next run of the sweep continues it"
+            # a kept store is the database alone: its checkpoints stayed with the live store
+            state = f"{run.status} at {at}; kept without its checkpoint, so the sweep runs it again"
         out.setdefault(run.tags.get("altlearn.group", run.name), state)
     return out
 
