@@ -72,7 +72,15 @@ _EXPONENT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
 def invalid(value: Any, kind: str, reason: str) -> str:
     """pydantic's error ``kind`` on ``value`` as a problem's message: the value as YAML spells it,
     pydantic's reason, and for a count written like 1e3 the number to write instead."""
-    return f"{short(value)} is invalid: {reason.removeprefix('Value error, ')}{exponent_hint(kind, value)}"
+    reason = reason.removeprefix("Value error, ")
+    if kind == "literal_error":  # pydantic lists a choice of true/false/null as Python spells it
+        reason = _PYTHON_CONSTANT.sub(lambda m: _yaml_spelling(_CONSTANTS[m.group()]), reason)
+    return f"{short(value)} is invalid: {reason}{exponent_hint(kind, value)}"
+
+
+# True, False or None outside quotes (a text choice 'True' keeps its spelling)
+_PYTHON_CONSTANT = re.compile(r"(?<!['\w])(True|False|None)(?!['\w])")
+_CONSTANTS = {"True": True, "False": False, "None": None}
 
 
 def exponent_hint(kind: str, value: Any) -> str:

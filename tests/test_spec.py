@@ -502,6 +502,17 @@ def test_invalid_values_say_what_is_wrong():
     assert "1.5" in problems["data.test_fraction"]
 
 
+def test_a_choice_of_true_false_or_null_is_spelled_as_yaml_spells_it():
+    from altlearn.text import invalid
+
+    problems = problems_of(minimal(optimizer={"type": "adam", "lr": 0.001, "fused": "maybe"}))
+    assert problems["optimizer.fused"] == "'maybe' is invalid: Input should be 'auto', true or false"
+    # a text choice keeps its quotes and its spelling
+    assert invalid("x", "literal_error", "Input should be 'True', None or 'None'") == (
+        "'x' is invalid: Input should be 'True', null or 'None'"
+    )
+
+
 def test_the_loss_is_a_nested_block_with_its_own_options():
     import torch
 
