@@ -79,8 +79,8 @@ def results_table(report, published: dict[str, float], name: str) -> str:
     with_val = any(val_error(g) is not None for g in by_label.values())
     val_head, val_rule, val_gap = (" val error |", " --- |", " |") if with_val else ("", "", "")
     lines = [
-        f"| configuration | published | ours (mean ± std) |{val_head} seeds | difference | best epoch | epochs | train min/trial |",
-        f"| --- | --- | --- |{val_rule} --- | --- | --- | --- | --- |",
+        f"| configuration | published | ours (mean ± std) |{val_head} seeds | difference | best epoch | epochs | train min/trial | CPU kernels |",
+        f"| --- | --- | --- |{val_rule} --- | --- | --- | --- | --- | --- |",
     ]
     for label in list(published) + sorted(set(by_label) - set(published)):
         paper = published.get(label)
@@ -88,7 +88,7 @@ def results_table(report, published: dict[str, float], name: str) -> str:
         stats = by_label.get(label)
         if stats is None:
             lines.append(
-                f"| {label} | {paper_text} | {training.get(label, 'not yet run')} |{val_gap} 0 | | | | |"
+                f"| {label} | {paper_text} | {training.get(label, 'not yet run')} |{val_gap} 0 | | | | | |"
             )
             continue
         error = stats.test_error
@@ -100,7 +100,8 @@ def results_table(report, published: dict[str, float], name: str) -> str:
         best = f"{best_epoch_error(stats):.2f}"
         val = "" if not with_val else f" {'–' if val_error(stats) is None else f'{val_error(stats):.2f}'} |"
         lines.append(
-            f"| {label} | {paper_text} | {ours} |{val} {stats.n} | {difference} | {best} | {epochs} | {minutes} |"
+            f"| {label} | {paper_text} | {ours} |{val} {stats.n} | {difference} | {best} | {epochs} | {minutes} "
+            f"| {cpu_kernels(stats)} |"
         )
     if by_label:
         lines += [
@@ -119,6 +120,14 @@ def val_error(stats) -> float | None:
     if not all(curves):
         return None
     return 100 * sum(1 - curve[-1][1] for curve in curves) / len(curves)
+
+
+def cpu_kernels(stats) -> str:
+    """The CPU kernels torch ran the seeds with (AVX512, AVX2, ...; a run's torch.cpu_capability):
+    they round differently, so two machines' runs of one seed part after some epochs, and a
+    configuration's minutes per trial are those machines'. — for runs from before the tag."""
+    kinds = {run.tags.get("torch.cpu_capability") for run in stats.group.runs}
+    return " + ".join(sorted(k for k in kinds if k)) or "—"
 
 
 def best_epoch_error(stats) -> float:

@@ -106,7 +106,7 @@ def test_a_sweep_that_held_out_a_validation_set_shows_its_val_error(monkeypatch)
         curves = {"test_accuracy": [(1, 0.9), (2, test)]}
         if val is not None:
             curves["val_accuracy"] = [(1, 0.9), (2, val)]
-        run = NS(curves=curves)
+        run = NS(curves=curves, tags={"torch.cpu_capability": "AVX2"})
         error = NS(mean=1 - test, std=None)
         return NS(
             label=label, group=NS(runs=[run]), test_error=error, n=1, epochs=[2], seconds_per_epoch=60.0
@@ -118,8 +118,8 @@ def test_a_sweep_that_held_out_a_validation_set_shows_its_val_error(monkeypatch)
     table = update.results_table(report, {"fa lr 0.003": 1.70, "fa lr 0.005": 1.70}, "tuning")
     rows = table.splitlines()
     assert rows[0].startswith("| configuration | published | ours (mean ± std) | val error | seeds |")
-    assert rows[2] == "| fa lr 0.003 | 1.70 | 1.84 | 2.10 | 1 | +0.14 | 1.84 | 2 | 2 |"
-    assert rows[3] == "| fa lr 0.005 | 1.70 | 1.70 | 1.95 | 1 | +0.00 | 1.70 | 2 | 2 |"
+    assert rows[2] == "| fa lr 0.003 | 1.70 | 1.84 | 2.10 | 1 | +0.14 | 1.84 | 2 | 2 | AVX2 |"
+    assert rows[3] == "| fa lr 0.005 | 1.70 | 1.70 | 1.95 | 1 | +0.00 | 1.70 | 2 | 2 | AVX2 |"
     plain = update.results_table(NS(groups=[group("bp", 0.99)], excluded=[]), {"bp": 0.91}, "plain")
     assert "val error" not in plain  # the tables of sweeps without a validation set stay as they are
 
@@ -135,3 +135,18 @@ def test_the_summary_gives_each_set_ups_target_and_a_dash_where_none_is_set(monk
     assert lines[0] == "| set-up | spec | published | ours | target | seeds | epochs | command |"
     assert lines[2].startswith("| BP | `s` | 1.59 | not yet measured | <= 1.7 | 0 | 100 |")
     assert lines[3].startswith("| FA | `s` | 1.68 | not yet measured | — | 0 | 100 |")
+
+
+def test_the_cpu_kernels_column_names_every_machine_kind_a_configurations_seeds_ran_on(monkeypatch):
+    from types import SimpleNamespace as NS
+
+    monkeypatch.syspath_prepend(str(ROOT / "results"))
+    import update
+
+    def stats(*kinds):
+        runs = [NS(tags={} if kind is None else {"torch.cpu_capability": kind}) for kind in kinds]
+        return NS(group=NS(runs=runs))
+
+    assert update.cpu_kernels(stats("AVX512", "AVX2", "AVX512")) == "AVX2 + AVX512"  # seeds that part
+    assert update.cpu_kernels(stats("AVX2", None)) == "AVX2"
+    assert update.cpu_kernels(stats(None)) == "—"  # runs from before the tag
