@@ -92,3 +92,13 @@ def _key(text: str) -> str:
 def final_value(client, run_id: str, key: str) -> float:
     """The metric at its last step, read directly from MLflow's history."""
     return max(client.get_metric_history(run_id, key), key=lambda m: m.step).value
+
+
+def holm_by_hand(p_values: list[float]) -> list[float]:
+    """Holm's adjustment, written the textbook way: sort, multiply by m, m-1, ..., cumulative max."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted, running = [0.0] * len(p_values), 0.0
+    for position, index in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - position) * p_values[index]))
+        adjusted[index] = running
+    return adjusted

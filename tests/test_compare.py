@@ -16,7 +16,7 @@ from pathlib import Path
 import matplotlib.image
 import mlflow
 import pytest
-from compare_runs import compare, compare_json, final_value, tag_as_sweep, train, write_spec
+from compare_runs import compare, compare_json, final_value, holm_by_hand, tag_as_sweep, train, write_spec
 from scipy import stats
 
 from altlearn.compare import compare_sweep
@@ -102,13 +102,39 @@ def test_table_numbers_are_those_of_the_mlflow_metrics(store):
         assert row["seconds_per_epoch"] == pytest.approx(expected["seconds_per_epoch"])
     means = [g["test_accuracy"]["mean"] for g in document["groups"]]
     assert means == sorted(means, reverse=True)  # best first
-    best, others = document["groups"][0], document["groups"][1:]
+    best = document["groups"][0]
     assert best["p_value_vs_best"] is None and best["p_value_note"] == "best"
-    for other in others:
-        welch = stats.ttest_ind(
-            best["test_accuracy"]["values"], other["test_accuracy"]["values"], equal_var=False
-        )
-        assert other["p_value_vs_best"] == pytest.approx(welch.pvalue)
+
+
+def test_every_pair_is_tested_paired_by_seed_where_the_seeds_match_and_holm_corrected(store):
+    """Groups that ran the same seeds are compared seed by seed (a paired t-test), the others by
+    Welch's test; three groups make three pairs, and each p vs best is its pair's Holm-corrected p."""
+    document = compare_json(store["uri"], "--experiment", EXPERIMENT)
+    groups = document["groups"]
+    by_seed = [dict(zip(g["seeds"], g["test_accuracy"]["values"])) for g in groups]
+    expected, tests = [], []
+    for i in range(3):
+        for j in range(i + 1, 3):
+            a, b = by_seed[i], by_seed[j]
+            if set(a) == set(b):
+                seeds = sorted(a)
+                expected.append(stats.ttest_rel([a[s] for s in seeds], [b[s] for s in seeds]).pvalue)
+                tests.append("paired t")
+            else:
+                expected.append(stats.ttest_ind(list(a.values()), list(b.values()), equal_var=False).pvalue)
+                tests.append("Welch t")
+    pairs = document["pairwise"]
+    assert [(p["a"], p["b"]) for p in pairs] == [
+        (groups[i]["group"], groups[j]["group"]) for i, j in ((0, 1), (0, 2), (1, 2))
+    ]
+    assert [p["test"] for p in pairs] == tests and "paired t" in tests and "Welch t" in tests
+    assert [p["p_value"] for p in pairs] == pytest.approx(expected)
+    assert document["correction"] == "holm"
+    holm = holm_by_hand(expected)
+    assert [p["p_value_holm"] for p in pairs] == pytest.approx(holm)
+    assert [g["p_value_vs_best"] for g in groups[1:]] == pytest.approx(holm[:2])
+    markdown = compare(store["uri"], "--experiment", EXPERIMENT, "--format", "md").stdout
+    assert "**Pairwise tests**" in markdown and "**Final test accuracy per group (best first)**" in markdown
 
 
 def test_running_runs_and_the_sweep_parent_are_listed_not_counted(store):
@@ -138,7 +164,9 @@ def test_markdown_and_csv_carry_the_same_numbers(store):
         assert float(row["test_accuracy_ci95_low"]) == pytest.approx(accuracy["ci95"][0])
         cell = f"| {readable(group['group'])} | {group['n']} | {100 * accuracy['mean']:.2f} ± {100 * accuracy['std']:.2f} |"
         assert cell in markdown
-    assert markdown.splitlines()[1].startswith("| --- | ---: |")
+    lines = markdown.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("| group | seeds |"))
+    assert lines[header + 1].startswith("| --- | ---: |")
 
 
 def test_out_writes_the_table_figures_and_a_self_contained_report(store):
@@ -148,7 +176,8 @@ def test_out_writes_the_table_figures_and_a_self_contained_report(store):
     figures = ["learning_curves.png", "alignment.png", "accuracy_vs_lr.png", "test_error.png"]
     for name in figures:
         assert (out / name).read_bytes().startswith(b"\x89PNG\r\n\x1a\n"), name
-    assert (out / "table.md").read_text().startswith("| group |")
+    table = (out / "table.md").read_text()  # the groups, then the pairwise tests, each titled
+    assert table.startswith("**Final test accuracy per group (best first)**") and "\n| group |" in table
     assert (
         compare_json(store["uri"], "--experiment", EXPERIMENT)["groups"][0]["group"]
         in (out / "table.json").read_text()
@@ -157,7 +186,7 @@ def test_out_writes_the_table_figures_and_a_self_contained_report(store):
     images = re.findall(r'<img alt="[^"]*" src="data:image/png;base64,([^"]+)"', html)
     assert [base64.b64decode(i) for i in images] == [(out / name).read_bytes() for name in figures]
     assert not re.search(r"(src|href)=\"(https?:|//)", html)  # nothing fetched from the network
-    assert "still RUNNING" in html and 'id="groups"' in html
+    assert "still RUNNING" in html and 'id="groups"' in html and 'id="pairwise"' in html
 
 
 def test_compare_sweep_logs_its_report_to_the_parent(store, tmp_path):

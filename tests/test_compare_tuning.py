@@ -16,7 +16,7 @@ import statistics
 
 import pytest
 import yaml
-from compare_runs import compare, compare_json
+from compare_runs import compare, compare_json, holm_by_hand
 from matplotlib.colors import to_hex
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
@@ -246,16 +246,6 @@ def last(client, run_id: str, key: str) -> float:
     return max(client.get_metric_history(run_id, key), key=lambda m: m.step).value
 
 
-def holm_by_hand(p_values: list[float]) -> list[float]:
-    """Holm's adjustment, written the textbook way: sort, multiply by m, m-1, ..., cumulative max."""
-    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
-    adjusted, running = [0.0] * len(p_values), 0.0
-    for position, index in enumerate(order):
-        running = max(running, min(1.0, (len(p_values) - position) * p_values[index]))
-        adjusted[index] = running
-    return adjusted
-
-
 # ------------------------------------------------------------------------------ the search's choice
 
 
@@ -336,7 +326,7 @@ def test_the_finals_statistics_match_mlflow_and_leave_out_every_run_that_does_no
 
 
 def test_pairwise_tests_are_paired_by_seed_wilcoxon_or_welch_and_holm_corrected(store, document):
-    pairs = {(p["a"], p["b"]): p for p in document["tuning"]["pairwise"]}
+    pairs = {(p["a"], p["b"]): p for p in document["pairwise"]}
     fa, dfa, bp = (finals_of(store, rule) for rule in ("fa", "dfa", "bp"))
     # fa and dfa ran seeds 1-6: six pairs, so the Wilcoxon signed-rank test on the differences
     paired = pairs[("rule.type=fa", "rule.type=dfa")]
@@ -355,9 +345,9 @@ def test_pairwise_tests_are_paired_by_seed_wilcoxon_or_welch_and_holm_corrected(
         assert welch["ci95"] == pytest.approx(list(expected.confidence_interval(0.95)))
         assert welch["difference"] == pytest.approx(statistics.fmean(bp) - statistics.fmean(values))
     # three cases: Holm over the three pairs
-    assert document["tuning"]["correction"] == "holm"
-    raw = [p["p_value"] for p in document["tuning"]["pairwise"]]
-    assert [p["p_value_holm"] for p in document["tuning"]["pairwise"]] == pytest.approx(holm_by_hand(raw))
+    assert document["correction"] == "holm"
+    raw = [p["p_value"] for p in document["pairwise"]]
+    assert [p["p_value_holm"] for p in document["pairwise"]] == pytest.approx(holm_by_hand(raw))
     groups = {g["group"]: g for g in document["groups"]}
     assert groups["rule.type=fa"]["p_value_vs_best"] == pytest.approx(
         pairs[("rule.type=bp", "rule.type=fa")]["p_value_holm"]
@@ -384,11 +374,11 @@ def test_sweep_by_name_takes_the_latest_of_two_with_a_note(store):
     )
     assert store["ids"]["search"] in result.stderr  # the other one, to compare it by its id
     # two cases with three shared seeds: a paired t-test, and nothing to correct
-    (pair,) = document["tuning"]["pairwise"]
+    (pair,) = document["pairwise"]
     fa, dfa = [0.90, 0.92, 0.91], [0.88, 0.89, 0.885]
     assert (pair["test"], pair["pairs"]) == ("paired t", 3)
     assert pair["p_value"] == pytest.approx(stats.ttest_rel(fa, dfa).pvalue)
-    assert document["tuning"]["correction"] is None
+    assert document["correction"] is None
     text = compare(store["uri"], "--sweep", "tune-rules", "--no-log", "--format", "md")
     assert "one pair needs no correction for many comparisons (p (Holm): -)" in " ".join(text.stdout.split())
     grid = compare_json(store["uri"], "--sweep", "grid-rules", "--no-log")  # one of that name: no note
@@ -431,7 +421,7 @@ def test_select_by_chooses_per_rule_on_validation_and_reports_test(store):
     assert cases["rule.type=fa"]["chosen"] == {"optimizer.lr": 0.003}  # not 0.01, the best on test
     assert list(cases["rule.type=dfa"]["edges"]) == ["optimizer.lr"]  # the largest lr tried
     assert len(document["groups"]) == 2  # the chosen configurations only
-    (pair,) = document["tuning"]["pairwise"]
+    (pair,) = document["pairwise"]
     assert (pair["test"], pair["pairs"]) == ("paired t", 3)  # both rules ran seeds 0, 1, 2
 
 

@@ -2,10 +2,11 @@
 
 Modules, in the order data flows through them: selection (runs from the tracking store; sweep_lookup
 finds a sweep by name; search_file reads a search's settings from its sweep file), grouping (seeds of
-one configuration), stats (mean, std, interval, Welch's test), search, best_of and pairwise (each case
-at its best: a search's choice or a grid's, and the tests between cases), comparison and at_best (the
-report), labels (readable names, colours), table, latex, setup, figures, search_figures and
-html_report (its forms), outputs (files and artifacts), export_study (an Optuna storage).
+one configuration), stats (mean, std, interval, the ranking), pairwise (every pair of groups tested,
+paired by seed where it can be, Holm-corrected), search and best_of (each case at its best: a
+search's choice or a grid's), comparison and at_best (the report), labels (readable names, colours),
+table, table_best, table_pairs, latex, setup, figures, search_figures and html_report (its forms),
+outputs (files and artifacts), export_study (an Optuna storage).
 
 Nothing heavy is imported here: the command line imports this package only when compare runs.
 """

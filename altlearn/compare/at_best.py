@@ -12,7 +12,6 @@ from dataclasses import replace
 from altlearn.compare.best_of import check_select_by, choose
 from altlearn.compare.comparison import Report, build_report, counted_runs, ranked_report
 from altlearn.compare.grouping import Group, check_setups, group_runs
-from altlearn.compare.pairwise import compare_pairs, versus_best
 from altlearn.compare.search import (
     CaseChoice,
     Tuning,
@@ -158,19 +157,13 @@ def _chosen_values(case: CaseChoice, finals: list[RunData], notes: list[str]) ->
 
 
 def _attach(report: Report, tuning: Tuning) -> Report:
-    """Each case to its finals' statistics (cases in the groups' order, best first), and the
-    pairwise tests between them, which give the groups' p-values against the best."""
+    """Each case to its finals' statistics (cases in the groups' order, best first); the report's
+    pairwise tests between them give the groups' p-values against the best."""
     for case in tuning.cases:
         name = case.chosen.name if tuning.mode == "select" and case.chosen else case.case
         case.stats = next((stats for stats in report.groups if stats.group.label == name), None)
     rank = {id(stats): index for index, stats in enumerate(report.groups)}
     tuning.cases.sort(key=lambda c: rank.get(id(c.stats), len(rank)))
-    if len(report.groups) >= 2:
-        tuning.pairs, tuning.correction = compare_pairs(report.groups)
-        versus_best(tuning.pairs, report.groups)
-        # the p-values are the pairwise tests' now, every one against the best case
-        one_seed = f"the best group {report.groups[0].label!r} has one seed"
-        report.notes = [note for note in report.notes if not note.startswith(one_seed)]
     report.tuning = tuning
     return report
 

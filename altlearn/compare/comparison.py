@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from altlearn.compare.grouping import Group, check_setups, group_runs
+from altlearn.compare.pairwise import PairTest, compare_pairs, versus_best
 from altlearn.compare.search import Tuning
 from altlearn.compare.selection import RunData, Selection
 from altlearn.compare.stats import GroupStats, rank, summarize
@@ -34,6 +35,8 @@ class Report:
     files: dict[str, Path] = field(default_factory=dict)  # output name -> file written (write_outputs)
     logged_to_run: str | None = None  # the run the outputs were logged to as artifacts, if any
     tuning: Tuning | None = None  # each case at its best: a search sweep, or --select-by
+    pairs: list[PairTest] = field(default_factory=list)  # every pair of groups tested
+    correction: str | None = None  # "holm" with more than two groups
     exported_study: Path | None = None  # --export-study: the Optuna storage written
 
 
@@ -66,8 +69,11 @@ def counted_runs(runs: list[RunData], description: str) -> tuple[list[RunData], 
 def ranked_report(
     selection: Selection, groups: list[Group], excluded: list[ExcludedRun], notes: list[str], by=None
 ) -> Report:
-    """The groups summarised and ranked (tested against the best), with the notes they call for."""
+    """The groups summarised and ranked, every pair tested (paired by seed where both ran the same
+    seeds, Holm-corrected over the pairs), with the notes they call for."""
     ranked = rank([summarize(group) for group in groups])
+    pairs, correction = compare_pairs(ranked) if len(ranked) >= 2 else ([], None)
+    versus_best(pairs, ranked)
     for stats in ranked:
         notes.extend(stats.notes)
     notes.extend(_one_seed_notes(ranked))
@@ -79,7 +85,7 @@ def ranked_report(
         )
     notes.extend(_stop_unmet_notes(ranked))
     notes.extend(_alignment_notes([run for group in groups for run in group.runs]))
-    return Report(selection, ranked, excluded, notes, by)
+    return Report(selection, ranked, excluded, notes, by, pairs=pairs, correction=correction)
 
 
 def exclusion_reason(run: RunData) -> str | None:

@@ -14,7 +14,8 @@ from html import escape
 from altlearn.compare.comparison import Report
 from altlearn.compare.plotting import FigureFile
 from altlearn.compare.setup import setup_lines
-from altlearn.compare.table import sections, to_markdown
+from altlearn.compare.table import GROUPS_TITLE, sections, to_markdown
+from altlearn.compare.table_pairs import has_tests
 from altlearn.text import markdown_text, printable
 from altlearn.version import __version__
 
@@ -45,7 +46,7 @@ def render_html(report: Report, figures: list[FigureFile]) -> str:
         _setup(report),
     ]
     for (title, caption, headers, numeric_from, rows), anchor in zip(sections(report), _anchors(report)):
-        parts.append(f"<h2>{escape(title or 'Final test accuracy per group (best first)')}</h2>")
+        parts.append(f"<h2>{escape(title or GROUPS_TITLE)}</h2>")
         parts.append(_table(anchor, headers, numeric_from, rows, best_first=anchor != "pairwise"))
         parts.append(f'<p class="meta">{escape(caption)}.</p>')
     parts += [_notes(report), _not_counted(report)]
@@ -56,9 +57,8 @@ def render_html(report: Report, figures: list[FigureFile]) -> str:
 
 
 def _anchors(report: Report) -> list[str]:
-    if report.tuning is None:
-        return ["groups"]
-    return ["at-best"] + (["pairwise"] if report.tuning.pairs else []) + ["groups"]
+    pairs = ["pairwise"] if has_tests(report) else []
+    return ["groups", *pairs] if report.tuning is None else ["at-best", *pairs, "groups"]
 
 
 def _grouping(report: Report) -> str:

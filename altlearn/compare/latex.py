@@ -11,9 +11,9 @@ from __future__ import annotations
 from altlearn.compare.comparison import Report
 from altlearn.compare.labels import readable
 from altlearn.compare.pairwise import PairTest
-from altlearn.compare.search import Tuning
 from altlearn.compare.stats import Estimate, GroupStats
-from altlearn.compare.table_best import chosen_text, evidence_text, pair_cells
+from altlearn.compare.table_best import chosen_text, evidence_text
+from altlearn.compare.table_pairs import has_tests, pair_cells
 from altlearn.text import printable
 
 SPECIAL = {
@@ -85,7 +85,7 @@ def to_latex(report: Report) -> str:
         "",
     ]
     tables = [_groups_table(report) if report.tuning is None else _at_best_table(report)]
-    if report.tuning is not None and report.tuning.pairs:
+    if has_tests(report):
         tables.append(_pairs_table(report))
     return "\n".join(head) + "\n".join(tables)
 
@@ -104,7 +104,8 @@ def _groups_table(report: Report) -> str:
     ]
     caption = (
         r"Final test accuracy, mean $\pm$ sample standard deviation over seeds, with the 95\% "
-        r"$t$ interval; $p$: Welch's two-sided $t$-test against the best group."
+        r"$t$ interval; $p$: the pairwise test against the best group (Table~\ref{tab:altlearn-pairwise})"
+        + (", Holm-corrected." if report.correction else ".")
     )
     return tabular(headers, rows, "lrrrr", caption, "tab:altlearn-groups")
 
@@ -141,28 +142,26 @@ def _at_best_table(report: Report) -> str:
     caption = (
         f"Each case at its best: the configuration chosen on {escape(tuning.objective)} (validation), "
         rf"and its test accuracy over {over}, mean $\pm$ standard deviation with the 95\% $t$ interval; "
-        r"$p$: the pairwise test against the best case" + (", Holm-corrected." if tuning.correction else ".")
+        r"$p$: the pairwise test against the best case" + (", Holm-corrected." if report.correction else ".")
     )
     return tabular(headers, rows, "llrrrrr", caption, "tab:altlearn-at-best")
 
 
 def _pairs_table(report: Report) -> str:
-    tuning = report.tuning
-    assert tuning is not None
     headers = ["Cases", "Pairing", "Test", r"$\Delta$ (points)", r"95\% CI", r"$p$", r"$p_{\mathrm{Holm}}$"]
-    rows = [_pair_row(pair, tuning) for pair in tuning.pairs]
+    rows = [_pair_row(pair, report) for pair in report.pairs]
     caption = (
-        r"Pairwise tests: $\Delta$ is the first case's mean test accuracy minus the second's, with its "
+        r"Pairwise tests: $\Delta$ is the first's mean test accuracy minus the second's, with its "
         r"95\% $t$ interval; paired by seed where both ran the same seeds (paired $t$-test, Wilcoxon "
         r"signed-rank with 6 pairs or more), else Welch's $t$-test"
         + (
             ", Holm-corrected over all pairs."
-            if tuning.correction
+            if report.correction
             else r"; one pair needs no correction ($p_{\mathrm{Holm}}$: --)."
         )
     )
     return tabular(headers, rows, "lllrrrr", caption, "tab:altlearn-pairwise")
 
 
-def _pair_row(pair: PairTest, tuning: Tuning) -> list[str]:
-    return pair_cells(pair, tuning, text=escape, p_text=_p, missing="--")
+def _pair_row(pair: PairTest, report: Report) -> list[str]:
+    return pair_cells(pair, report, text=escape, p_text=_p, missing="--")

@@ -1,4 +1,4 @@
-"""Pairwise tests between cases, each at its best: does rule X beat rule Y over fresh seeds?
+"""Pairwise tests between a report's groups (or cases, each at its best): does X beat Y over seeds?
 
 Two cases whose runs have the same seeds (each once) are paired by seed: seed s of X and seed s of
 Y share their data order and initialisation stream, so the difference per seed removes that part
@@ -113,10 +113,11 @@ def holm(p_values: list[float | None]) -> list[float | None]:
 
 
 def versus_best(tests: list[PairTest], ranked: list[GroupStats]) -> None:
-    """Each case's p-value against the best case (the Holm-corrected one), in its row's column."""
-    best = ranked[0]
-    best.p_value, best.p_note = None, "best"
+    """Each group's p-value against the group ``rank`` marked (the best, or the best with several
+    seeds when the best has one): the Holm-corrected one, in its row's column."""
+    reference = next(g for g in ranked if g.p_note in ("best", "reference"))
     for test in tests:
-        if test.a is best:
-            test.b.p_value = test.p_adjusted
-            test.b.p_note = test.note or ("" if test.p_adjusted is not None else "no test")
+        if reference in (test.a, test.b):
+            other = test.b if test.a is reference else test.a
+            other.p_value = test.p_adjusted
+            other.p_note = test.note or ("" if test.p_adjusted is not None else "no test")

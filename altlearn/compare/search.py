@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from altlearn.compare.labels import number, range_text, readable
-from altlearn.compare.pairwise import PairTest
 from altlearn.compare.search_file import SearchPlan
 from altlearn.compare.selection import Curve, RunData
 from altlearn.compare.stats import GroupStats
@@ -105,8 +104,6 @@ class Tuning:
     direction: str
     objective_at: str  # last | best
     cases: list[CaseChoice]  # in the order of the report's groups, best first
-    pairs: list[PairTest] = field(default_factory=list)
-    correction: str | None = None  # "holm" with more than two cases
     plan: SearchPlan | None = None
     per: list[str] = field(default_factory=list)  # select mode: the params a case is chosen per
 

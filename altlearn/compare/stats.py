@@ -1,10 +1,9 @@
-"""Per-group numbers over seeds: mean, sample std, a t-distribution 95% interval, and Welch's t-test
-against the best group, so a reader sees at once whether a difference is larger than seed noise."""
+"""Per-group numbers over seeds: mean, sample std and a t-distribution 95% interval, and the groups
+ranked best first (altlearn.compare.pairwise then tests each against the best)."""
 
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, field
 
 from altlearn.compare.grouping import NOT_SETTINGS, Group, config_params
@@ -37,7 +36,7 @@ class GroupStats:
     epochs: list[int]  # per run
     seconds_per_epoch: float | None
     samples_per_second: float | None
-    p_value: float | None = None  # Welch's t-test against the best group; None for the best itself
+    p_value: float | None = None  # the pairwise test against the best group; None for the best itself
     p_note: str = ""  # why there is no p-value, when there is none
     notes: list[str] = field(default_factory=list)
 
@@ -133,35 +132,11 @@ def _sum(values: list[float]) -> float:
 
 
 def rank(groups: list[GroupStats]) -> list[GroupStats]:
-    """Best first (highest mean final test accuracy); each other group is tested against the best.
+    """Best first (highest mean final test accuracy), the group the others are tested against marked.
 
     A best group with one seed cannot be tested against: the best group with several seeds is the
     reference then (its row says "reference"), so the other groups still get their p-values."""
     ranked = sorted(groups, key=lambda g: -g.test_accuracy.mean)
     reference = next((g for g in ranked if g.n >= 2), ranked[0])
-    for stats in ranked:
-        if stats is reference:
-            stats.p_note = "best" if stats is ranked[0] else "reference"
-        else:
-            stats.p_value, stats.p_note = welch_p_value(
-                reference.test_accuracy.values, stats.test_accuracy.values
-            )
+    reference.p_note = "best" if reference is ranked[0] else "reference"
     return ranked
-
-
-def welch_p_value(a: list[float], b: list[float]) -> tuple[float | None, str]:
-    """Two-sided Welch's t-test p-value, or None with the reason it cannot be computed."""
-    from scipy import stats
-
-    if len(a) < 2 or len(b) < 2:
-        return None, "one seed: no test"
-    if _spread(a) == 0.0 and _spread(b) == 0.0:
-        # Every seed gave the same number (a deterministic setup): there is no noise to test against.
-        return None, "no seed variance"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return float(stats.ttest_ind(a, b, equal_var=False).pvalue), ""
-
-
-def _spread(values: list[float]) -> float:
-    return max(values) - min(values)

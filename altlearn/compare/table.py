@@ -23,16 +23,14 @@ from altlearn.compare.formatting import interval, mean_std, p_value_text, second
 from altlearn.compare.labels import readable
 from altlearn.compare.stats import Estimate, GroupStats
 from altlearn.compare.table_best import (
-    PAIR_HEADERS,
     at_best_cells,
     at_best_explanation,
     at_best_headers,
     case_of_group,
     case_record,
-    pair_cells,
-    pair_explanation,
     tuning_record,
 )
+from altlearn.compare.table_pairs import PAIR_HEADERS, has_tests, pair_cells, pair_explanation, pairs_record
 from altlearn.text import markdown_text, printable
 
 HEADERS = (
@@ -50,20 +48,12 @@ HEADERS = (
 )
 EXPLANATION = (
     "final values; mean ± sample std over seeds; 95% CI from the t distribution (clipped to 0-100); "
-    "best val acc: each seed's best epoch; s/epoch and samples/s: training only; p vs best: Welch's "
-    "two-sided t-test of final test accuracy against the best group"
+    "best val acc: each seed's best epoch; s/epoch and samples/s: training only; p vs best: the "
+    "pairwise test of final test accuracy against the best group (see the pairwise tests)"
 )
+GROUPS_TITLE = "Final test accuracy per group (best first)"  # where the groups' table is one of several
 NUMERIC_FROM = 1  # columns from here on are right-aligned
 AT_BEST_NUMERIC_FROM = 2  # of the at-best table: case and chosen values are text
-
-
-def explanation(report: Report) -> str:
-    if report.tuning is None:
-        return EXPLANATION
-    return EXPLANATION.replace(
-        "p vs best: Welch's two-sided t-test of final test accuracy against the best group",
-        "p vs best: the pairwise test against the best case (see the pairwise tests)",
-    )
 
 
 Section = tuple[str, str, tuple[str, ...], int, list[list[str]]]
@@ -71,23 +61,25 @@ Section = tuple[str, str, tuple[str, ...], int, list[list[str]]]
 
 def sections(report: Report) -> list[Section]:
     """Each table a reader sees, in order: (title, explanation, headers, first numeric column, rows)."""
-    groups: Section = ("", explanation(report), HEADERS, NUMERIC_FROM, [cells(s) for s in report.groups])
+    groups: Section = ("", EXPLANATION, HEADERS, NUMERIC_FROM, [cells(s) for s in report.groups])
+    pairs: list[Section] = []
+    if has_tests(report):
+        rows = [pair_cells(pair, report) for pair in report.pairs]
+        pairs.append(("Pairwise tests", pair_explanation(report), PAIR_HEADERS, 1, rows))
     tuning = report.tuning
     if tuning is None:
-        return [groups]
+        return [groups, *pairs]
     title = "Each at its best" + (" (search, then finals on fresh seeds)" if tuning.mode == "search" else "")
     found: list[Section] = [
         (
             title,
-            at_best_explanation(tuning),
+            at_best_explanation(tuning, report.correction is not None),
             at_best_headers(tuning),
             AT_BEST_NUMERIC_FROM,
             [at_best_cells(tuning, case) for case in tuning.cases],
-        )
+        ),
+        *pairs,
     ]
-    if tuning.pairs:
-        rows = [pair_cells(pair, tuning) for pair in tuning.pairs]
-        found.append(("Pairwise tests", pair_explanation(tuning), PAIR_HEADERS, 1, rows))
     finals = "Finals" if tuning.mode == "search" else "The chosen configurations"
     _, caption, headers, numeric_from, rows = groups
     return [*found, (finals, caption, headers, numeric_from, rows)]
@@ -149,7 +141,7 @@ def to_markdown(report: Report) -> str:
     if len(found) == 1:
         return markdown_table(*found[0][2:])
     parts = [
-        f"**{markdown_text(title)}** ({markdown_text(caption)})\n\n"
+        f"**{markdown_text(title or GROUPS_TITLE)}** ({markdown_text(caption)})\n\n"
         + markdown_table(headers, numeric_from, rows)
         for title, caption, headers, numeric_from, rows in found
     ]
@@ -207,6 +199,7 @@ def to_json(report: Report) -> str:
             for e in report.excluded
         ],
         "notes": report.notes,
+        **pairs_record(report),
     }
     if report.tuning is not None:
         document["tuning"] = tuning_record(report.tuning)

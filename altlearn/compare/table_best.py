@@ -1,5 +1,6 @@
 """The tables of "each at its best": per case the chosen configuration, the evidence for the choice
-and its cost beside the test accuracy over the finals' seeds; and the pairwise tests between cases.
+and its cost beside the test accuracy over the finals' seeds (the pairwise tests between the cases:
+altlearn.compare.table_pairs).
 
 Cells for a reader (rich, Markdown, HTML) show labels readably and round; records (JSON, CSV) keep
 the exact labels, the chosen values under their spec paths and the unrounded numbers.
@@ -11,12 +12,9 @@ from typing import Any
 
 from altlearn.compare.formatting import interval, mean_std, p_value_text, seconds_text
 from altlearn.compare.labels import number, range_text, readable
-from altlearn.compare.pairwise import PairTest
 from altlearn.compare.search import CaseChoice, Tuning
 from altlearn.compare.stats import GroupStats
 from altlearn.text import printable
-
-PAIR_HEADERS = ("cases", "pairing", "test", "difference (points)", "95% CI", "p", "p (Holm)")
 
 
 def at_best_headers(tuning: Tuning) -> tuple[str, ...]:
@@ -94,7 +92,7 @@ def at_best_cells(tuning: Tuning, case: CaseChoice) -> list[str]:
     ]
 
 
-def at_best_explanation(tuning: Tuning) -> str:
+def at_best_explanation(tuning: Tuning, corrected: bool) -> str:
     where = "after the last epoch" if tuning.objective_at == "last" else "at its best epoch"
     way = "maximised" if tuning.direction == "maximize" else "minimised"
     if tuning.mode == "search":
@@ -108,48 +106,8 @@ def at_best_explanation(tuning: Tuning) -> str:
         f"mean ± std and 95% t interval over {seeds}; cost: {cost} (the training epochs' CPU time "
         "where the runs logged it, else their wall time; evaluation, data loading and each run's start "
         "are not counted); p vs best: the pairwise test against the best case"
-        + (", Holm-corrected" if tuning.correction else "")
+        + (", Holm-corrected" if corrected else "")
     )
-
-
-def pair_explanation(tuning: Tuning) -> str:
-    holm = (
-        f"; Holm-corrected over the {len(tuning.pairs)} pairs"
-        if tuning.correction
-        else "; one pair needs no correction for many comparisons (p (Holm): -)"
-    )
-    return (
-        "difference: mean test accuracy of the first case minus the second (per seed when paired), with "
-        "its 95% t interval; paired by seed where both cases ran the same seeds (paired t-test, "
-        f"Wilcoxon signed-rank with 6 pairs or more), else Welch's t-test{holm}"
-    )
-
-
-def pair_cells(pair: PairTest, tuning: Tuning, text=printable, p_text=None, missing: str = "-") -> list[str]:
-    """One pairwise test's cells; ``text`` makes a label safe for the format (printable for a
-    terminal, escape for LaTeX), ``p_text`` writes a p-value, ``missing`` stands for no value."""
-    p_text = p_text or _p
-    pairing = f"by seed ({pair.pairs})" if pair.pairs else f"unpaired ({pair.a.n}, {pair.b.n})"
-    ci = (
-        f"[{100 * pair.ci_low:+.2f}, {100 * pair.ci_high:+.2f}]"
-        if pair.ci_low is not None and pair.ci_high is not None
-        else missing
-    )
-    return [
-        text(f"{case_label(tuning, pair.a)} vs {case_label(tuning, pair.b)}"),
-        pairing,
-        text(pair.test or pair.note or missing),
-        f"{100 * pair.difference:+.2f}",
-        ci,
-        p_text(pair.p_value),
-        p_text(pair.p_adjusted) if tuning.correction else missing,
-    ]
-
-
-def _p(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.3f}" if value >= 0.001 else f"{value:.1e}"
 
 
 def tuning_record(tuning: Tuning) -> dict[str, Any]:
@@ -161,8 +119,6 @@ def tuning_record(tuning: Tuning) -> dict[str, Any]:
         "objective_at": tuning.objective_at,
         "per": tuning.per or None,
         "cases": [case_record(tuning, case) for case in tuning.cases],
-        "pairwise": [pair_record(pair) for pair in tuning.pairs],
-        "correction": tuning.correction,
     }
 
 
@@ -191,20 +147,6 @@ def case_record(tuning: Tuning, case: CaseChoice) -> dict[str, Any]:
             | {"run_ids": [run.run_id for run in c.runs]}
             for c in case.candidates
         ],
-    }
-
-
-def pair_record(pair: PairTest) -> dict[str, Any]:
-    return {
-        "a": pair.a.label,
-        "b": pair.b.label,
-        "pairs": pair.pairs,
-        "test": pair.test or None,
-        "difference": pair.difference,
-        "ci95": [pair.ci_low, pair.ci_high],
-        "p_value": pair.p_value,
-        "p_value_holm": pair.p_adjusted,
-        "note": pair.note,
     }
 
 
