@@ -363,6 +363,41 @@ def test_resume_of_a_run_whose_only_checkpoint_is_truncated_says_what_to_do(tmp_
     assert "Start the run again with altlearn run" in result.output
 
 
+def test_a_run_resumed_on_other_cpu_kernels_says_so_and_its_tag_records_both(tmp_path, with_fake_rules):
+    """A resume repeats an uninterrupted run exactly only on the kernels it ran with: continued on a
+    machine whose kernels round differently, the user is told and the run's tag keeps both."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    spec = fault_spec({"type": "interrupt", "at_step": 50})
+    result = CliRunner().invoke(main, ["run", str(write_spec(tmp_path, spec)), "--tracking-uri", uri, "-q"])
+    assert result.exit_code == 130, result.output
+    client, run = only_run(uri)
+    here = run.data.tags["torch.cpu_capability"]  # the kernels this machine ran it with
+    assert here == torch.backends.cpu.get_cpu_capability()
+    elsewhere = "AVX2" if here != "AVX2" else "AVX512"
+    client.set_tag(run.info.run_id, "torch.cpu_capability", elsewhere)  # as if started on another machine
+    result = resume(uri, run.info.run_id)  # the rule stops it again at its step 50: a second resume
+    assert result.exit_code == 130, result.output
+    assert f"ran with torch's {elsewhere} CPU kernels and continues with {here} ones" in result.output
+    assert only_run(uri)[1].data.tags["torch.cpu_capability"] == f"{elsewhere} then {here}"
+    result = resume(uri, run.info.run_id)  # on the kernels it continued with: nothing more to say
+    assert "CPU kernels" not in result.output, result.output
+    assert only_run(uri)[1].data.tags["torch.cpu_capability"] == f"{elsewhere} then {here}"
+
+
+def test_a_run_resumed_on_its_own_cpu_kernels_keeps_its_tag_and_says_nothing_of_them(
+    tmp_path, with_fake_rules
+):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    spec = fault_spec({"type": "interrupt", "at_step": 50})
+    result = CliRunner().invoke(main, ["run", str(write_spec(tmp_path, spec)), "--tracking-uri", uri, "-q"])
+    assert result.exit_code == 130, result.output
+    client, run = only_run(uri)
+    result = resume(uri, run.info.run_id)
+    assert result.exit_code == 130 and "CPU kernels" not in result.output, result.output
+    assert "continue it after epoch 2" in result.output  # it did resume, and was stopped again
+    assert only_run(uri)[1].data.tags["torch.cpu_capability"] == run.data.tags["torch.cpu_capability"]
+
+
 def test_no_mlflow_active_run_exists_while_training(tmp_path):
     """MLflow's exit hook ends the "active run" FINISHED: altlearn never makes one."""
     from altlearn.runs import train_spec

@@ -16,6 +16,8 @@ MAX_PARAM_LENGTH = 6000  # MLflow's limit on one param value is 6000 characters
 
 #: Which process trains a RUNNING run: `altlearn resume` refuses a run whose process still lives.
 OWNER_HOST, OWNER_PID, OWNER_STARTED = "altlearn.host", "altlearn.pid", "altlearn.pid_started"
+#: The CPU kernels torch ran with (AVX512, AVX2, ...; "AVX512 then AVX2" for a run resumed elsewhere).
+CPU_KERNELS_TAG = "torch.cpu_capability"
 
 
 def _tags(spec: Spec) -> dict[str, str]:
@@ -30,7 +32,7 @@ def _tags(spec: Spec) -> dict[str, str]:
         "python.version": platform.python_version(),
         # the CPU kernels torch picked (AVX512, AVX2, ...): they round differently, so the same spec
         # and seed can end apart on two machines (docs/reproductions.md measured 0.1 points)
-        "torch.cpu_capability": _cpu_capability(torch),
+        CPU_KERNELS_TAG: _cpu_capability(torch),
         "mlflow.source.name": spec.source or "",
         "mlflow.source.type": "LOCAL",
         **provenance_tags(),  # the CPU and the commit: where a row's CPU-seconds come from
@@ -41,6 +43,23 @@ def _tags(spec: Spec) -> dict[str, str]:
     tags[CONFIGURATION_TAG] = spec_keys(spec)[1]
     tags.update(spec.tracking.tags)
     return tags
+
+
+def kernels_continued(run_id: str, held: str | None) -> tuple[str, str] | None:
+    """When run ``run_id``, which ran with the CPU kernels its tag ``held`` names, continues on a
+    machine whose kernels differ: the tag it gets (both, in order: "AVX512 then AVX2") and a note
+    for the user. None on the same kernels, or for a run from before the tag."""
+    import torch
+
+    here = _cpu_capability(torch)
+    if not held or held.rsplit(" then ", 1)[-1] == here:
+        return None
+    note = (
+        f"run {run_id} ran with torch's {held.rsplit(' then ', 1)[-1]} CPU kernels and continues "
+        f"with {here} ones: they round differently, so from here it will not repeat an "
+        f"uninterrupted run to the last digit (its tag {CPU_KERNELS_TAG} records both)"
+    )
+    return f"{held} then {here}", note
 
 
 def _cpu_capability(torch) -> str:
