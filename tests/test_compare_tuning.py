@@ -380,7 +380,7 @@ def test_sweep_by_name_takes_the_latest_of_two_with_a_note(store):
     assert pair["p_value"] == pytest.approx(stats.ttest_rel(fa, dfa).pvalue)
     assert document["correction"] is None
     text = compare(store["uri"], "--sweep", "tune-rules", "--no-log", "--format", "md")
-    assert "one pair needs no correction for many comparisons (p (Holm): -)" in " ".join(text.stdout.split())
+    assert "one test needs no correction for many comparisons (p (Holm): -)" in " ".join(text.stdout.split())
     grid = compare_json(store["uri"], "--sweep", "grid-rules", "--no-log")  # one of that name: no note
     assert grid["sweep_run_id"] == store["ids"]["grid"]
     assert not any("sweeps are named" in note for note in grid["notes"])

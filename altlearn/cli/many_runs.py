@@ -80,7 +80,7 @@ def compare(
     no_log,
     tracking_uri,
 ) -> None:
-    """Compare runs grouped over seeds: final accuracy mean ± std, 95% CI, Welch's t-test, figures.
+    """Compare runs grouped over seeds: final accuracy mean ± std, 95% CI, pairwise tests, figures.
 
     \b
     altlearn compare --sweep SWEEP_NAME --out report/

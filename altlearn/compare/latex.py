@@ -104,7 +104,8 @@ def _groups_table(report: Report) -> str:
     ]
     caption = (
         r"Final test accuracy, mean $\pm$ sample standard deviation over seeds, with the 95\% "
-        r"$t$ interval; $p$: the pairwise test against the best group (Table~\ref{tab:altlearn-pairwise})"
+        r"$t$ interval; $p$: the pairwise test against the best group"
+        + (r" (Table~\ref{tab:altlearn-pairwise})" if has_tests(report) else "")
         + (", Holm-corrected." if report.correction else ".")
     )
     return tabular(headers, rows, "lrrrr", caption, "tab:altlearn-groups")
@@ -155,9 +156,9 @@ def _pairs_table(report: Report) -> str:
         r"95\% $t$ interval; paired by seed where both ran the same seeds (paired $t$-test, Wilcoxon "
         r"signed-rank with 6 pairs or more), else Welch's $t$-test"
         + (
-            ", Holm-corrected over all pairs."
+            ", Holm-corrected over the pairs tested."
             if report.correction
-            else r"; one pair needs no correction ($p_{\mathrm{Holm}}$: --)."
+            else r"; one test needs no correction ($p_{\mathrm{Holm}}$: --)."
         )
     )
     return tabular(headers, rows, "lllrrrr", caption, "tab:altlearn-pairwise")

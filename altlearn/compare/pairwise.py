@@ -4,8 +4,8 @@ Two cases whose runs have the same seeds (each once) are paired by seed: seed s 
 Y share their data order and initialisation stream, so the difference per seed removes that part
 of the noise. Paired: Student's paired t-test, or with 6 pairs or more the Wilcoxon signed-rank
 test (which assumes no normal differences; with fewer pairs its smallest possible p-value is above
-0.05). Otherwise: Welch's t-test. With more than two cases the p-values are Holm-corrected over the
-family of all pairs. The effect size is the difference of the mean test accuracies (the mean
+0.05). Otherwise: Welch's t-test. Where two pairs or more could be tested, the p-values are
+Holm-corrected over them. The effect size is the difference of the mean test accuracies (the mean
 difference per seed when paired) with its 95 % t interval.
 """
 
@@ -30,14 +30,15 @@ class PairTest:
     ci_low: float | None = None
     ci_high: float | None = None
     p_value: float | None = None
-    p_adjusted: float | None = None  # Holm-corrected over all pairs (= p_value with two cases)
+    p_adjusted: float | None = None  # Holm-corrected over the pairs tested (= p_value with one)
     note: str = ""  # why there is no test, when there is none
 
 
 def compare_pairs(ranked: list[GroupStats]) -> tuple[list[PairTest], str | None]:
-    """Every pair of ``ranked`` (best first), the better one first; and the correction applied."""
+    """Every pair of ``ranked`` (best first), the better one first; and the correction applied:
+    Holm's over the pairs that could be tested, when there are two or more of them."""
     tests = [pair_test(a, b) for i, a in enumerate(ranked) for b in ranked[i + 1 :]]
-    correction = "holm" if len(ranked) > 2 else None
+    correction = "holm" if sum(t.p_value is not None for t in tests) >= 2 else None
     adjusted = holm([t.p_value for t in tests]) if correction else [t.p_value for t in tests]
     for test, p in zip(tests, adjusted):
         test.p_adjusted = p
@@ -76,7 +77,8 @@ def _paired(a: GroupStats, b: GroupStats, pairs: list[tuple[float, float]]) -> P
         return result
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        if n >= MIN_WILCOXON_PAIRS and any(differences):
+        # scipy's Wilcoxon drops zero differences: with fewer than 6 left it could never reach 0.05
+        if sum(d != 0 for d in differences) >= MIN_WILCOXON_PAIRS:
             result.test = "Wilcoxon signed-rank"
             result.p_value = float(stats.wilcoxon(differences).pvalue)
         else:
@@ -117,7 +119,7 @@ def versus_best(tests: list[PairTest], ranked: list[GroupStats]) -> None:
     seeds when the best has one): the Holm-corrected one, in its row's column."""
     reference = next(g for g in ranked if g.p_note in ("best", "reference"))
     for test in tests:
-        if reference in (test.a, test.b):
+        if test.a is reference or test.b is reference:
             other = test.b if test.a is reference else test.a
             other.p_value = test.p_adjusted
             other.p_note = test.note or ("" if test.p_adjusted is not None else "no test")

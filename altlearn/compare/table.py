@@ -49,7 +49,7 @@ HEADERS = (
 EXPLANATION = (
     "final values; mean ± sample std over seeds; 95% CI from the t distribution (clipped to 0-100); "
     "best val acc: each seed's best epoch; s/epoch and samples/s: training only; p vs best: the "
-    "pairwise test of final test accuracy against the best group (see the pairwise tests)"
+    "pairwise test of final test accuracy against the best group"
 )
 GROUPS_TITLE = "Final test accuracy per group (best first)"  # where the groups' table is one of several
 NUMERIC_FROM = 1  # columns from here on are right-aligned
@@ -61,7 +61,8 @@ Section = tuple[str, str, tuple[str, ...], int, list[list[str]]]
 
 def sections(report: Report) -> list[Section]:
     """Each table a reader sees, in order: (title, explanation, headers, first numeric column, rows)."""
-    groups: Section = ("", EXPLANATION, HEADERS, NUMERIC_FROM, [cells(s) for s in report.groups])
+    caption = EXPLANATION + (" (see the pairwise tests)" if has_tests(report) else "")
+    groups: Section = ("", caption, HEADERS, NUMERIC_FROM, [cells(s) for s in report.groups])
     pairs: list[Section] = []
     if has_tests(report):
         rows = [pair_cells(pair, report) for pair in report.pairs]

@@ -23,10 +23,11 @@ def has_tests(report: Report) -> bool:
 
 
 def pair_explanation(report: Report) -> str:
+    tested = sum(pair.p_value is not None for pair in report.pairs)
     holm = (
-        f"; Holm-corrected over the {len(report.pairs)} pairs"
+        f"; Holm-corrected over the {tested} pairs tested"
         if report.correction
-        else "; one pair needs no correction for many comparisons (p (Holm): -)"
+        else "; one test needs no correction for many comparisons (p (Holm): -)"
     )
     return (
         "difference: mean test accuracy of the first minus the second (per seed when paired), with "
