@@ -117,11 +117,14 @@ def _connect_and_build(spec, uri: str, resume_run_id: str | None, quiet: bool):
 def _record_kernels(client, run_id: str) -> None:
     """A run continued on other CPU kernels than it ran with says so, in its tag and to the user:
     resuming repeats an uninterrupted run exactly only on the same kernels."""
+    from altlearn.tracking.store import store_errors
     from altlearn.tracking.tags import CPU_KERNELS_TAG, kernels_continued
 
-    changed = kernels_continued(run_id, client.get_run(run_id).data.tags.get(CPU_KERNELS_TAG))
+    with store_errors("recording the CPU kernels the run continues with"):
+        changed = kernels_continued(run_id, client.get_run(run_id).data.tags.get(CPU_KERNELS_TAG))
+        if changed:
+            client.set_tag(run_id, CPU_KERNELS_TAG, changed[0])
     if changed:
-        client.set_tag(run_id, CPU_KERNELS_TAG, changed[0])
         click.echo(click.style("note: ", fg="yellow", bold=True) + changed[1], err=True)
 
 

@@ -48,14 +48,15 @@ def _tags(spec: Spec) -> dict[str, str]:
 def kernels_continued(run_id: str, held: str | None) -> tuple[str, str] | None:
     """When run ``run_id``, which ran with the CPU kernels its tag ``held`` names, continues on a
     machine whose kernels differ: the tag it gets (both, in order: "AVX512 then AVX2") and a note
-    for the user. None on the same kernels, or for a run from before the tag."""
+    for the user. None on the same kernels, or where either is not known (a run from before the
+    tag, a torch that cannot tell)."""
     import torch
 
-    here = _cpu_capability(torch)
-    if not held or held.rsplit(" then ", 1)[-1] == here:
+    here, last = _cpu_capability(torch), (held or "").rsplit(" then ", 1)[-1]
+    if last in ("", "unknown", here) or here == "unknown":
         return None
     note = (
-        f"run {run_id} ran with torch's {held.rsplit(' then ', 1)[-1]} CPU kernels and continues "
+        f"run {run_id} ran with torch's {last} CPU kernels and continues "
         f"with {here} ones: they round differently, so from here it will not repeat an "
         f"uninterrupted run to the last digit (its tag {CPU_KERNELS_TAG} records both)"
     )
