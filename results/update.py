@@ -126,12 +126,13 @@ def cpu_kernels(stats) -> str:
     """The CPU kernels torch ran the seeds with (AVX512, AVX2, ...; a run's torch.cpu_capability):
     they round differently, so two machines' runs of one seed part after some epochs, and a
     configuration's minutes per trial are those machines'. A run resumed on another machine counts
-    both ("AVX512 then AVX2"); — stands for runs from before the tag."""
+    both ("AVX512 then AVX2"); runs from before the tag are counted as not recorded."""
     tags = [run.tags.get("torch.cpu_capability") for run in stats.group.runs]
-    shown = sorted({kind for tag in tags if tag for kind in tag.split(" then ")})
-    if None in tags or not shown:
-        shown.append("—")
-    return " + ".join(shown)
+    kinds = " + ".join(sorted({kind for tag in tags if tag for kind in tag.split(" then ")}))
+    unrecorded = tags.count(None)
+    if not unrecorded:
+        return kinds
+    return f"{kinds} ({unrecorded} unrecorded)" if kinds else "—"
 
 
 def best_epoch_error(stats) -> float:

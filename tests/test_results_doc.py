@@ -149,5 +149,5 @@ def test_the_cpu_kernels_column_names_every_machine_kind_a_configurations_seeds_
 
     assert update.cpu_kernels(stats("AVX512", "AVX2", "AVX512")) == "AVX2 + AVX512"  # seeds that part
     assert update.cpu_kernels(stats("AVX512 then AVX2", "AVX512")) == "AVX2 + AVX512"  # one resumed
-    assert update.cpu_kernels(stats("AVX2", None)) == "AVX2 + —"  # one from before the tag
+    assert update.cpu_kernels(stats("AVX2", None)) == "AVX2 (1 unrecorded)"  # one from before the tag
     assert update.cpu_kernels(stats(None)) == "—"
