@@ -61,10 +61,11 @@ Section = tuple[str, str, tuple[str, ...], int, list[list[str]]]
 
 def sections(report: Report) -> list[Section]:
     """Each table a reader sees, in order: (title, explanation, headers, first numeric column, rows)."""
-    caption = EXPLANATION + (" (see the pairwise tests)" if has_tests(report) else "")
+    tested = has_tests(report)
+    caption = EXPLANATION + (" (see the pairwise tests)" if tested else "")
     groups: Section = ("", caption, HEADERS, NUMERIC_FROM, [cells(s) for s in report.groups])
     pairs: list[Section] = []
-    if has_tests(report):
+    if tested:
         rows = [pair_cells(pair, report) for pair in report.pairs]
         pairs.append(("Pairwise tests", pair_explanation(report), PAIR_HEADERS, 1, rows))
     tuning = report.tuning
