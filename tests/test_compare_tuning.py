@@ -23,7 +23,7 @@ from mlflow.tracking import MlflowClient
 from scipy import stats
 
 from altlearn.compare.comparison import Report
-from altlearn.compare.labels import layer_names, readable, rule_colour
+from altlearn.compare.labels import layer_names, readable, rule_colour, value_text, values_text
 from altlearn.compare.latex import escape
 from altlearn.compare.pairwise import holm
 from altlearn.tracking.sweep_tags import (
@@ -564,6 +564,18 @@ def test_labels_read_as_a_paper_writes_them():
     assert readable("rule.type=dfa, optimizer.betas=[0.9, 0.999]") == "dfa, betas [0.9, 0.999]"
     assert readable("rule.lr=0.5, optimizer.lr=0.0012") == "rule.lr 0.5, optimizer.lr 1.2e-3"
     assert readable("my own label") == "my own label"
+
+
+def test_booleans_and_none_read_as_yaml_spells_them_as_a_user_wrote_them():
+    # MLflow keeps str(True); a reader wrote `fused: true` and passes -s optimizer.fused=true
+    assert (
+        readable("rule.type=bp, optimizer.fused=True, data.normalize=False")
+        == "bp, fused true, normalize false"
+    )
+    assert values_text({"optimizer.fused": False, "train.clip_grad_norm": None, "optimizer.lr": 0.0012}) == (
+        "fused false, clip_grad_norm null, lr 1.2e-3"
+    )
+    assert value_text("None") == "null" and value_text("Truest") == "Truest"
 
 
 def test_every_rule_keeps_one_colour_in_every_figure(store):

@@ -66,10 +66,16 @@ def number(value: float | int) -> str:
     return f"{value:.4g}"
 
 
+#: MLflow keeps a param as Python's ``str()`` of it; a reader wrote (and -s takes) YAML's spelling
+_YAML_WORDS = {"True": "true", "False": "false", "None": "null"}
+
+
 def value_text(text: str) -> str:
     """A param's value as text (``0.001``, ``True``, ``[0.9, 0.999]``) made readable: numbers as
-    :func:`number` writes them, anything else as it is."""
+    :func:`number` writes them, booleans and None as YAML spells them, anything else as it is."""
     stripped = text.strip()
+    if stripped in _YAML_WORDS:
+        return _YAML_WORDS[stripped]
     try:
         parsed: float | int = int(stripped) if re.fullmatch(r"[+-]?\d+", stripped) else float(stripped)
     except ValueError:
@@ -117,7 +123,7 @@ def values_text(values: Mapping[str, object]) -> str:
     weight_decay 0`` (full paths where two last names collide)."""
     names = [path.rsplit(".", 1)[-1] for path in values]
     return ", ".join(
-        f"{name if names.count(name) == 1 else path} {number(value) if isinstance(value, (int, float)) else value}"
+        f"{name if names.count(name) == 1 else path} {value_text(str(value))}"
         for (path, value), name in zip(values.items(), names)
     )
 
