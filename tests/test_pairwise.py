@@ -3,6 +3,7 @@ what is corrected, and which group the others are tested against."""
 
 from __future__ import annotations
 
+import re
 import statistics
 from types import SimpleNamespace as NS
 
@@ -65,3 +66,44 @@ def test_wilcoxon_needs_six_differences_that_are_not_zero(pairs, test):
     worse[0] = better[0]  # one tie
     (pair,), _ = compare_pairs(rank([group("better", better), group("worse", worse)]))
     assert pair.pairs == pairs and pair.test == test
+
+
+def hand_run(rule: str, seed: int, accuracy: float):
+    from altlearn.compare.selection import RunData
+
+    params = {"rule.type": rule, "seed": str(seed), "train.epochs": "1", "data.type": "digits"}
+    return RunData(
+        f"{rule}{seed}", f"{rule}-{seed}", "FINISHED", params, {}, {"test_accuracy": [(1, accuracy)]}
+    )
+
+
+def test_a_terminal_shows_the_pairs_with_the_best_group_when_all_pairs_would_fill_a_screen():
+    from altlearn.compare.comparison import build_report
+    from altlearn.compare.selection import Selection
+    from altlearn.compare.table import TERMINAL_PAIRS, sections, to_markdown
+
+    rules = ["a", "b", "c", "d", "e", "f"]  # six groups: 15 pairs
+    runs = [
+        hand_run(r, s, 0.9 - 0.01 * i + 0.003 * (s * (i + 2) % 3))
+        for i, r in enumerate(rules)
+        for s in range(3)
+    ]
+    report = build_report(Selection("six rules", runs), by=["rule.type"])
+    assert len(report.pairs) == 15 > TERMINAL_PAIRS
+    (_, terminal_caption, _, _, terminal_rows) = sections(report, TERMINAL_PAIRS)[1]
+    assert [row[0] for row in terminal_rows] == [f"a vs {r}" for r in rules[1:]]
+    assert "shown: the 5 pairs with the best group, of 15" in terminal_caption
+    (_, caption, _, _, rows) = sections(report)[1]
+    assert len(rows) == 15 and "shown" not in caption
+    assert len(re.findall(r"^\| \w vs \w \|", to_markdown(report), re.M)) == 15  # files keep every pair
+
+
+def test_a_few_groups_show_every_pair_in_the_terminal_too():
+    from altlearn.compare.comparison import build_report
+    from altlearn.compare.selection import Selection
+    from altlearn.compare.table import TERMINAL_PAIRS, sections
+
+    runs = [hand_run(r, s, 0.9 - 0.01 * i + 0.002 * s) for i, r in enumerate("abc") for s in range(3)]
+    report = build_report(Selection("three rules", runs), by=["rule.type"])
+    assert sections(report, TERMINAL_PAIRS) == sections(report)
+    assert [row[0] for row in sections(report)[1][4]] == ["a vs b", "a vs c", "b vs c"]

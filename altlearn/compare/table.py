@@ -30,7 +30,14 @@ from altlearn.compare.table_best import (
     case_record,
     tuning_record,
 )
-from altlearn.compare.table_pairs import PAIR_HEADERS, has_tests, pair_cells, pair_explanation, pairs_record
+from altlearn.compare.table_pairs import (
+    PAIR_HEADERS,
+    has_tests,
+    pair_cells,
+    pair_explanation,
+    pairs_record,
+    with_reference,
+)
 from altlearn.text import markdown_text, printable
 
 HEADERS = (
@@ -53,21 +60,30 @@ EXPLANATION = (
 )
 GROUPS_TITLE = "Final test accuracy per group (best first)"  # where the groups' table is one of several
 NUMERIC_FROM = 1  # columns from here on are right-aligned
+TERMINAL_PAIRS = 10  # more pairs than this (six groups and up) fill a screen: the terminal shows the best's
 AT_BEST_NUMERIC_FROM = 2  # of the at-best table: case and chosen values are text
 
 
 Section = tuple[str, str, tuple[str, ...], int, list[list[str]]]
 
 
-def sections(report: Report) -> list[Section]:
-    """Each table a reader sees, in order: (title, explanation, headers, first numeric column, rows)."""
+def sections(report: Report, pair_limit: int | None = None) -> list[Section]:
+    """Each table a reader sees, in order: (title, explanation, headers, first numeric column, rows).
+    ``pair_limit``: above this many pairs, only those with the best group (a terminal's view)."""
     tested = has_tests(report)
     caption = EXPLANATION + (" (see the pairwise tests)" if tested else "")
     groups: Section = ("", caption, HEADERS, NUMERIC_FROM, [cells(s) for s in report.groups])
     pairs: list[Section] = []
     if tested:
-        rows = [pair_cells(pair, report) for pair in report.pairs]
-        pairs.append(("Pairwise tests", pair_explanation(report), PAIR_HEADERS, 1, rows))
+        shown, explanation = report.pairs, pair_explanation(report)
+        if pair_limit is not None and len(report.pairs) > pair_limit:
+            shown = [pair for pair in report.pairs if with_reference(pair)]
+            explanation += (
+                f"; shown: the {len(shown)} pairs with the best group, of {len(report.pairs)} "
+                "(all of them: --format markdown or json, or --out's report)"
+            )
+        rows = [pair_cells(pair, report) for pair in shown]
+        pairs.append(("Pairwise tests", explanation, PAIR_HEADERS, 1, rows))
     tuning = report.tuning
     if tuning is None:
         return [groups, *pairs]
@@ -115,7 +131,7 @@ def to_rich(report: Report):
     from rich.text import Text
 
     tables = []
-    for index, (title, caption, headers, numeric_from, rows) in enumerate(sections(report)):
+    for index, (title, caption, headers, numeric_from, rows) in enumerate(sections(report, TERMINAL_PAIRS)):
         # Text, not str: a label such as "[red]x" or "[/]" is the store's text, not rich markup.
         name = printable(report.selection.description) + (f": {title}" if title else "")
         table = Table(

@@ -22,6 +22,11 @@ def has_tests(report: Report) -> bool:
     return any(pair.p_value is not None or pair.ci_low is not None for pair in report.pairs)
 
 
+def with_reference(pair: PairTest) -> bool:
+    """Whether the best group (or, where it has one seed, the best with several) is in the pair."""
+    return any(stats.p_note in ("best", "reference") for stats in (pair.a, pair.b))
+
+
 def pair_explanation(report: Report) -> str:
     tested = sum(pair.p_value is not None for pair in report.pairs)
     holm = (
