@@ -127,7 +127,9 @@ def cpu_kernels(stats) -> str:
     they round differently, so two machines' runs of one seed part after some epochs, and a
     configuration's minutes per trial are those machines'. A run resumed on another machine counts
     both ("AVX512 then AVX2"); runs from before the tag are counted as not recorded."""
-    tags = [run.tags.get("torch.cpu_capability") for run in stats.group.runs]
+    from altlearn.tracking.tags import CPU_KERNELS_TAG
+
+    tags = [run.tags.get(CPU_KERNELS_TAG) for run in stats.group.runs]
     kinds = " + ".join(sorted({kind for tag in tags if tag for kind in tag.split(" then ")}))
     unrecorded = tags.count(None)
     if not unrecorded:
