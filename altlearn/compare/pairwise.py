@@ -114,10 +114,15 @@ def holm(p_values: list[float | None]) -> list[float | None]:
     return adjusted
 
 
+def is_reference(stats: GroupStats) -> bool:
+    """Whether ``stats`` is the group the others are tested against (rank marks it)."""
+    return stats.p_note in ("best", "reference")
+
+
 def versus_best(tests: list[PairTest], ranked: list[GroupStats]) -> None:
     """Each group's p-value against the group ``rank`` marked (the best, or the best with several
     seeds when the best has one): the Holm-corrected one, in its row's column."""
-    reference = next(g for g in ranked if g.p_note in ("best", "reference"))
+    reference = next(g for g in ranked if is_reference(g))
     for test in tests:
         if test.a is reference or test.b is reference:
             other = test.b if test.a is reference else test.a

@@ -8,7 +8,7 @@ from typing import Any
 
 from altlearn.compare.comparison import Report
 from altlearn.compare.labels import readable
-from altlearn.compare.pairwise import PairTest
+from altlearn.compare.pairwise import PairTest, is_reference
 from altlearn.compare.stats import GroupStats
 from altlearn.compare.table_best import case_label
 from altlearn.text import printable
@@ -24,7 +24,7 @@ def has_tests(report: Report) -> bool:
 
 def with_reference(pair: PairTest) -> bool:
     """Whether the best group (or, where it has one seed, the best with several) is in the pair."""
-    return any(stats.p_note in ("best", "reference") for stats in (pair.a, pair.b))
+    return is_reference(pair.a) or is_reference(pair.b)
 
 
 def pair_explanation(report: Report) -> str:
